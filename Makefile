@@ -1,0 +1,36 @@
+# berth: build, test, demo. `make setup` is a prerequisite of everything, so a
+# fresh clone on Debian 12 needs nothing done by hand.
+DENO_VERSION := 2.9.6
+DENO := $(CURDIR)/.tools/node_modules/deno/deno
+SOURCES := $(shell find mod.ts deno.json src ffi -name '*.ts' -o -name '*.json' 2>/dev/null)
+
+.PHONY: setup build proto test unit check demo bench clean
+
+setup: .tools/setup.stamp
+
+.tools/setup.stamp: scripts/setup.sh Makefile deno.json
+	./scripts/setup.sh
+	@touch $@
+
+build: setup bin/berth
+
+bin/berth: $(SOURCES) scripts/build.sh
+	./scripts/build.sh
+
+proto: setup
+	./scripts/gen-proto.sh
+
+check: setup
+	$(DENO) check mod.ts
+
+test: build
+	./scripts/test.sh
+
+demo: build
+	./scripts/demo.sh
+
+bench: build
+	$(DENO) run -A bench/main.ts
+
+clean:
+	rm -rf bin .demo
