@@ -1,0 +1,323 @@
+/**
+ * A real containerd (Debian's /usr/bin/containerd) on temporary paths, for
+ * integration tests and the benchmark. Each instance has its own root, state,
+ * sockets and containerd namespace, so instances never share runc state or
+ * cgroups, and {@link ContainerdInstance.stop} can remove exactly what this
+ * instance made.
+ *
+ * @example
+ * ```ts
+ * const ctd = await startContainerd();
+ * try {
+ *   const r = await ctd.ctr(["version"]);
+ * } finally {
+ *   await ctd.stop();
+ * }
+ * ```
+ * @module
+ */
+
+import { spawn } from "../../src/spawn/mod.ts";
+import { findProcesses, isAlive, killNow, terminate } from "./proc.ts";
+import { removeCgroup, removeIfEmpty, unmountAllUnder } from "./mounts.ts";
+import { runTool, type ToolResult } from "./tool.ts";
+
+/** Where containerd 1.6 and its runc shim keep state that is not under `state`. */
+const SHARED_RUN_DIR = "/run/containerd";
+
+/** Options for {@link startContainerd}. */
+export interface ContainerdOptions {
+  /** Directories put before PATH, so containerd finds extra shims (containerd-shim-berth-v2). */
+  extraPath?: string[];
+  /** TOML appended to the generated config (extra plugin sections). */
+  config?: string;
+  /** containerd namespace the `ctr` helper uses (default: a unique one per instance). */
+  namespace?: string;
+  /** How long to wait for the socket to answer (default 30 s). */
+  startTimeoutMs?: number;
+}
+
+/** A running containerd started by {@link startContainerd}. */
+export interface ContainerdInstance {
+  pid: number;
+  /** The temporary directory everything of this instance lives in. */
+  dir: string;
+  root: string;
+  state: string;
+  /** The gRPC socket. */
+  address: string;
+  ttrpcAddress: string;
+  /** The namespace {@link ContainerdInstance.ctr} passes. */
+  namespace: string;
+  /** containerd's stdout and stderr. */
+  logPath: string;
+  /** PATH containerd runs with. */
+  path: string;
+  /**
+   * Runs Debian's ctr against this instance: address and namespace filled
+   * in, and `--fifo-dir` under the instance's directory for `run`,
+   * `tasks start` and `tasks exec`.
+   */
+  ctr(args: string[], opts?: { timeoutMs?: number }): Promise<ToolResult>;
+  /** Stops containerd and removes everything it left; safe to call more than once. */
+  stop(): Promise<void>;
+}
+
+/** Pulls the tail of a log file into an error message. */
+async function logTail(path: string, lines = 20): Promise<string> {
+  try {
+    return (await Deno.readTextFile(path)).trimEnd().split("\n").slice(-lines).join("\n");
+  } catch {
+    return "(no log)";
+  }
+}
+
+/** A namespace name unique to this instance (containerd allows letters, digits, '-'). */
+function uniqueNamespace(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(4));
+  return "t" + [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function configToml(dir: string, address: string, ttrpcAddress: string, extra: string): string {
+  // The CRI plugin wants CNI and a network; the other snapshotters need
+  // special filesystems; opt writes to /opt; tracing may phone out. None of
+  // them is needed to import images and run containers.
+  const disabled = [
+    "io.containerd.grpc.v1.cri",
+    "io.containerd.snapshotter.v1.aufs",
+    "io.containerd.snapshotter.v1.btrfs",
+    "io.containerd.snapshotter.v1.devmapper",
+    "io.containerd.snapshotter.v1.zfs",
+    "io.containerd.internal.v1.opt",
+    "io.containerd.tracing.processor.v1.otlp",
+    "io.containerd.internal.v1.tracing",
+  ];
+  return [
+    "version = 2",
+    `root = ${JSON.stringify(`${dir}/root`)}`,
+    `state = ${JSON.stringify(`${dir}/state`)}`,
+    `disabled_plugins = ${JSON.stringify(disabled)}`,
+    "",
+    "[grpc]",
+    `  address = ${JSON.stringify(address)}`,
+    "",
+    "[ttrpc]",
+    `  address = ${JSON.stringify(ttrpcAddress)}`,
+    "",
+    "[plugins]",
+    '  [plugins."io.containerd.snapshotter.v1.overlayfs"]',
+    '    root_path = ""',
+    "",
+    extra,
+    "",
+  ].join("\n");
+}
+
+/**
+ * Starts containerd on a fresh temporary directory and waits until its gRPC
+ * socket answers `ctr version`. Its output goes to `logPath` (a file, so a
+ * chatty daemon can never block on a full pipe).
+ */
+export async function startContainerd(opts: ContainerdOptions = {}): Promise<ContainerdInstance> {
+  const dir = await Deno.makeTempDir({ prefix: "berth-ctd-" });
+  const root = `${dir}/root`;
+  const state = `${dir}/state`;
+  const address = `${dir}/containerd.sock`;
+  const ttrpcAddress = `${dir}/containerd.sock.ttrpc`;
+  const logPath = `${dir}/containerd.log`;
+  const configPath = `${dir}/config.toml`;
+  const namespace = opts.namespace ?? uniqueNamespace();
+  const path = [...(opts.extraPath ?? []), Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin"]
+    .join(":");
+  const sharedRunDirExisted = exists(SHARED_RUN_DIR);
+  await Deno.writeTextFile(configPath, configToml(dir, address, ttrpcAddress, opts.config ?? ""));
+
+  // sh only redirects and then becomes containerd (exec), so the pid is containerd's.
+  const child = spawn("/bin/sh", [
+    "-c",
+    'exec "$0" --config "$1" >>"$2" 2>&1',
+    "/usr/bin/containerd",
+    configPath,
+    logPath,
+  ], { stdin: "null", stdout: "null", stderr: "null", env: { PATH: path } });
+  const pid = child.pid;
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+
+  const ctr = (args: string[], o: { timeoutMs?: number } = {}) =>
+    runTool("ctr", [
+      "--address",
+      address,
+      "--namespace",
+      namespace,
+      ...withFifoDir(args, `${dir}/fifo`),
+    ], {
+      timeoutMs: o.timeoutMs ?? 120_000,
+      env: { PATH: path },
+    });
+
+  let stopping: Promise<void> | null = null;
+  const stop = () => {
+    stopping ??= cleanup();
+    return stopping;
+  };
+
+  async function cleanup(): Promise<void> {
+    // 1. containerd itself: SIGTERM, then SIGKILL if it lingers.
+    if (!exited) {
+      try {
+        Deno.kill(pid, "SIGTERM");
+      } catch { /* gone */ }
+      const timer = new Promise<"timeout">((r) => {
+        const t = setTimeout(() => r("timeout"), 10_000);
+        status.finally(() => clearTimeout(t));
+      });
+      if (await Promise.race([status.then(() => "done" as const), timer]) === "timeout") {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+    }
+    await status;
+    await removeInstanceLeftovers({ dir, address, namespace, sharedRunDirExisted });
+  }
+
+  // Wait for the socket to answer; fail fast if containerd died.
+  const deadline = Date.now() + (opts.startTimeoutMs ?? 30_000);
+  for (;;) {
+    if (exited) {
+      const tail = await logTail(logPath);
+      await stop();
+      throw new Error(`containerd exited during start-up:\n${tail}`);
+    }
+    if (exists(address)) {
+      const r = await runTool("ctr", ["--address", address, "version"], { timeoutMs: 5000 });
+      if (r.code === 0) break;
+    }
+    if (Date.now() > deadline) {
+      const tail = await logTail(logPath);
+      await stop();
+      throw new Error(`containerd did not answer on ${address} in time:\n${tail}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  return { pid, dir, root, state, address, ttrpcAddress, namespace, logPath, path, ctr, stop };
+}
+
+/**
+ * ctr keeps a container's stdio fifos in /run/containerd/fifo unless told
+ * otherwise, and leaves them there for a detached task; the commands that
+ * create fifos get the instance's own directory instead.
+ */
+function withFifoDir(args: string[], fifoDir: string): string[] {
+  const [a, b] = args;
+  let at = -1;
+  if (a === "run") at = 1;
+  else if ((a === "tasks" || a === "task" || a === "t") && (b === "start" || b === "exec")) at = 2;
+  if (at < 0 || args.some((x) => x === "--fifo-dir" || x.startsWith("--fifo-dir="))) return args;
+  return [...args.slice(0, at), "--fifo-dir", fifoDir, ...args.slice(at)];
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** What {@link removeInstanceLeftovers} needs to know about an instance. */
+export interface InstanceLeftovers {
+  /** The instance's unique temporary directory (removed at the end). */
+  dir: string;
+  /** The daemon's socket: shims and runc carry it (or `dir`) in their argv. */
+  address: string;
+  /** The instance's containerd namespace (names its runc root and cgroups). */
+  namespace: string;
+  /** Whether /run/containerd existed before the instance started. */
+  sharedRunDirExisted: boolean;
+  /** Extra runc roots the instance's runtime used (besides /run/containerd/runc/<ns>). */
+  runcRoots?: string[];
+}
+
+/**
+ * After the daemon is gone: removes the containers, shims, mounts, sockets,
+ * cgroups and directories an instance left. Every pid it ends is found by
+ * its argv naming the instance's own unique temporary path.
+ */
+export async function removeInstanceLeftovers(l: InstanceLeftovers): Promise<void> {
+  // Socket paths of shims, named in each task bundle's "address" file; a
+  // killed shim leaves its socket behind in the shared /run/containerd/s.
+  const shimSockets = collectShimSockets(l.dir);
+
+  // Container processes: runc knows their pids; delete --force kills them.
+  const runcRoots = [`${SHARED_RUN_DIR}/runc/${l.namespace}`, ...(l.runcRoots ?? [])];
+  for (const rr of runcRoots) await forceDeleteContainers(rr);
+
+  // Shims (and any runc or client still at work) of this instance.
+  const mine = findProcesses((argv) => argv.some((a) => a === l.address || a.includes(l.dir)));
+  if (mine.length > 0) await terminate(mine, 2000);
+  // A shim that exits can release containers it was holding; delete again.
+  for (const rr of runcRoots) await forceDeleteContainers(rr);
+  const stubborn = findProcesses((argv) => argv.some((a) => a === l.address || a.includes(l.dir)));
+  if (stubborn.length > 0) await killNow(stubborn);
+
+  await unmountAllUnder(l.dir);
+  for (const sock of shimSockets) await Deno.remove(sock).catch(() => {});
+  for (const rr of runcRoots) await Deno.remove(rr, { recursive: true }).catch(() => {});
+  removeCgroup(`/${l.namespace}`);
+  await Deno.remove(l.dir, { recursive: true }).catch(async (err) => {
+    if (!(err instanceof Deno.errors.NotFound)) {
+      // A mount that appeared late (a shim unmounting concurrently) can make
+      // removal fail once; unmount and try again.
+      await unmountAllUnder(l.dir);
+      await Deno.remove(l.dir, { recursive: true });
+    }
+  });
+  if (!l.sharedRunDirExisted) {
+    for (const d of ["runc", "s", "fifo", ""]) {
+      removeIfEmpty(`${SHARED_RUN_DIR}/${d}`.replace(/\/$/, ""));
+    }
+  }
+}
+
+function collectShimSockets(dir: string): string[] {
+  const sockets: string[] = [];
+  for (const base of [`${dir}/state/io.containerd.runtime.v2.task`]) {
+    for (const ns of safeReadDir(base)) {
+      for (const id of safeReadDir(`${base}/${ns}`)) {
+        try {
+          const addr = Deno.readTextFileSync(`${base}/${ns}/${id}/address`).trim();
+          const path = addr.replace(/^unix:\/\//, "");
+          if (path.startsWith(`${SHARED_RUN_DIR}/s/`)) sockets.push(path);
+        } catch { /* no address file */ }
+      }
+    }
+  }
+  return sockets;
+}
+
+function safeReadDir(path: string): string[] {
+  try {
+    return [...Deno.readDirSync(path)].map((e) => e.name);
+  } catch {
+    return [];
+  }
+}
+
+async function forceDeleteContainers(runcRoot: string): Promise<void> {
+  const ids = safeReadDir(runcRoot);
+  for (const id of ids) {
+    await runTool("runc", ["--root", runcRoot, "delete", "--force", id], { timeoutMs: 20_000 });
+  }
+}
+
+/** True while the containerd of `instance` runs. */
+export function containerdRunning(instance: ContainerdInstance): boolean {
+  return isAlive(instance.pid);
+}
