@@ -1,0 +1,38 @@
+/**
+ * The daemon's configuration in containerd's config.toml shape (version 2):
+ * defaults, loading with flag overrides, TOML output for `berth config
+ * default|dump`, and lookups (ttrpc address, runtimes, default snapshotter).
+ *
+ * @example
+ * ```ts
+ * import { loadConfig, ttrpcAddress } from "./mod.ts";
+ * const { config, warnings } = await loadConfig("/etc/berth/config.toml", { root: "/tmp/r" });
+ * ttrpcAddress(config); // "/run/berth/berth.sock.ttrpc"
+ * ```
+ * @module
+ */
+
+export {
+  applyOverrides,
+  type Config,
+  type ConfigOverrides,
+  configToToml,
+  CRI_SECTION,
+  DEFAULT_RUNTIME,
+  DEFAULT_SNAPSHOTTER,
+  defaultConfig,
+  defaultSnapshotter,
+  effectiveConfig,
+  loadConfig,
+  type LoadedConfig,
+  parseConfig,
+  type ResolvedRuntime,
+  resolveRuntime,
+  type RuntimeEntry,
+  shimBinaryName,
+  ttrpcAddress,
+} from "./config.ts";
+export { keyPath } from "./shape.ts";
+
+/** Where the daemon looks for its config when `--config` is not given (read only if it exists). */
+export const DEFAULT_CONFIG_PATH = "/etc/berth/config.toml";
