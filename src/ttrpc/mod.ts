@@ -1,0 +1,49 @@
+/**
+ * ttrpc, the small RPC protocol containerd speaks with its shims: a server
+ * that serves protobuf-es service descriptors and a client with typed
+ * per-service stubs, both wire-compatible with Go's github.com/containerd/ttrpc
+ * (unary and v1.2 streaming).
+ *
+ * @example
+ * ```ts
+ * import { connect, namespaceOf, Server, serviceClient } from "./mod.ts";
+ * const server = new Server();
+ * server.register(Task, { state: (req, ctx) => ({ id: req.id, namespace: namespaceOf(ctx) }) });
+ * await server.listen(path);
+ * const client = await connect(path);
+ * const task = serviceClient(client, Task);
+ * await task.state({ id: "x" }, { timeoutMs: 1000 });
+ * ```
+ * @module
+ */
+
+export { Server, type ServerOptions, type ShutdownOptions } from "./server.ts";
+export {
+  type CallOptions,
+  Client,
+  type ClientMethod,
+  type ClientOptions,
+  type ClientStream,
+  connect,
+  type ServiceClient,
+  serviceClient,
+  type ServiceClientOptions,
+  type StreamKind,
+} from "./client.ts";
+export {
+  type CallContext,
+  type Metadata,
+  type MetadataInit,
+  NAMESPACE_METADATA_KEY,
+  namespaceOf,
+} from "./context.ts";
+export type {
+  BidiStreamingHandler,
+  ClientStreamingHandler,
+  MethodHandler,
+  RegisterOptions,
+  ServerStreamingHandler,
+  ServiceImpl,
+  UnaryHandler,
+} from "./services.ts";
+export { MAX_MESSAGE_LENGTH } from "./channel.ts";

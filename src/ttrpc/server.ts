@@ -1,0 +1,680 @@
+/**
+ * The ttrpc server: accepts unix-socket connections and serves every call
+ * on each connection concurrently, unary and streaming. Bad input from a
+ * peer (malformed envelopes or payloads, unknown frame types, oversized
+ * frames, reused stream ids) gets an error status on its stream or ends that
+ * connection; it never takes the server down.
+ *
+ * @example
+ * ```ts
+ * const server = new Server();
+ * server.register(Task, impl);
+ * server.register(Task, impl, { name: "containerd.task.v3.Task" });
+ * await server.listen("/run/berth/s/abc");
+ * // ...
+ * await server.shutdown({ timeoutMs: 5000 });
+ * ```
+ * @module
+ */
+
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import { BerthError, Code } from "../errdefs/mod.ts";
+import { log } from "../log/mod.ts";
+import {
+  Flag,
+  FrameWriter,
+  FramingError,
+  MAX_MESSAGE_LENGTH,
+  MessageType,
+  readFrames,
+} from "./channel.ts";
+import type { CallContext, Metadata } from "./context.ts";
+import { decodeRequest, type RequestEnvelope, responseLength, writeResponse } from "./envelope.ts";
+import { MessageQueue } from "./queue.ts";
+import {
+  callUnary,
+  decodeInput,
+  encodeOutput,
+  isThenable,
+  type MethodEntry,
+  type RegisterOptions,
+  type ServiceImpl,
+  ServiceSet,
+} from "./services.ts";
+import { statusFromError } from "./status.ts";
+
+/** Options of {@link Server}. */
+export interface ServerOptions {
+  /**
+   * Vets each accepted connection before anything is read from it; throwing
+   * refuses (closes) the connection. See peercred.ts for a same-user check.
+   */
+  authorize?: (conn: Deno.UnixConn) => void | Promise<void>;
+  /** Messages a streaming handler may have unread before the peer is paused (default 64). */
+  streamQueue?: number;
+  /** How long a full stream may pause the connection before it fails (ms, default 1000). */
+  streamFullTimeoutMs?: number;
+}
+
+/** Options of {@link Server.shutdown}. */
+export interface ShutdownOptions {
+  /** Give in-flight calls this long to finish, then close (default 10 s). */
+  timeoutMs?: number;
+}
+
+const EMPTY = new Uint8Array(0);
+// Outbound bytes a streaming handler may queue before it waits for the socket.
+const STREAM_HIGH_WATER = 1 << 20;
+
+/** A ttrpc server; see the module documentation. */
+export class Server {
+  #services = new ServiceSet();
+  #opts: ServerOptions;
+  #listeners = new Set<Deno.Listener>();
+  #serving = new Set<Promise<void>>();
+  #conns = new Set<ServerConnection>();
+  #closing = false;
+  #allClosed: Array<() => void> = [];
+
+  /** Makes a server with no services yet. */
+  constructor(opts: ServerOptions = {}) {
+    this.#opts = opts;
+  }
+
+  /**
+   * Serves `impl` as `service` (or as `opts.name`). The same implementation
+   * may be registered under several names.
+   */
+  register<S extends GenService<GenServiceMethods>>(
+    service: S,
+    impl: ServiceImpl<S>,
+    opts?: RegisterOptions,
+  ): void {
+    this.#services.register(service, impl, opts);
+  }
+
+  /** Number of open connections. */
+  get connections(): number {
+    return this.#conns.size;
+  }
+
+  /**
+   * Listens on the unix socket `path` and serves it in the background. A
+   * stale socket file (nothing answering) is replaced; a live one is
+   * AlreadyExists. The socket is made 0600: keep its directory 0700 too,
+   * since the mode is set just after bind.
+   */
+  async listen(path: string): Promise<void> {
+    if (this.#closing) throw new BerthError(Code.Unavailable, "ttrpc: server is shut down");
+    await removeStaleSocket(path);
+    const listener = Deno.listen({ transport: "unix", path });
+    try {
+      await Deno.chmod(path, 0o600);
+    } catch (err) {
+      listener.close();
+      throw err;
+    }
+    const done = this.serve(listener).catch((err) => {
+      log.error("ttrpc: serving stopped", { path, error: String(err) });
+    });
+    this.#serving.add(done);
+    done.finally(() => this.#serving.delete(done));
+  }
+
+  /** Accepts and serves connections from `listener` until it is closed. */
+  async serve(listener: Deno.Listener<Deno.UnixConn> | Deno.UnixListener): Promise<void> {
+    if (this.#closing) {
+      listener.close();
+      throw new BerthError(Code.Unavailable, "ttrpc: server is shut down");
+    }
+    this.#listeners.add(listener);
+    let backoff = 0;
+    try {
+      for (;;) {
+        let conn: Deno.UnixConn;
+        try {
+          conn = await listener.accept() as Deno.UnixConn;
+        } catch (err) {
+          if (this.#closing || !this.#listeners.has(listener) || isClosedError(err)) return;
+          // Out of descriptors and the like: wait a little and try again.
+          backoff = Math.min(backoff === 0 ? 5 : backoff * 2, 1000);
+          log.warn("ttrpc: accept failed", { error: String(err), retry_ms: backoff });
+          await new Promise((r) => setTimeout(r, backoff));
+          continue;
+        }
+        backoff = 0;
+        if (this.#closing) {
+          conn.close();
+          continue;
+        }
+        this.#accept(conn);
+      }
+    } finally {
+      this.#listeners.delete(listener);
+      try {
+        listener.close();
+      } catch { /* already closed */ }
+    }
+  }
+
+  async #accept(conn: Deno.UnixConn): Promise<void> {
+    if (this.#opts.authorize) {
+      try {
+        await this.#opts.authorize(conn);
+      } catch (err) {
+        log.warn("ttrpc: refusing connection", { error: String(err) });
+        try {
+          conn.close();
+        } catch { /* already closed */ }
+        return;
+      }
+      if (this.#closing) {
+        conn.close();
+        return;
+      }
+    }
+    const sc = new ServerConnection(conn, this.#services, this.#opts, (c) => this.#forget(c));
+    this.#conns.add(sc);
+    await sc.run();
+  }
+
+  #forget(c: ServerConnection): void {
+    this.#conns.delete(c);
+    if (this.#conns.size === 0 && this.#allClosed.length > 0) {
+      const waiters = this.#allClosed;
+      this.#allClosed = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  #closeListeners(): void {
+    for (const l of this.#listeners) {
+      try {
+        l.close();
+      } catch { /* already closed */ }
+    }
+    this.#listeners.clear();
+  }
+
+  /**
+   * Stops accepting, lets in-flight calls finish and their answers go out,
+   * closing each connection once it is idle; after `timeoutMs` closes what
+   * is left. Resolves when everything is closed.
+   */
+  async shutdown(opts: ShutdownOptions = {}): Promise<void> {
+    this.#closing = true;
+    this.#closeListeners();
+    if (this.#conns.size > 0) {
+      const allClosed = new Promise<void>((r) => this.#allClosed.push(r));
+      for (const c of this.#conns) c.closeWhenIdle();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const expired = new Promise<boolean>((r) => {
+        timer = setTimeout(() => r(true), opts.timeoutMs ?? 10_000);
+      });
+      const late = await Promise.race([allClosed.then(() => false), expired]);
+      clearTimeout(timer);
+      if (late) {
+        log.warn("ttrpc: shutdown timed out; closing busy connections", {
+          connections: this.#conns.size,
+        });
+        this.#closeConnections();
+      }
+    }
+    await Promise.all(this.#serving);
+  }
+
+  /** Closes the listeners and every connection now; in-flight calls are abandoned. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    this.#closeListeners();
+    this.#closeConnections();
+    await Promise.all(this.#serving);
+  }
+
+  #closeConnections(): void {
+    for (const c of [...this.#conns]) c.close();
+  }
+}
+
+/** Removes `path` if it is a socket nobody listens on; refuses live sockets and other files. */
+async function removeStaleSocket(path: string): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return;
+    throw err;
+  }
+  if (!info.isSocket) {
+    throw new BerthError(Code.AlreadyExists, `ttrpc: ${path} exists and is not a socket`);
+  }
+  try {
+    const probe = await Deno.connect({ transport: "unix", path });
+    probe.close();
+  } catch {
+    await Deno.remove(path);
+    return;
+  }
+  throw new BerthError(Code.AlreadyExists, `ttrpc: ${path} is in use by a running server`);
+}
+
+function isClosedError(err: unknown): boolean {
+  return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted;
+}
+
+/** One call being served; it is the handler's {@link CallContext}. */
+class ServerCall implements CallContext {
+  readonly service: string;
+  readonly method: string;
+  readonly metadata: Metadata;
+  readonly deadline: number | undefined;
+  /** The method being served (kept for decoding the stream's later messages). */
+  readonly entry: MethodEntry;
+  /** Set once the call's answer went out or the call was abandoned. */
+  finished = false;
+  /** Messages from the peer, for client- and bidi-streaming calls. */
+  inbound: MessageQueue<unknown> | undefined;
+  #ctrl: AbortController | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #reason: BerthError | undefined;
+
+  constructor(req: RequestEnvelope, entry: MethodEntry) {
+    this.entry = entry;
+    this.service = req.service;
+    this.method = req.method;
+    const md: Metadata = new Map();
+    if (req.metadata !== undefined) {
+      for (const [k, v] of req.metadata) {
+        const key = k.toLowerCase();
+        const list = md.get(key);
+        if (list === undefined) md.set(key, [v]);
+        else list.push(v);
+      }
+    }
+    this.metadata = md;
+    this.deadline = req.timeoutNano !== 0 ? Date.now() + req.timeoutNano / 1e6 : undefined;
+  }
+
+  // The signal is made only when a handler asks for it: most calls never do,
+  // and an AbortController plus a timer per call is measurable overhead.
+  get signal(): AbortSignal {
+    if (this.#ctrl === undefined) {
+      this.#ctrl = new AbortController();
+      if (this.#reason !== undefined) this.#ctrl.abort(this.#reason);
+      else if (this.deadline !== undefined && !this.finished) {
+        const left = this.deadline - Date.now();
+        if (left <= 0) {
+          this.abort(new BerthError(Code.DeadlineExceeded, "ttrpc: deadline exceeded"));
+        } else {
+          this.#timer = setTimeout(
+            () => this.abort(new BerthError(Code.DeadlineExceeded, "ttrpc: deadline exceeded")),
+            left,
+          );
+        }
+      }
+    }
+    return this.#ctrl.signal;
+  }
+
+  /** Cancels the call (deadline, connection gone); the handler sees `signal` abort. */
+  abort(reason: BerthError): void {
+    if (this.#reason !== undefined) return;
+    this.#reason = reason;
+    this.release();
+    this.inbound?.fail(reason);
+    this.#ctrl?.abort(reason);
+  }
+
+  /** Drops the deadline timer once the call is over. */
+  release(): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+}
+
+/** One accepted connection and the calls in flight on it. */
+class ServerConnection {
+  #conn: Deno.UnixConn;
+  #services: ServiceSet;
+  #writer: FrameWriter;
+  #calls = new Map<number, ServerCall>();
+  #lastId = 0;
+  #closed = false;
+  #closeWhenIdle = false;
+  #queueSize: number;
+  #fullTimeoutMs: number;
+  #onClose: (c: ServerConnection) => void;
+
+  constructor(
+    conn: Deno.UnixConn,
+    services: ServiceSet,
+    opts: ServerOptions,
+    onClose: (c: ServerConnection) => void,
+  ) {
+    this.#conn = conn;
+    this.#services = services;
+    this.#queueSize = opts.streamQueue ?? 64;
+    this.#fullTimeoutMs = opts.streamFullTimeoutMs ?? 1000;
+    this.#onClose = onClose;
+    this.#writer = new FrameWriter(conn, (err) => {
+      if (!this.#closed) {
+        log.debug("ttrpc: write failed; closing connection", { error: String(err) });
+      }
+      this.close();
+    });
+  }
+
+  async run(): Promise<void> {
+    try {
+      await readFrames(this.#conn, this);
+    } catch (err) {
+      if (this.#closed || isClosedError(err) || err instanceof Deno.errors.ConnectionReset) {
+        // We closed it, or the peer went away: nothing to report.
+      } else if (err instanceof FramingError) {
+        log.debug("ttrpc: peer hung up inside a frame", { error: err.message });
+      } else {
+        log.warn("ttrpc: dropping connection", { error: String(err) });
+      }
+    } finally {
+      this.close();
+    }
+  }
+
+  /** Closes the connection once no call is in flight and answers are written. */
+  closeWhenIdle(): void {
+    this.#closeWhenIdle = true;
+    this.#maybeIdleClose();
+  }
+
+  #maybeIdleClose(): void {
+    if (!this.#closeWhenIdle || this.#closed || this.#calls.size > 0) return;
+    this.#writer.drained().then(() => {
+      if (this.#calls.size === 0) this.close();
+    });
+  }
+
+  /** Closes now: calls in flight are aborted and their answers dropped. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#writer.close();
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+    const gone = new BerthError(Code.Unavailable, "ttrpc: connection closed");
+    for (const call of this.#calls.values()) {
+      call.finished = true;
+      call.abort(gone);
+    }
+    this.#calls.clear();
+    this.#onClose(this);
+  }
+
+  /** Answers `id` with an error status and forgets the call on it, if any. */
+  #fail(id: number, code: Code, message: string): void {
+    const call = this.#calls.get(id);
+    if (call !== undefined) {
+      this.#calls.delete(id);
+      call.finished = true;
+      call.abort(new BerthError(code, message));
+    }
+    if (!this.#closed) writeResponse(this.#writer, id, code, message, undefined);
+    this.#maybeIdleClose();
+  }
+
+  // FrameHandler: called by readFrames for each frame, in order.
+  frame(id: number, type: number, flags: number, payload: Uint8Array): void | Promise<void> {
+    if (this.#closed) return;
+    if ((id & 1) === 0) {
+      this.#fail(
+        id,
+        Code.InvalidArgument,
+        `ttrpc: stream id ${id} is even; client streams use odd ids`,
+      );
+      return;
+    }
+    if (type === MessageType.Request) return this.#request(id, flags, payload);
+    if (type === MessageType.Data) return this.#data(id, flags, payload);
+    this.#fail(id, Code.InvalidArgument, `ttrpc: unsupported message type ${type} on stream ${id}`);
+  }
+
+  // FrameHandler: a frame over the size limit was skipped.
+  oversized(id: number, _type: number, _flags: number, length: number): void {
+    if (this.#closed) return;
+    this.#fail(
+      id,
+      Code.ResourceExhausted,
+      `ttrpc: message of ${length} bytes exceeds the limit of ${MAX_MESSAGE_LENGTH} bytes`,
+    );
+  }
+
+  #request(id: number, flags: number, payload: Uint8Array): void {
+    if (id <= this.#lastId) {
+      this.#fail(
+        id,
+        Code.InvalidArgument,
+        `ttrpc: stream id ${id} is not above the last one (${this.#lastId})`,
+      );
+      return;
+    }
+    this.#lastId = id;
+    let req: RequestEnvelope;
+    try {
+      req = decodeRequest(payload);
+    } catch (err) {
+      this.#fail(
+        id,
+        Code.InvalidArgument,
+        `ttrpc: malformed request envelope: ${(err as Error).message}`,
+      );
+      return;
+    }
+    let entry: MethodEntry;
+    try {
+      entry = this.#services.lookup(req.service, req.method);
+    } catch (err) {
+      const st = statusFromError(err);
+      this.#fail(id, st.code, st.message);
+      return;
+    }
+    const call = new ServerCall(req, entry);
+    this.#calls.set(id, call);
+    switch (entry.kind) {
+      case "unary":
+        return this.#unary(id, call, entry, req.payload ?? EMPTY);
+      case "server_streaming":
+        return this.#serverStreaming(id, call, entry, req.payload ?? EMPTY);
+      default:
+        return this.#clientStreaming(id, call, entry, flags, req.payload);
+    }
+  }
+
+  #unary(id: number, call: ServerCall, entry: MethodEntry, payload: Uint8Array): void {
+    let out: Uint8Array | Promise<Uint8Array>;
+    try {
+      out = callUnary(entry, payload, call);
+    } catch (err) {
+      this.#finish(id, call, undefined, err);
+      return;
+    }
+    if (out instanceof Uint8Array) this.#finish(id, call, out, undefined);
+    else {
+      out.then(
+        (bytes) => this.#finish(id, call, bytes, undefined),
+        (err) => this.#finish(id, call, undefined, err),
+      );
+    }
+  }
+
+  /** Sends the one Response of a call (unary or client-streaming) and forgets it. */
+  #finish(id: number, call: ServerCall, bytes: Uint8Array | undefined, err: unknown): void {
+    call.release();
+    if (call.finished) return;
+    call.finished = true;
+    this.#calls.delete(id);
+    call.inbound?.end();
+    if (bytes !== undefined && responseLength(0, "", bytes.length) > MAX_MESSAGE_LENGTH) {
+      err = new BerthError(
+        Code.ResourceExhausted,
+        `ttrpc: response of ${bytes.length} bytes exceeds the limit of ${MAX_MESSAGE_LENGTH} bytes`,
+      );
+    }
+    if (err !== undefined) {
+      const st = statusFromError(err);
+      if (st.code === Code.Unknown || st.code === Code.Internal) {
+        log.debug("ttrpc: handler failed", {
+          method: `${call.service}/${call.method}`,
+          error: st.message,
+        });
+      }
+      writeResponse(this.#writer, id, st.code, truncate(st.message), undefined);
+    } else {
+      writeResponse(this.#writer, id, 0, "", bytes);
+    }
+    this.#maybeIdleClose();
+  }
+
+  #serverStreaming(id: number, call: ServerCall, entry: MethodEntry, payload: Uint8Array): void {
+    let out: unknown;
+    try {
+      out = entry.handler!.call(entry.self, decodeInput(entry, payload), call);
+    } catch (err) {
+      this.#finish(id, call, undefined, err);
+      return;
+    }
+    this.#pumpOut(id, call, entry, out);
+  }
+
+  #clientStreaming(
+    id: number,
+    call: ServerCall,
+    entry: MethodEntry,
+    flags: number,
+    first: Uint8Array | undefined,
+  ): void {
+    const inbound = new MessageQueue<unknown>(this.#queueSize);
+    call.inbound = inbound;
+    // A streaming client sends no payload in the request; an old-style
+    // (unary) caller of a streaming method sends its one message there.
+    if (first !== undefined) {
+      try {
+        inbound.push(decodeInput(entry, first));
+      } catch (err) {
+        this.#finish(id, call, undefined, err);
+        return;
+      }
+    }
+    if ((flags & Flag.RemoteOpen) === 0) inbound.end();
+    let out: unknown;
+    try {
+      out = entry.handler!.call(entry.self, inbound, call);
+    } catch (err) {
+      this.#finish(id, call, undefined, err);
+      return;
+    }
+    if (entry.kind === "bidi_streaming") {
+      this.#pumpOut(id, call, entry, out);
+      return;
+    }
+    if (isThenable(out)) {
+      Promise.resolve(out).then(
+        (v) => this.#finishEncoded(id, call, entry, v),
+        (err) => this.#finish(id, call, undefined, err),
+      );
+    } else this.#finishEncoded(id, call, entry, out);
+  }
+
+  #finishEncoded(id: number, call: ServerCall, entry: MethodEntry, value: unknown): void {
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeOutput(entry, value);
+    } catch (err) {
+      this.#finish(id, call, undefined, err);
+      return;
+    }
+    this.#finish(id, call, bytes, undefined);
+  }
+
+  /** Streams a handler's output as Data frames, then closes the stream. */
+  async #pumpOut(id: number, call: ServerCall, entry: MethodEntry, out: unknown): Promise<void> {
+    let failure: unknown;
+    try {
+      if (out === null || typeof out !== "object" || !(Symbol.asyncIterator in out)) {
+        throw new BerthError(
+          Code.Internal,
+          `ttrpc: handler ${entry.service}/${entry.method} did not return an async iterable`,
+        );
+      }
+      for await (const msg of out as AsyncIterable<unknown>) {
+        if (call.finished) break;
+        const bytes = encodeOutput(entry, msg);
+        if (bytes.length > MAX_MESSAGE_LENGTH) {
+          throw new BerthError(
+            Code.ResourceExhausted,
+            `ttrpc: stream message of ${bytes.length} bytes exceeds the limit of ${MAX_MESSAGE_LENGTH} bytes`,
+          );
+        }
+        this.#writer.frame(id, MessageType.Data, 0, bytes);
+        if (this.#writer.pendingBytes > STREAM_HIGH_WATER) await this.#writer.drained();
+      }
+    } catch (err) {
+      failure = err;
+    }
+    call.release();
+    if (call.finished) return;
+    if (failure !== undefined) {
+      this.#finish(id, call, undefined, failure);
+      return;
+    }
+    call.finished = true;
+    this.#calls.delete(id);
+    call.inbound?.end();
+    this.#writer.reserve(id, MessageType.Data, Flag.RemoteClosed | Flag.NoData, 0);
+    this.#maybeIdleClose();
+  }
+
+  #data(id: number, flags: number, payload: Uint8Array): void | Promise<void> {
+    const call = this.#calls.get(id);
+    const inbound = call?.inbound;
+    // Data for a stream that already ended (or never took data) is dropped:
+    // the peer may legitimately race a close against the server's answer.
+    if (call === undefined || inbound === undefined || inbound.closed) return;
+    if ((flags & Flag.NoData) === 0) {
+      let msg: unknown;
+      try {
+        msg = decodeInput(call.entry, payload);
+      } catch (err) {
+        const st = statusFromError(err);
+        this.#fail(id, st.code, st.message);
+        return;
+      }
+      inbound.push(msg);
+    }
+    if ((flags & Flag.RemoteClosed) !== 0) inbound.end();
+    else if (inbound.full) return this.#waitForRoom(id, call, inbound);
+  }
+
+  /** Pauses reading while a stream's handler catches up, failing the stream if it takes too long. */
+  async #waitForRoom(id: number, call: ServerCall, inbound: MessageQueue<unknown>): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const tooLong = new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(true), this.#fullTimeoutMs);
+    });
+    const late = await Promise.race([inbound.whenSpace().then(() => false), tooLong]);
+    clearTimeout(timer);
+    if (late && !call.finished) {
+      this.#fail(
+        id,
+        Code.ResourceExhausted,
+        `ttrpc: stream ${id} handler is not reading its messages`,
+      );
+    }
+  }
+}
+
+function truncate(message: string): string {
+  // A status message must fit in a frame with room to spare.
+  return message.length > 64 << 10 ? message.slice(0, 64 << 10) + "..." : message;
+}
