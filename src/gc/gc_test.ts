@@ -1,0 +1,206 @@
+import assert from "node:assert/strict";
+import { ContentStore, digestOf } from "../content/mod.ts";
+import { type Metadata, openMetadata } from "../metadata/mod.ts";
+import { openSnapshotter, type Snapshotter } from "../snapshots/mod.ts";
+import { GarbageCollector, labelRefs, mark, type Node, nodeId } from "./mod.ts";
+
+Deno.test("gc: tricolor marking follows references, survives cycles, ignores the unreachable", () => {
+  const n = (key: string): Node => ({ type: "content", namespace: "ns", key });
+  const edges: Record<string, string[]> = { a: ["b"], b: ["c", "a"], c: [], d: ["a"] };
+  const live = mark([n("a")], (x) => (edges[x.key] ?? []).map(n));
+  assert.deepEqual([...live].sort(), ["a", "b", "c"].map((k) => nodeId(n(k))));
+  // Flat roots mark themselves as plain nodes but follow nothing beyond what refs gives.
+  const flat = mark([{ type: "content-flat", namespace: "ns", key: "a" }], () => []);
+  assert.deepEqual([...flat], [nodeId(n("a"))]);
+  // Deep chains do not overflow the stack.
+  const deep = mark(
+    [n("0")],
+    (x) => (Number(x.key) < 100000 ? [n(String(Number(x.key) + 1))] : []),
+  );
+  assert.equal(deep.size, 100001);
+});
+
+Deno.test("gc: gc.ref labels are read as containerd reads them", () => {
+  const refs = labelRefs("ns", {
+    "containerd.io/gc.ref.content": "sha256:a",
+    "containerd.io/gc.ref.content.config": "sha256:b",
+    "containerd.io/gc.ref.content/m.0": "sha256:c",
+    "containerd.io/gc.ref.contentious": "sha256:no",
+    "containerd.io/gc.ref.snapshot.overlayfs": "layer",
+    "containerd.io/gc.ref.snapshot.native/1": "other",
+    "containerd.io/gc.root": "x",
+    unrelated: "sha256:no",
+  });
+  assert.deepEqual(refs.map((r) => `${r.type}:${r.key}`).sort(), [
+    "content:sha256:a",
+    "content:sha256:b",
+    "content:sha256:c",
+    "snapshot:native/other",
+    "snapshot:overlayfs/layer",
+  ]);
+});
+
+interface World {
+  md: Metadata;
+  content: ContentStore;
+  native: Snapshotter;
+  gc: GarbageCollector;
+  blob(ns: string, text: string, labels?: Record<string, string>): Promise<string>;
+  blobExists(d: string): Promise<boolean>;
+}
+
+async function withWorld(fn: (w: World) => Promise<void>, delayMs?: number): Promise<void> {
+  const state = await Deno.makeTempDir({ prefix: "berth-gc-" });
+  const md = await openMetadata(state);
+  const content = await ContentStore.open(`${state}/io.containerd.content.v1.content`);
+  const native = await openSnapshotter("native", state);
+  const gc = new GarbageCollector({ metadata: md, content, snapshotters: { native }, delayMs });
+  const w: World = {
+    md,
+    content,
+    native,
+    gc,
+    async blob(ns, text, labels) {
+      const d = digestOf(text);
+      await content.info(d).catch(async () => {
+        const wr = await content.writer(`ref-${d}`);
+        await wr.write(new TextEncoder().encode(text));
+        await wr.commit(text.length, d);
+      });
+      md.content.add(ns, { digest: d, size: text.length, labels });
+      return d;
+    },
+    async blobExists(d) {
+      return await content.info(d).then(() => true, () => false);
+    },
+  };
+  try {
+    await fn(w);
+  } finally {
+    await gc.close();
+    native.close();
+    md.close();
+    await Deno.remove(state, { recursive: true });
+  }
+}
+
+const target = (digest: string) => ({
+  mediaType: "application/vnd.oci.image.manifest.v1+json",
+  digest,
+  size: 1,
+});
+
+Deno.test("gc: deleting an image frees its blobs unless a lease or label keeps them", () =>
+  withWorld(async (w) => {
+    const layer = await w.blob("default", "layer");
+    const config = await w.blob("default", "config");
+    const manifest = await w.blob("default", "manifest", {
+      "containerd.io/gc.ref.content.config": config,
+      "containerd.io/gc.ref.content.l.0": layer,
+    });
+    const orphan = await w.blob("default", "orphan");
+    const rooted = await w.blob("default", "rooted", { "containerd.io/gc.root": "2024-01-01" });
+    const leased = await w.blob("default", "leased");
+    w.md.leases.create("default", "pull");
+    w.md.leases.addResource("default", "pull", { type: "content", id: leased });
+    w.md.images.create("default", { name: "img", target: target(manifest) });
+
+    let stats = await w.gc.collect();
+    assert.equal(stats.removed.content, 1);
+    assert.equal(stats.blobsDeleted, 1);
+    assert.equal(await w.blobExists(orphan), false);
+    for (const d of [layer, config, manifest, rooted, leased]) assert.ok(await w.blobExists(d), d);
+
+    w.md.images.delete("default", "img");
+    stats = await w.gc.collect();
+    assert.equal(stats.removed.content, 3);
+    for (const d of [layer, config, manifest]) {
+      assert.equal(await w.blobExists(d), false, d);
+      assert.throws(() => w.md.content.info("default", d));
+    }
+    assert.ok(await w.blobExists(rooted));
+    assert.ok(await w.blobExists(leased));
+
+    w.md.leases.delete("default", "pull");
+    await w.gc.collect();
+    assert.equal(await w.blobExists(leased), false);
+    assert.ok(await w.blobExists(rooted));
+  }));
+
+Deno.test("gc: shared blobs stay while any namespace holds them; leases expire; flat leases hold only themselves", () =>
+  withWorld(async (w) => {
+    const shared = await w.blob("a", "shared");
+    await w.blob("b", "shared");
+    w.md.images.create("b", { name: "img", target: target(shared) });
+    await w.gc.collect();
+    assert.throws(() => w.md.content.info("a", shared)); // a's unreferenced record went
+    assert.ok(await w.blobExists(shared)); // b still holds the bytes
+
+    const child = await w.blob("a", "child");
+    const parent = await w.blob("a", "parent", { "containerd.io/gc.ref.content.c": child });
+    w.md.leases.create("a", "flat", { "containerd.io/gc.flat": "1" });
+    w.md.leases.addResource("a", "flat", { type: "content", id: parent });
+    const old = await w.blob("a", "old");
+    w.md.leases.create("a", "expired", {
+      "containerd.io/gc.expire": new Date(Date.now() - 1000).toISOString(),
+    });
+    w.md.leases.addResource("a", "expired", { type: "content", id: old });
+    const stats = await w.gc.collect();
+    assert.ok(await w.blobExists(parent));
+    assert.equal(await w.blobExists(child), false);
+    assert.equal(await w.blobExists(old), false);
+    assert.equal(stats.removed.leases, 1);
+    assert.deepEqual(w.md.leases.list("a").map((l) => l.id), ["flat"]);
+  }));
+
+Deno.test("gc: snapshots live through containers, parents and labels; the rest is removed from the backend", () =>
+  withWorld(async (w) => {
+    const sn = w.md.snapshotter(w.native);
+    await sn.prepare("default", "l1-extract", "");
+    await sn.commit("default", "l1", "l1-extract");
+    await sn.prepare("default", "l2-extract", "l1");
+    await sn.commit("default", "l2", "l2-extract");
+    await sn.prepare("default", "c1", "l2");
+    await sn.prepare("default", "stray", "");
+    w.md.containers.create("default", {
+      id: "c1",
+      runtime: { name: "io.containerd.runc.v2" },
+      spec: { typeUrl: "spec", value: new Uint8Array() },
+      snapshotter: "native",
+      snapshotKey: "c1",
+    });
+    let stats = await w.gc.collect();
+    assert.equal(stats.removed.snapshots, 1);
+    assert.equal(stats.snapshotsRemoved, 1);
+    assert.deepEqual((await sn.list("default")).map((i) => i.name).sort(), ["c1", "l1", "l2"]);
+    assert.equal((await w.native.list()).length, 3);
+
+    // A config blob referencing the top layer keeps the chain once the container goes.
+    const config = await w.blob("default", "cfg", { "containerd.io/gc.ref.snapshot.native": "l2" });
+    w.md.images.create("default", { name: "img", target: target(config) });
+    w.md.containers.delete("default", "c1");
+    stats = await w.gc.collect();
+    assert.deepEqual((await sn.list("default")).map((i) => i.name).sort(), ["l1", "l2"]);
+
+    w.md.images.delete("default", "img");
+    stats = await w.gc.collect();
+    assert.equal(stats.removed.snapshots, 2);
+    assert.equal(stats.snapshotsRemoved, 2);
+    assert.deepEqual(await w.native.list(), []);
+    assert.deepEqual([...Deno.readDirSync(`${w.native.root}/snapshots`)], []);
+    // An empty namespace can go now.
+    w.md.namespaces.delete("default");
+  }));
+
+Deno.test("gc: deletions schedule a debounced collection", () =>
+  withWorld(async (w) => {
+    w.gc.watch();
+    const d = await w.blob("default", "scheduled");
+    w.md.images.create("default", { name: "img", target: target(d) });
+    w.md.images.delete("default", "img");
+    const deadline = Date.now() + 5000;
+    while (await w.blobExists(d)) {
+      if (Date.now() > deadline) throw new Error("scheduled collection did not run");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }, 30));
