@@ -1,8 +1,52 @@
-/** Entry of `berth shim` / `containerd-shim-berth-v2`. */
-import { log } from "../log/mod.ts";
+/**
+ * Entry of `berth shim` / `containerd-shim-berth-v2`: parses containerd's
+ * flags and runs the action. Each action's code is imported only when
+ * chosen, so `start` (on the path of every container start) loads neither
+ * protobuf nor the ttrpc server.
+ * @module
+ */
+import { parseShimFlags } from "../shim/flags.ts";
+import { VERSION } from "../version.ts";
 
 /** Runs the shim mode; returns the process exit status. */
-export function shimMain(_args: string[]): Promise<number> {
-  log.error("berth shim is not built yet (see the shim issue)");
-  return Promise.resolve(1);
+export async function shimMain(args: string[]): Promise<number> {
+  let flags;
+  try {
+    flags = parseShimFlags(args);
+  } catch (err) {
+    console.error(`berth shim: ${(err as Error).message}`);
+    return 2;
+  }
+  try {
+    switch (flags.action) {
+      case "start": {
+        const { startShim } = await import("../shim/start.ts");
+        const address = await startShim(flags);
+        await Deno.stdout.write(new TextEncoder().encode(address));
+        return 0;
+      }
+      case "delete": {
+        const { deleteAfterDeadShim } = await import("../shim/delete.ts");
+        const out = await deleteAfterDeadShim(flags);
+        await Deno.stdout.write(out);
+        return 0;
+      }
+      case "serve": {
+        const { serveShim } = await import("../shim/serve.ts");
+        return await serveShim(flags);
+      }
+      case "version":
+        console.log(`containerd-shim-berth-v2:\n  Version:  ${VERSION}\n`);
+        return 0;
+      default:
+        console.error(
+          `berth shim: unknown action "${flags.action}" (want start, delete or serve, after -namespace/-address/-id flags)`,
+        );
+        return 2;
+    }
+  } catch (err) {
+    // containerd shows this text (with stdout) when an action fails.
+    await Deno.stderr.write(new TextEncoder().encode(`berth shim ${flags.action}: ${(err as Error).message}\n`)).catch(() => {});
+    return 1;
+  }
 }

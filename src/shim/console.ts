@@ -1,0 +1,186 @@
+/**
+ * A process's terminal: runc creates the pty inside the container and sends
+ * its master over a unix "console socket" (SCM_RIGHTS); the shim copies
+ * between the master and the client's fifos, resizes it on ResizePty
+ * (TIOCSWINSZ), and on stdin's end closes it as containerd does (the
+ * container's session sees a hangup).
+ *
+ * The master is a raw fd (Deno cannot wrap one), so reads and writes are
+ * FFI calls on worker threads. A closed fd number is never used again: the
+ * copies stop before the fd is closed.
+ * @module
+ */
+
+import { BerthError, Code } from "../errdefs/mod.ts";
+import { log } from "../log/mod.ts";
+import type { StdioPaths } from "./io.ts";
+import { acceptNonblocking, closeFd, readFd, recvFds, setWinsize, unixListen, writeFdAll } from "./sys.ts";
+
+/** A listening console socket for one runc call. */
+export interface ConsoleSocket {
+  readonly path: string;
+  /** Accepts runc's connection and returns the pty master it sent. */
+  receiveMaster(timeoutMs: number): Promise<number>;
+  close(): void;
+}
+
+/** Makes a console socket in a private temporary directory. */
+export async function openConsoleSocket(): Promise<ConsoleSocket> {
+  const dir = await Deno.makeTempDir({ prefix: "berth-pty-" });
+  const path = `${dir}/pty.sock`;
+  let fd: number;
+  try {
+    fd = unixListen(path);
+  } catch (err) {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw err;
+  }
+  let closed = false;
+  return {
+    path,
+    async receiveMaster(timeoutMs: number): Promise<number> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const conn = acceptNonblocking(fd);
+        if (conn !== null) {
+          try {
+            const fds = recvFds(conn);
+            if (fds.length === 0) throw new BerthError(Code.Internal, "console socket: runc sent no terminal");
+            for (const extra of fds.slice(1)) closeFd(extra);
+            return fds[0];
+          } finally {
+            closeFd(conn);
+          }
+        }
+        if (Date.now() > deadline) throw new BerthError(Code.DeadlineExceeded, "no terminal received from runc");
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      closeFd(fd);
+      Deno.removeSync(dir, { recursive: true });
+    },
+  };
+}
+
+/** The shim's side of a process's terminal. */
+export interface ConsoleIO {
+  /** Resolves when the terminal's output reached its end (every slave closed). */
+  readonly drained: Promise<void>;
+  resize(width: number, height: number): void;
+  closeStdin(): void;
+  close(): Promise<void>;
+}
+
+async function openFifoPair(path: string, mode: "read" | "write"): Promise<{ main: Deno.FsFile; peer: Deno.FsFile }> {
+  const [r, w] = await Promise.all([Deno.open(path, { read: true }), Deno.open(path, { write: true })]);
+  return mode === "read" ? { main: r, peer: w } : { main: w, peer: r };
+}
+
+function closeQuietly(f: { close(): void } | null | undefined): void {
+  try {
+    f?.close();
+  } catch {
+    // already closed
+  }
+}
+
+class Console implements ConsoleIO {
+  drained: Promise<void>;
+  private masterOpen = true;
+  private inflightWrites = 0;
+  private stdinHold: Deno.FsFile | null;
+  private files: Deno.FsFile[] = [];
+
+  constructor(
+    private readonly master: number,
+    stdin: { main: Deno.FsFile; peer: Deno.FsFile } | null,
+    stdout: { main: Deno.FsFile; peer: Deno.FsFile } | null,
+  ) {
+    this.stdinHold = stdin?.peer ?? null;
+    if (stdin) this.files.push(stdin.main);
+    if (stdout) this.files.push(stdout.main, stdout.peer);
+    this.drained = this.copyOut(stdout?.main ?? null);
+    if (stdin) this.copyIn(stdin.main);
+  }
+
+  private async copyOut(dest: Deno.FsFile | null): Promise<void> {
+    const buf = new Uint8Array(32 * 1024);
+    let failed = dest === null;
+    while (this.masterOpen) {
+      const n = await readFd(this.master, buf);
+      if (n <= 0) break; // EIO: every slave closed
+      if (failed) continue;
+      try {
+        const chunk = buf.subarray(0, n);
+        for (let off = 0; off < n;) off += await dest!.write(chunk.subarray(off));
+      } catch (err) {
+        failed = true;
+        log.warn("copying terminal output failed; discarding the rest", { error: err });
+      }
+    }
+  }
+
+  private async copyIn(src: Deno.FsFile): Promise<void> {
+    const buf = new Uint8Array(32 * 1024);
+    try {
+      for (;;) {
+        const n = await src.read(buf);
+        if (n === null || !this.masterOpen) break;
+        this.inflightWrites++;
+        try {
+          await writeFdAll(this.master, buf.slice(0, n));
+        } finally {
+          this.inflightWrites--;
+        }
+      }
+    } catch (err) {
+      log.debug("terminal input copy ended", { error: err });
+    }
+    // The client's input ended (after CloseIO): hang the terminal up, as containerd does.
+    if (this.masterOpen) await this.closeMaster();
+  }
+
+  resize(width: number, height: number): void {
+    if (!this.masterOpen) return;
+    setWinsize(this.master, height, width);
+  }
+
+  closeStdin(): void {
+    closeQuietly(this.stdinHold);
+    this.stdinHold = null;
+  }
+
+  private async closeMaster(): Promise<void> {
+    if (!this.masterOpen) return;
+    this.masterOpen = false;
+    while (this.inflightWrites > 0) await new Promise((r) => setTimeout(r, 5));
+    closeFd(this.master);
+  }
+
+  async close(): Promise<void> {
+    this.closeStdin();
+    await this.closeMaster();
+    for (const f of this.files) closeQuietly(f);
+  }
+}
+
+/**
+ * Starts copying between a terminal master and the process's fifos
+ * (stdout carries the terminal's output; stderr is unused with a terminal).
+ */
+export async function copyConsole(master: number, stdio: StdioPaths, _id: string, _namespace: string): Promise<ConsoleIO> {
+  try {
+    if (/^[a-z]+:\/\//.test(stdio.stdout) && !stdio.stdout.startsWith("fifo://")) {
+      throw new BerthError(Code.Unimplemented, `terminal output to ${stdio.stdout.split(":")[0]} URIs is not supported`);
+    }
+    const stdin = stdio.stdin ? await openFifoPair(stdio.stdin, "read") : null;
+    const stdout = stdio.stdout ? await openFifoPair(stdio.stdout.replace(/^fifo:\/\//, ""), "write") : null;
+    return new Console(master, stdin, stdout);
+  } catch (err) {
+    closeFd(master);
+    throw err;
+  }
+}

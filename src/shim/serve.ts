@@ -1,0 +1,156 @@
+/**
+ * The long-lived shim process (`serve`, started detached by `start`):
+ * becomes the child subreaper of the containers it starts, serves the Task
+ * API (as containerd.task.v2.Task and containerd.task.v3.Task) on its unix
+ * socket, and publishes events. SIGTERM/SIGINT stop it: it stops serving,
+ * kills and cleans up what is left, and exits. SIGUSR1 writes a dump of its
+ * state to the log. SIGPIPE never kills it (a reader of the log fifo may go).
+ * @module
+ */
+
+import { setChildSubreaper } from "./sys.ts";
+import { log, setLogLevel, setLogSink } from "../log/mod.ts";
+import { Server } from "../ttrpc/mod.ts";
+import { Task as TaskV2 } from "../gen/containerd/task/v2/shim_pb.ts";
+import { Task as TaskV3 } from "../gen/containerd/task/v3/shim_pb.ts";
+import type { ShimFlags } from "./flags.ts";
+import { Publisher } from "./publisher.ts";
+import { Reaper } from "./reaper.ts";
+import { TaskService } from "./service.ts";
+import { lockGroup, removeGroupFiles } from "./socket.ts";
+
+/** Log lines waiting for a slow log reader; beyond this many bytes, lines are dropped. */
+const LOG_BACKLOG_BYTES = 1 << 20;
+
+/**
+ * Sends log lines to the bundle's `log` fifo (containerd reads it and
+ * copies it into its own log) when there is one. Writes are queued so a
+ * slow reader never blocks the shim.
+ */
+async function logToFifo(bundle: string): Promise<(() => void) | null> {
+  const path = `${bundle}/log`;
+  try {
+    if (!(await Deno.stat(path)).isFifo) return null;
+  } catch {
+    return null;
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  // containerd holds the fifo open for reading, so this open returns at once;
+  // a fifo nobody reads would block it, hence the timeout.
+  const file = await Promise.race([
+    Deno.open(path, { write: true }),
+    new Promise<null>((r) => (timer = setTimeout(() => r(null), 1000))),
+  ]);
+  clearTimeout(timer);
+  if (!file) return null;
+  const enc = new TextEncoder();
+  let queue: Uint8Array[] = [];
+  let queued = 0;
+  let writing = false;
+  let closed = false;
+  const pump = async () => {
+    writing = true;
+    while (queue.length > 0 && !closed) {
+      const batch = queue;
+      queue = [];
+      queued = 0;
+      for (const chunk of batch) {
+        try {
+          for (let off = 0; off < chunk.length;) off += await file.write(chunk.subarray(off));
+        } catch {
+          // no reader right now (containerd restarting): the line is lost, not the shim
+        }
+      }
+    }
+    writing = false;
+  };
+  setLogSink((line) => {
+    if (closed || queued > LOG_BACKLOG_BYTES) return;
+    const bytes = enc.encode(line);
+    queue.push(bytes);
+    queued += bytes.length;
+    if (!writing) pump();
+  });
+  return () => {
+    closed = true;
+    try {
+      file.close();
+    } catch {
+      // already closed
+    }
+  };
+}
+
+/** Runs the serve action until the shim is told to stop; returns the exit status. */
+export async function serveShim(flags: ShimFlags): Promise<number> {
+  if (flags.debug) setLogLevel("debug");
+  const bundle = flags.bundle || Deno.cwd();
+  const closeLog = await logToFifo(bundle);
+  if (!flags.socket) {
+    log.error("serve needs -socket");
+    return 2;
+  }
+  setChildSubreaper();
+  const reaper = new Reaper();
+  reaper.start();
+  const publisher = new Publisher({
+    ttrpcAddress: flags.ttrpcAddress,
+    address: flags.address,
+    publishBinary: flags.publishBinary,
+    namespace: flags.namespace,
+  });
+  let stop!: () => void;
+  const stopped = new Promise<void>((r) => (stop = r));
+  const service = new TaskService({
+    namespace: flags.namespace,
+    reaper,
+    publisher,
+    debug: flags.debug,
+    shutdown: () => stop(),
+  });
+  const server = new Server();
+  const impl = service.impl();
+  server.register(TaskV2, impl);
+  server.register(TaskV3, impl, { name: "containerd.task.v3.Task" });
+  await server.listen(flags.socket);
+  log.info("shim serving", { pid: Deno.pid, socket: flags.socket, namespace: flags.namespace, id: flags.id });
+
+  const onStop = () => stop();
+  const onDump = () => log.info(`=== shim state dump ===\n${service.dump()}\n${reaper.dump()}\n=== end of dump ===`);
+  const onPipe = () => {};
+  Deno.addSignalListener("SIGTERM", onStop);
+  Deno.addSignalListener("SIGINT", onStop);
+  Deno.addSignalListener("SIGUSR1", onDump);
+  Deno.addSignalListener("SIGPIPE", onPipe);
+
+  await stopped;
+  log.info("shim stopping", { containers: service.containers.size });
+  // Stop answering first (a new start for this group then starts a new shim), then end what is left.
+  const unlock = await lockGroup(flags.socket);
+  try {
+    await server.shutdown({ timeoutMs: 2000 });
+    removeGroupFiles(flags.socket);
+  } finally {
+    unlock();
+  }
+  for (const c of service.containers.values()) {
+    try {
+      if (c.init.state !== "deleted") {
+        await c.kill("", 9, true).catch(() => {});
+        await Promise.race([c.init.exited, new Promise((r) => setTimeout(r, 2000))]);
+        await c.delete("").catch((err) => log.warn("cleanup failed", { id: c.id, error: err }));
+      }
+    } catch (err) {
+      log.warn("cleanup failed", { id: c.id, error: err });
+    }
+  }
+  await publisher.close(3000);
+  reaper.stop();
+  Deno.removeSignalListener("SIGTERM", onStop);
+  Deno.removeSignalListener("SIGINT", onStop);
+  Deno.removeSignalListener("SIGUSR1", onDump);
+  Deno.removeSignalListener("SIGPIPE", onPipe);
+  log.info("shim exited");
+  closeLog?.();
+  return 0;
+}

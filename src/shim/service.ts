@@ -1,0 +1,301 @@
+/**
+ * The Task service (containerd.task.v2.Task, also served as v3): a thin map
+ * from requests to the container/process model, publishing containerd's
+ * task events in order (create, start, exec-added, exec-started, paused,
+ * resumed, exit, delete).
+ * @module
+ */
+
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { alreadyExists, BerthError, Code, invalidArgument, notFound } from "../errdefs/mod.ts";
+import { log } from "../log/mod.ts";
+import type { CallContext, ServiceImpl } from "../ttrpc/mod.ts";
+import * as ev from "../gen/containerd/events/task_pb.ts";
+import { CheckpointOptionsSchema, ProcessDetailsSchema } from "../gen/containerd/runc/v1/options_pb.ts";
+import { Status } from "../gen/containerd/types/task_pb.ts";
+import type { Task } from "../gen/containerd/task/v2/shim_pb.ts";
+import { fromBinary } from "@bufbuild/protobuf";
+import { Container, type ContainerEnv } from "./container.ts";
+import type { Process } from "./process.ts";
+import { packEvent, type Publisher } from "./publisher.ts";
+import type { Reaper } from "./reaper.ts";
+import { metricsAny } from "./stats.ts";
+
+/** containerd's event topics. */
+export const TOPICS = {
+  create: "/tasks/create",
+  start: "/tasks/start",
+  exit: "/tasks/exit",
+  delete: "/tasks/delete",
+  execAdded: "/tasks/exec-added",
+  execStarted: "/tasks/exec-started",
+  paused: "/tasks/paused",
+  resumed: "/tasks/resumed",
+  oom: "/tasks/oom",
+} as const;
+
+const STATUS: Record<string, Status> = {
+  created: Status.CREATED,
+  running: Status.RUNNING,
+  stopped: Status.STOPPED,
+  paused: Status.PAUSED,
+  pausing: Status.PAUSING,
+};
+
+/** What the service needs from the serve process. */
+export interface ServiceDeps {
+  namespace: string;
+  reaper: Reaper;
+  publisher: Publisher;
+  debug: boolean;
+  /** Asked to end the shim (Shutdown with no containers left). */
+  shutdown: () => void;
+}
+
+/** The shim's state behind the Task API. */
+export class TaskService {
+  readonly containers = new Map<string, Container>();
+  /** Ids whose Create is in progress (a second Create of the same id is AlreadyExists). */
+  private readonly creating = new Set<string>();
+  /** Wait calls in progress, per "container/exec" key (for the state dump). */
+  readonly waiting = new Map<string, number>();
+  private readonly env: ContainerEnv;
+
+  constructor(private readonly deps: ServiceDeps) {
+    this.env = {
+      namespace: deps.namespace,
+      reaper: deps.reaper,
+      debug: deps.debug,
+      onExit: (c, p) => this.exited(c, p),
+    };
+  }
+
+  private get pub(): Publisher {
+    return this.deps.publisher;
+  }
+
+  /** The container `id`; NotFound when this shim has none. */
+  container(id: string): Container {
+    const c = this.containers.get(id);
+    if (!c) throw notFound(`container ${id}: container not created`);
+    return c;
+  }
+
+  private exited(c: Container, p: Process): void {
+    if (p.state === "deleted" && !p.isInit) return; // an exec deleted before it ran
+    if (p.isInit && !this.containers.has(c.id)) return; // deleted before it ever ran
+    this.pub.publish(TOPICS.exit, ev.TaskExitSchema, {
+      containerId: c.id,
+      id: p.execId || c.id,
+      pid: p.pid,
+      exitStatus: p.exit!.status,
+      exitedAt: timestampFromDate(p.exit!.at),
+    });
+  }
+
+  /** A readable dump of containers, processes and pending waits (SIGUSR1). */
+  dump(): string {
+    const lines = [`containers: ${this.containers.size}, events queued: ${this.pub.pending}`];
+    for (const c of this.containers.values()) {
+      lines.push(`container ${c.id} bundle=${c.bundle} runtime=${c.runc.binary} root=${c.runc.root}`);
+      for (const p of c.all()) {
+        const key = `${c.id}/${p.execId}`;
+        lines.push(
+          `  ${p.execId || "init"} pid=${p.pid} state=${c.stateOf(p)} exit=${p.exit ? p.exit.status : "-"} waits=${this.waiting.get(key) ?? 0} terminal=${p.stdio.terminal}`,
+        );
+      }
+    }
+    return lines.join("\n");
+  }
+
+  /** The ttrpc implementation of the Task service. */
+  impl(): ServiceImpl<typeof Task> {
+    return {
+      create: async (req) => {
+        if (!req.id) throw invalidArgument("create: id must not be empty");
+        if (this.containers.has(req.id) || this.creating.has(req.id)) throw alreadyExists(`container ${req.id}`);
+        this.creating.add(req.id);
+        try {
+          const c = await Container.create({
+            id: req.id,
+            bundle: req.bundle,
+            rootfs: req.rootfs.map((m) => ({ type: m.type, source: m.source, options: m.options })),
+            stdio: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+            options: req.options,
+            checkpoint: req.checkpoint,
+          }, this.env);
+          this.containers.set(req.id, c);
+          this.pub.publish(TOPICS.create, ev.TaskCreateSchema, {
+            containerId: req.id,
+            bundle: req.bundle,
+            rootfs: req.rootfs,
+            io: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+            checkpoint: req.checkpoint,
+            pid: c.init.pid,
+          });
+          return { pid: c.init.pid };
+        } finally {
+          this.creating.delete(req.id);
+        }
+      },
+
+      start: async (req) => {
+        const c = this.container(req.id);
+        const p = await c.start(req.execId, (p) => {
+          if (p.isInit) this.pub.publish(TOPICS.start, ev.TaskStartSchema, { containerId: c.id, pid: p.pid });
+          else {
+            this.pub.publish(TOPICS.execStarted, ev.TaskExecStartedSchema, {
+              containerId: c.id,
+              execId: p.execId,
+              pid: p.pid,
+            });
+          }
+        });
+        return { pid: p.pid };
+      },
+
+      delete: async (req) => {
+        const c = this.container(req.id);
+        const p = await c.delete(req.execId);
+        const exitedAt = p.exit ? timestampFromDate(p.exit.at) : undefined;
+        if (p.isInit) {
+          this.containers.delete(c.id);
+          this.pub.publish(TOPICS.delete, ev.TaskDeleteSchema, {
+            containerId: c.id,
+            pid: p.pid,
+            exitStatus: p.exit?.status ?? 0,
+            exitedAt,
+          });
+        }
+        return { pid: p.pid, exitStatus: p.exit?.status ?? 0, exitedAt };
+      },
+
+      exec: (req) => {
+        const c = this.container(req.id);
+        c.exec(req.execId, { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, req.spec);
+        this.pub.publish(TOPICS.execAdded, ev.TaskExecAddedSchema, { containerId: c.id, execId: req.execId });
+        return {};
+      },
+
+      state: (req) => {
+        const c = this.container(req.id);
+        const p = c.process(req.execId);
+        return {
+          id: p.execId || c.id,
+          bundle: c.bundle,
+          pid: p.pid,
+          status: STATUS[c.stateOf(p)] ?? Status.UNKNOWN,
+          stdin: p.stdio.stdin,
+          stdout: p.stdio.stdout,
+          stderr: p.stdio.stderr,
+          terminal: p.stdio.terminal,
+          exitStatus: p.exit?.status ?? 0,
+          exitedAt: p.exit ? timestampFromDate(p.exit.at) : undefined,
+          execId: req.execId,
+        };
+      },
+
+      pause: async (req) => {
+        const c = this.container(req.id);
+        await c.pause();
+        this.pub.publish(TOPICS.paused, ev.TaskPausedSchema, { containerId: c.id });
+        return {};
+      },
+
+      resume: async (req) => {
+        const c = this.container(req.id);
+        await c.resume();
+        this.pub.publish(TOPICS.resumed, ev.TaskResumedSchema, { containerId: c.id });
+        return {};
+      },
+
+      kill: async (req) => {
+        await this.container(req.id).kill(req.execId, req.signal, req.all);
+        return {};
+      },
+
+      pids: async (req) => {
+        const c = this.container(req.id);
+        const pids = await c.pids();
+        const byPid = new Map([...c.execs.values()].map((p) => [p.pid, p.execId]));
+        const processes: MessageInitShape<typeof Task.method.pids.output>["processes"] = pids.map((pid) => {
+          const execId = byPid.get(pid);
+          return execId ? { pid, info: packEvent(ProcessDetailsSchema, { execId }) } : { pid };
+        });
+        return { processes };
+      },
+
+      closeIO: (req) => {
+        const p = this.container(req.id).process(req.execId);
+        if (req.stdin) p.closeStdin();
+        return {};
+      },
+
+      resizePty: (req) => {
+        this.container(req.id).process(req.execId).resize(req.width, req.height);
+        return {};
+      },
+
+      checkpoint: async (req) => {
+        const c = this.container(req.id);
+        let exit = false;
+        let workPath = "";
+        if (req.options && req.options.typeUrl) {
+          const o = fromBinary(CheckpointOptionsSchema, req.options.value);
+          exit = o.exit;
+          workPath = o.workPath;
+        }
+        await c.checkpoint(req.path, { exit, workPath });
+        return {};
+      },
+
+      update: async (req) => {
+        await this.container(req.id).update(req.resources);
+        return {};
+      },
+
+      wait: async (req, ctx: CallContext) => {
+        const p = this.container(req.id).process(req.execId);
+        const key = `${req.id}/${req.execId}`;
+        this.waiting.set(key, (this.waiting.get(key) ?? 0) + 1);
+        try {
+          const exit = await Promise.race([p.exited, aborted(ctx.signal)]);
+          return { exitStatus: exit.status, exitedAt: timestampFromDate(exit.at) };
+        } finally {
+          const n = (this.waiting.get(key) ?? 1) - 1;
+          if (n > 0) this.waiting.set(key, n);
+          else this.waiting.delete(key);
+        }
+      },
+
+      stats: (req) => {
+        const c = this.container(req.id);
+        if (!c.cgroup) throw notFound(`cgroup of ${req.id} does not exist`);
+        return { stats: metricsAny(c.cgroup) };
+      },
+
+      connect: (req) => {
+        const c = this.containers.get(req.id);
+        return { shimPid: Deno.pid, taskPid: c?.init.pid ?? 0, version: "" };
+      },
+
+      shutdown: () => {
+        // A group shim stays while it manages any container.
+        if (this.containers.size === 0 && this.creating.size === 0) {
+          log.info("shutdown requested; no containers left");
+          setTimeout(() => this.deps.shutdown(), 0);
+        }
+        return {};
+      },
+    };
+  }
+}
+
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    const fail = () => reject(new BerthError(Code.Canceled, "wait canceled"));
+    if (signal.aborted) fail();
+    else signal.addEventListener("abort", fail, { once: true });
+  });
+}

@@ -1,0 +1,112 @@
+/**
+ * The `start` action: find or start the serving shim for this container's
+ * group and print its address. containerd runs it with CombinedOutput, so
+ * the serve process it starts gets none of this process's stdout/stderr
+ * (containerd would wait for their EOF), and runs in its own session so it
+ * outlives both this process and containerd.
+ *
+ * This is on the path of every `ctr run`: it imports no protobuf and no
+ * ttrpc, and does one process start at most (none when the group's shim is
+ * already up).
+ * @module
+ */
+
+import { BerthError, Code, invalidArgument } from "../errdefs/mod.ts";
+import { selfCommand, spawn } from "../spawn/mod.ts";
+import { formatShimFlags, type ShimFlags } from "./flags.ts";
+import { canConnect, lockGroup, socketDir, socketPath } from "./socket.ts";
+
+/** Annotations that put containers in one shim, in order of precedence (as containerd's runc shim). */
+export const GROUP_ANNOTATIONS = ["io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id"];
+
+/** How long a new serve process may take to accept connections. */
+const SERVE_READY_TIMEOUT_MS = 20_000;
+const POLL_MS = 4;
+
+/** The group a bundle's container belongs to: its group annotation, else its own id. */
+export function groupOf(config: { annotations?: Record<string, string> } | null, id: string): string {
+  for (const key of GROUP_ANNOTATIONS) {
+    const value = config?.annotations?.[key];
+    if (value) return value;
+  }
+  return id;
+}
+
+/** Writes the bundle's `address` file atomically (what containerd reads back after a restart). */
+export async function writeAddress(bundle: string, address: string): Promise<void> {
+  const tmp = `${bundle}/.address`;
+  await Deno.writeTextFile(tmp, address, { mode: 0o666 });
+  await Deno.rename(tmp, `${bundle}/address`);
+}
+
+async function readStdin(): Promise<void> {
+  // containerd writes the runtime options Any here; berth reads them in Create instead.
+  try {
+    await new Response(Deno.stdin.readable).arrayBuffer();
+  } catch {
+    // no stdin at all
+  }
+}
+
+/**
+ * Runs `start`: returns the address (`unix://...`) of the shim serving
+ * this container's group, starting one when none is up.
+ */
+export async function startShim(flags: ShimFlags): Promise<string> {
+  if (!flags.namespace) throw invalidArgument("shim namespace cannot be empty");
+  if (!flags.id) throw invalidArgument("shim id cannot be empty");
+  const bundle = flags.bundle || Deno.cwd();
+  const stdinDone = readStdin();
+  let config = null;
+  try {
+    config = JSON.parse(await Deno.readTextFile(`${bundle}/config.json`));
+  } catch (err) {
+    throw new BerthError(Code.InvalidArgument, `read ${bundle}/config.json: ${(err as Error).message}`);
+  }
+  const dir = socketDir();
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const path = await socketPath(dir, flags.address, flags.namespace, groupOf(config, flags.id));
+  const address = `unix://${path}`;
+  const unlock = await lockGroup(path);
+  try {
+    if (!(await canConnect(path))) {
+      await Deno.remove(path).catch(() => {}); // a stale socket of a shim that died
+      await startServe(flags, bundle, path);
+    }
+    await writeAddress(bundle, address);
+  } finally {
+    unlock();
+  }
+  await stdinDone;
+  return address;
+}
+
+/** Starts the serve process detached and waits until it accepts connections on `path`. */
+async function startServe(flags: ShimFlags, bundle: string, path: string): Promise<void> {
+  const self = selfCommand(["shim", ...formatShimFlags({ ...flags, bundle, socket: path }), "serve"]);
+  // stderr is a fresh pipe, not ours: read only if the serve process dies before it is ready.
+  const child = spawn(self.cmd, self.args, { cwd: bundle, detached: true, stdin: "null", stdout: "null", stderr: "piped" });
+  let exited: Deno.CommandStatus | null = null;
+  child.status.then((s) => exited = s);
+  const deadline = Date.now() + SERVE_READY_TIMEOUT_MS;
+  while (!exited) {
+    if (await canConnect(path)) {
+      child.unref();
+      await child.stderr.cancel().catch(() => {});
+      return;
+    }
+    if (Date.now() > deadline) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // gone meanwhile
+      }
+      await child.status;
+      throw new BerthError(Code.DeadlineExceeded, `shim serve process did not listen on ${path} within ${SERVE_READY_TIMEOUT_MS} ms`);
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  const err = new TextDecoder().decode(await new Response(child.stderr).arrayBuffer()).trim();
+  const status: Deno.CommandStatus = exited;
+  throw new BerthError(Code.Internal, `shim serve process exited (status ${status.code}) before listening: ${err || "no output"}`);
+}
