@@ -23,7 +23,7 @@ import { removeCgroup, removeIfEmpty, unmountAllUnder } from "./mounts.ts";
 import { runTool, type ToolResult } from "./tool.ts";
 
 /** Where containerd 1.6 and its runc shim keep state that is not under `state`. */
-const SHARED_RUN_DIR = "/run/containerd";
+export const SHARED_RUN_DIR = "/run/containerd";
 
 /** Options for {@link startContainerd}. */
 export interface ContainerdOptions {
@@ -182,7 +182,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
       }
     }
     await status;
-    await removeInstanceLeftovers({ dir, address, namespace, sharedRunDirExisted });
+    await removeInstanceLeftovers({ dir, address, namespace, sharedRunDirExisted, exclude: [pid] });
   }
 
   // Wait for the socket to answer; fail fast if containerd died.
@@ -213,7 +213,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
  * otherwise, and leaves them there for a detached task; the commands that
  * create fifos get the instance's own directory instead.
  */
-function withFifoDir(args: string[], fifoDir: string): string[] {
+export function withFifoDir(args: string[], fifoDir: string): string[] {
   const [a, b] = args;
   let at = -1;
   if (a === "run") at = 1;
@@ -243,6 +243,8 @@ export interface InstanceLeftovers {
   sharedRunDirExisted: boolean;
   /** Extra runc roots the instance's runtime used (besides /run/containerd/runc/<ns>). */
   runcRoots?: string[];
+  /** Pids that are the instance's daemon (already stopped), never signalled again. */
+  exclude?: number[];
 }
 
 /**
@@ -256,15 +258,22 @@ export async function removeInstanceLeftovers(l: InstanceLeftovers): Promise<voi
   const shimSockets = collectShimSockets(l.dir);
 
   // Container processes: runc knows their pids; delete --force kills them.
-  const runcRoots = [`${SHARED_RUN_DIR}/runc/${l.namespace}`, ...(l.runcRoots ?? [])];
+  const runcRoots = [
+    `${SHARED_RUN_DIR}/runc/${l.namespace}`,
+    ...(l.runcRoots ?? []),
+    ...findRuncRoots(l.dir),
+  ];
   for (const rr of runcRoots) await forceDeleteContainers(rr);
 
   // Shims (and any runc or client still at work) of this instance.
-  const mine = findProcesses((argv) => argv.some((a) => a === l.address || a.includes(l.dir)));
+  const exclude = new Set(l.exclude ?? []);
+  const isMine = (pid: number, argv: string[]) =>
+    !exclude.has(pid) && argv.some((a) => a === l.address || a.includes(l.dir));
+  const mine = findProcesses(isMine);
   if (mine.length > 0) await terminate(mine, 2000);
   // A shim that exits can release containers it was holding; delete again.
   for (const rr of runcRoots) await forceDeleteContainers(rr);
-  const stubborn = findProcesses((argv) => argv.some((a) => a === l.address || a.includes(l.dir)));
+  const stubborn = findProcesses(isMine);
   if (stubborn.length > 0) await killNow(stubborn);
 
   await unmountAllUnder(l.dir);
@@ -305,6 +314,42 @@ function collectShimSockets(dir: string): string[] {
 function safeReadDir(path: string): string[] {
   try {
     return [...Deno.readDirSync(path)].map((e) => e.name);
+  } catch {
+    return [];
+  }
+}
+
+/** Directories under `dir` that hold runc state (`<root>/<id>/state.json`). */
+export function findRuncRoots(dir: string, depth = 6): string[] {
+  const roots: string[] = [];
+  // Container root filesystems and image stores are big and never hold runc state.
+  const skip = new Set(["rootfs", "snapshots", "blobs", "content", "ingest"]);
+  const walk = (path: string, left: number) => {
+    for (const e of safeReadDirEntries(path)) {
+      if (!e.isDirectory || skip.has(e.name)) continue;
+      const child = `${path}/${e.name}`;
+      if (isFile(`${child}/state.json`)) {
+        if (!roots.includes(path)) roots.push(path);
+      } else if (left > 0) {
+        walk(child, left - 1);
+      }
+    }
+  };
+  walk(dir, depth);
+  return roots;
+}
+
+function isFile(path: string): boolean {
+  try {
+    return Deno.lstatSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
+function safeReadDirEntries(path: string): Deno.DirEntry[] {
+  try {
+    return [...Deno.readDirSync(path)];
   } catch {
     return [];
   }

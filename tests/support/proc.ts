@@ -28,16 +28,16 @@ export function allPids(): number[] {
 }
 
 /** Pids (not this process) whose argv satisfies `match`. */
-export function findProcesses(match: (argv: string[]) => boolean): number[] {
+export function findProcesses(match: (pid: number, argv: string[]) => boolean): number[] {
   return allPids().filter((pid) => {
     const argv = readCmdline(pid);
-    return argv !== null && match(argv);
+    return argv !== null && match(pid, argv);
   });
 }
 
 /** Pids whose argv has an element containing `needle` (a unique temp path). */
 export function processesMentioning(needle: string): number[] {
-  return findProcesses((argv) => argv.some((a) => a.includes(needle)));
+  return findProcesses((_pid, argv) => argv.some((a) => a.includes(needle)));
 }
 
 /** True while `pid` exists and is not a zombie. */
