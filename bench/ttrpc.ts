@@ -17,8 +17,14 @@
 import { runChecked, spawn } from "../src/spawn/mod.ts";
 import { BerthError, Code, notFound } from "../src/errdefs/mod.ts";
 import { Task } from "../src/gen/containerd/task/v2/shim_pb.ts";
-import { type Client, connect, NAMESPACE_METADATA_KEY, Server, serviceClient } from "../src/ttrpc/mod.ts";
-import { findProcesses, isAlive } from "../tests/support/proc.ts";
+import {
+  type Client,
+  connect,
+  NAMESPACE_METADATA_KEY,
+  Server,
+  serviceClient,
+} from "../src/ttrpc/mod.ts";
+import { findProcesses } from "../tests/support/proc.ts";
 import { removeIfEmpty } from "../tests/support/mounts.ts";
 
 const SHIM = "containerd-shim-runc-v2";
@@ -34,7 +40,9 @@ function exists(path: string): boolean {
 }
 
 function randomHex(bytes: number): string {
-  return [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) =>
+    b.toString(16).padStart(2, "0")
+  ).join("");
 }
 
 /** A Go runc shim started by {@link startRuncShim}. */
@@ -68,7 +76,7 @@ export interface GoShim {
  * our pipe: when {@link GoShim.stop} closes the pipe, the kernel ends and
  * reaps whatever is left in the namespace. Nothing can outlive the test.
  */
-export async function startRuncShim(): Promise<GoShim> {
+export async function startRuncShim(opts: { ttrpcAddress?: string } = {}): Promise<GoShim> {
   const dir = await Deno.makeTempDir({ prefix: "berth-goshim-" });
   const namespace = `berth-${randomHex(3)}`;
   const id = `shim-${randomHex(6)}`;
@@ -106,7 +114,9 @@ export async function startRuncShim(): Promise<GoShim> {
     stdin: "piped",
     stdout: "piped",
     stderr: "null",
-    env: { TTRPC_ADDRESS: `${dir}/containerd.sock.ttrpc` },
+    // Where the shim forwards its events (containerd's ttrpc socket); it
+    // connects only when it has something to publish.
+    env: { TTRPC_ADDRESS: opts.ttrpcAddress ?? `${dir}/containerd.sock.ttrpc` },
   });
   const stdin = child.stdin.getWriter();
   let socket = "";
@@ -144,7 +154,11 @@ export async function startRuncShim(): Promise<GoShim> {
       pid = findProcesses((_p, argv) =>
         argv[0]?.endsWith(SHIM) && argv.includes(id) && !argv.includes("start")
       )[0] ?? 0;
-      if (pid === 0) await new Promise((r) => setTimeout(r, 20));
+      if (pid === 0) {
+        await new Promise((r) =>
+          setTimeout(r, 20)
+        );
+      }
     }
     if (pid === 0) throw new Error(`${SHIM} serve process for ${id} not found`);
     const nsPid = Number(
@@ -222,7 +236,14 @@ interface BerthServerProcess {
 async function startBerthServer(): Promise<BerthServerProcess> {
   const dir = await Deno.makeTempDir({ prefix: "berth-ttrpc-bench-" });
   const socket = `${dir}/berth.sock`;
-  const child = spawn(Deno.execPath(), ["run", "-A", "--quiet", new URL(import.meta.url).pathname, "--serve", socket], {
+  const child = spawn(Deno.execPath(), [
+    "run",
+    "-A",
+    "--quiet",
+    new URL(import.meta.url).pathname,
+    "--serve",
+    socket,
+  ], {
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
@@ -255,8 +276,15 @@ function cpuMs(pid: number): number {
 const UNKNOWN_ID = "bench-" + "x".repeat(190);
 
 /** Calls State with `inflight` calls outstanding for `ms`; returns calls completed. */
-async function load(client: Client, namespace: string, inflight: number, ms: number): Promise<number> {
-  const task = serviceClient(client, Task, { defaults: { metadata: { [NAMESPACE_METADATA_KEY]: namespace } } });
+async function load(
+  client: Client,
+  namespace: string,
+  inflight: number,
+  ms: number,
+): Promise<number> {
+  const task = serviceClient(client, Task, {
+    defaults: { metadata: { [NAMESPACE_METADATA_KEY]: namespace } },
+  });
   let running = true;
   let calls = 0;
   const timer = setTimeout(() => running = false, ms);
@@ -301,7 +329,11 @@ export interface TtrpcReport {
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  return s.length === 0
+    ? NaN
+    : s.length % 2
+    ? s[(s.length - 1) / 2]
+    : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 /**
@@ -340,7 +372,11 @@ export async function runTtrpcBench(
             serverCpuUsPerCall: Math.round((cpu * 1000 / calls) * 100) / 100,
           };
           samples.push(s);
-          opts.progress?.(`round ${r + 1}: ${server} @${inflight}: ${s.callsPerSec} calls/s, ${s.serverCpuUsPerCall} µs CPU/call`);
+          opts.progress?.(
+            `round ${
+              r + 1
+            }: ${server} @${inflight}: ${s.callsPerSec} calls/s, ${s.serverCpuUsPerCall} µs CPU/call`,
+          );
         }
       }
     }
@@ -357,7 +393,8 @@ export async function runTtrpcBench(
         report.median[server][inflight] = pick(server, inflight, (s) => s.callsPerSec);
         report.cpuUsPerCall[server][inflight] = pick(server, inflight, (s) => s.serverCpuUsPerCall);
       }
-      report.ratio[inflight] = Math.round(report.median.berth[inflight] / report.median.go[inflight] * 100) / 100;
+      report.ratio[inflight] =
+        Math.round(report.median.berth[inflight] / report.median.go[inflight] * 100) / 100;
     }
     return report;
   } finally {
@@ -375,8 +412,13 @@ export async function benchTtrpc(
   opts: { quick: boolean; durationMs: number; rounds: number },
 ): Promise<{ berth: Record<string, number[]>; go: Record<string, number[]> }> {
   const report = await runTtrpcBench({ durationMs: opts.durationMs, rounds: opts.rounds });
-  const out = { berth: { "1": [] as number[], "32": [] as number[] }, go: { "1": [] as number[], "32": [] as number[] } };
-  for (const s of report.samples) out[s.server][String(s.inflight) as "1" | "32"].push(s.callsPerSec);
+  const out = {
+    berth: { "1": [] as number[], "32": [] as number[] },
+    go: { "1": [] as number[], "32": [] as number[] },
+  };
+  for (const s of report.samples) {
+    out[s.server][String(s.inflight) as "1" | "32"].push(s.callsPerSec);
+  }
   return out;
 }
 
@@ -392,18 +434,28 @@ if (import.meta.main) {
       warmupMs: quick ? 500 : 1500,
       progress: (s) => console.error(s),
     });
-    console.log("ttrpc unary Task.State (unknown id, ~200-byte request), berth client, one connection");
+    console.log(
+      "ttrpc unary Task.State (unknown id, ~200-byte request), berth client, one connection",
+    );
     console.log("server        in-flight   calls/s (median)   server CPU µs/call");
     for (const inflight of [1, 32]) {
       for (const server of ["berth", "go"] as const) {
         console.log(
-          `${server === "berth" ? "berth (Deno)" : "Go shim     "}  ${String(inflight).padStart(9)}   ${
-            String(report.median[server][inflight]).padStart(16)
-          }   ${String(report.cpuUsPerCall[server][inflight]).padStart(18)}`,
+          `${server === "berth" ? "berth (Deno)" : "Go shim     "}  ${
+            String(inflight).padStart(9)
+          }   ${String(report.median[server][inflight]).padStart(16)}   ${
+            String(report.cpuUsPerCall[server][inflight]).padStart(18)
+          }`,
         );
       }
       console.log(`ratio berth/Go at ${inflight} in flight: ${report.ratio[inflight]}`);
     }
-    console.log(JSON.stringify({ median: report.median, cpuUsPerCall: report.cpuUsPerCall, ratio: report.ratio }));
+    console.log(
+      JSON.stringify({
+        median: report.median,
+        cpuUsPerCall: report.cpuUsPerCall,
+        ratio: report.ratio,
+      }),
+    );
   }
 }

@@ -1,8 +1,58 @@
-/** Entry of `berth daemon`. */
-import { log } from "../log/mod.ts";
+/** Entry of `berth daemon`: flags and config in, a running daemon until SIGTERM or SIGINT. */
+import { DEFAULT_CONFIG_PATH, loadConfig } from "../config/mod.ts";
+import { DAEMON_USAGE, parseDaemonArgs, startDaemon } from "../daemon/mod.ts";
+import { log, setLogFormat, setLogLevel } from "../log/mod.ts";
 
-/** Runs the daemon mode; returns the process exit status. */
-export function daemonMain(_args: string[]): Promise<number> {
-  log.error("berth daemon is not built yet (see the daemon issues)");
-  return Promise.resolve(1);
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Runs the daemon mode; returns the process exit status (0 after a clean shutdown). */
+export async function daemonMain(args: string[]): Promise<number> {
+  let daemon;
+  try {
+    const parsed = parseDaemonArgs(args);
+    if (parsed.help) {
+      console.log(DAEMON_USAGE);
+      return 0;
+    }
+    // Without --config the default file is read only when it exists.
+    const path = parsed.configPath ??
+      (await exists(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);
+    const { config, warnings } = await loadConfig(path, parsed.overrides);
+    setLogLevel(config.debug.level);
+    setLogFormat(config.debug.format as "text" | "json");
+    for (const w of warnings) log.warn(w);
+    daemon = await startDaemon(config);
+  } catch (err) {
+    log.error("berth daemon failed to start", {
+      error: err instanceof Error ? err.message : String(err),
+    });
+    return 1;
+  }
+
+  const running = daemon;
+  let signals = 0;
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((resolve) => resolveStopped = resolve);
+  const onSignal = (sig: Deno.Signal) => () => {
+    signals++;
+    if (signals === 1) log.info("received signal; shutting down", { signal: sig });
+    // A second signal stops waiting for calls in flight.
+    else log.warn("received another signal; closing now", { signal: sig });
+    running.stop(signals === 1 ? {} : { timeoutMs: 0 }).then(resolveStopped);
+  };
+  const handlers: Array<[Deno.Signal, () => void]> = [["SIGTERM", onSignal("SIGTERM")], [
+    "SIGINT",
+    onSignal("SIGINT"),
+  ]];
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  await stopped;
+  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  return 0;
 }

@@ -140,6 +140,13 @@ const CONFIG_SHAPE: Shape = table({
   }, any),
 });
 
+/** Plugin sections whose keys this module describes (a plugin may not exist for each yet). */
+export const DESCRIBED_PLUGIN_SECTIONS: readonly string[] = Object.keys(
+  ((CONFIG_SHAPE as { fields: Record<string, Shape> }).fields.plugins as {
+    fields: Record<string, Shape>;
+  }).fields,
+);
+
 /** The configuration a daemon runs with when given no file and no flags. */
 export function defaultConfig(): Config {
   return {

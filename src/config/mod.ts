@@ -22,6 +22,7 @@ export {
   DEFAULT_SNAPSHOTTER,
   defaultConfig,
   defaultSnapshotter,
+  DESCRIBED_PLUGIN_SECTIONS,
   effectiveConfig,
   loadConfig,
   type LoadedConfig,

@@ -1,0 +1,71 @@
+/**
+ * `berth daemon`'s command line.
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { type ConfigOverrides, DEFAULT_CONFIG_PATH } from "../config/mod.ts";
+import { invalidArgument } from "../errdefs/mod.ts";
+
+/** Usage text of `berth daemon`. */
+export const DAEMON_USAGE = `Usage: berth daemon [flags]
+
+Runs the berth daemon: containerd's services over ttrpc at <address>.ttrpc.
+
+Flags:
+  -c, --config FILE       config file in containerd's TOML shape (default ${DEFAULT_CONFIG_PATH}, if present)
+      --root DIR          persistent data (default /var/lib/berth)
+      --state DIR         runtime state (default /run/berth)
+  -a, --address SOCK      API address; ttrpc listens on SOCK.ttrpc (default /run/berth/berth.sock)
+  -l, --log-level LEVEL   trace, debug, info, warn, error or fatal (default info)
+  -h, --help              show this help
+`;
+
+/** What the command line asks for. */
+export interface DaemonArgs {
+  /** The config file named with --config, if any. */
+  configPath?: string;
+  /** Values that replace the config file's. */
+  overrides: ConfigOverrides;
+  help: boolean;
+}
+
+/** Parses `berth daemon`'s arguments; InvalidArgument on unknown flags or stray words. */
+export function parseDaemonArgs(args: string[]): DaemonArgs {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        config: { type: "string", short: "c" },
+        root: { type: "string" },
+        state: { type: "string" },
+        address: { type: "string", short: "a" },
+        "log-level": { type: "string", short: "l" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (err) {
+    throw invalidArgument(`berth daemon: ${(err as Error).message}`);
+  }
+  const v = parsed.values;
+  for (
+    const [flag, value] of [["--root", v.root], ["--state", v.state], [
+      "--address",
+      v.address,
+    ]] as const
+  ) {
+    if (value !== undefined && !value.startsWith("/")) {
+      throw invalidArgument(
+        `berth daemon: ${flag} must be an absolute path, got ${JSON.stringify(value)}`,
+      );
+    }
+  }
+  return {
+    configPath: v.config,
+    overrides: { root: v.root, state: v.state, address: v.address, logLevel: v["log-level"] },
+    help: v.help ?? false,
+  };
+}

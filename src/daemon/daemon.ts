@@ -1,0 +1,182 @@
+/**
+ * The daemon's life: prepare root and state, lock the root, load the
+ * plugins, serve every RPC service they offer, and shut all of it down in
+ * order.
+ *
+ * @module
+ */
+
+import {
+  type Config,
+  DESCRIBED_PLUGIN_SECTIONS,
+  effectiveConfig,
+  ttrpcAddress,
+} from "../config/mod.ts";
+import { toBerthError } from "../errdefs/mod.ts";
+import type { Exchange } from "../events/mod.ts";
+import { log } from "../log/mod.ts";
+import {
+  loadPlugins,
+  type PluginSet,
+  pluginUri,
+  type Registration,
+  Registry,
+  RequiredPluginError,
+} from "../plugin/mod.ts";
+import { isRPCService } from "../services/service.ts";
+import { Server } from "../ttrpc/mod.ts";
+import { VERSION } from "../version.ts";
+import { lockRoot, type RootLock } from "./lock.ts";
+import { builtinPlugins } from "./plugins.ts";
+
+/** A daemon that is serving. */
+export interface RunningDaemon {
+  /** The configuration it runs with (derived values filled in). */
+  readonly config: Config;
+  /** Every plugin, whatever its status. */
+  readonly plugins: PluginSet;
+  /** The ttrpc socket it listens on. */
+  readonly ttrpcAddress: string;
+  /**
+   * Stops accepting, lets calls in flight finish (up to `timeoutMs`),
+   * closes the plugins, removes the sockets and releases the root.
+   * Later calls wait for the first; one with `timeoutMs: 0` closes the
+   * connections still busy at once.
+   */
+  stop(opts?: { timeoutMs?: number }): Promise<void>;
+}
+
+/** Options of {@link startDaemon}. */
+export interface StartOptions {
+  /** The plugins to load (default: the built-in ones). */
+  plugins?: readonly Registration[];
+}
+
+/** Makes `path` (and parents) with `mode` when missing; with `force`, also sets the mode of an existing one. */
+async function makeDir(path: string, mode: number, force = false): Promise<void> {
+  let existed = true;
+  try {
+    await Deno.stat(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    existed = false;
+    await Deno.mkdir(path, { recursive: true, mode });
+  }
+  // The umask trims a new directory's mode; an existing one is changed only when asked.
+  if (!existed || force) await Deno.chmod(path, mode);
+}
+
+async function removeSocket(path: string): Promise<void> {
+  try {
+    const info = await Deno.lstat(path);
+    if (info.isSocket) await Deno.remove(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) {
+      log.warn("cannot remove socket", { path, error: String(err) });
+    }
+  }
+}
+
+async function applyOomScore(score: number): Promise<void> {
+  if (score === 0) return;
+  try {
+    await Deno.writeTextFile("/proc/self/oom_score_adj", String(score));
+  } catch (err) {
+    log.warn("cannot set oom_score_adj", { score, error: String(err) });
+  }
+}
+
+/**
+ * Starts a daemon with `config`: root 0700 and state 0711 (as containerd
+ * makes them), the root lock, plugins in dependency order, then the ttrpc
+ * socket (0600) at `<grpc.address>.ttrpc` or `ttrpc.address`. Fails when
+ * the root is locked by another daemon, when a required plugin does not
+ * load, or when the socket is in use; nothing is left behind on failure.
+ */
+export async function startDaemon(config: Config, opts: StartOptions = {}): Promise<RunningDaemon> {
+  const cfg = effectiveConfig(config);
+  const address = ttrpcAddress(cfg);
+  // As containerd: the root is private (0700, even when it existed), the
+  // state traversable (0711) so that shims' and containers' paths resolve.
+  await makeDir(cfg.root, 0o700, true);
+  // Nothing else is touched before the lock is held: a second daemon leaves no trace.
+  const lock: RootLock = await lockRoot(cfg.root);
+  let plugins: PluginSet | undefined;
+  let server: Server | undefined;
+  try {
+    await makeDir(cfg.state, 0o711);
+    await applyOomScore(cfg.oom_score);
+    log.info("starting berth", { version: VERSION, root: cfg.root, state: cfg.state });
+    const registry = new Registry();
+    for (const reg of opts.plugins ?? builtinPlugins()) registry.register(reg);
+    const known = new Set([
+      ...registry.registrations().map(pluginUri),
+      ...DESCRIBED_PLUGIN_SECTIONS,
+    ]);
+    for (const uri of Object.keys(cfg.plugins)) {
+      if (!known.has(uri)) {
+        log.warn("config has a section for a plugin berth does not have", { plugin: uri });
+      }
+    }
+    try {
+      plugins = await loadPlugins(registry, {
+        root: cfg.root,
+        state: cfg.state,
+        config: cfg.plugins,
+        disabled: cfg.disabled_plugins,
+        required: cfg.required_plugins,
+        properties: { config: cfg, address: cfg.grpc.address, ttrpcAddress: address },
+      });
+    } catch (err) {
+      if (err instanceof RequiredPluginError) plugins = err.plugins;
+      throw err;
+    }
+
+    // The ttrpc listener. Every plugin instance that is an RPCService
+    // registers itself here; the gRPC listener on cfg.grpc.address (issue 7)
+    // will take the very same instances with transport "grpc".
+    server = new Server();
+    for (const p of plugins.list()) {
+      if (p.status === "ok" && isRPCService(p.instance)) p.instance.registerOn(server, "ttrpc");
+    }
+    // A missing socket directory is made private; an existing one (the
+    // state directory, /tmp) is left as it is: the socket itself is 0600.
+    await makeDir(address.slice(0, address.lastIndexOf("/")) || "/", 0o700);
+    await server.listen(address);
+    if (cfg.ttrpc.uid !== 0 || cfg.ttrpc.gid !== 0) {
+      await Deno.chown(address, cfg.ttrpc.uid, cfg.ttrpc.gid);
+    }
+    log.info("serving...", { address });
+  } catch (err) {
+    await server?.close();
+    await plugins?.close();
+    lock.release();
+    throw err;
+  }
+
+  const running = plugins;
+  const srv = server;
+  let stopping: Promise<void> | undefined;
+  const stop = (o: { timeoutMs?: number } = {}): Promise<void> => {
+    // Asked again with no time to wait (a second signal): drop what is in flight.
+    if (stopping !== undefined && o.timeoutMs === 0) srv.close().catch(() => {});
+    stopping ??= (async () => {
+      log.info("stopping berth", { address });
+      // Long-lived event subscriptions would keep their connections busy
+      // forever: end them first, then wait for everything else in flight.
+      for (const ex of running.all<Exchange>("io.containerd.event.v1").values()) ex.close();
+      try {
+        await srv.shutdown({ timeoutMs: o.timeoutMs ?? 10_000 });
+      } catch (err) {
+        log.warn("ttrpc shutdown failed", { error: toBerthError(err).message });
+        await srv.close();
+      }
+      await removeSocket(address);
+      await running.close();
+      lock.release();
+      log.info("berth stopped");
+    })();
+    return stopping;
+  };
+  return { config: cfg, plugins: running, ttrpcAddress: address, stop };
+}

@@ -1,0 +1,101 @@
+/**
+ * The plugins a berth daemon is made of. The daemon loads whatever this
+ * list holds and serves every RPC service among them; adding a feature
+ * (the task runtime, a differ, a GC scheduler) is adding its registration
+ * here, with no change to the server.
+ *
+ * @module
+ */
+
+import { ContentStore } from "../content/mod.ts";
+import { Code } from "../errdefs/mod.ts";
+import { Exchange } from "../events/mod.ts";
+import { type Metadata, openMetadata } from "../metadata/mod.ts";
+import { type Registration, SkipPlugin } from "../plugin/mod.ts";
+import { containersPlugin } from "../services/containers/mod.ts";
+import { eventsPlugin } from "../services/events/mod.ts";
+import { introspectionPlugin } from "../services/introspection/mod.ts";
+import { namespacesPlugin } from "../services/namespaces/mod.ts";
+import { versionPlugin } from "../services/version/mod.ts";
+import { NativeSnapshotter, OverlaySnapshotter, type Snapshotter } from "../snapshots/mod.ts";
+
+/** The event exchange every service publishes to; the daemon cannot work without it. */
+export const exchangePlugin: Registration<Exchange> = {
+  type: "io.containerd.event.v1",
+  id: "exchange",
+  required: true,
+  init: () => new Exchange(),
+  close: (ex) => ex.close(),
+};
+
+/** The blob store under `<root>/io.containerd.content.v1.content`. */
+export const contentPlugin: Registration<ContentStore> = {
+  type: "io.containerd.content.v1",
+  id: "content",
+  init: async (ctx) => {
+    ctx.meta.exports.root = ctx.root;
+    return await ContentStore.open(ctx.root);
+  },
+};
+
+/** The metadata database (namespaces, containers, images, leases...); required. */
+export const metadataPlugin: Registration<Metadata> = {
+  type: "io.containerd.metadata.v1",
+  id: "sqlite",
+  required: true,
+  init: async (ctx) => {
+    const md = await openMetadata(ctx.daemonRoot);
+    ctx.meta.exports.path = md.db.path;
+    return md;
+  },
+  close: (md) => md.close(),
+};
+
+function snapshotterPlugin(
+  id: string,
+  open: (root: string) => Promise<Snapshotter>,
+): Registration<Snapshotter> {
+  return {
+    type: "io.containerd.snapshotter.v1",
+    id,
+    init: async (ctx) => {
+      const root = (ctx.config.root_path as string | undefined) || ctx.root;
+      ctx.meta.exports.root = root;
+      ctx.meta.platforms.push({ os: "linux", architecture: "amd64" });
+      try {
+        return await open(root);
+      } catch (err) {
+        // Not supported here (no overlay in the kernel): skipped, as containerd reports it.
+        if ((err as { code?: Code }).code === Code.Unimplemented) {
+          throw new SkipPlugin((err as Error).message);
+        }
+        throw err;
+      }
+    },
+    close: (s) => s.close(),
+  };
+}
+
+/** overlayfs, the default snapshotter. */
+export const overlayfsPlugin = snapshotterPlugin(
+  "overlayfs",
+  (root) => OverlaySnapshotter.open(root),
+);
+/** native: plain copies, works on any file system. */
+export const nativePlugin = snapshotterPlugin("native", (root) => NativeSnapshotter.open(root));
+
+/** Every built-in plugin, in registration order (the registry sorts out dependencies). */
+export function builtinPlugins(): Registration[] {
+  return [
+    exchangePlugin,
+    contentPlugin,
+    overlayfsPlugin,
+    nativePlugin,
+    metadataPlugin,
+    versionPlugin,
+    introspectionPlugin,
+    namespacesPlugin,
+    containersPlugin,
+    eventsPlugin,
+  ] as Registration[];
+}

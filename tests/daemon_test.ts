@@ -1,0 +1,245 @@
+/**
+ * `berth daemon` as a process: started from source on temporary root, state
+ * and address, driven over ttrpc with containerd's v1 services, refused a
+ * second time on the same root, and stopped with SIGTERM, leaving nothing.
+ */
+import assert from "node:assert/strict";
+import { fromBinary } from "@bufbuild/protobuf";
+import { Code, isCode } from "../src/errdefs/mod.ts";
+import { NamespaceCreateSchema } from "../src/gen/containerd/events/namespace_pb.ts";
+import { Containers } from "../src/gen/containerd/services/containers/v1/containers_pb.ts";
+import { Events } from "../src/gen/containerd/services/events/v1/events_pb.ts";
+import { Introspection } from "../src/gen/containerd/services/introspection/v1/introspection_pb.ts";
+import { Namespaces } from "../src/gen/containerd/services/namespaces/v1/namespaces_pb.ts";
+import { Version } from "../src/gen/containerd/services/version/v1/version_pb.ts";
+import { spawn } from "../src/spawn/mod.ts";
+import { type Client, connect, serviceClient } from "../src/ttrpc/mod.ts";
+import { VERSION } from "../src/version.ts";
+
+const MOD = new URL("../mod.ts", import.meta.url).pathname;
+const NS_KEY = "containerd-namespace-ttrpc";
+
+/** A daemon process started by a test, with its stderr collected. */
+interface DaemonProc {
+  child: Deno.ChildProcess;
+  /** Everything written to stderr so far (complete once `done` resolves). */
+  log: () => string;
+  done: Promise<Deno.CommandStatus>;
+}
+
+function startDaemon(args: string[]): DaemonProc {
+  const child = spawn(Deno.execPath(), ["run", "-A", "--quiet", MOD, "daemon", ...args], {
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  });
+  let text = "";
+  const reading = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stderr) text += decoder.decode(chunk, { stream: true });
+  })();
+  const done = Promise.all([child.status, reading]).then(([s]) => s);
+  return { child, log: () => text, done };
+}
+
+async function waitForSocket(path: string, d: DaemonProc, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  d.done.then(() => exited = true);
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`daemon exited before listening:\n${d.log()}`);
+    try {
+      (await Deno.connect({ transport: "unix", path })).close();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`daemon did not listen on ${path} in ${timeoutMs} ms:\n${d.log()}`);
+}
+
+function rejectsWith(p: Promise<unknown>, code: Code, re?: RegExp): Promise<void> {
+  return assert.rejects(p, (e) => {
+    assert.ok(isCode(e, code), `expected ${Code[code]}, got ${e instanceof Error ? e.message : e}`);
+    if (re) assert.match((e as Error).message, re);
+    return true;
+  });
+}
+
+Deno.test("daemon: serves containerd's v1 services over ttrpc, refuses a second daemon, stops cleanly", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "berth-daemon-test-" });
+  const root = `${tmp}/root`;
+  const state = `${tmp}/state`;
+  const address = `${tmp}/state/berth.sock`;
+  const ttrpc = `${address}.ttrpc`;
+  const daemon = startDaemon([
+    "--root",
+    root,
+    "--state",
+    state,
+    "--address",
+    address,
+    "--log-level",
+    "debug",
+  ]);
+  let client: Client | undefined;
+  try {
+    await waitForSocket(ttrpc, daemon);
+    assert.equal((await Deno.lstat(ttrpc)).mode! & 0o777, 0o600, "socket is 0600");
+    assert.equal((await Deno.stat(root)).mode! & 0o777, 0o700, "root is 0700");
+    assert.equal((await Deno.stat(state)).mode! & 0o777, 0o711, "state is 0711");
+
+    client = await connect(ttrpc);
+    const inNs = (ns: string) => ({ defaults: { metadata: { [NS_KEY]: ns }, timeoutMs: 10_000 } });
+
+    // Version and introspection.
+    const version = await serviceClient(client, Version, inNs("default")).version({});
+    assert.equal(version.version, VERSION);
+    const intro = serviceClient(client, Introspection, inNs("default"));
+    const { plugins } = await intro.plugins({});
+    const status = Object.fromEntries(
+      plugins.map((p) => [`${p.type}.${p.id}`, p.initErr ? `error: ${p.initErr.message}` : "ok"]),
+    );
+    for (
+      const uri of [
+        "io.containerd.event.v1.exchange",
+        "io.containerd.metadata.v1.sqlite",
+        "io.containerd.content.v1.content",
+        "io.containerd.grpc.v1.namespaces",
+        "io.containerd.grpc.v1.containers",
+      ]
+    ) {
+      assert.equal(status[uri], "ok", `${uri}: ${status[uri]}`);
+    }
+    const grpcOnly = await intro.plugins({ filters: ["type==io.containerd.grpc.v1"] });
+    assert.ok(
+      grpcOnly.plugins.length >= 4 &&
+        grpcOnly.plugins.every((p) => p.type === "io.containerd.grpc.v1"),
+    );
+    const uuid = (await intro.server({})).uuid;
+    assert.match(uuid, /^[0-9a-f-]{36}$/);
+    assert.equal((await intro.server({})).uuid, uuid, "uuid is stable");
+
+    // An event subscription sees the namespace being created.
+    const events = serviceClient(client, Events, inNs("default"));
+    const sub = events.subscribe({ filters: ['topic=="/namespaces/create"'] })
+      [Symbol.asyncIterator]();
+    const firstEvent = sub.next();
+
+    // Namespaces.
+    const namespaces = serviceClient(client, Namespaces, inNs("default"));
+    await namespaces.create({ namespace: { name: "itest", labels: { team: "infra" } } });
+    await rejectsWith(namespaces.create({ namespace: { name: "itest" } }), Code.AlreadyExists);
+    await rejectsWith(namespaces.create({ namespace: { name: "../up" } }), Code.InvalidArgument);
+    const listed = await namespaces.list({});
+    assert.ok(listed.namespaces.some((n) => n.name === "itest" && n.labels.team === "infra"));
+    const updated = await namespaces.update({
+      namespace: { name: "itest", labels: { owner: "me" } },
+      updateMask: { paths: ["labels.owner"] },
+    });
+    assert.deepEqual(updated.namespace?.labels, { team: "infra", owner: "me" });
+    assert.equal((await namespaces.get({ name: "itest" })).namespace?.name, "itest");
+    await rejectsWith(namespaces.get({ name: "nope" }), Code.NotFound);
+
+    const ev = await firstEvent;
+    assert.equal(ev.done, false);
+    assert.equal(ev.value!.topic, "/namespaces/create");
+    assert.equal(ev.value!.namespace, "default");
+    assert.equal(ev.value!.event?.typeUrl, "containerd.events.NamespaceCreate");
+    assert.equal(fromBinary(NamespaceCreateSchema, ev.value!.event!.value).name, "itest");
+    await sub.return?.();
+
+    // Containers, in the new namespace.
+    const containers = serviceClient(client, Containers, inNs("itest"));
+    const spec = {
+      typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Spec",
+      value: new TextEncoder().encode("{}"),
+    };
+    const c = (id: string, labels: Record<string, string>) => ({
+      container: {
+        id,
+        labels,
+        image: "docker.io/library/busybox:latest",
+        runtime: { name: "io.containerd.runc.v2" },
+        spec,
+      },
+    });
+    const made = await containers.create(c("web", { app: "web" }));
+    assert.equal(made.container?.id, "web");
+    assert.ok(made.container?.createdAt !== undefined);
+    await containers.create(c("db", { app: "db" }));
+    await rejectsWith(containers.create(c("web", {})), Code.AlreadyExists);
+    await rejectsWith(containers.create(c("../etc", {})), Code.InvalidArgument);
+    await rejectsWith(containers.create(c("a/b", {})), Code.InvalidArgument);
+    await rejectsWith(containers.get({ id: "nope" }), Code.NotFound);
+    const got = await containers.get({ id: "web" });
+    assert.equal(got.container?.runtime?.name, "io.containerd.runc.v2");
+    assert.equal(new TextDecoder().decode(got.container?.spec?.value), "{}");
+    const dbOnly = await containers.list({ filters: ["labels.app==db"] });
+    assert.deepEqual(dbOnly.containers.map((x) => x.id), ["db"]);
+    const all = await containers.list({});
+    assert.deepEqual(all.containers.map((x) => x.id), ["db", "web"]);
+    const streamed: string[] = [];
+    for await (const m of containers.listStream({ filters: ['id~="^w"'] })) {
+      streamed.push(m.container!.id);
+    }
+    assert.deepEqual(streamed, ["web"]);
+    const relabelled = await containers.update({
+      container: { id: "web", labels: { tier: "front" } },
+      updateMask: { paths: ["labels.tier"] },
+    });
+    assert.deepEqual(relabelled.container?.labels, { app: "web", tier: "front" });
+    await rejectsWith(
+      containers.update({ container: { id: "web" }, updateMask: { paths: ["runtime"] } }),
+      Code.InvalidArgument,
+    );
+    // No namespace on the call: containerd refuses with FailedPrecondition.
+    await rejectsWith(
+      serviceClient(client, Containers).list({}),
+      Code.FailedPrecondition,
+      /namespace is required/,
+    );
+
+    // A namespace that still holds containers cannot go.
+    await rejectsWith(namespaces.delete({ name: "itest" }), Code.FailedPrecondition, /containers/);
+    await containers.delete({ id: "web" });
+    await containers.delete({ id: "db" });
+    await rejectsWith(containers.delete({ id: "db" }), Code.NotFound);
+    await namespaces.delete({ name: "itest" });
+    assert.ok(!(await namespaces.list({})).namespaces.some((n) => n.name === "itest"));
+
+    // A second daemon on the same root is refused, naming the root and the holder.
+    const second = startDaemon([
+      "--root",
+      root,
+      "--state",
+      `${tmp}/state2`,
+      "--address",
+      `${tmp}/b2.sock`,
+    ]);
+    const st = await second.done;
+    assert.equal(st.code, 1);
+    assert.match(
+      second.log(),
+      new RegExp(`root ${root} is in use by another berth daemon \\(pid ${daemon.child.pid}\\)`),
+    );
+    await assert.rejects(
+      Deno.stat(`${tmp}/state2`),
+      Deno.errors.NotFound,
+      "the refused daemon made nothing",
+    );
+  } finally {
+    client?.close();
+    try {
+      daemon.child.kill("SIGTERM");
+    } catch { /* already gone */ }
+    const st = await daemon.done;
+    try {
+      assert.equal(st.code, 0, `daemon exit status ${st.code}:\n${daemon.log()}`);
+      assert.match(daemon.log(), /level=info msg="berth stopped"/);
+      await assert.rejects(Deno.lstat(ttrpc), Deno.errors.NotFound, "the socket is removed");
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
+  }
+});

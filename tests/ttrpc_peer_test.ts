@@ -1,0 +1,161 @@
+/**
+ * berth's ttrpc against peers nobody here wrote: Debian's
+ * containerd-shim-runc-v2 (a Go ttrpc server) and a real containerd (whose
+ * ttrpc Events service berth forwards an event to, seen by `ctr events`).
+ */
+import assert from "node:assert/strict";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { AnySchema, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { startRuncShim } from "../bench/ttrpc.ts";
+import { BerthError, Code } from "../src/errdefs/mod.ts";
+import { TaskExitSchema } from "../src/gen/containerd/events/task_pb.ts";
+import { Events } from "../src/gen/containerd/services/events/ttrpc/v1/events_pb.ts";
+import { Task } from "../src/gen/containerd/task/v2/shim_pb.ts";
+import { spawn } from "../src/spawn/mod.ts";
+import { connect, NAMESPACE_METADATA_KEY, serviceClient } from "../src/ttrpc/mod.ts";
+import { startContainerd } from "./support/containerd.ts";
+import { findProcesses, isAlive } from "./support/proc.ts";
+
+function isCode(code: Code) {
+  return (e: unknown) => {
+    assert.ok(e instanceof BerthError, `expected a BerthError, got ${e}`);
+    assert.equal(Code[e.code], Code[code], e.message);
+    return true;
+  };
+}
+
+async function waitFor(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+Deno.test("berth's client drives Debian's containerd-shim-runc-v2: Connect, State, Shutdown", async () => {
+  const shim = await startRuncShim();
+  const client = await connect(shim.socket);
+  try {
+    const task = serviceClient(client, Task, {
+      defaults: { timeoutMs: 5000, metadata: { [NAMESPACE_METADATA_KEY]: shim.namespace } },
+    });
+    const c = await task.connect({ id: shim.id });
+    assert.equal(c.shimPid, shim.nsPid, "Connect reports the serving process");
+    assert.equal(c.taskPid, 0, "no task yet");
+
+    // State of an id the shim does not know: the Go server's NotFound, code and message.
+    await assert.rejects(task.state({ id: "no-such-task" }), (e: unknown) => {
+      isCode(Code.NotFound)(e);
+      assert.match((e as Error).message, /not found/);
+      return true;
+    });
+
+    // Many calls in flight on one connection, all answered by the Go server.
+    const many = await Promise.allSettled(
+      Array.from({ length: 200 }, (_, i) => task.state({ id: `missing-${i}` })),
+    );
+    assert.ok(
+      many.every((r) => r.status === "rejected" && (r.reason as BerthError).code === Code.NotFound),
+    );
+    // A method the Go server does not have.
+    await assert.rejects(
+      client.call("containerd.task.v2.Task", "NoSuchMethod", new Uint8Array()),
+      isCode(Code.Unimplemented),
+    );
+
+    // Shutdown: the shim may close the connection before its answer goes
+    // out (containerd ignores that case too), so either outcome is fine.
+    try {
+      await task.shutdown({ id: shim.id });
+    } catch (e) {
+      isCode(Code.Unavailable)(e);
+    }
+    await waitFor("the shim to exit", () => !isAlive(shim.pid));
+    await client.done; // the server side of the connection is gone
+    assert.ok(client.closed);
+  } finally {
+    client.close();
+    await shim.stop();
+  }
+  assert.equal(isAlive(shim.pid), false);
+  assert.deepEqual(findProcesses((_p, argv) => argv.some((a) => a.includes(shim.id))), []);
+  await assert.rejects(Deno.lstat(shim.socket), Deno.errors.NotFound);
+});
+
+Deno.test("berth forwards a TaskExit event to a real containerd over ttrpc; ctr events sees it", async () => {
+  const ctd = await startContainerd();
+  let watcher: Deno.ChildProcess | undefined;
+  let client;
+  try {
+    watcher = spawn("ctr", ["--address", ctd.address, "events"], {
+      stdout: "piped",
+      stderr: "null",
+    });
+    const out = watcher.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    const reading = (async () => {
+      for (;;) {
+        const { value, done } = await out.read();
+        if (done) return;
+        seen += value;
+      }
+    })();
+
+    client = await connect(ctd.ttrpcAddress);
+    const events = serviceClient(client, Events);
+    const containerId = `berth-exit-${crypto.randomUUID().slice(0, 8)}`;
+    const exit = create(TaskExitSchema, {
+      containerId,
+      id: containerId,
+      pid: 4242,
+      exitStatus: 7,
+      exitedAt: timestampFromDate(new Date()),
+    });
+    const forward = () =>
+      events.forward({
+        envelope: {
+          timestamp: timestampFromDate(new Date()),
+          namespace: ctd.namespace,
+          topic: "/tasks/exit",
+          // containerd resolves events by their proto name, without a URL prefix.
+          event: create(AnySchema, {
+            typeUrl: "containerd.events.TaskExit",
+            value: toBinary(TaskExitSchema, exit),
+          }),
+        },
+      }, { timeoutMs: 5000 });
+
+    // ctr subscribes asynchronously: forward until it shows up (each forward is accepted).
+    const deadline = Date.now() + 15_000;
+    while (!seen.includes(containerId)) {
+      assert.ok(Date.now() < deadline, `ctr events never showed the event; it printed:\n${seen}`);
+      await forward();
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const line = seen.split("\n").find((l) => l.includes(containerId))!;
+    assert.match(line, new RegExp(`${ctd.namespace} /tasks/exit`));
+    assert.match(line, /"exit_status":7/);
+    assert.match(line, /"pid":4242/);
+
+    // A malformed event (a topic containerd refuses) comes back as an error, not a hang.
+    await assert.rejects(
+      events.forward({ envelope: { namespace: ctd.namespace, topic: "no-leading-slash" } }, {
+        timeoutMs: 5000,
+      }),
+      (e: unknown) => e instanceof BerthError && e.code !== Code.OK,
+    );
+
+    Deno.kill(watcher.pid, "SIGTERM");
+    await watcher.status;
+    await reading;
+  } finally {
+    client?.close();
+    if (watcher) {
+      try {
+        Deno.kill(watcher.pid, "SIGKILL");
+      } catch { /* already gone */ }
+      await watcher.status;
+    }
+    await ctd.stop();
+  }
+});
