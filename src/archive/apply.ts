@@ -1,0 +1,209 @@
+// Unpacking a layer into a directory, as containerd's archive.Apply does.
+
+import { lchown, lutimes } from "node:fs/promises";
+import { Digester } from "../content/mod.ts";
+import { invalidArgument } from "../errdefs/mod.ts";
+import { log } from "../log/mod.ts";
+import { decompress } from "./compression.ts";
+import { cleanEntryPath, resolveInRoot } from "./path.ts";
+import { type ArchiveSys, commandSys, type XattrWrite } from "./sys.ts";
+import { mtimeOf, readTar, type TarHeader, xattrsOf } from "./tar.ts";
+
+/** OCI whiteout prefix: `.wh.<name>` deletes `<name>` from the layers below. */
+export const WHITEOUT_PREFIX = ".wh.";
+/** OCI opaque marker: hides everything below from the directory it is in. */
+export const WHITEOUT_OPAQUE = ".wh..wh..opq";
+/** The xattr overlayfs reads to treat a directory as opaque. */
+export const OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque";
+
+/** Options of {@link applyLayer}. */
+export interface ApplyOptions {
+  /**
+   * How OCI whiteouts are applied: "overlay" writes overlayfs whiteouts
+   * (0/0 character devices and the opaque xattr) for an overlay snapshot's
+   * upper directory; "delete" (default) really deletes, for native snapshots.
+   */
+  whiteouts?: "overlay" | "delete";
+  /** The layer's media type, for error messages. */
+  mediaType?: string;
+  /** System operations (for tests, or ffi-backed ones). */
+  sys?: ArchiveSys;
+}
+
+/** What {@link applyLayer} read. */
+export interface ApplyResult {
+  /** Digest of the uncompressed stream: the layer's diff id. */
+  digest: string;
+  /** Size of the uncompressed stream. */
+  size: number;
+}
+
+async function lstatOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
+  try {
+    return await Deno.lstat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+}
+
+function numberFromPax(h: TarHeader, key: string, fallback: number): number {
+  const v = h.pax?.[key];
+  return v && /^\d+$/.test(v) ? Number(v) : fallback;
+}
+
+/**
+ * Applies the layer tar `layer` (uncompressed, gzip or zstd) to `root`.
+ * Entries may not leave `root`, neither by `..` nor through symlinks in
+ * the tree (which resolve as if `root` were `/`). Owners, modes, times,
+ * xattrs, hard links, symlinks and devices are kept. The stream is
+ * processed as it arrives; returns the diff id and uncompressed size.
+ */
+export async function applyLayer(
+  root: string,
+  layer: ReadableStream<Uint8Array>,
+  opts: ApplyOptions = {},
+): Promise<ApplyResult> {
+  const sys = opts.sys ?? commandSys;
+  const overlay = opts.whiteouts === "overlay";
+  const { stream } = await decompress(layer, opts.mediaType);
+
+  const digester = new Digester();
+  let size = 0;
+  const hashed = stream.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, c) {
+        digester.update(chunk);
+        size += chunk.length;
+        c.enqueue(chunk);
+      },
+    }),
+  );
+
+  // Paths this layer created: an opaque marker hides only what was below.
+  const unpacked = new Set<string>();
+  const dirTimes: { path: string; atime: Date; mtime: Date }[] = [];
+  const xattrs: XattrWrite[] = [];
+
+  for await (const { header: h, data } of readTar(hashed)) {
+    const parts = cleanEntryPath(h.name);
+    if (parts.length === 0) continue; // the root itself keeps the snapshot's own attributes
+    const base = parts[parts.length - 1];
+    const parentPath = await resolveInRoot(root, parts.slice(0, -1));
+    await Deno.mkdir(parentPath, { recursive: true, mode: 0o755 });
+
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      await applyWhiteout(parentPath, base, h, overlay, unpacked, sys, xattrs);
+      continue;
+    }
+
+    const path = `${parentPath}/${base}`;
+    const existing = await lstatOrUndefined(path);
+    if (existing && !(existing.isDirectory && h.type === "directory")) {
+      await Deno.remove(path, { recursive: true });
+    }
+
+    const uid = numberFromPax(h, "uid", h.uid);
+    const gid = numberFromPax(h, "gid", h.gid);
+    const mode = h.mode & 0o7777;
+    switch (h.type) {
+      case "directory":
+        if (!existing?.isDirectory) await Deno.mkdir(path, { mode: 0o700 });
+        break;
+      case "file":
+      case "contiguous-file": {
+        const f = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+        try {
+          for await (const chunk of data) {
+            let n = 0;
+            while (n < chunk.length) n += await f.write(chunk.subarray(n));
+          }
+        } finally {
+          f.close();
+        }
+        break;
+      }
+      case "link": {
+        const linkParts = cleanEntryPath(h.linkname ?? "");
+        if (linkParts.length === 0) throw invalidArgument(`hard link ${h.name} has no target`);
+        const target = await resolveInRoot(root, linkParts, false);
+        await Deno.link(target, path);
+        break;
+      }
+      case "symlink":
+        await Deno.symlink(h.linkname ?? "", path);
+        break;
+      case "character-device":
+      case "block-device":
+      case "fifo":
+        await sys.mknod(
+          path,
+          h.type === "fifo" ? "fifo" : h.type === "character-device" ? "char" : "block",
+          mode,
+          h.devmajor ?? 0,
+          h.devminor ?? 0,
+        );
+        break;
+      default:
+        log.warn("skipping tar entry of unsupported type", { name: h.name, type: h.type });
+        continue;
+    }
+    unpacked.add(path);
+    // A hard link is its target's inode: owner, mode and times are the target's.
+    if (h.type === "link") continue;
+
+    // Owner first: chown clears set-id bits, so the mode goes on after it.
+    await lchown(path, uid, gid);
+    if (h.type !== "symlink") await Deno.chmod(path, mode);
+    for (const [name, value] of Object.entries(xattrsOf(h))) xattrs.push({ path, name, value });
+    const mtime = mtimeOf(h);
+    const atimeText = h.pax?.atime;
+    const atime = atimeText && /^\d+(\.\d+)?$/.test(atimeText)
+      ? new Date(Number(atimeText) * 1000)
+      : mtime;
+    // Directory times are set last: creating their children changes them.
+    if (h.type === "directory") dirTimes.push({ path, atime, mtime });
+    else await lutimes(path, atime, mtime);
+  }
+
+  await sys.setXattrs(xattrs);
+  for (const d of dirTimes.reverse()) await Deno.utime(d.path, d.atime, d.mtime);
+  return { digest: digester.digest(), size };
+}
+
+async function applyWhiteout(
+  parentPath: string,
+  base: string,
+  h: TarHeader,
+  overlay: boolean,
+  unpacked: Set<string>,
+  sys: ArchiveSys,
+  xattrs: XattrWrite[],
+): Promise<void> {
+  if (base === WHITEOUT_OPAQUE) {
+    if (overlay) {
+      xattrs.push({
+        path: parentPath,
+        name: OVERLAY_OPAQUE_XATTR,
+        value: new TextEncoder().encode("y"),
+      });
+      return;
+    }
+    for await (const e of Deno.readDir(parentPath)) {
+      const p = `${parentPath}/${e.name}`;
+      if (!unpacked.has(p)) await Deno.remove(p, { recursive: true });
+    }
+    return;
+  }
+  const name = base.slice(WHITEOUT_PREFIX.length);
+  if (!name || name === "." || name === "..") {
+    throw invalidArgument(`invalid whiteout entry ${JSON.stringify(h.name)}`);
+  }
+  const target = `${parentPath}/${name}`;
+  if (await lstatOrUndefined(target)) await Deno.remove(target, { recursive: true });
+  if (overlay) {
+    // overlayfs hides a lower file behind a 0/0 character device of the same name.
+    await sys.mknod(target, "char", 0, 0, 0);
+    await lchown(target, numberFromPax(h, "uid", h.uid), numberFromPax(h, "gid", h.gid));
+  }
+}
