@@ -47,3 +47,9 @@ export type {
   UnaryHandler,
 } from "./services.ts";
 export { MAX_MESSAGE_LENGTH } from "./channel.ts";
+export {
+  type PeerCred,
+  type PeerCredReader,
+  requireSameUser,
+  type SameUserOptions,
+} from "./peercred.ts";

@@ -47,9 +47,10 @@ import { statusFromError } from "./status.ts";
 export interface ServerOptions {
   /**
    * Vets each accepted connection before anything is read from it; throwing
-   * refuses (closes) the connection. See peercred.ts for a same-user check.
+   * (or rejecting) refuses and closes the connection. It is called right
+   * after the accept, before the next one. See peercred.ts (same-user check).
    */
-  authorize?: (conn: Deno.UnixConn) => void | Promise<void>;
+  authorize?: (conn: Deno.UnixConn) => unknown;
   /** Messages a streaming handler may have unread before the peer is paused (default 64). */
   streamQueue?: number;
   /** How long a full stream may pause the connection before it fails (ms, default 1000). */
@@ -157,25 +158,35 @@ export class Server {
     }
   }
 
-  async #accept(conn: Deno.UnixConn): Promise<void> {
-    if (this.#opts.authorize) {
-      try {
-        await this.#opts.authorize(conn);
-      } catch (err) {
-        log.warn("ttrpc: refusing connection", { error: String(err) });
-        try {
-          conn.close();
-        } catch { /* already closed */ }
-        return;
-      }
-      if (this.#closing) {
-        conn.close();
-        return;
-      }
+  // Vets and starts serving one accepted connection. The check is called
+  // before the next accept (peercred.ts relies on that to identify the socket).
+  #accept(conn: Deno.UnixConn): void {
+    const authorize = this.#opts.authorize;
+    if (authorize === undefined) {
+      this.#start(conn);
+      return;
     }
+    let verdict: unknown;
+    try {
+      verdict = authorize(conn);
+    } catch (err) {
+      refuse(conn, err);
+      return;
+    }
+    if (!isThenable(verdict)) {
+      this.#start(conn);
+      return;
+    }
+    Promise.resolve(verdict).then(
+      () => this.#closing ? conn.close() : this.#start(conn),
+      (err) => refuse(conn, err),
+    );
+  }
+
+  #start(conn: Deno.UnixConn): void {
     const sc = new ServerConnection(conn, this.#services, this.#opts, (c) => this.#forget(c));
     this.#conns.add(sc);
-    await sc.run();
+    sc.run();
   }
 
   #forget(c: ServerConnection): void {
@@ -256,6 +267,15 @@ async function removeStaleSocket(path: string): Promise<void> {
     return;
   }
   throw new BerthError(Code.AlreadyExists, `ttrpc: ${path} is in use by a running server`);
+}
+
+function refuse(conn: Deno.UnixConn, err: unknown): void {
+  log.warn("ttrpc: refusing connection", {
+    error: err instanceof Error ? err.message : String(err),
+  });
+  try {
+    conn.close();
+  } catch { /* already closed */ }
 }
 
 function isClosedError(err: unknown): boolean {
