@@ -14,7 +14,7 @@
  * @module
  */
 
-import { runChecked, spawn } from "../src/spawn/mod.ts";
+import { run, runChecked, spawn } from "../src/spawn/mod.ts";
 import { BerthError, Code, notFound } from "../src/errdefs/mod.ts";
 import { Task } from "../src/gen/containerd/task/v2/shim_pb.ts";
 import {
@@ -75,17 +75,25 @@ export interface GoShim {
  * everything runs in a new pid namespace whose init is a shell waiting on
  * our pipe: when {@link GoShim.stop} closes the pipe, the kernel ends and
  * reaps whatever is left in the namespace. Nothing can outlive the test.
+ * The namespace has its own /proc (and so its own mount table): pids the
+ * shim reports are pids in that namespace, see {@link GoShim.nsPid}.
  */
-export async function startRuncShim(opts: { ttrpcAddress?: string } = {}): Promise<GoShim> {
+export async function startRuncShim(
+  opts: { ttrpcAddress?: string; prepareBundle?: (dir: string) => Promise<void> } = {},
+): Promise<GoShim> {
   const dir = await Deno.makeTempDir({ prefix: "berth-goshim-" });
   const namespace = `berth-${randomHex(3)}`;
   const id = `shim-${randomHex(6)}`;
   const bundle = `${dir}/${namespace}/${id}`;
   const runExisted = exists(RUN_DIR);
   const socketsExisted = exists(`${RUN_DIR}/s`);
+  const runcExisted = exists(`${RUN_DIR}/runc`);
+  // Where the shim's runc keeps container state: unique to our namespace.
+  const runcRoot = `${RUN_DIR}/runc/${namespace}`;
   await Deno.mkdir(bundle, { recursive: true });
-  // The runc shim reads config.json only for grouping annotations.
-  await Deno.writeTextFile(`${bundle}/config.json`, JSON.stringify({ ociVersion: "1.0.2" }));
+  if (opts.prepareBundle) await opts.prepareBundle(bundle);
+  // The runc shim's start reads config.json only for grouping annotations.
+  else await Deno.writeTextFile(`${bundle}/config.json`, JSON.stringify({ ociVersion: "1.0.2" }));
   await runChecked("mkfifo", ["-m", "0700", `${bundle}/log`]);
 
   const script = [
@@ -100,6 +108,9 @@ export async function startRuncShim(opts: { ttrpcAddress?: string } = {}): Promi
   const child = spawn("unshare", [
     "--pid",
     "--fork",
+    // A /proc of the namespace's own: the shim and runc look up their
+    // children there by pid (OOM score, pipe fds).
+    "--mount-proc",
     "--kill-child",
     "/bin/sh",
     "-c",
@@ -135,6 +146,12 @@ export async function startRuncShim(opts: { ttrpcAddress?: string } = {}): Promi
     }, 5000);
     await child.status;
     clearTimeout(timer);
+    // A container the shim created and nobody deleted (a failed test).
+    for (const e of exists(runcRoot) ? Deno.readDirSync(runcRoot) : []) {
+      await run("runc", ["--root", runcRoot, "delete", "--force", e.name]).catch(() => {});
+    }
+    removeIfEmpty(runcRoot);
+    if (!runcExisted) removeIfEmpty(`${RUN_DIR}/runc`);
     if (socket) await Deno.remove(socket).catch(() => {});
     if (!socketsExisted) removeIfEmpty(`${RUN_DIR}/s`);
     if (!runExisted) removeIfEmpty(RUN_DIR);

@@ -4,15 +4,22 @@
  * ttrpc Events service berth forwards an event to, seen by `ctr events`).
  */
 import assert from "node:assert/strict";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { AnySchema, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { startRuncShim } from "../bench/ttrpc.ts";
 import { BerthError, Code } from "../src/errdefs/mod.ts";
-import { TaskExitSchema } from "../src/gen/containerd/events/task_pb.ts";
-import { Events } from "../src/gen/containerd/services/events/ttrpc/v1/events_pb.ts";
+import { TaskCreateSchema, TaskExitSchema } from "../src/gen/containerd/events/task_pb.ts";
+import { type Envelope, Events } from "../src/gen/containerd/services/events/ttrpc/v1/events_pb.ts";
 import { Task } from "../src/gen/containerd/task/v2/shim_pb.ts";
 import { spawn } from "../src/spawn/mod.ts";
-import { connect, NAMESPACE_METADATA_KEY, serviceClient } from "../src/ttrpc/mod.ts";
+import {
+  connect,
+  NAMESPACE_METADATA_KEY,
+  namespaceOf,
+  Server,
+  serviceClient,
+} from "../src/ttrpc/mod.ts";
+import { makeBundle } from "./support/bundle.ts";
 import { startContainerd } from "./support/containerd.ts";
 import { findProcesses, isAlive } from "./support/proc.ts";
 
@@ -158,4 +165,65 @@ Deno.test("berth forwards a TaskExit event to a real containerd over ttrpc; ctr 
     }
     await ctd.stop();
   }
+});
+
+Deno.test("a Go ttrpc client (the runc shim's event publisher) calls berth's server", async () => {
+  // berth plays containerd's ttrpc side: the shim forwards its task events here.
+  const dir = await Deno.makeTempDir({ prefix: "berth-events-" });
+  const received: Array<{ envelope: Envelope; namespace: string | undefined }> = [];
+  const server = new Server();
+  server.register(Events, {
+    forward(req, ctx) {
+      received.push({ envelope: req.envelope!, namespace: namespaceOf(ctx) });
+      return {};
+    },
+  });
+  await server.listen(`${dir}/events.sock`);
+  const shim = await startRuncShim({
+    ttrpcAddress: `${dir}/events.sock`,
+    prepareBundle: (b) => makeBundle(b, { args: ["true"] }),
+  });
+  const client = await connect(shim.socket);
+  try {
+    const task = serviceClient(client, Task, {
+      defaults: { timeoutMs: 20_000, metadata: { [NAMESPACE_METADATA_KEY]: shim.namespace } },
+    });
+    const created = await task.create({ id: shim.id, bundle: shim.bundle });
+    assert.ok(created.pid > 0);
+    await task.start({ id: shim.id });
+    const waited = await task.wait({ id: shim.id });
+    assert.equal(waited.exitStatus, 0);
+    await task.delete({ id: shim.id });
+
+    const topics = () => received.map((r) => r.envelope.topic);
+    await waitFor(
+      "the shim's events",
+      () =>
+        ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"].every((t) =>
+          topics().includes(t)
+        ),
+    );
+    for (const r of received) {
+      assert.equal(r.namespace, shim.namespace, "the Go client's namespace metadata arrives");
+      assert.equal(r.envelope.namespace, shim.namespace);
+    }
+    const byTopic = (t: string) => received.find((r) => r.envelope.topic === t)!.envelope.event!;
+    assert.equal(byTopic("/tasks/create").typeUrl, "containerd.events.TaskCreate");
+    assert.equal(fromBinary(TaskCreateSchema, byTopic("/tasks/create").value).containerId, shim.id);
+    const exit = fromBinary(TaskExitSchema, byTopic("/tasks/exit").value);
+    assert.deepEqual([exit.containerId, exit.exitStatus, exit.pid], [shim.id, 0, created.pid]);
+
+    try {
+      await task.shutdown({ id: shim.id });
+    } catch (e) {
+      isCode(Code.Unavailable)(e);
+    }
+    await waitFor("the shim to exit", () => !isAlive(shim.pid));
+  } finally {
+    client.close();
+    await shim.stop();
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+  assert.deepEqual(findProcesses((_p, argv) => argv.some((a) => a.includes(shim.id))), []);
 });
