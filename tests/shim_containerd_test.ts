@@ -1,0 +1,311 @@
+/**
+ * berth's shim under Debian's real containerd 1.6: containerd finds
+ * `containerd-shim-berth-v2` on its PATH and runs containers through it with
+ * `ctr run --runtime io.containerd.berth.v2`. One containerd serves every
+ * step; after the last one nothing of the test may be left: no shim, runc or
+ * container process, mount, fifo or socket.
+ */
+
+import assert from "node:assert/strict";
+import { BerthError, Code } from "../src/errdefs/mod.ts";
+import { spawn } from "../src/spawn/mod.ts";
+import { connect, NAMESPACE_METADATA_KEY, serviceClient } from "../src/ttrpc/mod.ts";
+import { Task } from "../src/gen/containerd/task/v2/shim_pb.ts";
+import { type ContainerdInstance, startContainerd } from "./support/containerd.ts";
+import { buildBusyboxImage, type TestImage } from "./support/image.ts";
+import { mountsUnder } from "./support/mounts.ts";
+import { findProcesses, isAlive, killNow } from "./support/proc.ts";
+import { runTool } from "./support/tool.ts";
+
+const RUNTIME = "io.containerd.berth.v2";
+const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const DENO = Deno.execPath();
+const BERTH_RUNC_ROOT = "/run/berth/runc";
+
+/** A directory holding `containerd-shim-berth-v2`: a script running berth from this checkout. */
+async function shimDir(dir: string): Promise<string> {
+  const bin = `${dir}/bin`;
+  await Deno.mkdir(bin);
+  await Deno.writeTextFile(
+    `${bin}/containerd-shim-berth-v2`,
+    `#!/bin/sh\nexec "${DENO}" run -A --quiet --no-prompt --config "${REPO}/deno.json" "${REPO}/mod.ts" shim "$@"\n`,
+    { mode: 0o755 },
+  );
+  return bin;
+}
+
+interface Env {
+  ctd: ContainerdInstance;
+  img: TestImage;
+  sockDir: string;
+  work: string;
+}
+
+/** Shim serve processes of this containerd (their argv names its socket and ends in "serve"). */
+function shimPids(ctd: ContainerdInstance): number[] {
+  return findProcesses((_pid, argv) => argv.includes(ctd.address) && argv[argv.length - 1] === "serve");
+}
+
+async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function ctrOk(env: Env, args: string[], timeoutMs = 60_000): Promise<string> {
+  const r = await env.ctd.ctr(args, { timeoutMs });
+  if (r.code !== 0) throw new Error(`ctr ${args.join(" ")} failed (${r.code}): ${r.stderr}${r.stdout}`);
+  return r.stdout;
+}
+
+function bundleOf(env: Env, id: string): string {
+  return `${env.ctd.state}/io.containerd.runtime.v2.task/${env.ctd.namespace}/${id}`;
+}
+
+/** Asserts that nothing of the test is left: shims, runc/container processes, mounts, sockets, fifos. */
+async function assertNothingLeft(env: Env): Promise<void> {
+  await waitFor("shims to exit", () => shimPids(env.ctd).length === 0);
+  const runcLeft = findProcesses((_pid, argv) => argv.some((a) => a.includes(`${BERTH_RUNC_ROOT}/${env.ctd.namespace}`)));
+  assert.deepEqual(runcLeft, [], "runc processes left");
+  const containers = [...safeReadDir(`${BERTH_RUNC_ROOT}/${env.ctd.namespace}`)];
+  assert.deepEqual(containers, [], "runc state left");
+  assert.deepEqual(mountsUnder(env.ctd.dir), [], "mounts left");
+  assert.deepEqual([...safeReadDir(env.sockDir)], [], "shim sockets or locks left");
+  const tasks = `${env.ctd.state}/io.containerd.runtime.v2.task/${env.ctd.namespace}`;
+  assert.deepEqual([...safeReadDir(tasks)], [], "task bundles left");
+  const fifos = [...safeReadDir(`${env.ctd.dir}/fifo`)];
+  assert.deepEqual(fifos, [], "fifos left");
+}
+
+function safeReadDir(path: string): string[] {
+  try {
+    return [...Deno.readDirSync(path)].map((e) => e.name);
+  } catch {
+    return [];
+  }
+}
+
+/** Removes the runc state of berth's runtime root for this namespace (after a failure, or the empty dir). */
+async function cleanRuncRoot(ns: string): Promise<void> {
+  const root = `${BERTH_RUNC_ROOT}/${ns}`;
+  for (const id of safeReadDir(root)) {
+    await runTool("runc", ["--root", root, "delete", "--force", id], { timeoutMs: 20_000 });
+  }
+  await Deno.remove(root, { recursive: true }).catch(() => {});
+}
+
+Deno.test({
+  name: "shim: Debian's containerd runs containers through containerd-shim-berth-v2",
+  sanitizeOps: false, // containerd and shims outlive single steps by design
+  sanitizeResources: false,
+  fn: async (t) => {
+    const work = await Deno.makeTempDir({ prefix: "berth-shimtest-" });
+    const sockDir = `${work}/s`;
+    await Deno.mkdir(sockDir, { mode: 0o700 });
+    // containerd passes its environment to the shims it starts.
+    Deno.env.set("BERTH_SHIM_SOCKET_DIR", sockDir);
+    const ctd = await startContainerd({ extraPath: [await shimDir(work)] });
+    const env: Env = { ctd, img: await buildBusyboxImage(work), sockDir, work };
+    let restarted: Deno.ChildProcess | null = null;
+    try {
+      await ctrOk(env, ["images", "import", env.img.archive]);
+
+      await t.step("run --rm: output and exit status come back", async () => {
+        const r = await ctd.ctr(["run", "--rm", "--runtime", RUNTIME, env.img.ref, "c1", "sh", "-c", "echo hi; exit 3"]);
+        assert.equal(r.stdout, "hi\n", r.stderr);
+        assert.equal(r.code, 3, r.stderr);
+        // A process that exits at once: its exit is not lost, its last line not cut.
+        const q = await ctd.ctr(["run", "--rm", "--runtime", RUNTIME, env.img.ref, "c1b", "sh", "-c", "printf last-line-no-newline"]);
+        assert.equal(q.stdout, "last-line-no-newline");
+        assert.equal(q.code, 0, q.stderr);
+        await assertNothingLeft(env);
+      });
+
+      await t.step("detached task: exec, ps, pause/resume, metrics, kill, delete, rm", async () => {
+        await ctrOk(env, ["run", "-d", "--runtime", RUNTIME, env.img.ref, "c2", "sleep", "1000"]);
+        const ex = await ctd.ctr(["tasks", "exec", "--exec-id", "e1", "c2", "sh", "-c", "echo from-exec; exit 4"]);
+        assert.equal(ex.stdout, "from-exec\n", ex.stderr);
+        assert.equal(ex.code, 4);
+        const ps = await ctrOk(env, ["tasks", "ps", "c2"]);
+        assert.match(ps, /PID/);
+        assert.equal(ps.trim().split("\n").length, 2, ps); // header + sleep
+        await ctrOk(env, ["tasks", "pause", "c2"]);
+        assert.match(await ctrOk(env, ["tasks", "ls"]), /c2\s+\d+\s+PAUSED/);
+        await ctrOk(env, ["tasks", "resume", "c2"]);
+        assert.match(await ctrOk(env, ["tasks", "ls"]), /c2\s+\d+\s+RUNNING/);
+        const metrics = await ctrOk(env, ["tasks", "metrics", "c2"]);
+        assert.match(metrics, /memory\.usage_in_bytes|memory\.usage/, metrics);
+        assert.match(metrics, /pids\.current\s+1/, metrics);
+
+        // The shim itself, through berth's ttrpc client: bad input gets the right codes.
+        const address = (await Deno.readTextFile(`${bundleOf(env, "c2")}/address`)).replace(/^unix:\/\//, "");
+        const client = await connect(address);
+        try {
+          const task = serviceClient(client, Task, { defaults: { metadata: { [NAMESPACE_METADATA_KEY]: ctd.namespace } } });
+          await assert.rejects(task.state({ id: "no-such" }), (e) => e instanceof BerthError && e.code === Code.NotFound);
+          await assert.rejects(task.start({ id: "c2" }), (e) => e instanceof BerthError && e.code === Code.FailedPrecondition);
+          await assert.rejects(task.delete({ id: "c2" }), (e) => e instanceof BerthError && e.code === Code.FailedPrecondition);
+          const spec = { typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process", value: new TextEncoder().encode('{"args":["true"],"cwd":"/"}') };
+          await task.exec({ id: "c2", execId: "dup", spec });
+          await assert.rejects(
+            task.exec({ id: "c2", execId: "dup", spec }),
+            (e) => e instanceof BerthError && e.code === Code.AlreadyExists,
+          );
+          await task.delete({ id: "c2", execId: "dup" });
+          await assert.rejects(task.state({ id: "c2", execId: "dup" }), (e) => e instanceof BerthError && e.code === Code.NotFound);
+          const st = await task.state({ id: "c2" });
+          assert.equal(st.pid > 0, true);
+          const conn = await task.connect({ id: "c2" });
+          assert.equal(conn.taskPid, st.pid);
+        } finally {
+          client.close();
+          await client.done;
+        }
+
+        await ctrOk(env, ["tasks", "kill", "-s", "SIGKILL", "c2"]);
+        await waitFor("c2 to stop", async () => /c2\s+\d+\s+STOPPED/.test(await ctrOk(env, ["tasks", "ls"])));
+        await ctrOk(env, ["tasks", "delete", "c2"]);
+        await ctrOk(env, ["containers", "rm", "c2"]);
+        await assertNothingLeft(env);
+      });
+
+      await t.step("terminal: input echoes, ResizePty reaches the container", async () => {
+        const go = `${work}/resize-now`;
+        // script(1) gives ctr a terminal. Its shell sets a size, starts ctr -t,
+        // then (when told) changes the size: the kernel sends SIGWINCH and ctr
+        // calls ResizePty. The container reads lines with the tty in
+        // canonical mode, so the tty itself echoes what is typed.
+        const program = "read line; echo got-$line; stty size; read x; stty size; exit 7";
+        const inner = [
+          "stty rows 30 cols 100",
+          `ctr --address ${ctd.address} --namespace ${ctd.namespace} run -t --rm --fifo-dir ${ctd.dir}/fifo --runtime ${RUNTIME} ${env.img.ref} c3 sh -c '${program}' </dev/tty >/dev/tty 2>&1 &`,
+          `while [ ! -e ${go} ]; do sleep 0.05; done`,
+          "stty rows 40 cols 120",
+          "wait $!",
+        ].join("; ");
+        const child = spawn("script", ["-qfec", inner, "/dev/null"], {
+          stdin: "piped",
+          stdout: "piped",
+          stderr: "piped",
+          env: { PATH: ctd.path, TERM: "dumb" },
+        });
+        const writer = child.stdin.getWriter();
+        let out = "";
+        const reading = (async () => {
+          const dec = new TextDecoder();
+          for await (const chunk of child.stdout) out += dec.decode(chunk, { stream: true });
+        })();
+        const errText = new Response(child.stderr).text();
+        const send = (s: string) => writer.write(new TextEncoder().encode(s));
+        try {
+          // Typed before the container reads: the pty keeps it until then.
+          await send("hello-tty\r");
+          await waitFor("echoed input and the program's answer", () => out.includes("hello-tty") && out.includes("got-hello-tty"), 30_000);
+          await waitFor("the first size", () => out.includes("30 100"));
+          await Deno.writeTextFile(go, "");
+          // Wait until the shell around ctr has resized, then let the container look again.
+          await new Promise((r) => setTimeout(r, 500));
+          await send("\r");
+          await waitFor("the new size", () => out.includes("40 120"));
+          const status = await child.status;
+          assert.equal(status.code, 7, out);
+        } finally {
+          await writer.close().catch(() => {});
+          if (isAlive(child.pid)) child.kill("SIGKILL");
+          await child.status;
+          await reading;
+          await errText;
+          await Deno.remove(go).catch(() => {});
+        }
+        await assertNothingLeft(env);
+      });
+
+      await t.step("100 MB of output arrive byte-exact", async () => {
+        const n = 12_500_000;
+        const r = await ctd.ctr(["run", "--rm", "--runtime", RUNTIME, env.img.ref, "c4", "seq", "1", String(n)], {
+          timeoutMs: 120_000,
+        });
+        assert.equal(r.code, 0, r.stderr);
+        const parts: string[] = [];
+        for (let i = 1; i <= n; i++) parts.push(String(i));
+        const expected = parts.join("\n") + "\n";
+        assert.ok(expected.length > 100_000_000);
+        assert.equal(r.stdout.length, expected.length);
+        assert.ok(r.stdout === expected, "output differs");
+        await assertNothingLeft(env);
+      });
+
+      await t.step("20 containers at once, 10 in one group share one shim", async () => {
+        const ids = Array.from({ length: 20 }, (_, i) => `m${i}`);
+        await Promise.all(ids.map((id, i) =>
+          ctrOk(env, [
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME,
+            ...(i < 10 ? ["--annotation", "io.containerd.runc.v2.group=g1"] : []),
+            env.img.ref,
+            id,
+            "sleep",
+            "1000",
+          ], 120_000)
+        ));
+        const listed = await ctrOk(env, ["tasks", "ls"]);
+        for (const id of ids) assert.match(listed, new RegExp(`${id}\\s+\\d+\\s+RUNNING`));
+        assert.equal(shimPids(ctd).length, 11, "one shim for the group and one per other container");
+        const grouped = new Set(ids.slice(0, 10).map((id) => Deno.readTextFileSync(`${bundleOf(env, id)}/address`)));
+        assert.equal(grouped.size, 1);
+        await Promise.all(ids.map(async (id) => {
+          await ctrOk(env, ["tasks", "kill", "-s", "SIGKILL", id]);
+          await waitFor(`${id} to stop`, async () => (await ctd.ctr(["tasks", "delete", id])).code === 0, 30_000);
+          await ctrOk(env, ["containers", "rm", id]);
+        }));
+        await assertNothingLeft(env);
+      });
+
+      await t.step("containerd SIGKILLed and restarted: tasks still run and can be ended", async () => {
+        await ctrOk(env, ["run", "-d", "--runtime", RUNTIME, env.img.ref, "r1", "sleep", "1000"]);
+        await ctrOk(env, ["run", "-d", "--runtime", RUNTIME, "--annotation", "io.containerd.runc.v2.group=g2", env.img.ref, "r2", "sleep", "1000"]);
+        await killNow([ctd.pid]);
+        restarted = spawn("/bin/sh", ["-c", 'exec "$0" --config "$1" >>"$2" 2>&1', "/usr/bin/containerd", `${ctd.dir}/config.toml`, ctd.logPath], {
+          stdin: "null",
+          stdout: "null",
+          stderr: "null",
+          env: { PATH: ctd.path },
+        });
+        await waitFor("containerd to answer again", async () => (await ctd.ctr(["version"])).code === 0, 30_000);
+        const listed = await ctrOk(env, ["tasks", "ls"]);
+        assert.match(listed, /r1\s+\d+\s+RUNNING/);
+        assert.match(listed, /r2\s+\d+\s+RUNNING/);
+        for (const id of ["r1", "r2"]) {
+          await ctrOk(env, ["tasks", "kill", "-s", "SIGKILL", id]);
+          await waitFor(`${id} to stop`, async () => (await ctd.ctr(["tasks", "delete", id])).code === 0, 30_000);
+          await ctrOk(env, ["containers", "rm", id]);
+        }
+        await assertNothingLeft(env);
+      });
+
+      await t.step("a broken bundle: runc's own message, nothing left behind", async () => {
+        const r = await ctd.ctr(["run", "--rm", "--runtime", RUNTIME, env.img.ref, "c7", "/no/such/binary"]);
+        assert.notEqual(r.code, 0);
+        assert.match(r.stderr, /OCI runtime create failed: .*no such file or directory/, r.stderr);
+        await ctd.ctr(["containers", "rm", "c7"]);
+        await assertNothingLeft(env);
+      });
+    } finally {
+      if (restarted) {
+        const child: Deno.ChildProcess = restarted;
+        try {
+          child.kill("SIGTERM");
+        } catch { /* gone */ }
+        await child.status;
+      }
+      await ctd.stop();
+      await cleanRuncRoot(ctd.namespace);
+      Deno.env.delete("BERTH_SHIM_SOCKET_DIR");
+      await Deno.remove(work, { recursive: true }).catch(() => {});
+    }
+  },
+});
