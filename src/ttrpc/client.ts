@@ -62,8 +62,12 @@ const STREAM_HIGH_WATER = 1 << 20;
 const INVOKE = Symbol("invoke");
 const OPEN = Symbol("open");
 
-/** Connects to the ttrpc server listening on unix socket `path`. */
+/**
+ * Connects to the ttrpc server listening on unix socket `path` (a
+ * containerd-style "unix://" prefix is accepted).
+ */
 export async function connect(path: string, opts: ClientOptions = {}): Promise<Client> {
+  path = path.replace(/^unix:\/\//, "");
   let conn: Deno.UnixConn;
   try {
     conn = await Deno.connect({ transport: "unix", path });

@@ -358,3 +358,32 @@ Deno.test("register: typos and duplicates are refused; one impl serves two names
     await srv.stop();
   }
 });
+
+Deno.test("class-based impls keep `this`; Empty answers may be nothing; unix:// addresses connect", async () => {
+  const { Task } = await import("../gen/containerd/task/v2/shim_pb.ts");
+  class TaskImpl {
+    killed: string[] = []; // a data field, not a handler
+    kill(req: { id: string }): void {
+      this.killed.push(req.id);
+    }
+    state(req: { id: string }) {
+      return { id: req.id, pid: this.killed.length };
+    }
+  }
+  const impl = new TaskImpl();
+  const dir = await Deno.makeTempDir();
+  const server = new Server();
+  server.register(Task, impl);
+  await server.listen(`${dir}/t.sock`);
+  const client = await connect(`unix://${dir}/t.sock`);
+  try {
+    const task = serviceClient(client, Task);
+    await task.kill({ id: "c1" });
+    assert.deepEqual(impl.killed, ["c1"]);
+    assert.equal((await task.state({ id: "c1" })).pid, 1);
+  } finally {
+    client.close();
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

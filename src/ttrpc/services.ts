@@ -27,11 +27,19 @@ import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2
 import { BerthError, Code } from "../errdefs/mod.ts";
 import type { CallContext } from "./context.ts";
 
+/**
+ * What a handler answers with: a message or an init object for one. Methods
+ * returning google.protobuf.Empty may also return nothing.
+ */
+export type Answer<O extends DescMessage> = O["typeName"] extends "google.protobuf.Empty"
+  ? MessageInitShape<O> | void
+  : MessageInitShape<O>;
+
 /** Answers one unary call. */
 export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
   req: MessageShape<I>,
   ctx: CallContext,
-) => Promise<MessageInitShape<O>> | MessageInitShape<O>;
+) => Promise<Answer<O>> | Answer<O>;
 
 /** Answers one request with a stream of messages. */
 export type ServerStreamingHandler<I extends DescMessage, O extends DescMessage> = (
@@ -43,7 +51,7 @@ export type ServerStreamingHandler<I extends DescMessage, O extends DescMessage>
 export type ClientStreamingHandler<I extends DescMessage, O extends DescMessage> = (
   reqs: AsyncIterable<MessageShape<I>>,
   ctx: CallContext,
-) => Promise<MessageInitShape<O>> | MessageInitShape<O>;
+) => Promise<Answer<O>> | Answer<O>;
 
 /** Reads a stream of requests and answers with a stream. */
 export type BidiStreamingHandler<I extends DescMessage, O extends DescMessage> = (
@@ -114,8 +122,9 @@ export class ServiceSet {
       throw new BerthError(Code.AlreadyExists, `ttrpc: service ${name} is already registered`);
     }
     const known = new Set(desc.methods.map((m) => m.localName));
-    for (const key of Object.keys(impl)) {
-      if (!known.has(key)) {
+    for (const [key, value] of Object.entries(impl)) {
+      // Data fields of a class-based implementation are not handlers.
+      if (typeof value === "function" && !known.has(key)) {
         throw new BerthError(
           Code.InvalidArgument,
           `ttrpc: ${name} has no method "${key}" (methods: ${[...known].join(", ")})`,
@@ -183,8 +192,12 @@ export function decodeInput(entry: MethodEntry, bytes: Uint8Array): MessageShape
   }
 }
 
-/** Encodes a handler's answer (a message or an init object for one). */
+/**
+ * Encodes a handler's answer (a message or an init object for one;
+ * undefined is the empty message, which is what Empty-returning handlers give).
+ */
 export function encodeOutput(entry: MethodEntry, value: unknown): Uint8Array {
+  if (value === undefined) return toBinary(entry.output, create(entry.output));
   if (value === null || typeof value !== "object") {
     throw new BerthError(
       Code.Internal,

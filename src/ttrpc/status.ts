@@ -26,5 +26,13 @@ export function statusFromError(err: unknown): Status {
 export function errorFromStatus(code: number, message: string): BerthError {
   // Codes outside the known range still reach the caller, as Unknown.
   const known = Number.isInteger(code) && code > 0 && code <= Code.Unauthenticated;
-  return new BerthError(known ? code as Code : Code.Unknown, message);
+  // A stack here would only show the client's frame reader, never the
+  // caller; capturing it was a large share of a failed call's cost.
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new BerthError(known ? code as Code : Code.Unknown, message);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }
