@@ -66,6 +66,8 @@ export interface ShutdownOptions {
 const EMPTY = new Uint8Array(0);
 // Outbound bytes a streaming handler may queue before it waits for the socket.
 const STREAM_HIGH_WATER = 1 << 20;
+// Outbound bytes queued on a connection before its peer's input is paused.
+const WRITE_HIGH_WATER = 16 << 20;
 
 /** A ttrpc server; see the module documentation. */
 export class Server {
@@ -447,6 +449,10 @@ class ServerConnection {
   // FrameHandler: called by readFrames for each frame, in order.
   frame(id: number, type: number, flags: number, payload: Uint8Array): void | Promise<void> {
     if (this.#closed) return;
+    // A peer that sends without reading our answers is paused, not buffered without end.
+    if (this.#writer.pendingBytes > WRITE_HIGH_WATER) {
+      return this.#writer.drained().then(() => this.frame(id, type, flags, payload));
+    }
     if ((id & 1) === 0) {
       this.#fail(
         id,

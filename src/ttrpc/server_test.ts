@@ -387,3 +387,37 @@ Deno.test("class-based impls keep `this`; Empty answers may be nothing; unix:// 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a peer that never reads its answers is paused, and the server stays responsive", async () => {
+  const srv = await startEcho();
+  const peer = await RawPeer.open(srv.path);
+  try {
+    // ~64 MiB of answers requested (64 KiB blobs echoed back), none read.
+    const blob = toBinary(
+      EchoRequestSchema,
+      create(EchoRequestSchema, { blob: new Uint8Array(64 << 10) }),
+    );
+    const flood = (async () => {
+      for (let i = 0; i < 1000; i++) {
+        await peer.send(
+          peer.frame(2 * i + 1, 1, 0, peer.request("berth.testing.v1.Echo", "Say", blob)),
+        );
+      }
+    })();
+    let flooded = false;
+    flood.then(() => flooded = true, () => {});
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(flooded, false, "the server must stop reading from a peer that does not read");
+    await stillServes(srv.path);
+    // Reading now drains the answers that were held back.
+    let answered = 0;
+    while (answered < 50) {
+      const f = await peer.read();
+      assert.ok(f);
+      answered++;
+    }
+  } finally {
+    peer.close();
+    await srv.stop();
+  }
+});
