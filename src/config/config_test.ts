@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { Code, isCode } from "../errdefs/mod.ts";
 import {
+  configMain,
   configToToml,
   defaultConfig,
   defaultSnapshotter,
   effectiveConfig,
   loadConfig,
   parseConfig,
+  parseDuration,
   resolveRuntime,
   ttrpcAddress,
 } from "./mod.ts";
@@ -156,6 +158,51 @@ Deno.test("config: loadConfig reads a file and flags override it", async () => {
       loadConfig(undefined, { logLevel: "x" }),
       (e) => isCode(e, Code.InvalidArgument),
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("config: Go durations", () => {
+  assert.equal(parseDuration("0"), 0);
+  assert.equal(parseDuration("0s"), 0);
+  assert.equal(parseDuration("100ms"), 100);
+  assert.equal(parseDuration("1m30s"), 90_000);
+  assert.equal(parseDuration("1.5s"), 1500);
+  for (const bad of ["", "5", "5x", "s", "1s junk"]) {
+    assert.throws(
+      () => parseDuration(bad, "gc.schedule_delay"),
+      /gc\.schedule_delay: .* is not a duration/,
+      bad,
+    );
+  }
+});
+
+Deno.test("config: `berth config default` and `dump` print TOML that loads back", async () => {
+  const out: string[] = [];
+  const err: string[] = [];
+  assert.equal(await configMain(["default"], (s) => out.push(s), (s) => err.push(s)), 0);
+  assert.deepEqual(parseConfig(out[0]).config, defaultConfig());
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/c.toml`, `version = 2\nroot = "/srv/b"\nshiny = true\n`);
+    out.length = 0;
+    assert.equal(
+      await configMain(
+        ["dump", "-c", `${dir}/c.toml`, "--address", "/x/b.sock"],
+        (s) => out.push(s),
+        (s) => err.push(s),
+      ),
+      0,
+    );
+    const dumped = parseConfig(out[0]).config;
+    assert.equal(dumped.root, "/srv/b");
+    assert.equal(dumped.ttrpc.address, "/x/b.sock.ttrpc", "derived values are filled in");
+    assert.match(err.join("\n"), /warning: .*shiny: unknown key/);
+    err.length = 0;
+    assert.equal(await configMain(["dump", "--bogus"], (s) => out.push(s), (s) => err.push(s)), 1);
+    assert.equal(await configMain(["frobnicate"], (s) => out.push(s), (s) => err.push(s)), 1);
+    assert.match(err.join("\n"), /unknown config command "frobnicate"/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -27,6 +27,7 @@ export {
   loadConfig,
   type LoadedConfig,
   parseConfig,
+  parseDuration,
   type ResolvedRuntime,
   resolveRuntime,
   type RuntimeEntry,
@@ -34,6 +35,4 @@ export {
   ttrpcAddress,
 } from "./config.ts";
 export { keyPath } from "./shape.ts";
-
-/** Where the daemon looks for its config when `--config` is not given (read only if it exists). */
-export const DEFAULT_CONFIG_PATH = "/etc/berth/config.toml";
+export { configMain, DEFAULT_CONFIG_PATH } from "./cli.ts";

@@ -7,15 +7,21 @@
  * @module
  */
 
+import { parseDuration } from "../config/mod.ts";
 import { ContentStore } from "../content/mod.ts";
 import { Code } from "../errdefs/mod.ts";
 import { Exchange } from "../events/mod.ts";
+import { GarbageCollector } from "../gc/mod.ts";
 import { type Metadata, openMetadata } from "../metadata/mod.ts";
 import { type Registration, SkipPlugin } from "../plugin/mod.ts";
 import { containersPlugin } from "../services/containers/mod.ts";
+import { contentServicePlugin } from "../services/content/mod.ts";
 import { eventsPlugin } from "../services/events/mod.ts";
+import { imagesPlugin } from "../services/images/mod.ts";
+import { leasesPlugin } from "../services/leases/mod.ts";
 import { introspectionPlugin } from "../services/introspection/mod.ts";
 import { namespacesPlugin } from "../services/namespaces/mod.ts";
+import { snapshotsPlugin } from "../services/snapshots/mod.ts";
 import { versionPlugin } from "../services/version/mod.ts";
 import { NativeSnapshotter, OverlaySnapshotter, type Snapshotter } from "../snapshots/mod.ts";
 
@@ -84,6 +90,35 @@ export const overlayfsPlugin = snapshotterPlugin(
 /** native: plain copies, works on any file system. */
 export const nativePlugin = snapshotterPlugin("native", (root) => NativeSnapshotter.open(root));
 
+/**
+ * The garbage collector: collects after deletes (debounced by
+ * `schedule_delay`) and once `startup_delay` after start. It sweeps the
+ * snapshotters loaded before it, so it is registered after them.
+ */
+export const gcPlugin: Registration<GarbageCollector> = {
+  type: "io.containerd.gc.v1",
+  id: "scheduler",
+  requires: ["io.containerd.metadata.v1", "io.containerd.content.v1"],
+  init: (ctx) => {
+    const key = (k: string) => `plugins."${ctx.uri}".${k}`;
+    const delay = parseDuration(String(ctx.config.schedule_delay ?? "0s"), key("schedule_delay"));
+    const startup = parseDuration(
+      String(ctx.config.startup_delay ?? "100ms"),
+      key("startup_delay"),
+    );
+    const gc = new GarbageCollector({
+      metadata: ctx.first<Metadata>("io.containerd.metadata.v1"),
+      content: ctx.first<ContentStore>("io.containerd.content.v1"),
+      snapshotters: ctx.all<Snapshotter>("io.containerd.snapshotter.v1"),
+      delayMs: delay,
+    });
+    gc.watch();
+    gc.scheduleCollect(startup);
+    return gc;
+  },
+  close: (gc) => gc.close(),
+};
+
 /** Every built-in plugin, in registration order (the registry sorts out dependencies). */
 export function builtinPlugins(): Registration[] {
   return [
@@ -92,10 +127,15 @@ export function builtinPlugins(): Registration[] {
     overlayfsPlugin,
     nativePlugin,
     metadataPlugin,
+    gcPlugin,
     versionPlugin,
     introspectionPlugin,
     namespacesPlugin,
     containersPlugin,
     eventsPlugin,
+    imagesPlugin,
+    leasesPlugin,
+    snapshotsPlugin,
+    contentServicePlugin,
   ] as Registration[];
 }

@@ -25,6 +25,7 @@ export {
   validateEnvelope,
   validateTopic,
 } from "./exchange.ts";
+export { publishMain, publishSocket } from "./publish.ts";
 
 /** The topics containerd publishes on, by what happened. */
 export const Topic = {

@@ -84,6 +84,8 @@ export interface LoadedPlugin {
 
 /** What a plugin's init function gets. */
 export interface InitContext {
+  /** This plugin's `<type>.<id>`, e.g. for naming its config keys in errors. */
+  readonly uri: string;
   /** This plugin's own directory under the daemon's root: `<root>/<type>.<id>` (not created). */
   readonly root: string;
   /** This plugin's own directory under the daemon's state: `<state>/<type>.<id>` (not created). */
@@ -309,6 +311,7 @@ export async function loadPlugins(registry: Registry, opts: LoadOptions): Promis
     const uri = pluginUri(reg);
     const meta: PluginMeta = { exports: {}, capabilities: [], platforms: [] };
     const ctx: InitContext = {
+      uri,
       root: `${opts.root}/${uri}`,
       state: `${opts.state}/${uri}`,
       daemonRoot: opts.root,

@@ -71,6 +71,23 @@ export function namespaceRequired(ctx: Pick<CallContext, "metadata">): string {
   return ns;
 }
 
+/** The metadata key containerd's clients name the lease a call works under. */
+export const LEASE_KEY = "containerd-lease";
+
+/** The lease the call works under, if any (what it creates is then held by that lease). */
+export function leaseOf(ctx: Pick<CallContext, "metadata">): string | undefined {
+  return ctx.metadata.get(LEASE_KEY)?.[0] || undefined;
+}
+
+/**
+ * What the services need of the garbage collector: a collection now (for
+ * deletes with `sync`). Scheduled collections after deletes are the
+ * collector's own business (it watches the metadata database).
+ */
+export interface Collector {
+  collect(): Promise<unknown>;
+}
+
 /** A store's Date as a protobuf Timestamp. */
 export function toTimestamp(d: Date): Timestamp {
   return timestampFromDate(d);

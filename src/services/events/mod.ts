@@ -47,9 +47,10 @@ export function eventsService(exchange: Exchange): RPCService {
       return {};
     },
     forward,
-    async *subscribe(req: { filters: string[] }, ctx: { signal: AbortSignal }) {
-      for await (const env of exchange.subscribe(req.filters, ctx.signal)) yield env;
-    },
+    // Subscribed as the call arrives (not when the stream is first read), so
+    // nothing published after the request is missed; bad filters fail the call.
+    subscribe: (req: { filters: string[] }, ctx: { signal: AbortSignal }) =>
+      exchange.subscribe(req.filters, ctx.signal),
   };
   return {
     registerOn(server, transport) {
