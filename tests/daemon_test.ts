@@ -4,9 +4,16 @@
  * second time on the same root, and stopped with SIGTERM, leaving nothing.
  */
 import assert from "node:assert/strict";
-import { fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { AnySchema } from "@bufbuild/protobuf/wkt";
 import { Code, isCode } from "../src/errdefs/mod.ts";
 import { NamespaceCreateSchema } from "../src/gen/containerd/events/namespace_pb.ts";
+import { TaskExitSchema } from "../src/gen/containerd/events/task_pb.ts";
+import { Content, WriteAction } from "../src/gen/containerd/services/content/v1/content_pb.ts";
+import { Images } from "../src/gen/containerd/services/images/v1/images_pb.ts";
+import { Leases } from "../src/gen/containerd/services/leases/v1/leases_pb.ts";
+import { Snapshots } from "../src/gen/containerd/services/snapshots/v1/snapshots_pb.ts";
+import { digestOf } from "../src/content/mod.ts";
 import { Containers } from "../src/gen/containerd/services/containers/v1/containers_pb.ts";
 import { Events } from "../src/gen/containerd/services/events/v1/events_pb.ts";
 import { Introspection } from "../src/gen/containerd/services/introspection/v1/introspection_pb.ts";
@@ -200,6 +207,125 @@ Deno.test("daemon: serves containerd's v1 services over ttrpc, refuses a second 
       /namespace is required/,
     );
 
+    // A shim's event, through `berth publish` (containerd's argv shape), reaches subscribers.
+    const exits = events.subscribe({ filters: ['topic=="/tasks/exit"'] })[Symbol.asyncIterator]();
+    const firstExit = exits.next();
+    const exit = create(TaskExitSchema, { containerId: "web", pid: 42, exitStatus: 3 });
+    const any = create(AnySchema, {
+      typeUrl: "containerd.events.TaskExit",
+      value: toBinary(TaskExitSchema, exit),
+    });
+    const pub = spawn(Deno.execPath(), [
+      "run",
+      "-A",
+      "--quiet",
+      MOD,
+      "--address",
+      address,
+      "publish",
+      "--topic",
+      "/tasks/exit",
+      "--namespace",
+      "itest",
+    ], { stdin: "piped", stdout: "null", stderr: "piped" });
+    const w = pub.stdin.getWriter();
+    await w.write(toBinary(AnySchema, any));
+    await w.close();
+    const pubErr = new TextDecoder().decode(await new Response(pub.stderr).arrayBuffer());
+    assert.equal((await pub.status).code, 0, pubErr);
+    const exitEvent = await firstExit;
+    assert.equal(exitEvent.value!.namespace, "itest");
+    assert.equal(fromBinary(TaskExitSchema, exitEvent.value!.event!.value).exitStatus, 3);
+    await exits.return?.();
+
+    // Content written under a lease, an image on it, and the collector
+    // removing the blob once neither holds it.
+    const leases = serviceClient(client, Leases, inNs("itest"));
+    await leases.create({ id: "itest-lease" });
+    const underLease = {
+      defaults: {
+        metadata: { [NS_KEY]: "itest", "containerd-lease": "itest-lease" },
+        timeoutMs: 10_000,
+      },
+    };
+    const content = serviceClient(client, Content, underLease);
+    const blob = new TextEncoder().encode(JSON.stringify({ schemaVersion: 2, layers: [] }));
+    const digest = await digestOf(blob);
+    const answers = [];
+    for await (
+      const a of content.write((async function* () {
+        yield {
+          action: WriteAction.WRITE,
+          ref: "itest-ref",
+          total: BigInt(blob.length),
+          data: blob.subarray(0, 4),
+        };
+        yield {
+          action: WriteAction.COMMIT,
+          ref: "itest-ref",
+          offset: 4n,
+          data: blob.subarray(4),
+          expected: digest,
+        };
+      })())
+    ) answers.push(a);
+    assert.equal(answers.at(-1)!.digest, digest);
+    assert.deepEqual(
+      (await leases.listResources({ id: "itest-lease" })).resources.map((r) => r.id),
+      [digest],
+    );
+    let read = "";
+    for await (const chunk of content.read({ digest, offset: 2n })) {
+      read += new TextDecoder().decode(chunk.data);
+    }
+    assert.equal(read, new TextDecoder().decode(blob.subarray(2)));
+    const images = serviceClient(client, Images, inNs("itest"));
+    const target = {
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      digest,
+      size: BigInt(blob.length),
+    };
+    await images.create({ image: { name: "example.com/itest:1", target } });
+    await leases.delete({ id: "itest-lease", sync: true });
+    assert.equal(
+      (await content.info({ digest })).info?.size,
+      BigInt(blob.length),
+      "the image keeps the blob",
+    );
+    assert.deepEqual(
+      (await images.list({ filters: ['name~="itest"'] })).images.map((i) => i.name),
+      ["example.com/itest:1"],
+    );
+    await images.delete({ name: "example.com/itest:1", sync: true });
+    await rejectsWith(content.info({ digest }), Code.NotFound);
+    await assert.rejects(
+      Deno.stat(`${root}/io.containerd.content.v1.content/blobs/sha256/${digest.slice(7)}`),
+      Deno.errors.NotFound,
+      "the collector removed the blob",
+    );
+
+    // Snapshots on the native snapshotter, under a lease as containerd's
+    // clients work (an unreferenced committed snapshot is the collector's).
+    await leases.create({ id: "snap-lease" });
+    const snapshots = serviceClient(client, Snapshots, {
+      defaults: {
+        metadata: { [NS_KEY]: "itest", "containerd-lease": "snap-lease" },
+        timeoutMs: 10_000,
+      },
+    });
+    const mounts = (await snapshots.prepare({ snapshotter: "native", key: "itest-active" })).mounts;
+    assert.equal(mounts[0].type, "bind");
+    await snapshots.commit({ snapshotter: "native", name: "itest-layer", key: "itest-active" });
+    const names: string[] = [];
+    for await (const block of snapshots.list({ snapshotter: "native" })) {
+      names.push(...block.info.map((i) => i.name));
+    }
+    assert.deepEqual(names, ["itest-layer"]);
+    await rejectsWith(snapshots.stat({ snapshotter: "zfs", key: "x" }), Code.InvalidArgument);
+    await rejectsWith(namespaces.delete({ name: "itest" }), Code.FailedPrecondition, /snapshots/);
+    await snapshots.remove({ snapshotter: "native", key: "itest-layer" });
+    await leases.delete({ id: "snap-lease", sync: true });
+
     // A namespace that still holds containers cannot go.
     await rejectsWith(namespaces.delete({ name: "itest" }), Code.FailedPrecondition, /containers/);
     await containers.delete({ id: "web" });
@@ -233,7 +359,14 @@ Deno.test("daemon: serves containerd's v1 services over ttrpc, refuses a second 
     try {
       daemon.child.kill("SIGTERM");
     } catch { /* already gone */ }
+    // A daemon that does not stop in time is killed, so a failure never hangs the suite.
+    const killer = setTimeout(() => {
+      try {
+        daemon.child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, 30_000);
     const st = await daemon.done;
+    clearTimeout(killer);
     try {
       assert.equal(st.code, 0, `daemon exit status ${st.code}:\n${daemon.log()}`);
       assert.match(daemon.log(), /level=info msg="berth stopped"/);

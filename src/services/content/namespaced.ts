@@ -82,6 +82,10 @@ export class NamespacedWriter {
       }
       md.db.tx(() => {
         md.content.removeIngest(this.namespace, this.ref);
+        // As containerd does: the lease now holds the blob, no longer the ingest.
+        if (this.lease) {
+          md.leases.deleteResource(this.namespace, this.lease, { type: "ingests", id: this.ref });
+        }
         md.content.add(
           this.namespace,
           { digest, size: size > 0 ? size : this.backend.status().offset, labels },
