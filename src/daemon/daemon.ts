@@ -29,6 +29,24 @@ import { VERSION } from "../version.ts";
 import { lockRoot, type RootLock } from "./lock.ts";
 import { builtinPlugins } from "./plugins.ts";
 
+/**
+ * What every plugin finds in `ctx.properties`: the daemon's effective
+ * config (runtimes, timeouts), and its addresses (a task manager gives
+ * shims the ttrpc one as TTRPC_ADDRESS and the other as -address).
+ */
+export interface DaemonProperties {
+  config: Config;
+  /** The gRPC address (`grpc.address`). */
+  address: string;
+  /** The ttrpc socket path. */
+  ttrpcAddress: string;
+}
+
+/** The daemon's properties as a plugin's init context carries them. */
+export function daemonProperties(ctx: { properties: Record<string, unknown> }): DaemonProperties {
+  return ctx.properties as unknown as DaemonProperties;
+}
+
 /** A daemon that is serving. */
 export interface RunningDaemon {
   /** The configuration it runs with (derived values filled in). */
@@ -103,6 +121,7 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
   const lock: RootLock = await lockRoot(cfg.root);
   let plugins: PluginSet | undefined;
   let server: Server | undefined;
+  let listening = false;
   try {
     await makeDir(cfg.state, 0o711);
     await applyOomScore(cfg.oom_score);
@@ -125,7 +144,11 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
         config: cfg.plugins,
         disabled: cfg.disabled_plugins,
         required: cfg.required_plugins,
-        properties: { config: cfg, address: cfg.grpc.address, ttrpcAddress: address },
+        properties: {
+          config: cfg,
+          address: cfg.grpc.address,
+          ttrpcAddress: address,
+        } satisfies DaemonProperties,
       });
     } catch (err) {
       if (err instanceof RequiredPluginError) plugins = err.plugins;
@@ -143,12 +166,16 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
     // state directory, /tmp) is left as it is: the socket itself is 0600.
     await makeDir(address.slice(0, address.lastIndexOf("/")) || "/", 0o700);
     await server.listen(address);
+    listening = true;
     if (cfg.ttrpc.uid !== 0 || cfg.ttrpc.gid !== 0) {
       await Deno.chown(address, cfg.ttrpc.uid, cfg.ttrpc.gid);
     }
     log.info("serving...", { address });
   } catch (err) {
-    await server?.close();
+    if (server !== undefined) {
+      await server.close();
+      if (listening) await removeSocket(address);
+    }
     await plugins?.close();
     lock.release();
     throw err;

@@ -16,6 +16,12 @@
  */
 
 export { DAEMON_USAGE, type DaemonArgs, parseDaemonArgs } from "./args.ts";
-export { type RunningDaemon, startDaemon, type StartOptions } from "./daemon.ts";
+export {
+  type DaemonProperties,
+  daemonProperties,
+  type RunningDaemon,
+  startDaemon,
+  type StartOptions,
+} from "./daemon.ts";
 export { LOCK_FILE, lockRoot, type RootLock } from "./lock.ts";
 export { builtinPlugins } from "./plugins.ts";

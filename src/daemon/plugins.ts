@@ -4,6 +4,14 @@
  * (the task runtime, a differ, a GC scheduler) is adding its registration
  * here, with no change to the server.
  *
+ * The task runtime, for instance, comes as two registrations: a manager
+ * `{ type: "io.containerd.runtime.v2", id: "task", requires: [metadata,
+ * event] }` whose init reads `daemonProperties(ctx)` (runtimes table, ttrpc
+ * address for shims) and recovers live shims, and a service
+ * `{ type: "io.containerd.grpc.v1", id: "tasks", requires:
+ * ["io.containerd.runtime.v2"] }` whose instance is an RPCService; the
+ * server picks the latter up like every other service.
+ *
  * @module
  */
 
