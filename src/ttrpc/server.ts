@@ -104,21 +104,29 @@ export class Server {
   /**
    * Listens on the unix socket `path` and serves it in the background. A
    * stale socket file (nothing answering) is replaced; a live one is
-   * AlreadyExists. The socket is made 0600: keep its directory 0700 too,
-   * since the mode is set just after bind.
+   * AlreadyExists. The socket is made 0600 (under the usual umask it is
+   * never writable by others, even before the chmod); keep its directory
+   * 0700 too. The file is removed when the server closes.
    */
   async listen(path: string): Promise<void> {
     if (this.#closing) throw new BerthError(Code.Unavailable, "ttrpc: server is shut down");
     await removeStaleSocket(path);
     const listener = Deno.listen({ transport: "unix", path });
+    let ino: number | null;
     try {
       await Deno.chmod(path, 0o600);
+      ino = (await Deno.lstat(path)).ino;
     } catch (err) {
       listener.close();
       throw err;
     }
     const done = this.serve(listener).catch((err) => {
       log.error("ttrpc: serving stopped", { path, error: String(err) });
+    }).finally(async () => {
+      // Remove our socket file, unless someone has replaced it meanwhile.
+      try {
+        if ((await Deno.lstat(path)).ino === ino) await Deno.remove(path);
+      } catch { /* already gone */ }
     });
     this.#serving.add(done);
     done.finally(() => this.#serving.delete(done));

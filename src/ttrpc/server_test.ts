@@ -330,6 +330,7 @@ Deno.test("listen: socket is 0600, a stale file is replaced, a live socket is re
     client.close();
     await a.close();
     await b.close();
+    await assert.rejects(Deno.lstat(path), Deno.errors.NotFound, "close removes the socket file");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
