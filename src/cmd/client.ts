@@ -1,29 +1,14 @@
-/** Entry of the client mode: every argv that is not `daemon` or `shim`. */
+/**
+ * Entry of the client mode: every argv that is not `daemon` or `shim`.
+ * `config` and containerd's shim-side `publish` call are handled here; the
+ * ctr-style commands live in src/client (loaded on first use).
+ * @module
+ */
 import { VERSION } from "../version.ts";
-
-const HELP = `berth ${VERSION}: a containerd-compatible container runtime
-
-Usage:
-  berth daemon [flags]          run the daemon (what containerd is)
-  berth shim [flags] ACTION     run a runtime v2 shim (also as containerd-shim-berth-v2)
-  berth [global flags] COMMAND  the client (what ctr is)
-
-Global flags:
-  --help, -h      show this help
-  --version, -v   print the version
-`;
 
 /** Runs the client mode; returns the process exit status. */
 export function clientMain(args: string[]): Promise<number> {
   const first = args[0];
-  if (first === "--version" || first === "-v") {
-    console.log(`berth ${VERSION}`);
-    return Promise.resolve(0);
-  }
-  if (first === undefined || first === "--help" || first === "-h" || first === "help") {
-    console.log(HELP);
-    return Promise.resolve(0);
-  }
   // Commands with their own small modules, loaded only when used.
   if (first === "config") return import("../config/mod.ts").then((m) => m.configMain(args.slice(1)));
   // containerd's shims call `<binary> --address A publish --topic T --namespace N`.
@@ -31,6 +16,5 @@ export function clientMain(args: string[]): Promise<number> {
   if (publishAt === 0 || (publishAt === 2 && /^(--address|-a)$/.test(first))) {
     return import("../events/mod.ts").then((m) => m.publishMain(args.filter((_, i) => i !== publishAt)));
   }
-  console.error(`berth: unknown command "${first}" (see berth --help)`);
-  return Promise.resolve(1);
+  return import("../client/mod.ts").then((m) => m.runClient(args, VERSION));
 }

@@ -1,0 +1,110 @@
+/**
+ * berth's ctr-compatible client: global flags, then a command with ctr's
+ * name, aliases and flags. Each command's module is imported only when that
+ * command runs, so `berth version` loads the version command and nothing
+ * else (start-up time is most of a client command's wall time).
+ * @module
+ */
+
+import { toBerthError } from "../errdefs/mod.ts";
+import {
+  findByName,
+  type FlagValues,
+  GLOBAL_FLAGS,
+  type GlobalOptions,
+  globalOptions,
+  type GroupSpec,
+  parseFlags,
+  runCommand,
+  runGroup,
+  splitGlobal,
+  type CommandSpec,
+} from "./cli.ts";
+import { describeError, exitStatusFor } from "./errors.ts";
+
+/** A top-level command: its names, one line of help, and how to load it. */
+export interface TopCommand {
+  name: string;
+  aliases?: string[];
+  usage: string;
+  load(): Promise<GroupSpec | CommandSpec>;
+}
+
+/** Every client command, in the order --help lists them (ctr's names and aliases). */
+export const COMMANDS: readonly TopCommand[] = [
+  { name: "plugins", aliases: ["plugin"], usage: "provides information about berth plugins", load: () => import("./commands/plugins.ts").then((m) => m.group) },
+  { name: "version", usage: "print the client and server versions", load: () => import("./commands/version.ts").then((m) => m.command) },
+  { name: "containers", aliases: ["c", "container"], usage: "manage containers", load: () => import("./commands/containers.ts").then((m) => m.group) },
+  { name: "content", usage: "manage content", load: () => import("./commands/content.ts").then((m) => m.group) },
+  { name: "events", aliases: ["event"], usage: "display berth events", load: () => import("./commands/events.ts").then((m) => m.command) },
+  { name: "images", aliases: ["image", "i"], usage: "manage images", load: () => import("./commands/images.ts").then((m) => m.group) },
+  { name: "leases", usage: "manage leases", load: () => import("./commands/leases.ts").then((m) => m.group) },
+  { name: "namespaces", aliases: ["namespace", "ns"], usage: "manage namespaces", load: () => import("./commands/namespaces.ts").then((m) => m.group) },
+  { name: "run", usage: "run a container", load: () => import("./commands/run.ts").then((m) => m.command) },
+  { name: "snapshots", aliases: ["snapshot"], usage: "manage snapshots", load: () => import("./commands/snapshots.ts").then((m) => m.group) },
+  { name: "tasks", aliases: ["t", "task"], usage: "manage tasks", load: () => import("./commands/tasks.ts").then((m) => m.group) },
+  { name: "shim", usage: "interact with a shim directly", load: () => import("./commands/shim.ts").then((m) => m.group) },
+  { name: "completion", usage: "print a shell completion script (bash)", load: () => import("./commands/completion.ts").then((m) => m.group) },
+];
+
+/** Top-level --help. */
+export function topHelp(version: string): string {
+  const names = COMMANDS.map((c) => [c.name, ...(c.aliases ?? [])].join(", "));
+  const width = Math.max(...names.map((n) => n.length));
+  const flags = Object.entries(GLOBAL_FLAGS).map(([n, f]) => `   ${(f.short ? `-${f.short}, ` : "    ") + `--${n}${f.type === "string" ? " value" : ""}`}`.padEnd(34) + f.help);
+  return [
+    `berth ${version}: a containerd-compatible container runtime`,
+    "",
+    "USAGE:",
+    "   berth [global options] command [command options] [arguments...]",
+    "   berth daemon [flags]          run the daemon (what containerd is)",
+    "   berth shim [flags] ACTION     run a runtime v2 shim (also as containerd-shim-berth-v2)",
+    "   berth config default|dump     print the daemon's configuration",
+    "",
+    "COMMANDS:",
+    ...COMMANDS.map((c, i) => `   ${names[i].padEnd(width)}   ${c.usage}`),
+    "",
+    "GLOBAL OPTIONS:",
+    ...flags,
+  ].join("\n");
+}
+
+function isGroup(x: GroupSpec | CommandSpec): x is GroupSpec {
+  return "commands" in x;
+}
+
+/**
+ * Runs the client on `argv` (everything after the executable) and returns
+ * its exit status; prints errors instead of throwing.
+ */
+export async function runClient(argv: string[], version: string): Promise<number> {
+  let debug = argv.includes("--debug");
+  try {
+    const [globalArgv, rest] = splitGlobal(argv);
+    const { flags } = parseFlags(globalArgv, GLOBAL_FLAGS, "berth");
+    const global: GlobalOptions = globalOptions(flags as FlagValues, (k) => Deno.env.get(k));
+    debug = global.debug;
+    if (flags.version === true) {
+      console.log(`berth ${version}`);
+      return 0;
+    }
+    const word = rest[0];
+    if (flags.help === true || word === undefined || word === "help") {
+      console.log(topHelp(version));
+      return word === undefined && flags.help !== true ? 1 : 0;
+    }
+    const top = findByName(COMMANDS, word);
+    if (top === undefined) {
+      const { usageError } = await import("./cli.ts");
+      throw usageError(`unknown command "${word}" (see berth --help)`);
+    }
+    const spec = await top.load();
+    const path = `berth ${top.name}`;
+    return isGroup(spec)
+      ? await runGroup(spec, rest.slice(1), global, path)
+      : await runCommand(spec, rest.slice(1), global, path);
+  } catch (err) {
+    console.error(describeError(err, debug));
+    return exitStatusFor(toBerthError(err).code);
+  }
+}
