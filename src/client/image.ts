@@ -1,0 +1,194 @@
+/**
+ * Reading images through the daemon's Content service, as the client needs
+ * them: walk an image's index/manifest for this platform, sum its size, list
+ * its platforms, check what is present, read its config, compute the chain
+ * id its unpacked rootfs snapshot is named by.
+ * @module
+ */
+
+import { Code, notFound } from "../errdefs/mod.ts";
+import { Content } from "../gen/containerd/services/content/v1/content_pb.ts";
+import { Images } from "../gen/containerd/services/images/v1/images_pb.ts";
+import type { Image } from "../gen/containerd/services/images/v1/images_pb.ts";
+import type { Connection } from "./connection.ts";
+import { hintNotFound } from "./errors.ts";
+
+/** An OCI descriptor as JSON manifests carry it. */
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  platform?: { os?: string; architecture?: string; variant?: string };
+  annotations?: Record<string, string>;
+}
+
+/** The parts of an OCI image config the client uses. */
+export interface ImageConfig {
+  architecture?: string;
+  os?: string;
+  config?: {
+    User?: string;
+    Env?: string[];
+    Entrypoint?: string[] | null;
+    Cmd?: string[] | null;
+    WorkingDir?: string;
+    Labels?: Record<string, string>;
+    StopSignal?: string;
+  };
+  rootfs?: { type: string; diff_ids: string[] };
+}
+
+const INDEX_TYPES = new Set([
+  "application/vnd.oci.image.index.v1+json",
+  "application/vnd.docker.distribution.manifest.list.v2+json",
+]);
+const MANIFEST_TYPES = new Set([
+  "application/vnd.oci.image.manifest.v1+json",
+  "application/vnd.docker.distribution.manifest.v2+json",
+]);
+
+/** This machine's platform in OCI terms. */
+export function hostPlatform(): { os: string; architecture: string } {
+  const arch = ({ x86_64: "amd64", aarch64: "arm64" } as Record<string, string>)[Deno.build.arch] ?? Deno.build.arch;
+  return { os: "linux", architecture: arch };
+}
+
+function matchesHost(p: Descriptor["platform"]): boolean {
+  if (p === undefined) return true;
+  const h = hostPlatform();
+  return (p.os ?? "linux") === h.os && p.architecture === h.architecture;
+}
+
+/** Formats a platform like containerd's platforms.Format ("linux/amd64"). */
+export function platformString(p: { os?: string; architecture?: string; variant?: string }): string {
+  return [p.os ?? "unknown", p.architecture ?? "unknown", p.variant].filter((s) => s).join("/");
+}
+
+/** Reads a whole blob from the daemon's content store. */
+export async function readBlob(conn: Connection, digest: string): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for await (const r of conn.service(Content).read({ digest })) {
+    parts.push(r.data);
+    total += r.data.length;
+  }
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/** Reads and parses a JSON blob. */
+export async function readJSON<T>(conn: Connection, digest: string): Promise<T> {
+  return JSON.parse(new TextDecoder().decode(await readBlob(conn, digest))) as T;
+}
+
+/** Whether the content store has `digest`. */
+export async function hasBlob(conn: Connection, digest: string): Promise<boolean> {
+  try {
+    await conn.service(Content).info({ digest });
+    return true;
+  } catch (err) {
+    if ((err as { code?: Code }).code === Code.NotFound) return false;
+    throw err;
+  }
+}
+
+/** Gets an image record by name, with a hint when it is not there. */
+export async function getImage(conn: Connection, name: string): Promise<Image> {
+  try {
+    const { image } = await conn.service(Images).get({ name });
+    if (!image) throw notFound(`image "${name}"`);
+    return image;
+  } catch (err) {
+    throw hintNotFound(err, `list images with: berth images ls; import one with: berth images import FILE.tar`);
+  }
+}
+
+/** The result of walking an image for this platform. */
+export interface Walk {
+  /** Every descriptor the image needs here: index, manifest, config, layers. */
+  required: Descriptor[];
+  /** Those of `required` the content store has. */
+  present: Descriptor[];
+  /** Platforms the image offers. */
+  platforms: string[];
+  /** The manifest for this platform, when found. */
+  manifest?: { config: Descriptor; layers: Descriptor[] };
+  /** False when a blob needed to go further (an index or manifest) is missing. */
+  available: boolean;
+}
+
+/** Walks `target` (an index or manifest) for this machine's platform. */
+export async function walkImage(conn: Connection, target: Descriptor): Promise<Walk> {
+  const w: Walk = { required: [], present: [], platforms: [], available: true };
+  const visit = async (d: Descriptor, top: boolean): Promise<void> => {
+    w.required.push(d);
+    if (!(await hasBlob(conn, d.digest))) {
+      if (INDEX_TYPES.has(d.mediaType) || MANIFEST_TYPES.has(d.mediaType)) w.available = false;
+      return;
+    }
+    w.present.push(d);
+    if (INDEX_TYPES.has(d.mediaType)) {
+      const index = await readJSON<{ manifests?: Descriptor[] }>(conn, d.digest);
+      for (const m of index.manifests ?? []) if (m.platform) w.platforms.push(platformString(m.platform));
+      const pick = (index.manifests ?? []).find((m) => MANIFEST_TYPES.has(m.mediaType) && matchesHost(m.platform));
+      if (pick) await visit(pick, false);
+      return;
+    }
+    if (MANIFEST_TYPES.has(d.mediaType)) {
+      const m = await readJSON<{ config: Descriptor; layers?: Descriptor[] }>(conn, d.digest);
+      w.manifest = { config: m.config, layers: m.layers ?? [] };
+      for (const child of [m.config, ...(m.layers ?? [])]) {
+        w.required.push(child);
+        if (await hasBlob(conn, child.digest)) w.present.push(child);
+      }
+      if (top && w.platforms.length === 0 && w.present.includes(m.config)) {
+        const cfg = await readJSON<ImageConfig>(conn, m.config.digest);
+        w.platforms.push(platformString({ os: cfg.os, architecture: cfg.architecture }));
+      }
+    }
+  };
+  await visit(target, true);
+  w.platforms = [...new Set(w.platforms)].sort();
+  return w;
+}
+
+/** Sum of the sizes of descriptors. */
+export function totalSize(ds: Descriptor[]): number {
+  return ds.reduce((n, d) => n + Number(d.size), 0);
+}
+
+/** A protobuf image target as a JSON-style descriptor. */
+export function targetOf(image: Image): Descriptor {
+  const t = image.target;
+  if (!t) throw notFound(`target of image "${image.name}"`);
+  return { mediaType: t.mediaType, digest: t.digest, size: Number(t.size), annotations: t.annotations };
+}
+
+/** The image config for this platform, and the chain id of its rootfs. */
+export async function imageConfig(conn: Connection, image: Image): Promise<{ config: ImageConfig; chainId: string }> {
+  const walk = await walkImage(conn, targetOf(image));
+  if (!walk.manifest) {
+    throw notFound(`a manifest for ${platformString(hostPlatform())} in image "${image.name}"`);
+  }
+  const config = await readJSON<ImageConfig>(conn, walk.manifest.config.digest);
+  return { config, chainId: await chainId(config.rootfs?.diff_ids ?? []) };
+}
+
+/** The OCI chain id of a list of layer diff ids (the name of the unpacked snapshot). */
+export async function chainId(diffIds: string[]): Promise<string> {
+  let chain = "";
+  for (const d of diffIds) {
+    if (chain === "") {
+      chain = d;
+      continue;
+    }
+    const sum = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${chain} ${d}`));
+    chain = "sha256:" + [...new Uint8Array(sum)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  }
+  return chain;
+}
