@@ -5,6 +5,8 @@
 
 import assert from "node:assert/strict";
 import { ContentStore } from "../src/content/mod.ts";
+import { packTar, type TarOut } from "../src/archive/mod.ts";
+import { digestOf } from "../src/content/mod.ts";
 import { Code, isCode } from "../src/errdefs/mod.ts";
 import { GarbageCollector } from "../src/gc/mod.ts";
 import {
@@ -14,6 +16,8 @@ import {
   importDirectory,
   type ImageBackend,
   localBackend,
+  pullImage,
+  type PullProgress,
   readJson,
   resolveManifest,
 } from "../src/images/mod.ts";
@@ -24,6 +28,7 @@ import { makeBusyboxRootfs } from "./support/bundle.ts";
 import { startContainerd } from "./support/containerd.ts";
 import { BUSYBOX_REF, buildBusyboxImage } from "./support/image.ts";
 import { runTool } from "./support/tool.ts";
+import { spawn } from "../src/spawn/mod.ts";
 
 const NS = "default";
 
@@ -117,6 +122,207 @@ Deno.test("images: a umoci archive imports, unpacks by chain id, and re-imports 
     assert.equal(again.written, 0);
     assert.equal(again.unpacked[BUSYBOX_REF].applied, 0);
     assert.equal(w.md.leases.list(NS).length, 0, "the import's lease is gone");
+  } finally {
+    await w.close();
+  }
+});
+
+async function must(cmd: string, args: string[], opts: { env?: Record<string, string> } = {}): Promise<string> {
+  const r = await runTool(cmd, args, { timeoutMs: 300_000, env: opts.env });
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.code}): ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+/** Unpacks the umoci-built busybox archive into an OCI layout directory. */
+async function busyboxLayout(dir: string): Promise<string> {
+  const img = await buildBusyboxImage(dir);
+  const layout = `${dir}/layout`;
+  await Deno.mkdir(layout);
+  await must("tar", ["-xf", img.archive, "-C", layout]);
+  return layout;
+}
+
+Deno.test("images: archives written by skopeo (oci-archive and docker-archive) import", async () => {
+  const w = await openWorld();
+  try {
+    const layout = await busyboxLayout(w.dir);
+    const oci = `${w.dir}/skopeo-oci.tar`;
+    const docker = `${w.dir}/skopeo-docker.tar`;
+    await must("skopeo", ["copy", "--quiet", "oci:" + layout, `oci-archive:${oci}:v1`]);
+    await must("skopeo", ["copy", "--quiet", "oci:" + layout, `docker-archive:${docker}:example.com/tools/busybox:v2`]);
+
+    // skopeo names the entry with the bare tag: without a base name nothing is named.
+    await assert.rejects(importArchive(w.backend, await fileStream(oci)), /names no image/);
+    const a = await importArchive(w.backend, await fileStream(oci), { baseName: "example.com/tools/busybox" });
+    assert.deepEqual(a.images.map((i) => i.name), ["example.com/tools/busybox:v1"]);
+
+    const d = await importArchive(w.backend, await fileStream(docker));
+    assert.deepEqual(d.images.map((i) => i.name), ["example.com/tools/busybox:v2"]);
+    assert.equal(d.images[0].target.mediaType, "application/vnd.docker.distribution.manifest.v2+json");
+    // Both describe the same root file system: the same top chain id, unpacked once.
+    assert.equal(d.unpacked["example.com/tools/busybox:v2"].chainId, a.unpacked["example.com/tools/busybox:v1"].chainId);
+    assert.equal(d.unpacked["example.com/tools/busybox:v2"].applied, 0);
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("images: a directory imported and exported by berth imports into containerd and runs there", async () => {
+  const w = await openWorld();
+  const ctd = await startContainerd();
+  try {
+    const rootfs = `${w.dir}/rootfs`;
+    await makeBusyboxRootfs(rootfs);
+    await Deno.writeTextFile(`${rootfs}/etc/hello`, "made by berth\n");
+    const { image, unpacked } = await importDirectory(w.backend, rootfs, "berth.test/busybox:dir", {
+      cmd: ["sh"],
+    });
+    assert.equal(image.name, "berth.test/busybox:dir");
+    assert.equal(image.target.mediaType, "application/vnd.oci.image.index.v1+json");
+    assert.equal(unpacked?.layers, 1);
+
+    const archive = `${w.dir}/export.tar`;
+    const out = await Deno.open(archive, { write: true, create: true, truncate: true });
+    await (await exportArchive(w.backend, [image.name])).pipeTo(out.writable);
+    const listing = await must("tar", ["-tf", archive]);
+    assert.match(listing, /^index\.json$/m);
+    assert.match(listing, /^manifest\.json$/m);
+    assert.match(listing, /^oci-layout$/m);
+
+    const imp = await ctd.ctr(["images", "import", archive]);
+    assert.equal(imp.code, 0, imp.stderr);
+    const ls = await ctd.ctr(["images", "ls", "-q"]);
+    assert.match(ls.stdout, /^berth\.test\/busybox:dir$/m);
+    const run = await ctd.ctr(["run", "--rm", image.name, `c${Date.now()}`, "cat", "/etc/hello"], {
+      timeoutMs: 60_000,
+    });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, "made by berth\n");
+
+    // And berth reads its own export back (into another store).
+    const w2 = await openWorld();
+    try {
+      const back = await importArchive(w2.backend, await fileStream(archive));
+      assert.deepEqual(back.images.map((i) => i.target.digest), [image.target.digest]);
+    } finally {
+      await w2.close();
+    }
+  } finally {
+    await ctd.stop();
+    await w.close();
+  }
+});
+
+function fileEntry(name: string, bytes: Uint8Array): TarOut {
+  return {
+    header: { name, type: "file", mode: 0o644, uid: 0, gid: 0, size: bytes.length, mtime: new Date(0) },
+    data: (async function* () {
+      yield bytes;
+    })(),
+  };
+}
+
+Deno.test("images: a blob whose bytes do not match its digest is refused and nothing of it stays", async () => {
+  const w = await openWorld();
+  try {
+    const enc = new TextEncoder();
+    const claimed = digestOf("the real layer");
+    const entries = [
+      fileEntry("oci-layout", enc.encode('{"imageLayoutVersion":"1.0.0"}')),
+      fileEntry(`blobs/sha256/${claimed.slice(7)}`, enc.encode("a forged layer")),
+      fileEntry("index.json", enc.encode('{"schemaVersion":2,"manifests":[]}')),
+    ];
+    const tar = packTar((async function* () {
+      yield* entries;
+    })());
+    const err = await importArchive(w.backend, tar).then(() => undefined, (e) => e);
+    assert.ok(isCode(err, Code.FailedPrecondition), String(err));
+    assert.match(String(err), /unexpected commit digest/);
+    assert.equal(await blobCount(w), 0);
+    assert.deepEqual(await w.store.listStatuses(), [], "no ingest left");
+    assert.deepEqual(w.md.content.listIngests(NS), []);
+    assert.deepEqual(w.md.content.list(NS), []);
+    assert.equal(w.md.leases.list(NS).length, 0);
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("images: two concurrent imports of one image both succeed with one copy of each blob", async () => {
+  const w = await openWorld();
+  try {
+    const img = await buildBusyboxImage(w.dir);
+    const [a, b] = await Promise.all([
+      importArchive(w.backend, await fileStream(img.archive)),
+      importArchive(w.backend, await fileStream(img.archive)),
+    ]);
+    assert.equal(a.images[0].target.digest, b.images[0].target.digest);
+    const inArchive = (await must("tar", ["-tf", img.archive])).split("\n").filter((l) => /blobs\/sha256\/./.test(l));
+    assert.equal(await blobCount(w), inArchive.length);
+    assert.equal(w.md.content.list(NS).length, inArchive.length);
+    // One committed snapshot per layer, whoever applied it.
+    const snaps = await w.md.snapshotter(w.overlay).list(NS);
+    assert.deepEqual(snaps.map((s) => s.kind), ["committed"]);
+    assert.deepEqual(await w.store.listStatuses(), []);
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("images: unpacking into the native snapshotter gives the same tree", async () => {
+  const w = await openWorld();
+  try {
+    const img = await buildBusyboxImage(w.dir);
+    const r = await importArchive(w.backend, await fileStream(img.archive), { snapshotter: "native" });
+    const top = r.unpacked[BUSYBOX_REF].chainId;
+    const mounts = await w.backend.snapshots("native").prepare("look", top);
+    assert.equal(mounts[0].type, "bind");
+    assert.equal(await Deno.readLink(`${mounts[0].source}/bin/sh`), "busybox");
+    await w.backend.snapshots("native").remove("look");
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("images: GC after image removal deletes unreferenced blobs and snapshots, keeps leased ones", async () => {
+  const w = await openWorld();
+  try {
+    const img = await buildBusyboxImage(w.dir);
+    const a = await importArchive(w.backend, await fileStream(img.archive));
+    const rootfs = `${w.dir}/rootfs`;
+    await Deno.mkdir(`${rootfs}/etc`, { recursive: true });
+    await Deno.writeTextFile(`${rootfs}/etc/only-here`, "x");
+    const d = await importDirectory(w.backend, rootfs, "berth.test/small:1");
+    const sn = w.md.snapshotter(w.overlay);
+    assert.equal((await sn.list(NS)).length, 2);
+
+    // A blob held only by a lease.
+    w.md.leases.create(NS, "keep");
+    const leased = localBackend({ content: new NamespacedContent(w.store, w.md), md: w.md, snapshotters: {} }, NS, "keep");
+    const w1 = await leased.content.writer("leased-blob");
+    await w1.write(new TextEncoder().encode("leased bytes"));
+    const leasedDigest = await w1.commit(0);
+
+    await w.gc.collect();
+    const before = await blobCount(w);
+    assert.equal((await sn.list(NS)).length, 2, "nothing is collected while images reference it");
+
+    w.md.images.delete(NS, d.image.name);
+    await w.gc.collect();
+    const left = (await w.store.list()).map((i) => i.digest);
+    assert.ok(!left.includes(d.image.target.digest), "the removed image's index is gone");
+    assert.equal(left.length, before - 4, "index, manifest, config and layer of the removed image");
+    assert.ok(left.includes(a.images[0].target.digest));
+    assert.ok(left.includes(leasedDigest), "the leased blob stays");
+    const snaps = await sn.list(NS);
+    assert.deepEqual(snaps.map((s) => s.name), [a.unpacked[BUSYBOX_REF].chainId]);
+    assert.deepEqual((await w.overlay.list()).length, 1, "the backend snapshot is removed too");
+
+    w.md.images.delete(NS, BUSYBOX_REF);
+    w.md.leases.delete(NS, "keep");
+    await w.gc.collect();
+    assert.equal(await blobCount(w), 0);
+    assert.equal((await w.overlay.list()).length, 0);
   } finally {
     await w.close();
   }

@@ -58,3 +58,5 @@ export { readJson, resolveManifest } from "./blobs.ts";
 export { DEFAULT_PLATFORM, formatPlatform, matchPlatform, parsePlatform, type Platform } from "./platform.ts";
 export { familiarName, formatReference, normalizeName, parseReference, type Reference } from "./reference.ts";
 export * as mediaTypes from "./mediatypes.ts";
+export { pullImage, type PullOptions, type PullProgress, type PullResult } from "./pull.ts";
+export { type Challenge, parseChallenges, RegistryClient, type RegistryOptions } from "./registry.ts";

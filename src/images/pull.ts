@@ -1,0 +1,169 @@
+// Pulling an image from a registry into the content store: resolve the
+// reference, follow an index to the platform's manifest, fetch config and
+// layers concurrently (resuming interrupted ingests with Range requests),
+// label, unpack, and record the image; all under one lease.
+
+import { invalidArgument } from "../errdefs/mod.ts";
+import type { ContentAccess, Descriptor, Image, ImageBackend } from "./backend.ts";
+import { finishBlob, type IndexJson, type JsonDescriptor, type ManifestJson, openWriter, pickManifest, putBytes, toDescriptor } from "./blobs.ts";
+import { labelChildren } from "./gclabels.ts";
+import { isIndex, isManifest } from "./mediatypes.ts";
+import type { Platform } from "./platform.ts";
+import { formatReference, parseReference } from "./reference.ts";
+import { RegistryClient, type RegistryOptions } from "./registry.ts";
+import { unpackImage, type UnpackResult } from "./unpack.ts";
+
+/** One step of a pull, as reported to {@link PullOptions.onProgress}. */
+export interface PullProgress {
+  /** The blob (or the reference while resolving). */
+  digest: string;
+  mediaType: string;
+  /** resolved: the reference's target is known; exists: already in the store. */
+  status: "resolved" | "exists" | "downloading" | "done" | "unpacking" | "unpacked";
+  /** Bytes in the store so far, and the blob's size. */
+  offset: number;
+  total: number;
+  /** Where this download started (> 0 when an earlier ingest was resumed). */
+  resumedAt?: number;
+}
+
+/** Options of {@link pullImage}. */
+export interface PullOptions extends RegistryOptions {
+  platform?: Platform;
+  /** Unpack into snapshots (default true). */
+  unpack?: boolean;
+  snapshotter?: string;
+  /** Blobs fetched at once (default 3). */
+  concurrency?: number;
+  /** Called for every step; keep it quick (it runs inside the download loop). */
+  onProgress?: (p: PullProgress) => void;
+}
+
+/** What {@link pullImage} did. */
+export interface PullResult {
+  image: Image;
+  /** Blobs fetched now, and found in the store already. */
+  fetched: number;
+  existing: number;
+  unpacked?: UnpackResult;
+}
+
+// Progress is reported at most this often per blob while downloading.
+const PROGRESS_EVERY = 1 << 20;
+
+async function fetchBlob(
+  content: ContentAccess,
+  reg: RegistryClient,
+  desc: JsonDescriptor,
+  report: (p: PullProgress) => void,
+): Promise<boolean> {
+  const ref = `pull-${desc.digest}`;
+  const w = await openWriter(content, ref, { total: desc.size, expected: desc.digest });
+  const base = { digest: desc.digest, mediaType: desc.mediaType, total: desc.size };
+  if (!w) {
+    report({ ...base, status: "exists", offset: desc.size });
+    return false;
+  }
+  let res: Response;
+  try {
+    // A previous pull left bytes behind: ask only for the rest.
+    const from = w.offset > 0 && w.offset < desc.size ? w.offset : 0;
+    if (from === 0 && w.offset > 0) await w.truncate();
+    res = await reg.blob(desc.digest, from);
+    if (from > 0 && res.status !== 206) await w.truncate(); // the registry sent it whole
+    report({ ...base, status: "downloading", offset: w.offset, resumedAt: w.offset });
+  } catch (err) {
+    await w.close();
+    throw err;
+  }
+  let lastReport = w.offset;
+  async function* body() {
+    for await (const chunk of res.body!) {
+      yield chunk;
+      if (w!.offset + chunk.length - lastReport >= PROGRESS_EVERY) {
+        lastReport = w!.offset + chunk.length;
+        report({ ...base, status: "downloading", offset: lastReport });
+      }
+    }
+  }
+  await finishBlob(content, w, ref, res.body ? body() : undefined, {
+    size: desc.size,
+    expected: desc.digest,
+    what: `blob ${desc.digest} from ${reg.ref.host}`,
+  });
+  report({ ...base, status: "done", offset: desc.size });
+  return true;
+}
+
+/** Runs `tasks` with at most `limit` at a time; the first failure is thrown after all settle. */
+async function pool<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const errors: unknown[] = [];
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++];
+      try {
+        await fn(item);
+      } catch (err) {
+        errors.push(err);
+        next = items.length; // start nothing new
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  if (errors.length > 0) throw errors[0];
+}
+
+/**
+ * Pulls `ref` ("host/repo:tag" or "@digest"; docker.io names are
+ * normalized) into `backend` and records it as an image named by the full
+ * reference. Manifests are verified by digest, blobs as they are committed;
+ * a blob whose bytes do not match fails the pull and leaves nothing of it.
+ */
+export function pullImage(backend: ImageBackend, ref: string, opts: PullOptions = {}): Promise<PullResult> {
+  const r = parseReference(ref);
+  const name = formatReference(r);
+  const reg = new RegistryClient(r, opts);
+  const report = opts.onProgress ?? (() => {});
+  return backend.withLease(async (b) => {
+    let fetched = 0;
+    let existing = 0;
+    const top = await reg.manifest(r.digest ?? r.tag!);
+    report({ ...top.desc, status: "resolved", offset: 0, total: top.desc.size });
+    await putBytes(b.content, top.bytes, top.desc.mediaType);
+    let manifestDesc: Descriptor = top.desc;
+    let manifestBytes = top.bytes;
+    if (isIndex(top.desc.mediaType)) {
+      const index = JSON.parse(new TextDecoder().decode(top.bytes)) as IndexJson;
+      const child = await pickManifest(undefined, index.manifests ?? [], opts.platform);
+      if (!child) throw invalidArgument(`${name} has no manifest for the platform`);
+      const m = await reg.manifest(child.digest);
+      manifestDesc = { ...toDescriptor(child), mediaType: child.mediaType || m.desc.mediaType };
+      manifestBytes = m.bytes;
+      await putBytes(b.content, m.bytes, manifestDesc.mediaType);
+    }
+    if (!isManifest(manifestDesc.mediaType)) {
+      throw invalidArgument(`${name}: unsupported manifest type ${manifestDesc.mediaType}`);
+    }
+    const manifest = JSON.parse(new TextDecoder().decode(manifestBytes)) as ManifestJson;
+    if (!manifest.config || !Array.isArray(manifest.layers)) {
+      throw invalidArgument(`${name}: manifest lacks config or layers`);
+    }
+    // Largest first, so the long downloads start early.
+    const blobs = [manifest.config, ...manifest.layers].sort((x, y) => y.size - x.size);
+    const unique = [...new Map(blobs.map((d) => [d.digest, d])).values()];
+    await pool(unique, opts.concurrency ?? 3, async (d) => {
+      if (await fetchBlob(b.content, reg, d, report)) fetched++;
+      else existing++;
+    });
+    await labelChildren(b.content, top.desc, opts.platform);
+    let unpacked: UnpackResult | undefined;
+    if (opts.unpack !== false) {
+      report({ ...top.desc, status: "unpacking", offset: 0, total: top.desc.size });
+      unpacked = await unpackImage(b, top.desc, opts);
+      report({ ...top.desc, status: "unpacked", offset: top.desc.size, total: top.desc.size });
+    }
+    const image = await b.images.put({ name, target: top.desc });
+    return { image, fetched, existing, unpacked };
+  });
+}
