@@ -52,6 +52,8 @@ export interface GroupSpec {
   name: string;
   aliases?: string[];
   usage: string;
+  /** Flags given between the group's name and the subcommand (e.g. `snapshots --snapshotter X ls`). */
+  flags?: Record<string, FlagSpec>;
   commands: CommandSpec[];
 }
 
@@ -90,9 +92,9 @@ export function usageError(message: string): BerthError {
  * Splits argv at the first word that is not a global flag (or the value of
  * one): returns the global flags' part and the command's part.
  */
-export function splitGlobal(argv: string[]): [string[], string[]] {
+export function splitGlobal(argv: string[], table: Record<string, FlagSpec> = GLOBAL_FLAGS): [string[], string[]] {
   const takesValue = new Set<string>();
-  for (const [name, f] of Object.entries(GLOBAL_FLAGS)) {
+  for (const [name, f] of Object.entries(table)) {
     if (f.type !== "string") continue;
     takesValue.add(`--${name}`);
     if (f.short) takesValue.add(`-${f.short}`);
@@ -211,6 +213,14 @@ export function groupHelp(path: string, group: GroupSpec): string {
  * runs it. `--help` at any level prints that level's help.
  */
 export async function runGroup(group: GroupSpec, argv: string[], global: GlobalOptions, path: string): Promise<number> {
+  let groupFlags: FlagValues = {};
+  if (group.flags) {
+    const [mine, rest] = splitGlobal(argv, { ...group.flags, help: { type: "boolean", short: "h", help: "" } });
+    const parsed = parseFlags(mine, { ...group.flags, help: { type: "boolean", short: "h", help: "show help" } }, path);
+    groupFlags = parsed.flags;
+    argv = parsed.flags.help === true ? ["--help"] : rest;
+    delete groupFlags.help;
+  }
   const word = argv[0];
   if (word === undefined || word === "--help" || word === "-h" || word === "help") {
     console.log(groupHelp(path, group));
@@ -220,13 +230,23 @@ export async function runGroup(group: GroupSpec, argv: string[], global: GlobalO
   if (cmd === undefined) {
     throw usageError(`${path}: unknown command "${word}" (commands: ${group.commands.map((c) => c.name).join(", ")})`);
   }
-  return await runCommand(cmd, argv.slice(1), global, `${path} ${cmd.name}`);
+  return await runCommand(cmd, argv.slice(1), global, `${path} ${cmd.name}`, groupFlags);
 }
 
 /** Parses a leaf command's flags (printing help for --help) and runs it. */
-export async function runCommand(cmd: CommandSpec, argv: string[], global: GlobalOptions, path: string): Promise<number> {
+export async function runCommand(
+  cmd: CommandSpec,
+  argv: string[],
+  global: GlobalOptions,
+  path: string,
+  inherited: FlagValues = {},
+): Promise<number> {
   const table = { ...(cmd.flags ?? {}), help: { type: "boolean", short: "h", help: "show help" } as FlagSpec };
-  const { flags, args } = parseFlags(argv, table, path);
+  const parsed = parseFlags(argv, table, path);
+  // A flag the group took applies unless the subcommand was given it too.
+  const flags = { ...parsed.flags };
+  for (const [k, v] of Object.entries(inherited)) if (v !== undefined && !(k in parsed.flags && argv.some((a) => a.startsWith(`--${k}`)))) flags[k] = v;
+  const args = parsed.args;
   if (flags.help === true) {
     console.log(commandHelp(path, cmd));
     return 0;

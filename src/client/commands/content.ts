@@ -1,0 +1,127 @@
+/** `berth content`: ls, get, rm, label (fetch comes with image pull). */
+import { Code } from "../../errdefs/mod.ts";
+import { Content } from "../../gen/containerd/services/content/v1/content_pb.ts";
+import { type GroupSpec, labelArgs, usageError } from "../cli.ts";
+import { withConnection } from "../connection.ts";
+import { HintedError, hintNotFound } from "../errors.ts";
+import { formatTable, humanDuration, humanSize, labelsCell, printJSON, TABBED, timestampText, write } from "../output.ts";
+
+const LS_HINT = "list content with: berth content ls";
+
+/** The `content` group. */
+export const group: GroupSpec = {
+  name: "content",
+  usage: "manage content",
+  commands: [
+    {
+      name: "list",
+      aliases: ["ls"],
+      usage: "list all blobs in the store",
+      argsUsage: "[FILTER ...]",
+      flags: {
+        quiet: { type: "boolean", short: "q", help: "print only the blob digest" },
+        format: { type: "string", help: "output format: table or json", default: "table" },
+      },
+      async run({ flags, args, global }) {
+        const infos = await withConnection(global, async (c) => {
+          const out = [];
+          for await (const r of c.service(Content).list({ filters: args })) out.push(...r.info);
+          return out;
+        });
+        if (flags.quiet) for (const i of infos) console.log(i.digest);
+        else if (flags.format === "json") {
+          printJSON(infos.map((i) => ({ digest: i.digest, size: Number(i.size), createdAt: timestampText(i.createdAt), labels: i.labels })));
+        } else {
+          const now = Date.now();
+          const rows = [["DIGEST", "SIZE", "AGE", "LABELS"], ...infos.map((i) => [
+            i.digest,
+            humanSize(i.size),
+            humanDuration(now - Number(i.createdAt?.seconds ?? 0n) * 1000),
+            labelsCell(i.labels),
+          ])];
+          write(formatTable(rows, TABBED, false));
+        }
+        return 0;
+      },
+    },
+    {
+      name: "get",
+      usage: "get the data for an object (written to stdout)",
+      argsUsage: "DIGEST",
+      async run({ args, global }) {
+        if (!args[0]) throw usageError("please name a digest");
+        if (Deno.stdout.isTerminal()) {
+          throw new HintedError(Code.InvalidArgument, "refusing to write a blob to a terminal", `redirect it: berth content get ${args[0]} > FILE`);
+        }
+        await withConnection(global, async (c) => {
+          try {
+            for await (const r of c.service(Content).read({ digest: args[0] })) {
+              let off = 0;
+              while (off < r.data.length) off += await Deno.stdout.write(r.data.subarray(off));
+            }
+          } catch (err) {
+            throw hintNotFound(err, LS_HINT);
+          }
+        });
+        return 0;
+      },
+    },
+    {
+      name: "delete",
+      aliases: ["del", "remove", "rm"],
+      usage: "permanently delete one or more blobs",
+      argsUsage: "DIGEST [DIGEST ...]",
+      async run({ args, global }) {
+        if (args.length === 0) throw usageError("please name at least one digest");
+        let failure: unknown;
+        await withConnection(global, async (c) => {
+          for (const digest of args) {
+            try {
+              await c.service(Content).delete({ digest });
+              console.log(digest);
+            } catch (err) {
+              if ((err as { code?: Code }).code !== Code.NotFound) {
+                failure ??= err;
+                console.error(`berth: unable to delete ${digest}: ${(err as Error).message}`);
+              } else {
+                failure ??= hintNotFound(err, LS_HINT);
+              }
+            }
+          }
+        });
+        if (failure) throw failure;
+        return 0;
+      },
+    },
+    {
+      name: "label",
+      usage: "add labels to content (an empty value clears)",
+      argsUsage: "DIGEST [KEY=VALUE ...]",
+      async run({ args, global }) {
+        if (!args[0]) throw usageError("please name a digest");
+        const labels = labelArgs(args.slice(1));
+        const info = await withConnection(global, async (c) => {
+          try {
+            const { info } = await c.service(Content).update({
+              info: { digest: args[0], labels },
+              updateMask: { paths: Object.keys(labels).map((k) => `labels.${k}`) },
+            });
+            return info;
+          } catch (err) {
+            throw hintNotFound(err, LS_HINT);
+          }
+        });
+        console.log(Object.entries(info?.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(","));
+        return 0;
+      },
+    },
+    {
+      name: "fetch",
+      usage: "fetch all content for an image into berth",
+      argsUsage: "[flags] REF",
+      run() {
+        return Promise.reject(new HintedError(Code.Unimplemented, "content fetch is not in this build of the client yet", "pull images with a registry-capable tool and import them: berth images import FILE.tar"));
+      },
+    },
+  ],
+};

@@ -1,0 +1,71 @@
+/** `berth leases`: create, ls, rm, as ctr's. */
+import { Leases } from "../../gen/containerd/services/leases/v1/leases_pb.ts";
+import { type GroupSpec, labelArgs, str, usageError } from "../cli.ts";
+import { withConnection } from "../connection.ts";
+import { hintNotFound } from "../errors.ts";
+import { labelsCell, printJSON, printTable, timestampText } from "../output.ts";
+
+/** The `leases` group. */
+export const group: GroupSpec = {
+  name: "leases",
+  usage: "manage leases",
+  commands: [
+    {
+      name: "list",
+      aliases: ["ls"],
+      usage: "list all active leases",
+      argsUsage: "[FILTER ...]",
+      flags: {
+        quiet: { type: "boolean", short: "q", help: "print only the lease id" },
+        format: { type: "string", help: "output format: table or json", default: "table" },
+      },
+      async run({ flags, args, global }) {
+        const { leases } = await withConnection(global, (c) => c.service(Leases).list({ filters: args }));
+        if (flags.quiet) for (const l of leases) console.log(l.id);
+        else if (flags.format === "json") printJSON(leases.map((l) => ({ id: l.id, createdAt: timestampText(l.createdAt), labels: l.labels })));
+        else printTable(["ID", "CREATED AT", "LABELS"], leases.map((l) => [l.id, timestampText(l.createdAt), labelsCell(l.labels)]));
+        return 0;
+      },
+    },
+    {
+      name: "create",
+      usage: "create lease",
+      argsUsage: "[KEY=VALUE ...]",
+      flags: {
+        id: { type: "string", help: "the lease id (generated when not given)" },
+        expires: { type: "string", short: "x", help: "expiry as a duration, e.g. 24h (label containerd.io/gc.expire)", default: "24h" },
+      },
+      async run({ flags, args, global }) {
+        const labels = labelArgs(args);
+        const { parseDuration } = await import("../cli.ts");
+        const ms = parseDuration(str(flags, "expires") ?? "24h");
+        if (ms > 0) labels["containerd.io/gc.expire"] = new Date(Date.now() + ms).toISOString().replace(/\.\d+Z$/, "Z");
+        const id = str(flags, "id") ?? `${Date.now()}-${crypto.randomUUID().slice(0, 8)}`;
+        const { lease } = await withConnection(global, (c) => c.service(Leases).create({ id, labels }));
+        console.log(lease?.id ?? id);
+        return 0;
+      },
+    },
+    {
+      name: "delete",
+      aliases: ["del", "remove", "rm"],
+      usage: "delete a lease",
+      argsUsage: "LEASE [LEASE ...]",
+      flags: { sync: { type: "boolean", help: "synchronously remove leases and all unreferenced resources" } },
+      async run({ flags, args, global }) {
+        if (args.length === 0) throw usageError("must specify at least one lease to delete");
+        await withConnection(global, async (c) => {
+          for (const id of args) {
+            try {
+              await c.service(Leases).delete({ id, sync: flags.sync === true });
+            } catch (err) {
+              throw hintNotFound(err, "list leases with: berth leases ls");
+            }
+            console.log(id);
+          }
+        });
+        return 0;
+      },
+    },
+  ],
+};
