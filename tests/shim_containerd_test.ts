@@ -46,10 +46,15 @@ function shimPids(ctd: ContainerdInstance): number[] {
   return findProcesses((_pid, argv) => argv.includes(ctd.address) && argv[argv.length - 1] === "serve");
 }
 
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
+async function waitFor(
+  what: string,
+  cond: () => boolean | Promise<boolean>,
+  ms = 15_000,
+  detail: () => string = () => "",
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} ${detail()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -109,10 +114,14 @@ Deno.test({
     const ctd = await startContainerd({ extraPath: [await shimDir(work)] });
     const env: Env = { ctd, img: await buildBusyboxImage(work), sockDir, work };
     let restarted: Deno.ChildProcess | null = null;
+    // BERTH_SHIM_TEST_ONLY=<part of a step name> runs just the matching steps (while developing).
+    const only = Deno.env.get("BERTH_SHIM_TEST_ONLY");
+    const step = (name: string, fn: () => Promise<void>) =>
+      t.step({ name, ignore: only !== undefined && !name.includes(only), fn });
     try {
       await ctrOk(env, ["images", "import", env.img.archive]);
 
-      await t.step("run --rm: output and exit status come back", async () => {
+      await step("run --rm: output and exit status come back", async () => {
         const r = await ctd.ctr(["run", "--rm", "--runtime", RUNTIME, env.img.ref, "c1", "sh", "-c", "echo hi; exit 3"]);
         assert.equal(r.stdout, "hi\n", r.stderr);
         assert.equal(r.code, 3, r.stderr);
@@ -123,7 +132,7 @@ Deno.test({
         await assertNothingLeft(env);
       });
 
-      await t.step("detached task: exec, ps, pause/resume, metrics, kill, delete, rm", async () => {
+      await step("detached task: exec, ps, pause/resume, metrics, kill, delete, rm", async () => {
         await ctrOk(env, ["run", "-d", "--runtime", RUNTIME, env.img.ref, "c2", "sleep", "1000"]);
         const ex = await ctd.ctr(["tasks", "exec", "--exec-id", "e1", "c2", "sh", "-c", "echo from-exec; exit 4"]);
         assert.equal(ex.stdout, "from-exec\n", ex.stderr);
@@ -171,7 +180,7 @@ Deno.test({
         await assertNothingLeft(env);
       });
 
-      await t.step("terminal: input echoes, ResizePty reaches the container", async () => {
+      await step("terminal: input echoes, ResizePty reaches the container", async () => {
         const go = `${work}/resize-now`;
         // script(1) gives ctr a terminal. Its shell sets a size, starts ctr -t,
         // then (when told) changes the size: the kernel sends SIGWINCH and ctr
@@ -180,11 +189,11 @@ Deno.test({
         const program = "read line; echo got-$line; stty size; read x; stty size; exit 7";
         const inner = [
           "stty rows 30 cols 100",
-          `ctr --address ${ctd.address} --namespace ${ctd.namespace} run -t --rm --fifo-dir ${ctd.dir}/fifo --runtime ${RUNTIME} ${env.img.ref} c3 sh -c '${program}' </dev/tty >/dev/tty 2>&1 &`,
+          `ctr --address ${ctd.address} --namespace ${ctd.namespace} run -t --rm --fifo-dir ${ctd.dir}/fifo --runtime ${RUNTIME} ${env.img.ref} c3 sh -c '${program}' 0<>/dev/tty 1>&0 2>&0 &`,
           `while [ ! -e ${go} ]; do sleep 0.05; done`,
           "stty rows 40 cols 120",
           "wait $!",
-        ].join("; ");
+        ].join("\n");
         const child = spawn("script", ["-qfec", inner, "/dev/null"], {
           stdin: "piped",
           stdout: "piped",
@@ -200,15 +209,15 @@ Deno.test({
         const errText = new Response(child.stderr).text();
         const send = (s: string) => writer.write(new TextEncoder().encode(s));
         try {
-          // Typed before the container reads: the pty keeps it until then.
+          await waitFor("c3 to run", async () => /c3\s+\d+\s+RUNNING/.test((await ctd.ctr(["tasks", "ls"])).stdout), 30_000, () => JSON.stringify(out));
           await send("hello-tty\r");
-          await waitFor("echoed input and the program's answer", () => out.includes("hello-tty") && out.includes("got-hello-tty"), 30_000);
-          await waitFor("the first size", () => out.includes("30 100"));
+          await waitFor("echoed input and the program's answer", () => out.includes("hello-tty") && out.includes("got-hello-tty"), 30_000, () => JSON.stringify(out));
+          await waitFor("the first size", () => out.includes("30 100"), 15_000, () => JSON.stringify(out));
           await Deno.writeTextFile(go, "");
           // Wait until the shell around ctr has resized, then let the container look again.
           await new Promise((r) => setTimeout(r, 500));
           await send("\r");
-          await waitFor("the new size", () => out.includes("40 120"));
+          await waitFor("the new size", () => out.includes("40 120"), 15_000, () => JSON.stringify(out));
           const status = await child.status;
           assert.equal(status.code, 7, out);
         } finally {
@@ -222,7 +231,7 @@ Deno.test({
         await assertNothingLeft(env);
       });
 
-      await t.step("100 MB of output arrive byte-exact", async () => {
+      await step("100 MB of output arrive byte-exact", async () => {
         const n = 12_500_000;
         const r = await ctd.ctr(["run", "--rm", "--runtime", RUNTIME, env.img.ref, "c4", "seq", "1", String(n)], {
           timeoutMs: 120_000,
@@ -237,7 +246,7 @@ Deno.test({
         await assertNothingLeft(env);
       });
 
-      await t.step("20 containers at once, 10 in one group share one shim", async () => {
+      await step("20 containers at once, 10 in one group share one shim", async () => {
         const ids = Array.from({ length: 20 }, (_, i) => `m${i}`);
         await Promise.all(ids.map((id, i) =>
           ctrOk(env, [
@@ -265,7 +274,7 @@ Deno.test({
         await assertNothingLeft(env);
       });
 
-      await t.step("containerd SIGKILLed and restarted: tasks still run and can be ended", async () => {
+      await step("containerd SIGKILLed and restarted: tasks still run and can be ended", async () => {
         await ctrOk(env, ["run", "-d", "--runtime", RUNTIME, env.img.ref, "r1", "sleep", "1000"]);
         await ctrOk(env, ["run", "-d", "--runtime", RUNTIME, "--annotation", "io.containerd.runc.v2.group=g2", env.img.ref, "r2", "sleep", "1000"]);
         await killNow([ctd.pid]);
@@ -287,7 +296,7 @@ Deno.test({
         await assertNothingLeft(env);
       });
 
-      await t.step("a broken bundle: runc's own message, nothing left behind", async () => {
+      await step("a broken bundle: runc's own message, nothing left behind", async () => {
         const r = await ctd.ctr(["run", "--rm", "--runtime", RUNTIME, env.img.ref, "c7", "/no/such/binary"]);
         assert.notEqual(r.code, 0);
         assert.match(r.stderr, /OCI runtime create failed: .*no such file or directory/, r.stderr);

@@ -19,6 +19,9 @@ import { Reaper } from "./reaper.ts";
 import { TaskService } from "./service.ts";
 import { lockGroup, removeGroupFiles } from "./socket.ts";
 
+/** How long stopping may take before the shim exits regardless. */
+const STOP_DEADLINE_MS = 15_000;
+
 /** Log lines waiting for a slow log reader; beyond this many bytes, lines are dropped. */
 const LOG_BACKLOG_BYTES = 1 << 20;
 
@@ -125,6 +128,11 @@ export async function serveShim(flags: ShimFlags): Promise<number> {
 
   await stopped;
   log.info("shim stopping", { containers: service.containers.size });
+  // Cleanup is bounded: whatever hangs (a runtime call, a stuck fifo), the shim still exits.
+  const forced = setTimeout(() => {
+    log.error("shim cleanup took too long; exiting anyway");
+    Deno.exit(1);
+  }, STOP_DEADLINE_MS);
   // Stop answering first (a new start for this group then starts a new shim), then end what is left.
   const unlock = await lockGroup(flags.socket);
   try {
@@ -150,6 +158,7 @@ export async function serveShim(flags: ShimFlags): Promise<number> {
   Deno.removeSignalListener("SIGINT", onStop);
   Deno.removeSignalListener("SIGUSR1", onDump);
   Deno.removeSignalListener("SIGPIPE", onPipe);
+  clearTimeout(forced);
   log.info("shim exited");
   closeLog?.();
   return 0;
