@@ -84,6 +84,16 @@ async function fileStream(path: string): Promise<ReadableStream<Uint8Array>> {
   return (await Deno.open(path, { read: true })).readable;
 }
 
+/** The directory of the topmost committed layer under an active snapshot's mounts. */
+function topLayerDir(mounts: { type: string; source: string; options: string[] }[]): string {
+  assert.equal(mounts.length, 1);
+  const m = mounts[0];
+  if (m.type === "bind") return m.source;
+  const lower = m.options.find((o) => o.startsWith("lowerdir="));
+  assert.ok(lower, JSON.stringify(m));
+  return lower.slice("lowerdir=".length).split(":")[0];
+}
+
 async function blobCount(w: World): Promise<number> {
   return (await w.store.list()).length;
 }
@@ -102,8 +112,7 @@ Deno.test("images: a umoci archive imports, unpacks by chain id, and re-imports 
     assert.equal(info.kind, "committed");
     // The layer's files are in the snapshot.
     const mounts = await w.backend.snapshots().prepare("check", top);
-    const lower = mounts[0].type === "bind" ? mounts[0].source : "";
-    assert.ok((await Deno.lstat(`${lower}/bin/busybox`)).isFile, JSON.stringify(mounts));
+    assert.ok((await Deno.lstat(`${topLayerDir(mounts)}/bin/busybox`)).isFile, JSON.stringify(mounts));
     await w.backend.snapshots().remove("check");
     // GC labels as containerd sets them.
     const mrec = w.md.content.info(NS, r.images[0].target.digest);
@@ -324,6 +333,161 @@ Deno.test("images: GC after image removal deletes unreferenced blobs and snapsho
     assert.equal(await blobCount(w), 0);
     assert.equal((await w.overlay.list()).length, 0);
   } finally {
+    await w.close();
+  }
+});
+
+/** A docker-registry on 127.0.0.1, storing under a temporary directory. */
+interface Registry {
+  host: string;
+  stop(): Promise<void>;
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+async function startRegistry(dir: string, auth?: { user: string; password: string }): Promise<Registry> {
+  await Deno.mkdir(`${dir}/storage`, { recursive: true });
+  const port = freePort();
+  const lines = [
+    "version: 0.1",
+    "log:",
+    "  level: warn",
+    "storage:",
+    "  filesystem:",
+    `    rootdirectory: ${dir}/storage`,
+    "http:",
+    `  addr: 127.0.0.1:${port}`,
+  ];
+  if (auth) {
+    // bcrypt, which docker-registry's htpasswd wants, from the system's crypt(3).
+    const hash = (await must("python3", [
+      "-W",
+      "ignore",
+      "-c",
+      "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))",
+      auth.password,
+    ])).trim();
+    assert.match(hash, /^\$2[aby]\$/);
+    await Deno.writeTextFile(`${dir}/htpasswd`, `${auth.user}:${hash}\n`);
+    lines.push("auth:", "  htpasswd:", "    realm: berth-test", `    path: ${dir}/htpasswd`);
+  }
+  await Deno.writeTextFile(`${dir}/config.yml`, lines.join("\n") + "\n");
+  const child = spawn("docker-registry", ["serve", `${dir}/config.yml`], {
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  });
+  const logFile = await Deno.open(`${dir}/registry.log`, { write: true, create: true });
+  const logDone = child.stderr!.pipeTo(logFile.writable).catch(() => {});
+  const stop = async () => {
+    try {
+      Deno.kill(child.pid, "SIGTERM");
+    } catch {
+      // exited already
+    }
+    await child.status;
+    await logDone;
+  };
+  const host = `127.0.0.1:${port}`;
+  for (let i = 0;; i++) {
+    try {
+      const res = await fetch(`http://${host}/v2/`);
+      await res.body?.cancel();
+      if (res.status === 200 || res.status === 401) break;
+    } catch {
+      // not listening yet
+    }
+    if (i > 200) {
+      await stop();
+      throw new Error(`registry did not start: ${await Deno.readTextFile(`${dir}/registry.log`)}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { host, stop };
+}
+
+Deno.test("images: pull from a real registry (plain HTTP), resuming an interrupted layer, with progress", async () => {
+  const w = await openWorld();
+  const reg = await startRegistry(`${w.dir}/registry`);
+  try {
+    const layout = await busyboxLayout(w.dir);
+    const ref = `${reg.host}/busybox:t`;
+    await must("skopeo", ["copy", "--quiet", "--dest-tls-verify=false", `oci:${layout}`, `docker://${ref}`]);
+    const pushed = JSON.parse(await Deno.readTextFile(`${layout}/index.json`)).manifests[0];
+    const manifest = JSON.parse(
+      await Deno.readTextFile(`${layout}/blobs/sha256/${pushed.digest.slice(7)}`),
+    );
+    const layer = manifest.layers[0];
+
+    // An earlier pull stopped after the first 1000 bytes of the layer.
+    const head = (await Deno.readFile(`${layout}/blobs/sha256/${layer.digest.slice(7)}`)).subarray(0, 1000);
+    const partial = await w.backend.withLease(async () => {
+      const pw = await w.backend.content.writer(`pull-${layer.digest}`, { total: layer.size, expected: layer.digest });
+      await pw.write(head);
+      await pw.close();
+      return pw.offset;
+    });
+    assert.equal(partial, 1000);
+
+    const events: PullProgress[] = [];
+    await assert.rejects(pullImage(w.backend, ref), /https|TLS|tls|ssl|certificate|record|connect/i);
+    const r = await pullImage(w.backend, ref, { plainHttp: true, onProgress: (p) => events.push(p) });
+    assert.equal(r.image.name, `${reg.host}/busybox:t`);
+    assert.equal(r.fetched, 2, "config and layer");
+    const started = events.find((e) => e.digest === layer.digest && e.status === "downloading");
+    assert.equal(started?.resumedAt, 1000, "the layer download resumed at the ingest's offset");
+    assert.ok(events.some((e) => e.digest === layer.digest && e.status === "done"));
+    assert.ok(events.some((e) => e.status === "resolved"));
+    assert.ok(events.some((e) => e.status === "unpacked"));
+    const top = r.unpacked!.chainId;
+    const mounts = await w.backend.snapshots().prepare("rootfs", top);
+    assert.ok((await Deno.lstat(`${topLayerDir(mounts)}/bin/busybox`)).isFile);
+    await w.backend.snapshots().remove("rootfs");
+    assert.deepEqual(await w.store.listStatuses(), []);
+
+    // A second pull finds everything present.
+    const again = await pullImage(w.backend, ref, { plainHttp: true });
+    assert.equal(again.fetched, 0);
+    assert.equal(again.unpacked?.applied, 0);
+    await assert.rejects(pullImage(w.backend, `${reg.host}/busybox:missing`, { plainHttp: true }), (e) =>
+      isCode(e, Code.NotFound));
+  } finally {
+    await reg.stop();
+    await w.close();
+  }
+});
+
+Deno.test("images: a registry with htpasswd basic auth refuses anonymous pulls and serves with credentials", async () => {
+  const w = await openWorld();
+  const auth = { user: "berth", password: "s3cret-pw" };
+  const reg = await startRegistry(`${w.dir}/registry`, auth);
+  try {
+    const layout = await busyboxLayout(w.dir);
+    const ref = `${reg.host}/team/busybox:auth`;
+    await must("skopeo", [
+      "copy",
+      "--quiet",
+      "--dest-tls-verify=false",
+      "--dest-creds",
+      `${auth.user}:${auth.password}`,
+      `oci:${layout}`,
+      `docker://${ref}`,
+    ]);
+    const anon = await pullImage(w.backend, ref, { plainHttp: true }).then(() => undefined, (e) => e);
+    assert.ok(isCode(anon, Code.PermissionDenied), String(anon));
+    const wrong = await pullImage(w.backend, ref, { plainHttp: true, username: auth.user, password: "nope" })
+      .then(() => undefined, (e) => e);
+    assert.ok(isCode(wrong, Code.PermissionDenied), String(wrong));
+    const r = await pullImage(w.backend, ref, { plainHttp: true, username: auth.user, password: auth.password });
+    assert.equal(r.image.name, ref);
+    assert.equal(r.unpacked?.layers, 1);
+  } finally {
+    await reg.stop();
     await w.close();
   }
 });
