@@ -1,7 +1,9 @@
 /**
  * berth's ttrpc against peers nobody here wrote: Debian's
- * containerd-shim-runc-v2 (a Go ttrpc server) and a real containerd (whose
- * ttrpc Events service berth forwards an event to, seen by `ctr events`).
+ * containerd-shim-runc-v2 (a Go ttrpc server, and through its event
+ * publisher a Go ttrpc client), a real containerd (whose ttrpc Events
+ * service berth forwards an event to, seen by `ctr events`), and a Python
+ * peer running as another user (refused by the SO_PEERCRED check).
  */
 import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -11,11 +13,13 @@ import { BerthError, Code } from "../src/errdefs/mod.ts";
 import { TaskCreateSchema, TaskExitSchema } from "../src/gen/containerd/events/task_pb.ts";
 import { type Envelope, Events } from "../src/gen/containerd/services/events/ttrpc/v1/events_pb.ts";
 import { Task } from "../src/gen/containerd/task/v2/shim_pb.ts";
-import { spawn } from "../src/spawn/mod.ts";
+import { RequestSchema } from "../src/gen/ttrpc/request_pb.ts";
+import { run, spawn } from "../src/spawn/mod.ts";
 import {
   connect,
   NAMESPACE_METADATA_KEY,
   namespaceOf,
+  sameUserOnly,
   Server,
   serviceClient,
 } from "../src/ttrpc/mod.ts";
@@ -226,4 +230,74 @@ Deno.test("a Go ttrpc client (the runc shim's event publisher) calls berth's ser
     await Deno.remove(dir, { recursive: true });
   }
   assert.deepEqual(findProcesses((_p, argv) => argv.some((a) => a.includes(shim.id))), []);
+});
+
+// A minimal ttrpc peer in Python: sends one Request frame, reports the answer or a hang-up.
+const PY_PEER = `
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+s.connect(sys.argv[1])
+req = bytes.fromhex(sys.argv[2])
+try:
+    s.sendall(struct.pack(">IIBB", len(req), 1, 1, 0) + req)
+    data = s.recv(4096)
+except (BrokenPipeError, ConnectionResetError):
+    data = b""  # the server hung up first
+print("answered" if len(data) >= 10 else "closed")
+`;
+
+Deno.test("SO_PEERCRED same-user check: a peer running as another uid is refused", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "berth-peercred-" });
+  const sock = `${dir}/s.sock`;
+  const server = new Server({ authorize: sameUserOnly() });
+  server.register(Events, { forward: () => ({}) });
+  await server.listen(sock);
+  try {
+    // Open the socket to everyone so the other user reaches the credential check.
+    await Deno.chmod(dir, 0o755);
+    await Deno.chmod(sock, 0o666);
+    const req = toBinary(
+      RequestSchema,
+      create(RequestSchema, {
+        service: "containerd.services.events.ttrpc.v1.Events",
+        method: "Forward",
+      }),
+    );
+    const hex = [...req].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const peer = (asNobody: boolean) =>
+      run(
+        asNobody ? "setpriv" : "/usr/bin/python3",
+        asNobody
+          ? [
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            PY_PEER,
+            sock,
+            hex,
+          ]
+          : ["-c", PY_PEER, sock, hex],
+      );
+    const said = (r: { stdout: Uint8Array; stderr: Uint8Array }) => {
+      const text = (b: Uint8Array) => new TextDecoder().decode(b).trim();
+      return { out: text(r.stdout), why: `stdout: ${text(r.stdout)}; stderr: ${text(r.stderr)}` };
+    };
+    const same = said(await peer(false));
+    assert.equal(same.out, "answered", same.why);
+    const other = said(await peer(true));
+    assert.equal(other.out, "closed", other.why);
+    // berth's own client (same process, same uid) is still served.
+    const client = await connect(sock);
+    try {
+      await serviceClient(client, Events).forward({ envelope: { topic: "/x" } });
+    } finally {
+      client.close();
+    }
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

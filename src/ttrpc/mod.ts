@@ -51,5 +51,6 @@ export {
   type PeerCred,
   type PeerCredReader,
   requireSameUser,
+  sameUserOnly,
   type SameUserOptions,
 } from "./peercred.ts";

@@ -15,12 +15,12 @@
  *
  * @example
  * ```ts
- * import { getPeerCred } from "../../ffi/mod.ts";
- * const server = new Server({ authorize: requireSameUser(getPeerCred) });
+ * const server = new Server({ authorize: sameUserOnly() });
  * ```
  * @module
  */
 
+import { getPeerCred } from "../../ffi/mod.ts";
 import { BerthError, Code } from "../errdefs/mod.ts";
 
 /** The credentials SO_PEERCRED reports: those of the peer when it connected. */
@@ -87,6 +87,11 @@ export function requireSameUser(
     vetted.set(path, known);
     return cred;
   };
+}
+
+/** The usual check: SO_PEERCRED through ffi/, peers must share our uid. */
+export function sameUserOnly(): (conn: Deno.UnixConn) => PeerCred {
+  return requireSameUser(getPeerCred);
 }
 
 /**

@@ -164,18 +164,22 @@ Deno.test("streams in flight fail with Unavailable when the server closes", asyn
     const reading = (async () => {
       for await (const _ of echo.count({ count: 1000, delayMs: 50 }));
     })();
+    let release = () => {};
+    const gate = new Promise<void>((r) => release = r);
     const joining = echo.join((async function* () {
       yield { text: "a" };
-      await new Promise((r) => setTimeout(r, 10_000));
+      await gate; // keeps the request stream open until the test ends
     })());
     await new Promise((r) => setTimeout(r, 100));
+    // Watch both outcomes before closing: they fail while close() runs.
+    const outcomes = Promise.allSettled([reading, joining]);
     await srv.server.close();
-    for (const p of [reading, joining]) {
-      await assert.rejects(
-        p,
-        (e: unknown) => e instanceof BerthError && e.code === Code.Unavailable,
-      );
+    for (const r of await outcomes) {
+      assert.equal(r.status, "rejected");
+      const e = (r as PromiseRejectedResult).reason;
+      assert.ok(e instanceof BerthError && e.code === Code.Unavailable, String(e));
     }
+    release();
   } finally {
     client.close();
     await srv.stop();
