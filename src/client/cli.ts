@@ -45,6 +45,8 @@ export interface CommandSpec {
   argsUsage?: string;
   flags?: Record<string, FlagSpec>;
   run(inv: Invocation): Promise<number>;
+  /** For commands whose code is heavy: loads the full spec (flags and run) before parsing. */
+  resolve?(): Promise<CommandSpec>;
 }
 
 /** A command with subcommands (e.g. `namespaces`), possibly with a default one. */
@@ -133,7 +135,7 @@ export function parseFlags(
     return { flags: values as FlagValues, args: positionals };
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
-    throw usageError(`${where}: ${msg.replace(/\. To specify a positional.*$/s, "")} (see ${where} --help)`);
+    throw usageError(`${where}: ${msg.split("\n")[0].replace(/\. To specify a positional.*$/, "")} (see ${where} --help)`);
   }
 }
 
@@ -241,6 +243,7 @@ export async function runCommand(
   path: string,
   inherited: FlagValues = {},
 ): Promise<number> {
+  if (cmd.resolve) cmd = await cmd.resolve();
   const table = { ...(cmd.flags ?? {}), help: { type: "boolean", short: "h", help: "show help" } as FlagSpec };
   const parsed = parseFlags(argv, table, path);
   // A flag the group took applies unless the subcommand was given it too.

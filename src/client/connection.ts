@@ -75,11 +75,14 @@ export class Connection {
   }
 
   /** A typed stub of `service`, sending the namespace and the remaining --timeout with each call. */
-  service<S extends GenService<GenServiceMethods>>(service: S): ServiceClient<S> {
+  service<S extends GenService<GenServiceMethods>>(service: S, opts: { lease?: string } = {}): ServiceClient<S> {
     const remaining = this.#deadline > 0 ? Math.max(1, this.#deadline - Date.now()) : undefined;
+    const metadata: Record<string, string> = { [NAMESPACE_METADATA_KEY]: this.#global.namespace };
+    // containerd's key for "hold what this call creates under that lease".
+    if (opts.lease) metadata["containerd-lease"] = opts.lease;
     return serviceClient(this.#client, service, {
       defaults: {
-        metadata: { [NAMESPACE_METADATA_KEY]: this.#global.namespace },
+        metadata,
         timeoutMs: remaining,
         signal: this.abort.signal,
       },

@@ -142,6 +142,11 @@ export async function createContainer(
     ? { typeUrl: "containerd.runc.v1.Options", value: toBinary(OptionsSchema, create(OptionsSchema, { binaryName: runcBinary })) }
     : undefined;
   const labels = labelArgs(list(flags, "label"));
+  // Say "container exists" rather than the snapshot conflict it would cause.
+  const existing = await conn.service(Containers).get({ id }).then(() => true, () => false);
+  if (existing) {
+    throw new HintedError(Code.AlreadyExists, `container "${id}" already exists`, `remove it with: berth containers rm ${id}, or pick another id`);
+  }
   let spec: Spec;
   let imageName = "";
   let snapshotKey = "";

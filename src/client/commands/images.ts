@@ -10,17 +10,18 @@ import { bytesSize, labelsCell, printJSON, printTable, write, formatTable, NARRO
 
 const LS_HINT = "list images with: berth images ls";
 
-/** A command whose machinery is not in this build yet: says so, and what is missing. */
-function notYet(name: string, usage: string, argsUsage: string, missing: string): CommandSpec {
+type TransferName = "importCommand" | "exportCommand" | "pullCommand" | "mountCommand" | "unmountCommand";
+
+/**
+ * The image transfer commands load src/images (archive, registry, layer
+ * code) only when one of them runs; `images ls` stays light.
+ */
+function lazy(name: string, usage: string, key: TransferName): CommandSpec {
   return {
     name,
     usage,
-    argsUsage,
-    run() {
-      return Promise.reject(
-        new HintedError(Code.Unimplemented, `images ${name} is not available in this build: ${missing}`, "until then, use containerd's ctr for this step, or berth publish/import tooling when it lands"),
-      );
-    },
+    run: () => Promise.reject(new Error(`images ${name}: not loaded`)),
+    resolve: async () => (await import("./image_transfer.ts"))[key],
   };
 }
 
@@ -169,10 +170,10 @@ export const group: GroupSpec = {
         });
       },
     },
-    notYet("import", "import images from a tar archive", "[flags] FILE", "image import needs src/images, which is still being built"),
-    notYet("export", "export images to a tar archive", "[flags] FILE REF [REF ...]", "image export needs src/images, which is still being built"),
-    notYet("pull", "pull an image from a registry", "[flags] REF", "image pull needs src/images, which is still being built"),
-    notYet("mount", "mount an image to a target path", "[flags] REF TARGET", "image mount needs src/images' unpacker, which is still being built"),
-    notYet("unmount", "unmount the image from the target", "[flags] TARGET", "image unmount needs src/images, which is still being built"),
+    lazy("import", "import images from a tar archive, or a directory with --from-dir", "importCommand"),
+    lazy("export", "export images to a tar archive", "exportCommand"),
+    lazy("pull", "pull an image from a registry", "pullCommand"),
+    lazy("mount", "mount an image to a target path", "mountCommand"),
+    lazy("unmount", "unmount the image from the target", "unmountCommand"),
   ],
 };

@@ -1,0 +1,232 @@
+/**
+ * src/images' ImageBackend over the daemon's services, so `images import`
+ * streams from the client into the daemon's content store as ctr does.
+ * Layers are applied in this process (the client runs as root on the
+ * daemon's host, like ctr) onto mounts the daemon's snapshotter returns.
+ * @module
+ */
+
+import { Code, isCode } from "../errdefs/mod.ts";
+import { Content, WriteAction } from "../gen/containerd/services/content/v1/content_pb.ts";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { WriteContentRequestSchema } from "../gen/containerd/services/content/v1/content_pb.ts";
+import { Images } from "../gen/containerd/services/images/v1/images_pb.ts";
+import type { Image as ImageProto } from "../gen/containerd/services/images/v1/images_pb.ts";
+import { Leases } from "../gen/containerd/services/leases/v1/leases_pb.ts";
+import { Snapshots } from "../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
+import type { BlobWriter, ContentAccess, Image, ImageBackend, ImageRecords, LayerSnapshots } from "../images/mod.ts";
+import { localDiffer } from "../images/mod.ts";
+import type { Connection } from "./connection.ts";
+
+type WriteInit = MessageInitShape<typeof WriteContentRequestSchema>;
+
+/** A queue the bidi Write stream pulls requests from. */
+class RequestQueue implements AsyncIterable<WriteInit> {
+  #items: WriteInit[] = [];
+  #waiting: ((r: IteratorResult<WriteInit>) => void) | undefined;
+  #done = false;
+  push(item: WriteInit): void {
+    if (this.#waiting) {
+      const w = this.#waiting;
+      this.#waiting = undefined;
+      w({ value: item, done: false });
+    } else this.#items.push(item);
+  }
+  end(): void {
+    this.#done = true;
+    this.#waiting?.({ value: undefined, done: true });
+    this.#waiting = undefined;
+  }
+  [Symbol.asyncIterator](): AsyncIterator<WriteInit> {
+    return {
+      next: () => {
+        const item = this.#items.shift();
+        if (item) return Promise.resolve({ value: item, done: false });
+        if (this.#done) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((r) => this.#waiting = r);
+      },
+    };
+  }
+}
+
+const CHUNK = 1 << 20;
+
+async function remoteWriter(conn: Connection, lease: string | undefined, ref: string, opts: { total?: number; expected?: string }): Promise<BlobWriter> {
+  const queue = new RequestQueue();
+  const responses = conn.service(Content, { lease }).write(queue)[Symbol.asyncIterator]();
+  const call = async (req: WriteInit) => {
+    queue.push(req);
+    const r = await responses.next();
+    if (r.done) throw new Error("content write stream ended early");
+    return r.value;
+  };
+  const first: WriteInit = { action: WriteAction.STAT, ref, total: BigInt(opts.total ?? 0), expected: opts.expected ?? "" };
+  const st = await call(first);
+  let offset = Number(st.offset);
+  let closed = false;
+  const finish = () => {
+    if (!closed) {
+      closed = true;
+      queue.end();
+    }
+  };
+  return {
+    get offset() {
+      return offset;
+    },
+    async write(chunk) {
+      for (let i = 0; i < chunk.length; i += CHUNK) {
+        const part = chunk.subarray(i, i + CHUNK);
+        const r = await call({ action: WriteAction.WRITE, ref, offset: BigInt(offset), data: part });
+        offset = Number(r.offset);
+      }
+    },
+    async truncate() {
+      const r = await call({ action: WriteAction.WRITE, ref, offset: 0n });
+      offset = Number(r.offset);
+    },
+    async commit(size, expected, labels = {}) {
+      try {
+        const r = await call({ action: WriteAction.COMMIT, ref, offset: BigInt(offset), total: BigInt(size), expected: expected ?? "", labels });
+        finish();
+        return r.digest;
+      } catch (err) {
+        finish();
+        if (!isCode(err, Code.AlreadyExists) || !expected) throw err;
+        await conn.service(Content, { lease }).abort({ ref }).catch(() => {});
+        if (Object.keys(labels).length) await setLabels(conn, expected, labels);
+        return expected;
+      }
+    },
+    close() {
+      finish();
+      return Promise.resolve();
+    },
+  };
+}
+
+async function setLabels(conn: Connection, digest: string, labels: Record<string, string>): Promise<void> {
+  if (Object.keys(labels).length === 0) return;
+  await conn.service(Content).update({ info: { digest, labels }, updateMask: { paths: Object.keys(labels).map((k) => `labels.${k}`) } });
+}
+
+function contentAccess(conn: Connection, lease?: string): ContentAccess {
+  return {
+    async info(digest) {
+      const { info } = await conn.service(Content).info({ digest });
+      return { digest, size: Number(info?.size ?? 0), labels: info?.labels ?? {} };
+    },
+    read(digest, offset = 0) {
+      const it = conn.service(Content).read({ digest, offset: BigInt(offset) })[Symbol.asyncIterator]();
+      return Promise.resolve(new ReadableStream<Uint8Array>({
+        async pull(ctl) {
+          const r = await it.next();
+          if (r.done) ctl.close();
+          else ctl.enqueue(r.value.data);
+        },
+        async cancel() {
+          await it.return?.();
+        },
+      }));
+    },
+    writer: (ref, opts = {}) => remoteWriter(conn, lease, ref, opts),
+    async abort(ref) {
+      try {
+        await conn.service(Content).abort({ ref });
+      } catch (err) {
+        if (!isCode(err, Code.NotFound)) throw err;
+      }
+    },
+    setLabels: (digest, labels) => setLabels(conn, digest, labels),
+  };
+}
+
+function fromProto(i: ImageProto): Image {
+  const t = i.target!;
+  return {
+    name: i.name,
+    labels: i.labels,
+    target: { mediaType: t.mediaType, digest: t.digest, size: Number(t.size), annotations: t.annotations },
+    createdAt: new Date(Number(i.createdAt?.seconds ?? 0n) * 1000),
+    updatedAt: new Date(Number(i.updatedAt?.seconds ?? 0n) * 1000),
+  };
+}
+
+function imageRecords(conn: Connection, lease?: string): ImageRecords {
+  const svc = () => conn.service(Images, { lease });
+  return {
+    async get(name) {
+      try {
+        const { image } = await svc().get({ name });
+        return image ? fromProto(image) : undefined;
+      } catch (err) {
+        if (isCode(err, Code.NotFound)) return undefined;
+        throw err;
+      }
+    },
+    async put(image) {
+      const msg = { name: image.name, labels: image.labels ?? {}, target: { ...image.target, size: BigInt(image.target.size) } };
+      try {
+        const { image: out } = await svc().create({ image: msg });
+        return fromProto(out!);
+      } catch (err) {
+        if (!isCode(err, Code.AlreadyExists)) throw err;
+        const paths = ["target", ...Object.keys(image.labels ?? {}).map((k) => `labels.${k}`)];
+        const { image: out } = await svc().update({ image: msg, updateMask: { paths } });
+        return fromProto(out!);
+      }
+    },
+    async list(filters) {
+      const { images } = await svc().list({ filters: filters ?? [] });
+      return images.map(fromProto);
+    },
+    async delete(name) {
+      await svc().delete({ name });
+    },
+  };
+}
+
+function layerSnapshots(conn: Connection, snapshotter: string, lease?: string): LayerSnapshots {
+  const svc = () => conn.service(Snapshots, { lease });
+  return {
+    name: snapshotter,
+    async exists(key) {
+      try {
+        await svc().stat({ snapshotter, key });
+        return true;
+      } catch (err) {
+        if (isCode(err, Code.NotFound)) return false;
+        throw err;
+      }
+    },
+    prepare: async (key, parent, labels) => (await svc().prepare({ snapshotter, key, parent, labels: labels ?? {} })).mounts,
+    commit: async (name, key, labels) => {
+      await svc().commit({ snapshotter, name, key, labels: labels ?? {} });
+    },
+    remove: async (key) => {
+      await svc().remove({ snapshotter, key });
+    },
+    mounts: async (key) => (await svc().mounts({ snapshotter, key })).mounts,
+  };
+}
+
+/** An ImageBackend over the daemon's services on `conn`; writes held by `lease` when given. */
+export function remoteBackend(conn: Connection, lease?: string): ImageBackend {
+  const content = contentAccess(conn, lease);
+  return {
+    content,
+    images: imageRecords(conn, lease),
+    differ: localDiffer(content),
+    snapshots: (name = "overlayfs") => layerSnapshots(conn, name, lease),
+    async withLease(fn) {
+      const id = `berth-client-${crypto.randomUUID()}`;
+      const expire = new Date(Date.now() + 24 * 3600 * 1000).toISOString();
+      await conn.service(Leases).create({ id, labels: { "containerd.io/gc.expire": expire } });
+      try {
+        return await fn(remoteBackend(conn, id));
+      } finally {
+        await conn.service(Leases).delete({ id }).catch(() => {});
+      }
+    },
+  };
+}
