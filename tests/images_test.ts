@@ -12,9 +12,9 @@ import { GarbageCollector } from "../src/gc/mod.ts";
 import {
   chainIds,
   exportArchive,
+  type ImageBackend,
   importArchive,
   importDirectory,
-  type ImageBackend,
   localBackend,
   pullImage,
   type PullProgress,
@@ -26,7 +26,7 @@ import { NamespacedContent } from "../src/services/content/namespaced.ts";
 import { NativeSnapshotter, OverlaySnapshotter, type Snapshotter } from "../src/snapshots/mod.ts";
 import { makeBusyboxRootfs } from "./support/bundle.ts";
 import { startContainerd } from "./support/containerd.ts";
-import { BUSYBOX_REF, buildBusyboxImage } from "./support/image.ts";
+import { buildBusyboxImage, BUSYBOX_REF } from "./support/image.ts";
 import { runTool } from "./support/tool.ts";
 import { spawn } from "../src/spawn/mod.ts";
 
@@ -48,8 +48,12 @@ async function openWorld(): Promise<World> {
   const dir = await Deno.makeTempDir({ prefix: "berth-images-" });
   const store = await ContentStore.open(`${dir}/root/io.containerd.content.v1.content`);
   const md = await openMetadata(`${dir}/root`);
-  const overlay: Snapshotter = await OverlaySnapshotter.open(`${dir}/root/io.containerd.snapshotter.v1.overlayfs`);
-  const native: Snapshotter = await NativeSnapshotter.open(`${dir}/root/io.containerd.snapshotter.v1.native`);
+  const overlay: Snapshotter = await OverlaySnapshotter.open(
+    `${dir}/root/io.containerd.snapshotter.v1.overlayfs`,
+  );
+  const native: Snapshotter = await NativeSnapshotter.open(
+    `${dir}/root/io.containerd.snapshotter.v1.native`,
+  );
   const content = new NamespacedContent(store, md);
   const backend = localBackend({
     content,
@@ -105,21 +109,28 @@ Deno.test("images: a umoci archive imports, unpacks by chain id, and re-imports 
     const r = await importArchive(w.backend, await fileStream(img.archive));
     assert.deepEqual(r.images.map((i) => i.name), [BUSYBOX_REF]);
     const { manifest } = await resolveManifest(w.backend.content, r.images[0].target);
-    const cfg = await readJson<{ rootfs: { diff_ids: string[] } }>(w.backend.content, manifest.config.digest);
+    const cfg = await readJson<{ rootfs: { diff_ids: string[] } }>(
+      w.backend.content,
+      manifest.config.digest,
+    );
     const top = chainIds(cfg.rootfs.diff_ids).at(-1)!;
     assert.equal(r.unpacked[BUSYBOX_REF].chainId, top);
     const info = await w.md.snapshotter(w.overlay).stat(NS, top);
     assert.equal(info.kind, "committed");
     // The layer's files are in the snapshot.
     const mounts = await w.backend.snapshots().prepare("check", top);
-    assert.ok((await Deno.lstat(`${topLayerDir(mounts)}/bin/busybox`)).isFile, JSON.stringify(mounts));
+    assert.ok(
+      (await Deno.lstat(`${topLayerDir(mounts)}/bin/busybox`)).isFile,
+      JSON.stringify(mounts),
+    );
     await w.backend.snapshots().remove("check");
     // GC labels as containerd sets them.
     const mrec = w.md.content.info(NS, r.images[0].target.digest);
     assert.equal(mrec.labels["containerd.io/gc.ref.content.config"], manifest.config.digest);
     assert.equal(mrec.labels["containerd.io/gc.ref.content.l.0"], manifest.layers[0].digest);
     assert.equal(
-      w.md.content.info(NS, manifest.config.digest).labels["containerd.io/gc.ref.snapshot.overlayfs"],
+      w.md.content.info(NS, manifest.config.digest)
+        .labels["containerd.io/gc.ref.snapshot.overlayfs"],
       top,
     );
     assert.equal(
@@ -136,9 +147,15 @@ Deno.test("images: a umoci archive imports, unpacks by chain id, and re-imports 
   }
 });
 
-async function must(cmd: string, args: string[], opts: { env?: Record<string, string> } = {}): Promise<string> {
+async function must(
+  cmd: string,
+  args: string[],
+  opts: { env?: Record<string, string> } = {},
+): Promise<string> {
   const r = await runTool(cmd, args, { timeoutMs: 300_000, env: opts.env });
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.code}): ${r.stderr.trim()}`);
+  if (r.code !== 0) {
+    throw new Error(`${cmd} ${args.join(" ")} failed (${r.code}): ${r.stderr.trim()}`);
+  }
   return r.stdout;
 }
 
@@ -158,18 +175,31 @@ Deno.test("images: archives written by skopeo (oci-archive and docker-archive) i
     const oci = `${w.dir}/skopeo-oci.tar`;
     const docker = `${w.dir}/skopeo-docker.tar`;
     await must("skopeo", ["copy", "--quiet", "oci:" + layout, `oci-archive:${oci}:v1`]);
-    await must("skopeo", ["copy", "--quiet", "oci:" + layout, `docker-archive:${docker}:example.com/tools/busybox:v2`]);
+    await must("skopeo", [
+      "copy",
+      "--quiet",
+      "oci:" + layout,
+      `docker-archive:${docker}:example.com/tools/busybox:v2`,
+    ]);
 
     // skopeo names the entry with the bare tag: without a base name nothing is named.
     await assert.rejects(importArchive(w.backend, await fileStream(oci)), /names no image/);
-    const a = await importArchive(w.backend, await fileStream(oci), { baseName: "example.com/tools/busybox" });
+    const a = await importArchive(w.backend, await fileStream(oci), {
+      baseName: "example.com/tools/busybox",
+    });
     assert.deepEqual(a.images.map((i) => i.name), ["example.com/tools/busybox:v1"]);
 
     const d = await importArchive(w.backend, await fileStream(docker));
     assert.deepEqual(d.images.map((i) => i.name), ["example.com/tools/busybox:v2"]);
-    assert.equal(d.images[0].target.mediaType, "application/vnd.docker.distribution.manifest.v2+json");
+    assert.equal(
+      d.images[0].target.mediaType,
+      "application/vnd.docker.distribution.manifest.v2+json",
+    );
     // Both describe the same root file system: the same top chain id, unpacked once.
-    assert.equal(d.unpacked["example.com/tools/busybox:v2"].chainId, a.unpacked["example.com/tools/busybox:v1"].chainId);
+    assert.equal(
+      d.unpacked["example.com/tools/busybox:v2"].chainId,
+      a.unpacked["example.com/tools/busybox:v1"].chainId,
+    );
     assert.equal(d.unpacked["example.com/tools/busybox:v2"].applied, 0);
   } finally {
     await w.close();
@@ -224,7 +254,15 @@ Deno.test("images: a directory imported and exported by berth imports into conta
 
 function fileEntry(name: string, bytes: Uint8Array): TarOut {
   return {
-    header: { name, type: "file", mode: 0o644, uid: 0, gid: 0, size: bytes.length, mtime: new Date(0) },
+    header: {
+      name,
+      type: "file",
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: bytes.length,
+      mtime: new Date(0),
+    },
     data: (async function* () {
       yield bytes;
     })(),
@@ -266,7 +304,9 @@ Deno.test("images: two concurrent imports of one image both succeed with one cop
       importArchive(w.backend, await fileStream(img.archive)),
     ]);
     assert.equal(a.images[0].target.digest, b.images[0].target.digest);
-    const inArchive = (await must("tar", ["-tf", img.archive])).split("\n").filter((l) => /blobs\/sha256\/./.test(l));
+    const inArchive = (await must("tar", ["-tf", img.archive])).split("\n").filter((l) =>
+      /blobs\/sha256\/./.test(l)
+    );
     assert.equal(await blobCount(w), inArchive.length);
     assert.equal(w.md.content.list(NS).length, inArchive.length);
     // One committed snapshot per layer, whoever applied it.
@@ -282,7 +322,9 @@ Deno.test("images: unpacking into the native snapshotter gives the same tree", a
   const w = await openWorld();
   try {
     const img = await buildBusyboxImage(w.dir);
-    const r = await importArchive(w.backend, await fileStream(img.archive), { snapshotter: "native" });
+    const r = await importArchive(w.backend, await fileStream(img.archive), {
+      snapshotter: "native",
+    });
     const top = r.unpacked[BUSYBOX_REF].chainId;
     const mounts = await w.backend.snapshots("native").prepare("look", top);
     assert.equal(mounts[0].type, "bind");
@@ -307,7 +349,11 @@ Deno.test("images: GC after image removal deletes unreferenced blobs and snapsho
 
     // A blob held only by a lease.
     w.md.leases.create(NS, "keep");
-    const leased = localBackend({ content: new NamespacedContent(w.store, w.md), md: w.md, snapshotters: {} }, NS, "keep");
+    const leased = localBackend(
+      { content: new NamespacedContent(w.store, w.md), md: w.md, snapshotters: {} },
+      NS,
+      "keep",
+    );
     const w1 = await leased.content.writer("leased-blob");
     await w1.write(new TextEncoder().encode("leased bytes"));
     const leasedDigest = await w1.commit(0);
@@ -350,7 +396,10 @@ function freePort(): number {
   return port;
 }
 
-async function startRegistry(dir: string, auth?: { user: string; password: string }): Promise<Registry> {
+async function startRegistry(
+  dir: string,
+  auth?: { user: string; password: string },
+): Promise<Registry> {
   await Deno.mkdir(`${dir}/storage`, { recursive: true });
   const port = freePort();
   const lines = [
@@ -417,7 +466,13 @@ Deno.test("images: pull from a real registry (plain HTTP), resuming an interrupt
   try {
     const layout = await busyboxLayout(w.dir);
     const ref = `${reg.host}/busybox:t`;
-    await must("skopeo", ["copy", "--quiet", "--dest-tls-verify=false", `oci:${layout}`, `docker://${ref}`]);
+    await must("skopeo", [
+      "copy",
+      "--quiet",
+      "--dest-tls-verify=false",
+      `oci:${layout}`,
+      `docker://${ref}`,
+    ]);
     const pushed = JSON.parse(await Deno.readTextFile(`${layout}/index.json`)).manifests[0];
     const manifest = JSON.parse(
       await Deno.readTextFile(`${layout}/blobs/sha256/${pushed.digest.slice(7)}`),
@@ -425,9 +480,15 @@ Deno.test("images: pull from a real registry (plain HTTP), resuming an interrupt
     const layer = manifest.layers[0];
 
     // An earlier pull stopped after the first 1000 bytes of the layer.
-    const head = (await Deno.readFile(`${layout}/blobs/sha256/${layer.digest.slice(7)}`)).subarray(0, 1000);
+    const head = (await Deno.readFile(`${layout}/blobs/sha256/${layer.digest.slice(7)}`)).subarray(
+      0,
+      1000,
+    );
     const partial = await w.backend.withLease(async () => {
-      const pw = await w.backend.content.writer(`pull-${layer.digest}`, { total: layer.size, expected: layer.digest });
+      const pw = await w.backend.content.writer(`pull-${layer.digest}`, {
+        total: layer.size,
+        expected: layer.digest,
+      });
       await pw.write(head);
       await pw.close();
       return pw.offset;
@@ -435,8 +496,14 @@ Deno.test("images: pull from a real registry (plain HTTP), resuming an interrupt
     assert.equal(partial, 1000);
 
     const events: PullProgress[] = [];
-    await assert.rejects(pullImage(w.backend, ref), /https|TLS|tls|ssl|certificate|record|connect/i);
-    const r = await pullImage(w.backend, ref, { plainHttp: true, onProgress: (p) => events.push(p) });
+    await assert.rejects(
+      pullImage(w.backend, ref),
+      /https|TLS|tls|ssl|certificate|record|connect/i,
+    );
+    const r = await pullImage(w.backend, ref, {
+      plainHttp: true,
+      onProgress: (p) => events.push(p),
+    });
     assert.equal(r.image.name, `${reg.host}/busybox:t`);
     assert.equal(r.fetched, 2, "config and layer");
     const started = events.find((e) => e.digest === layer.digest && e.status === "downloading");
@@ -454,8 +521,10 @@ Deno.test("images: pull from a real registry (plain HTTP), resuming an interrupt
     const again = await pullImage(w.backend, ref, { plainHttp: true });
     assert.equal(again.fetched, 0);
     assert.equal(again.unpacked?.applied, 0);
-    await assert.rejects(pullImage(w.backend, `${reg.host}/busybox:missing`, { plainHttp: true }), (e) =>
-      isCode(e, Code.NotFound));
+    await assert.rejects(
+      pullImage(w.backend, `${reg.host}/busybox:missing`, { plainHttp: true }),
+      (e) => isCode(e, Code.NotFound),
+    );
   } finally {
     await reg.stop();
     await w.close();
@@ -478,12 +547,23 @@ Deno.test("images: a registry with htpasswd basic auth refuses anonymous pulls a
       `oci:${layout}`,
       `docker://${ref}`,
     ]);
-    const anon = await pullImage(w.backend, ref, { plainHttp: true }).then(() => undefined, (e) => e);
+    const anon = await pullImage(w.backend, ref, { plainHttp: true }).then(
+      () => undefined,
+      (e) => e,
+    );
     assert.ok(isCode(anon, Code.PermissionDenied), String(anon));
-    const wrong = await pullImage(w.backend, ref, { plainHttp: true, username: auth.user, password: "nope" })
+    const wrong = await pullImage(w.backend, ref, {
+      plainHttp: true,
+      username: auth.user,
+      password: "nope",
+    })
       .then(() => undefined, (e) => e);
     assert.ok(isCode(wrong, Code.PermissionDenied), String(wrong));
-    const r = await pullImage(w.backend, ref, { plainHttp: true, username: auth.user, password: auth.password });
+    const r = await pullImage(w.backend, ref, {
+      plainHttp: true,
+      username: auth.user,
+      password: auth.password,
+    });
     assert.equal(r.image.name, ref);
     assert.equal(r.unpacked?.layers, 1);
   } finally {

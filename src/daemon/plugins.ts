@@ -24,6 +24,7 @@ import { type Metadata, openMetadata } from "../metadata/mod.ts";
 import { type Registration, SkipPlugin } from "../plugin/mod.ts";
 import { containersPlugin } from "../services/containers/mod.ts";
 import { contentServicePlugin } from "../services/content/mod.ts";
+import { diffPlugin } from "../services/diff/mod.ts";
 import { eventsPlugin } from "../services/events/mod.ts";
 import { imagesPlugin } from "../services/images/mod.ts";
 import { leasesPlugin } from "../services/leases/mod.ts";
@@ -145,5 +146,6 @@ export function builtinPlugins(): Registration[] {
     leasesPlugin,
     snapshotsPlugin,
     contentServicePlugin,
+    diffPlugin,
   ] as Registration[];
 }

@@ -70,8 +70,12 @@ export interface LayerSnapshots {
 export interface LayerDiffer {
   /** Applies layer `desc` (read from the content) onto `mounts`; returns its diff id descriptor. */
   apply(desc: Descriptor, mounts: Mount[]): Promise<Descriptor>;
-  /** The changes from `lower` to `upper` as a gzip layer blob in the content store. */
-  diff(lower: Mount[], upper: Mount[], opts?: { labels?: Record<string, string>; ref?: string }): Promise<Descriptor>;
+  /** The changes from `lower` to `upper` as a layer blob (gzip unless `mediaType` says tar) in the content store. */
+  diff(
+    lower: Mount[],
+    upper: Mount[],
+    opts?: { labels?: Record<string, string>; ref?: string; mediaType?: string },
+  ): Promise<Descriptor>;
 }
 
 /** Everything an image operation needs, for one namespace. */

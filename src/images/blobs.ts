@@ -47,7 +47,7 @@ export async function finishBlob(
   opts: { size?: number; expected?: string; labels?: Record<string, string>; what?: string },
 ): Promise<string> {
   try {
-    if (data) for await (const chunk of data) await w.write(chunk);
+    if (data) { for await (const chunk of data) await w.write(chunk); }
     return await w.commit(opts.size ?? 0, opts.expected, opts.labels);
   } catch (err) {
     await w.close().catch(() => {});
@@ -159,9 +159,15 @@ export async function resolveManifest(
       return { desc: { ...desc, mediaType: mt }, manifest };
     }
     if (!isIndex(mt)) throw invalidArgument(`${desc.digest}: unsupported media type ${mt}`);
-    const child = await pickManifest(content, (doc as unknown as IndexJson).manifests ?? [], platform);
+    const child = await pickManifest(
+      content,
+      (doc as unknown as IndexJson).manifests ?? [],
+      platform,
+    );
     if (!child) {
-      throw notFound(`manifest for ${formatPlatform(platform ?? DEFAULT_PLATFORM)} in index ${desc.digest}`);
+      throw notFound(
+        `manifest for ${formatPlatform(platform ?? DEFAULT_PLATFORM)} in index ${desc.digest}`,
+      );
     }
     desc = child;
   }

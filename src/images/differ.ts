@@ -38,7 +38,9 @@ export function writableDir(mounts: Mount[]): WritableDir {
     }
   }
   throw unimplemented(
-    `cannot apply a layer to mounts ${JSON.stringify(mounts)}: want one read-write bind or an overlay with an upperdir`,
+    `cannot apply a layer to mounts ${
+      JSON.stringify(mounts)
+    }: want one read-write bind or an overlay with an upperdir`,
   );
 }
 
@@ -82,7 +84,9 @@ export async function diffMounts(
   }
   let lowerPath = lowerDir(lower);
   let temp: string | undefined;
-  if (lowerPath === undefined) lowerPath = temp = await Deno.makeTempDir({ prefix: "berth-empty-" });
+  if (lowerPath === undefined) {
+    lowerPath = temp = await Deno.makeTempDir({ prefix: "berth-empty-" });
+  }
   return {
     stream: diffTar({ lower: lowerPath, upper: upper[0].source }),
     done: async () => {
@@ -113,9 +117,11 @@ export async function writeLayer(
       },
     }),
   );
-  const body = compress ? counted.pipeThrough(
+  const body = compress
+    ? counted.pipeThrough(
       new CompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>,
-    ) : counted;
+    )
+    : counted;
   const w = await content.writer(ref);
   let size = 0;
   try {
@@ -149,7 +155,13 @@ export function localDiffer(content: ContentAccess): LayerDiffer {
       const { stream, done } = await diffMounts(lower, upper);
       try {
         const ref = opts.ref || `diff-${crypto.randomUUID()}`;
-        return (await writeLayer(content, stream, ref, opts.labels)).desc;
+        const mt = opts.mediaType || OCI_LAYER_GZIP;
+        if (mt !== OCI_LAYER_GZIP && mt !== OCI_LAYER) {
+          throw unimplemented(
+            `diff media type ${mt} (berth writes ${OCI_LAYER_GZIP} or ${OCI_LAYER})`,
+          );
+        }
+        return (await writeLayer(content, stream, ref, opts.labels, mt === OCI_LAYER_GZIP)).desc;
       } finally {
         await done();
       }

@@ -110,7 +110,17 @@ export async function exportArchive(
   async function* entries(): AsyncGenerator<TarOut> {
     yield fileOut("oci-layout", enc.encode(JSON.stringify({ imageLayoutVersion: "1.0.0" })));
     for (const dir of ["blobs/", "blobs/sha256/"]) {
-      yield { header: { name: dir, type: "directory", mode: 0o755, uid: 0, gid: 0, size: 0, mtime: EPOCH } };
+      yield {
+        header: {
+          name: dir,
+          type: "directory",
+          mode: 0o755,
+          uid: 0,
+          gid: 0,
+          size: 0,
+          mtime: EPOCH,
+        },
+      };
     }
     for (const d of blobs.values()) {
       const info = await b.content.info(d.digest);

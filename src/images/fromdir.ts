@@ -72,7 +72,11 @@ export async function importDirectory(
         config: configDesc,
         layers: [layer.desc],
       };
-      const manifestDesc = await putBytes(b.content, enc.encode(JSON.stringify(manifest)), OCI_MANIFEST);
+      const manifestDesc = await putBytes(
+        b.content,
+        enc.encode(JSON.stringify(manifest)),
+        OCI_MANIFEST,
+      );
       const index = {
         schemaVersion: 2,
         mediaType: OCI_INDEX,

@@ -8,10 +8,16 @@ import { entryName } from "./import.ts";
 
 Deno.test("registry: WWW-Authenticate challenges parse into scheme and parameters", () => {
   assert.deepEqual(
-    parseChallenges('Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"'),
+    parseChallenges(
+      'Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"',
+    ),
     [{
       scheme: "bearer",
-      params: { realm: "https://auth.example/token", service: "registry.example", scope: "repository:a/b:pull" },
+      params: {
+        realm: "https://auth.example/token",
+        service: "registry.example",
+        scope: "repository:a/b:pull",
+      },
     }],
   );
   assert.deepEqual(parseChallenges('Basic realm="Registry Realm"'), [
@@ -44,10 +50,16 @@ Deno.test("images: platform matching, chain ids and archive entry names", () => 
   assert.equal(ids[0], a);
   // containerd's chain id of two layers: sha256 of "<a> <b>".
   assert.equal(ids[1], "sha256:" + createHash("sha256").update(`${a} ${b}`).digest("hex"));
-  assert.equal(entryName({ "org.opencontainers.image.ref.name": "v1" }, "example.com/app"), "example.com/app:v1");
+  assert.equal(
+    entryName({ "org.opencontainers.image.ref.name": "v1" }, "example.com/app"),
+    "example.com/app:v1",
+  );
   assert.equal(entryName({ "org.opencontainers.image.ref.name": "v1" }), undefined);
   assert.equal(
-    entryName({ "io.containerd.image.name": "busybox:t", "org.opencontainers.image.ref.name": "t" }),
+    entryName({
+      "io.containerd.image.name": "busybox:t",
+      "org.opencontainers.image.ref.name": "t",
+    }),
     "docker.io/library/busybox:t",
   );
 });

@@ -92,7 +92,10 @@ function parseJson<T>(bytes: Uint8Array, name: string): T {
 }
 
 /** The image name for an index entry, as containerd's importer derives it; undefined to skip it. */
-export function entryName(annotations: Record<string, string> | undefined, baseName?: string): string | undefined {
+export function entryName(
+  annotations: Record<string, string> | undefined,
+  baseName?: string,
+): string | undefined {
   const full = annotations?.[ANNOTATION_IMAGE_NAME];
   if (full) return normalizeName(full);
   const ref = annotations?.[ANNOTATION_REF_NAME];
@@ -134,7 +137,9 @@ async function dockerImages(
     return f;
   };
   for (const e of entries) {
-    if (!e.Config || !Array.isArray(e.Layers)) throw invalidArgument("manifest.json entry lacks Config or Layers");
+    if (!e.Config || !Array.isArray(e.Layers)) {
+      throw invalidArgument("manifest.json entry lacks Config or Layers");
+    }
     const cfg = file(e.Config);
     const layers = [];
     for (const l of e.Layers) {
@@ -147,7 +152,11 @@ async function dockerImages(
       config: { mediaType: DOCKER_CONFIG, digest: cfg.digest, size: cfg.size },
       layers,
     };
-    const target = await putBytes(b.content, new TextEncoder().encode(JSON.stringify(manifest)), DOCKER_MANIFEST);
+    const target = await putBytes(
+      b.content,
+      new TextEncoder().encode(JSON.stringify(manifest)),
+      DOCKER_MANIFEST,
+    );
     for (const tag of e.RepoTags ?? []) out.push({ name: normalizeName(tag), target });
   }
   return out;
@@ -224,7 +233,11 @@ export function importArchive(
     }
     const dockerBytes = meta.get("manifest.json");
     if (named.length === 0 && dockerBytes) {
-      named = await dockerImages(b, parseJson<DockerManifestEntry[]>(dockerBytes, "manifest.json"), files);
+      named = await dockerImages(
+        b,
+        parseJson<DockerManifestEntry[]>(dockerBytes, "manifest.json"),
+        files,
+      );
     }
     if (!indexBytes && !dockerBytes) {
       throw invalidArgument("not an image archive: neither index.json nor manifest.json found");

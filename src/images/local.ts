@@ -6,7 +6,13 @@ import { LABEL_GC_EXPIRE } from "../labels/mod.ts";
 import type { Metadata, NamespacedSnapshotter } from "../metadata/mod.ts";
 import type { NamespacedContent } from "../services/content/namespaced.ts";
 import { DEFAULT_SNAPSHOTTER } from "../snapshots/mod.ts";
-import type { BlobWriter, ContentAccess, ImageBackend, ImageRecords, LayerSnapshots } from "./backend.ts";
+import type {
+  BlobWriter,
+  ContentAccess,
+  ImageBackend,
+  ImageRecords,
+  LayerSnapshots,
+} from "./backend.ts";
 import { localDiffer } from "./differ.ts";
 
 /** What {@link localBackend} works over. */
@@ -24,7 +30,15 @@ function labelPaths(labels: Record<string, string>): string[] {
   return Object.keys(labels).map((k) => `labels.${k}`);
 }
 
-function contentAccess(s: LocalStores, ns: string, lease?: string): ContentAccess {
+/**
+ * Content access for namespace `ns` over the local stores; `lease` holds
+ * what is written (the Diff service uses this for the caller's lease).
+ */
+export function localContent(
+  s: Pick<LocalStores, "content" | "md">,
+  ns: string,
+  lease?: string,
+): ContentAccess {
   const { content, md } = s;
   const hold = (digest: string) => {
     if (lease) md.leases.addResource(ns, lease, { type: "content", id: digest });
@@ -130,7 +144,7 @@ function layerSnapshots(sn: NamespacedSnapshotter, ns: string, lease?: string): 
  * written through it.
  */
 export function localBackend(s: LocalStores, namespace: string, lease?: string): ImageBackend {
-  const content = contentAccess(s, namespace, lease);
+  const content = localContent(s, namespace, lease);
   return {
     content,
     images: imageRecords(s, namespace),

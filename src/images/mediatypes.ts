@@ -43,7 +43,9 @@ export function isLayer(mediaType: string): boolean {
  * The media type of a JSON document that names none (OCI allows omitting
  * `mediaType`): an index has `manifests`, a manifest has `config`.
  */
-export function sniffMediaType(doc: { mediaType?: string; manifests?: unknown; config?: unknown }): string {
+export function sniffMediaType(
+  doc: { mediaType?: string; manifests?: unknown; config?: unknown },
+): string {
   if (doc.mediaType) return doc.mediaType;
   if (Array.isArray(doc.manifests)) return OCI_INDEX;
   if (doc.config !== undefined) return OCI_MANIFEST;

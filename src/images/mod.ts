@@ -40,7 +40,7 @@ export type {
   LayerSnapshots,
   Mount,
 } from "./backend.ts";
-export { localBackend, type LocalStores } from "./local.ts";
+export { localBackend, localContent, type LocalStores } from "./local.ts";
 export { applyToMounts, diffMounts, localDiffer, writableDir, writeLayer } from "./differ.ts";
 export {
   ANNOTATION_IMAGE_NAME,
@@ -55,8 +55,25 @@ export { type FromDirOptions, importDirectory } from "./fromdir.ts";
 export { chainIds, unpackImage, type UnpackOptions, type UnpackResult } from "./unpack.ts";
 export { labelChildren, snapshotLabel } from "./gclabels.ts";
 export { readJson, resolveManifest } from "./blobs.ts";
-export { DEFAULT_PLATFORM, formatPlatform, matchPlatform, parsePlatform, type Platform } from "./platform.ts";
-export { familiarName, formatReference, normalizeName, parseReference, type Reference } from "./reference.ts";
+export {
+  DEFAULT_PLATFORM,
+  formatPlatform,
+  matchPlatform,
+  parsePlatform,
+  type Platform,
+} from "./platform.ts";
+export {
+  familiarName,
+  formatReference,
+  normalizeName,
+  parseReference,
+  type Reference,
+} from "./reference.ts";
 export * as mediaTypes from "./mediatypes.ts";
 export { pullImage, type PullOptions, type PullProgress, type PullResult } from "./pull.ts";
-export { type Challenge, parseChallenges, RegistryClient, type RegistryOptions } from "./registry.ts";
+export {
+  type Challenge,
+  parseChallenges,
+  RegistryClient,
+  type RegistryOptions,
+} from "./registry.ts";

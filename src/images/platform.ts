@@ -27,7 +27,9 @@ export function matchPlatform(p: Platform | undefined, want: Platform = DEFAULT_
 /** Parses "os/arch[/variant]". */
 export function parsePlatform(text: string): Platform {
   const [os, architecture, variant] = text.split("/");
-  if (!os || !architecture) throw new Error(`invalid platform ${JSON.stringify(text)}: want os/arch[/variant]`);
+  if (!os || !architecture) {
+    throw new Error(`invalid platform ${JSON.stringify(text)}: want os/arch[/variant]`);
+  }
   return variant ? { os, architecture, variant } : { os, architecture };
 }
 

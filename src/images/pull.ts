@@ -5,7 +5,16 @@
 
 import { invalidArgument } from "../errdefs/mod.ts";
 import type { ContentAccess, Descriptor, Image, ImageBackend } from "./backend.ts";
-import { finishBlob, type IndexJson, type JsonDescriptor, type ManifestJson, openWriter, pickManifest, putBytes, toDescriptor } from "./blobs.ts";
+import {
+  finishBlob,
+  type IndexJson,
+  type JsonDescriptor,
+  type ManifestJson,
+  openWriter,
+  pickManifest,
+  putBytes,
+  toDescriptor,
+} from "./blobs.ts";
 import { labelChildren } from "./gclabels.ts";
 import { isIndex, isManifest } from "./mediatypes.ts";
 import type { Platform } from "./platform.ts";
@@ -120,7 +129,11 @@ async function pool<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): 
  * reference. Manifests are verified by digest, blobs as they are committed;
  * a blob whose bytes do not match fails the pull and leaves nothing of it.
  */
-export function pullImage(backend: ImageBackend, ref: string, opts: PullOptions = {}): Promise<PullResult> {
+export function pullImage(
+  backend: ImageBackend,
+  ref: string,
+  opts: PullOptions = {},
+): Promise<PullResult> {
   const r = parseReference(ref);
   const name = formatReference(r);
   const reg = new RegistryClient(r, opts);

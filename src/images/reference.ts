@@ -69,7 +69,9 @@ export function normalizeName(ref: string): string {
 /** The short form docker shows ("docker.io/library/busybox:latest" -> "busybox:latest"). */
 export function familiarName(ref: string): string {
   const r = parseReference(ref);
-  let repo = r.host === DOCKER_HUB ? r.repository.replace(/^library\//, "") : `${r.host}/${r.repository}`;
+  let repo = r.host === DOCKER_HUB
+    ? r.repository.replace(/^library\//, "")
+    : `${r.host}/${r.repository}`;
   if (r.tag) repo += `:${r.tag}`;
   if (r.digest) repo += `@${r.digest}`;
   return repo;

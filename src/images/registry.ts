@@ -32,7 +32,13 @@ export interface RegistryOptions {
 }
 
 /** What manifest requests accept, best first. */
-export const MANIFEST_ACCEPT = [OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST, "*/*"].join(", ");
+export const MANIFEST_ACCEPT = [
+  OCI_INDEX,
+  OCI_MANIFEST,
+  DOCKER_MANIFEST_LIST,
+  DOCKER_MANIFEST,
+  "*/*",
+].join(", ");
 
 const MAX_MANIFEST_SIZE = 4 << 20;
 
@@ -81,7 +87,10 @@ export class RegistryClient {
   private authorization: string | undefined;
   readonly base: string;
 
-  constructor(readonly ref: Pick<Reference, "host" | "repository">, readonly opts: RegistryOptions = {}) {
+  constructor(
+    readonly ref: Pick<Reference, "host" | "repository">,
+    readonly opts: RegistryOptions = {},
+  ) {
     // Docker Hub's API lives on another host than its names.
     const host = ref.host === "docker.io" ? "registry-1.docker.io" : ref.host;
     this.base = `${opts.plainHttp ? "http" : "https"}://${host}/v2/${ref.repository}`;
@@ -95,7 +104,10 @@ export class RegistryClient {
     const url = `${this.base}${path}`;
     const send = () =>
       fetch(url, {
-        headers: { ...headers, ...(this.authorization ? { Authorization: this.authorization } : {}) },
+        headers: {
+          ...headers,
+          ...(this.authorization ? { Authorization: this.authorization } : {}),
+        },
       }).catch((err) => {
         throw unavailable(`GET ${url}: ${(err as Error).message}`, err);
       });
@@ -119,7 +131,9 @@ export class RegistryClient {
       if (bearer.params.service) u.searchParams.set("service", bearer.params.service);
       u.searchParams.set("scope", bearer.params.scope || `repository:${this.ref.repository}:pull`);
       const res = await fetch(u, {
-        headers: username !== undefined ? { Authorization: basicAuth(username, password ?? "") } : {},
+        headers: username !== undefined
+          ? { Authorization: basicAuth(username, password ?? "") }
+          : {},
       }).catch((err) => {
         throw unavailable(`token request to ${u.origin}: ${(err as Error).message}`, err);
       });
@@ -135,12 +149,18 @@ export class RegistryClient {
     }
     if (challenges.some((c) => c.scheme === "basic")) {
       if (username === undefined) {
-        throw new BerthError(Code.PermissionDenied, `registry ${this.ref.host} wants credentials (basic auth)`);
+        throw new BerthError(
+          Code.PermissionDenied,
+          `registry ${this.ref.host} wants credentials (basic auth)`,
+        );
       }
       this.authorization = basicAuth(username, password ?? "");
       return;
     }
-    throw new BerthError(Code.PermissionDenied, `registry ${this.ref.host}: unauthorized (${header || "no challenge"})`);
+    throw new BerthError(
+      Code.PermissionDenied,
+      `registry ${this.ref.host}: unauthorized (${header || "no challenge"})`,
+    );
   }
 
   /**
@@ -181,7 +201,9 @@ export class RegistryClient {
     if (!mediaType || mediaType === "application/json" || mediaType === "text/plain") {
       mediaType = sniffMediaType(doc as { mediaType?: string });
     }
-    if (doc.schemaVersion === 1) throw invalidArgument(`${what}: schema 1 manifests are not supported`);
+    if (doc.schemaVersion === 1) {
+      throw invalidArgument(`${what}: schema 1 manifests are not supported`);
+    }
     return { desc: { mediaType, digest, size: bytes.length }, bytes };
   }
 

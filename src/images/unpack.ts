@@ -36,7 +36,10 @@ export function chainIds(diffIds: string[]): string[] {
 
 /** The image config's diff ids. */
 export async function diffIdsOf(b: ImageBackend, config: Descriptor): Promise<string[]> {
-  const cfg = await readJson<{ rootfs?: { type?: string; diff_ids?: string[] } }>(b.content, config.digest);
+  const cfg = await readJson<{ rootfs?: { type?: string; diff_ids?: string[] } }>(
+    b.content,
+    config.digest,
+  );
   const ids = cfg.rootfs?.diff_ids;
   if (!Array.isArray(ids)) throw invalidArgument(`config ${config.digest} has no rootfs.diff_ids`);
   return ids;
@@ -94,6 +97,8 @@ export async function unpackImage(
     }
     parent = chainId;
   }
-  if (parent) await b.content.setLabels(manifest.config.digest, { [snapshotLabel(sn.name)]: parent });
+  if (parent) {
+    await b.content.setLabels(manifest.config.digest, { [snapshotLabel(sn.name)]: parent });
+  }
   return { chainId: parent, layers: chain.length, applied };
 }
