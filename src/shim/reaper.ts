@@ -30,6 +30,8 @@ import { log } from "../log/mod.ts";
 import { isOwnChild } from "../spawn/mod.ts";
 import { type ChildExit, closeFd, pidfdOpen, pidfdSendSignal, waitPidfdNoHang, waitPidNoHang } from "./sys.ts";
 
+const SLOW_SWEEP_MS = 1000;
+
 /** A followed process: its exit status (exit code, or 128+signal) and a safe way to signal it. */
 export interface Watched {
   readonly pid: number;
@@ -98,6 +100,8 @@ export class Reaper {
   private holds = 0;
   private listening = false;
   private readonly onChild = () => this.sweep();
+  /** A slow sweep while processes are followed: keeps the event loop alive for them (signal listeners do not) and backs up SIGCHLD. */
+  private ticker: ReturnType<typeof setInterval> | null = null;
   /** Orphans reaped so far (for the state dump and tests). */
   orphansReaped = 0;
 
@@ -110,6 +114,8 @@ export class Reaper {
 
   /** Stops reacting to SIGCHLD. */
   stop(): void {
+    if (this.ticker !== null) clearInterval(this.ticker);
+    this.ticker = null;
     if (!this.listening) return;
     Deno.removeSignalListener("SIGCHLD", this.onChild);
     this.listening = false;
@@ -124,6 +130,7 @@ export class Reaper {
     if (existing) return existing;
     const entry = new Entry(pid, pidfdOpen(pid));
     this.tracked.set(pid, entry);
+    this.ticker ??= setInterval(() => this.sweep(), SLOW_SWEEP_MS);
     this.check(entry);
     return entry;
   }
@@ -152,6 +159,10 @@ export class Reaper {
     if (!exit) return;
     entry.reaped = true;
     this.tracked.delete(entry.pid);
+    if (this.tracked.size === 0 && this.ticker !== null) {
+      clearInterval(this.ticker);
+      this.ticker = null;
+    }
     entry.resolve(exitStatusOf(exit));
   }
 

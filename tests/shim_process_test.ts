@@ -1,0 +1,225 @@
+/**
+ * The shim's container/process model over real runc, without containerd:
+ * exits and orphans, IO kinds (fifo, file://, binary://), signals through
+ * pidfds, and runc's errors passed on. The test process plays the shim: it
+ * becomes a child subreaper, as the serve process does.
+ */
+
+import assert from "node:assert/strict";
+import { BerthError, Code } from "../src/errdefs/mod.ts";
+import { Container, type ContainerEnv } from "../src/shim/container.ts";
+import type { Process } from "../src/shim/process.ts";
+import { Reaper } from "../src/shim/reaper.ts";
+import { mkfifo, setChildSubreaper } from "../src/shim/sys.ts";
+import { makeBundle } from "./support/bundle.ts";
+
+const NS = `shimtest${crypto.randomUUID().slice(0, 6)}`;
+
+setChildSubreaper();
+
+interface Fixture {
+  dir: string;
+  env: ContainerEnv;
+  reaper: Reaper;
+  exits: { id: string; status: number }[];
+}
+
+async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "berth-shimproc-" });
+  const reaper = new Reaper();
+  reaper.start();
+  const exits: { id: string; status: number }[] = [];
+  const env: ContainerEnv = {
+    namespace: NS,
+    reaper,
+    debug: false,
+    onExit: (c: Container, p: Process) => exits.push({ id: p.execId || c.id, status: p.exit!.status }),
+  };
+  try {
+    await fn({ dir, env, reaper, exits });
+  } finally {
+    reaper.stop();
+    await Deno.remove(`/run/berth/runc/${NS}`, { recursive: true }).catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function bundle(dir: string, name: string, args: string[], edit?: (spec: Record<string, unknown>) => void): Promise<string> {
+  const b = `${dir}/${name}`;
+  await makeBundle(b, { args });
+  if (edit) {
+    const spec = JSON.parse(await Deno.readTextFile(`${b}/config.json`));
+    edit(spec);
+    await Deno.writeTextFile(`${b}/config.json`, JSON.stringify(spec));
+  }
+  return b;
+}
+
+/** Zombie children of this process (what a reaper that misses exits would leave). */
+function zombieChildren(): number[] {
+  const out: number[] = [];
+  for (const t of Deno.readDirSync(`/proc/${Deno.pid}/task`)) {
+    const kids = Deno.readTextFileSync(`/proc/${Deno.pid}/task/${t.name}/children`).trim();
+    for (const pid of kids ? kids.split(" ").map(Number) : []) {
+      try {
+        const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+        if (stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z") out.push(pid);
+      } catch { /* gone */ }
+    }
+  }
+  return out;
+}
+
+async function readAllFrom(path: string): Promise<string> {
+  const f = await Deno.open(path, { read: true });
+  return await new Response(f.readable).text();
+}
+
+Deno.test("process: a fast exit is never lost; its output is complete before the exit is reported", async () => {
+  await withFixture(async ({ dir, env, exits }) => {
+    const b = await bundle(dir, "b1", ["sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done; exit 3"]);
+    mkfifo(`${dir}/out`, 0o600);
+    const text = readAllFrom(`${dir}/out`);
+    const c = await Container.create({
+      id: "p1",
+      bundle: b,
+      rootfs: [],
+      stdio: { stdin: "", stdout: `${dir}/out`, stderr: "", terminal: false },
+      checkpoint: "",
+    }, env);
+    await c.start("", () => {});
+    const exit = await c.init.exited;
+    assert.equal(exit.status, 3);
+    assert.deepEqual(exits, [{ id: "p1", status: 3 }]);
+    await c.delete("");
+    const out = await text;
+    assert.equal(out.split("\n").length, 2001);
+    assert.ok(out.endsWith("line-1999\n"));
+    assert.deepEqual(zombieChildren(), []);
+  });
+});
+
+Deno.test("process: orphans left by a container without its own pid namespace are reaped", async () => {
+  await withFixture(async ({ dir, env, reaper }) => {
+    const b = await bundle(dir, "b2", ["sh", "-c", "(sleep 0.2 &); (sleep 0.3 &); exit 0"], (spec) => {
+      const linux = spec.linux as { namespaces: { type: string }[] };
+      linux.namespaces = linux.namespaces.filter((n) => n.type !== "pid");
+    });
+    const c = await Container.create({
+      id: "p2",
+      bundle: b,
+      rootfs: [],
+      stdio: { stdin: "", stdout: "", stderr: "", terminal: false },
+      checkpoint: "",
+    }, env);
+    await c.start("", () => {});
+    assert.equal((await c.init.exited).status, 0);
+    await c.delete("");
+    const deadline = Date.now() + 5000;
+    while (reaper.orphansReaped < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(reaper.orphansReaped >= 2, `orphans reaped: ${reaper.orphansReaped}`);
+    assert.deepEqual(zombieChildren(), []);
+  });
+});
+
+Deno.test("process: exec, kill through the pidfd, NotFound once it is gone, duplicate exec id", async () => {
+  await withFixture(async ({ dir, env, exits }) => {
+    const b = await bundle(dir, "b3", ["sleep", "60"]);
+    const c = await Container.create({
+      id: "p3",
+      bundle: b,
+      rootfs: [],
+      stdio: { stdin: "", stdout: "", stderr: "", terminal: false },
+      checkpoint: "",
+    }, env);
+    try {
+      await c.start("", () => {});
+      await assert.rejects(c.start("", () => {}), (e) => e instanceof BerthError && e.code === Code.FailedPrecondition);
+      const spec = { $typeName: "google.protobuf.Any" as const, typeUrl: "p", value: new TextEncoder().encode(JSON.stringify({ args: ["/bin/sleep", "60"], cwd: "/" })) };
+      c.exec("e1", { stdin: "", stdout: "", stderr: "", terminal: false }, spec);
+      assert.throws(() => c.exec("e1", { stdin: "", stdout: "", stderr: "", terminal: false }, spec), (e) => e instanceof BerthError && e.code === Code.AlreadyExists);
+      assert.throws(() => c.process("nope"), (e) => e instanceof BerthError && e.code === Code.NotFound);
+      await assert.rejects(c.kill("e1", 15, false), (e) => e instanceof BerthError && e.code === Code.FailedPrecondition);
+      const started: string[] = [];
+      await c.start("e1", (p) => started.push(p.execId));
+      assert.deepEqual(started, ["e1"]);
+      assert.ok(c.process("e1").pid > 0);
+      await c.kill("e1", 9, false);
+      assert.equal((await c.process("e1").exited).status, 137);
+      await assert.rejects(c.kill("e1", 9, false), (e) => e instanceof BerthError && e.code === Code.NotFound);
+      await c.delete("e1");
+      assert.throws(() => c.process("e1"), (e) => e instanceof BerthError && e.code === Code.NotFound);
+      await assert.rejects(c.delete(""), (e) => e instanceof BerthError && e.code === Code.FailedPrecondition);
+      await c.pause();
+      assert.equal(c.stateOf(c.init), "paused");
+      await c.resume();
+      await c.update({ $typeName: "google.protobuf.Any", typeUrl: "r", value: new TextEncoder().encode(JSON.stringify({ pids: { limit: 100 } })) });
+      await assert.rejects(
+        c.checkpoint(`${dir}/ckpt`, { exit: false, workPath: "" }),
+        (e) => e instanceof BerthError && e.code === Code.FailedPrecondition && /criu/i.test(e.message),
+      );
+      await c.kill("", 9, false);
+      assert.equal((await c.init.exited).status, 137);
+      assert.deepEqual(exits.map((e) => e.id), ["e1", "p3"]);
+    } finally {
+      if (c.init.state !== "deleted") {
+        await c.kill("", 9, true).catch(() => {});
+        await c.init.exited;
+        await c.delete("");
+      }
+    }
+    assert.deepEqual(zombieChildren(), []);
+  });
+});
+
+Deno.test("process: file:// and binary:// output", async () => {
+  await withFixture(async ({ dir, env }) => {
+    const b = await bundle(dir, "b4", ["sh", "-c", "echo to-out; echo to-err >&2"]);
+    const log = `${dir}/logs/c.log`;
+    const c = await Container.create({
+      id: "p4",
+      bundle: b,
+      rootfs: [],
+      stdio: { stdin: "", stdout: `file://${log}`, stderr: `file://${log}`, terminal: false },
+      checkpoint: "",
+    }, env);
+    await c.start("", () => {});
+    await c.init.exited;
+    await c.delete("");
+    assert.deepEqual((await Deno.readTextFile(log)).split("\n").filter((l) => l).sort(), ["to-err", "to-out"]);
+
+    // A logging program with containerd's protocol: fd 3 stdout, fd 4 stderr, fd 5 closed when ready.
+    const logger = `${dir}/logger`;
+    await Deno.writeTextFile(
+      logger,
+      `#!/bin/sh\nexec 5>&-\necho "$CONTAINER_NAMESPACE/$CONTAINER_ID $*" > ${dir}/logger.info\ncat <&3 > ${dir}/logger.out &\ncat <&4 > ${dir}/logger.err\nwait\n`,
+      { mode: 0o755 },
+    );
+    const b5 = await bundle(dir, "b5", ["sh", "-c", "echo bin-out; echo bin-err >&2"]);
+    const c5 = await Container.create({
+      id: "p5",
+      bundle: b5,
+      rootfs: [],
+      stdio: { stdin: "", stdout: `binary://${logger}?level=debug`, stderr: `binary://${logger}?level=debug`, terminal: false },
+      checkpoint: "",
+    }, env);
+    await c5.start("", () => {});
+    await c5.init.exited;
+    await c5.delete("");
+    assert.equal((await Deno.readTextFile(`${dir}/logger.info`)).trim(), `${NS}/p5 level debug`);
+    assert.equal(await Deno.readTextFile(`${dir}/logger.out`), "bin-out\n");
+    assert.equal(await Deno.readTextFile(`${dir}/logger.err`), "bin-err\n");
+  });
+});
+
+Deno.test("process: a broken bundle fails Create with runc's own message and leaves nothing", async () => {
+  await withFixture(async ({ dir, env }) => {
+    const b = await bundle(dir, "b6", ["/no/such/binary"]);
+    await assert.rejects(
+      Container.create({ id: "p6", bundle: b, rootfs: [], stdio: { stdin: "", stdout: "", stderr: "", terminal: false }, checkpoint: "" }, env),
+      (e) => e instanceof Error && /OCI runtime create failed: .*no such file or directory/.test(e.message),
+    );
+    assert.deepEqual([...Deno.readDirSync(`/run/berth/runc/${NS}`)], []);
+    assert.deepEqual(zombieChildren(), []);
+  });
+});
