@@ -156,7 +156,11 @@ Deno.test("process: exec, kill through the pidfd, NotFound once it is gone, dupl
       await c.update({ $typeName: "google.protobuf.Any", typeUrl: "r", value: new TextEncoder().encode(JSON.stringify({ pids: { limit: 100 } })) });
       await assert.rejects(
         c.checkpoint(`${dir}/ckpt`, { exit: false, workPath: "" }),
-        (e) => e instanceof BerthError && e.code === Code.FailedPrecondition && /criu/i.test(e.message),
+        (e) => {
+          assert.ok(e instanceof BerthError && e.code === Code.FailedPrecondition, String(e));
+          assert.match(e.message, /criu/i);
+          return true;
+        },
       );
       await c.kill("", 9, false);
       assert.equal((await c.init.exited).status, 137);

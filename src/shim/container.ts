@@ -369,9 +369,19 @@ export class Container {
     try {
       await runcCheckpoint(this.runc, this.id, { imagePath: path, workPath: work, leaveRunning: !opts.exit });
     } catch (err) {
+      // criu's own reason is in its dump log; keep a copy in the bundle, as containerd does.
+      const kept = `${this.bundle}/criu-dump.log`;
+      let reasons = "";
+      try {
+        const text = await Deno.readTextFile(`${work}/dump.log`);
+        await Deno.writeTextFile(kept, text);
+        reasons = text.split("\n").filter((l) => /Error|error/.test(l)).slice(-3).map((l) => l.trim()).join("; ");
+      } catch {
+        // no dump log: runc's message is all there is
+      }
       throw new BerthError(
         Code.FailedPrecondition,
-        `checkpoint failed (criu): ${(err as Error).message.split("\n")[0]}; criu log: ${work}/dump.log`,
+        `checkpoint failed: ${(err as Error).message.split("\n")[0]}${reasons ? `; criu: ${reasons}` : ""} (log: ${kept})`,
       );
     } finally {
       if (!opts.workPath) await Deno.remove(work, { recursive: true }).catch(() => {});
