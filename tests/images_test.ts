@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { ContentStore } from "../src/content/mod.ts";
 import { packTar, type TarOut } from "../src/archive/mod.ts";
-import { digestOf } from "../src/content/mod.ts";
+import { Digester, digestOf } from "../src/content/mod.ts";
 import { Code, isCode } from "../src/errdefs/mod.ts";
 import { GarbageCollector } from "../src/gc/mod.ts";
 import {
@@ -26,7 +26,7 @@ import { NamespacedContent } from "../src/services/content/namespaced.ts";
 import { NativeSnapshotter, OverlaySnapshotter, type Snapshotter } from "../src/snapshots/mod.ts";
 import { makeBusyboxRootfs } from "./support/bundle.ts";
 import { startContainerd } from "./support/containerd.ts";
-import { buildBusyboxImage, BUSYBOX_REF } from "./support/image.ts";
+import { buildBusyboxImage, buildLargeImage, BUSYBOX_REF } from "./support/image.ts";
 import { runTool } from "./support/tool.ts";
 import { spawn } from "../src/spawn/mod.ts";
 
@@ -568,6 +568,72 @@ Deno.test("images: a registry with htpasswd basic auth refuses anonymous pulls a
     assert.equal(r.unpacked?.layers, 1);
   } finally {
     await reg.stop();
+    await w.close();
+  }
+});
+
+Deno.test("images: an import killed with SIGKILL midway leaves no corrupt blob, and importing again succeeds", async () => {
+  const w = await openWorld();
+  try {
+    const img = await buildLargeImage(w.dir, 48, 2);
+    // The same import in another process, killed once a layer is partly written.
+    const script = `${w.dir}/import.ts`;
+    const mod = (p: string) => JSON.stringify(new URL(p, import.meta.url).href);
+    await Deno.writeTextFile(
+      script,
+      `import { ContentStore } from ${mod("../src/content/mod.ts")};
+import { importArchive, localBackend } from ${mod("../src/images/mod.ts")};
+import { openMetadata } from ${mod("../src/metadata/mod.ts")};
+import { NamespacedContent } from ${mod("../src/services/content/namespaced.ts")};
+import { OverlaySnapshotter } from ${mod("../src/snapshots/mod.ts")};
+const root = ${JSON.stringify(`${w.dir}/root`)};
+const store = await ContentStore.open(root + "/io.containerd.content.v1.content");
+const md = await openMetadata(root);
+const ov = await OverlaySnapshotter.open(root + "/io.containerd.snapshotter.v1.overlayfs");
+const b = localBackend({ content: new NamespacedContent(store, md), md, snapshotters: { overlayfs: md.snapshotter(ov) } }, "default");
+const f = await Deno.open(${JSON.stringify(img.archive)});
+await importArchive(b, f.readable);
+`,
+    );
+    const config = new URL("../deno.json", import.meta.url).pathname;
+    const child = spawn(Deno.execPath(), ["run", "-A", "--quiet", "--config", config, script], {
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    });
+    const ingest = `${w.store.root}/ingest`;
+    const deadline = Date.now() + 120_000;
+    let killedMidway = false;
+    while (Date.now() < deadline) {
+      let bytes = 0;
+      for await (const e of Deno.readDir(ingest)) {
+        bytes += (await Deno.stat(`${ingest}/${e.name}/data`).catch(() => ({ size: 0 }))).size;
+      }
+      if (bytes > 4 << 20) {
+        Deno.kill(child.pid, "SIGKILL");
+        killedMidway = true;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    if (!killedMidway) Deno.kill(child.pid, "SIGKILL");
+    const status = await child.status;
+    assert.ok(killedMidway, "the import was caught with a layer half written");
+    assert.equal(status.signal, "SIGKILL");
+
+    // Every blob that made it is whole: its bytes hash to its name.
+    for (const info of await w.store.list()) {
+      const d = new Digester();
+      for await (const c of await w.store.read(info.digest)) d.update(c);
+      assert.equal(d.digest(), info.digest);
+    }
+    assert.ok((await w.store.listStatuses()).length > 0, "the interrupted ingest is still there");
+
+    const r = await importArchive(w.backend, await fileStream(img.archive));
+    assert.equal(r.images[0].name, img.ref);
+    assert.equal(r.unpacked[img.ref].layers, 3);
+    assert.deepEqual(await w.store.listStatuses(), [], "the interrupted ingest was taken over");
+  } finally {
     await w.close();
   }
 });
