@@ -7,6 +7,9 @@
 import { Code } from "../errdefs/mod.ts";
 import { Tasks } from "../gen/containerd/services/tasks/v1/tasks_pb.ts";
 import { type Process, Status } from "../gen/containerd/types/task_pb.ts";
+import type { Container } from "../gen/containerd/services/containers/v1/containers_pb.ts";
+import { Snapshots } from "../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
+import type { Mount } from "../gen/containerd/types/mount_pb.ts";
 import type { Connection } from "./connection.ts";
 import { HintedError, hintNotFound } from "./errors.ts";
 
@@ -56,4 +59,45 @@ export async function deleteTaskIfStopped(conn: Connection, id: string): Promise
     return;
   }
   throw new HintedError(Code.FailedPrecondition, `cannot delete a non stopped container: task is ${statusName(task.status)}`, `stop it first: berth tasks kill ${id}`);
+}
+
+/** How a new process's stdio is wired. */
+export interface IOChoice {
+  /** Fifo paths (or a log URI in stdout/stderr), "" for none. */
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  terminal: boolean;
+}
+
+/** Creates container `c`'s task (its rootfs from the container's snapshot); returns the pid. */
+export async function createTask(conn: Connection, c: Container, io: IOChoice): Promise<number> {
+  let rootfs: Mount[] = [];
+  if (c.snapshotKey && c.snapshotter) {
+    rootfs = (await conn.service(Snapshots).mounts({ snapshotter: c.snapshotter, key: c.snapshotKey })).mounts;
+  }
+  try {
+    const r = await conn.service(Tasks).create({ containerId: c.id, rootfs, ...io });
+    return r.pid;
+  } catch (err) {
+    if ((err as { code?: Code }).code === Code.AlreadyExists) {
+      throw new HintedError(Code.AlreadyExists, `container "${c.id}" has a task already`, `see it with: berth tasks ls; remove a stopped one with: berth tasks rm ${c.id}`);
+    }
+    throw tasksError(err, `container "${c.id}" not found`);
+  }
+}
+
+/** I/O choice from ctr's --null-io / --log-uri flags, or undefined when fifos are wanted. */
+export function fixedIO(nullIO: boolean, logURI: string | undefined, terminal: boolean): IOChoice | undefined {
+  if (nullIO) return { stdin: "", stdout: "", stderr: "", terminal: false };
+  if (logURI) {
+    const uri = logURI.includes("://") ? logURI : `file://${logURI.startsWith("/") ? "" : Deno.cwd() + "/"}${logURI}`;
+    return { stdin: "", stdout: uri, stderr: uri, terminal };
+  }
+  return undefined;
+}
+
+/** The default fifo directory: next to the daemon's socket, like ctr's /run/containerd/fifo. */
+export function defaultFifoDir(address: string): string {
+  return `${address.slice(0, address.lastIndexOf("/")) || "/run/berth"}/fifo`;
 }
