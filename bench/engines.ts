@@ -10,8 +10,8 @@
 import { spawn } from "../src/spawn/mod.ts";
 import {
   type ContainerdInstance,
+  existingRunDirs,
   removeInstanceLeftovers,
-  SHARED_RUN_DIR,
   startContainerd,
   withFifoDir,
 } from "../tests/support/containerd.ts";
@@ -35,8 +35,12 @@ export interface Engine {
   client(args: string[], opts?: { timeoutMs?: number }): Promise<ToolResult>;
   /** Runs Debian's ctr against this daemon's gRPC socket. */
   ctr(args: string[], opts?: { timeoutMs?: number }): Promise<ToolResult>;
-  /** Pids of the shims serving this daemon's containers now. */
-  shimPids(): number[];
+  /**
+   * Pids of the shims serving this daemon's containers now; with `idPrefix`,
+   * only shims started for a container whose id begins with it (a shim's
+   * argv names the container it was started for with `-id`).
+   */
+  shimPids(idPrefix?: string): number[];
   stop(): Promise<void>;
 }
 
@@ -64,7 +68,7 @@ function uniqueNamespace(prefix: string): string {
  * daemon's socket (containerd's shims are started with `-address <socket>`),
  * minus short-lived ctr/runc/client processes.
  */
-function shimsOf(address: string, daemonPid: number | null): number[] {
+function shimsOf(address: string, daemonPid: number | null, idPrefix?: string): number[] {
   const pids: number[] = [];
   for (const entry of Deno.readDirSync("/proc")) {
     const pid = Number(entry.name);
@@ -79,6 +83,8 @@ function shimsOf(address: string, daemonPid: number | null): number[] {
     // berth's client names the address with --address; shims use -address.
     const i = argv.indexOf(address);
     if (i > 0 && argv[i - 1] === "--address") continue;
+    const id = argv.indexOf("-id");
+    if (idPrefix !== undefined && id >= 0 && !argv[id + 1]?.startsWith(idPrefix)) continue;
     pids.push(pid);
   }
   return pids;
@@ -102,7 +108,7 @@ export async function startContainerdEngine(
     dir: ctd.dir,
     client: ctd.ctr,
     ctr: ctd.ctr,
-    shimPids: () => shimsOf(ctd.address, ctd.pid),
+    shimPids: (idPrefix?: string) => shimsOf(ctd.address, ctd.pid, idPrefix),
     stop: ctd.stop,
     instance: ctd,
   };
@@ -130,7 +136,7 @@ export async function startBerthEngine(repoRoot: string): Promise<Engine> {
   const path = [`${repoRoot}/bin`, Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin"].join(
     ":",
   );
-  const sharedRunDirExisted = exists(SHARED_RUN_DIR);
+  const runDirsBefore = existingRunDirs();
   const env = { PATH: path };
 
   const client = (args: string[], o: { timeoutMs?: number } = {}) =>
@@ -199,7 +205,7 @@ export async function startBerthEngine(repoRoot: string): Promise<Engine> {
         dir,
         address,
         namespace,
-        sharedRunDirExisted,
+        runDirsBefore,
         exclude: [pid],
       });
     })();
@@ -226,7 +232,7 @@ export async function startBerthEngine(repoRoot: string): Promise<Engine> {
     ...base,
     unavailable,
     daemonPid: unavailable === null ? pid : null,
-    shimPids: () => shimsOf(address, pid),
+    shimPids: (idPrefix?: string) => shimsOf(address, pid, idPrefix),
     stop,
   };
 }

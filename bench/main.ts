@@ -13,7 +13,7 @@
 
 import { buildBusyboxImage, BUSYBOX_REF } from "../tests/support/image.ts";
 import { mountsUnder } from "../tests/support/mounts.ts";
-import { processesMentioning, rssKiB } from "../tests/support/proc.ts";
+import { processesInCgroup, processesMentioning, rssKiB } from "../tests/support/proc.ts";
 import { runTool } from "../tests/support/tool.ts";
 import { type BenchContext, FULL, QUICK, type Workload } from "./context.ts";
 import { berthBinary, type Engine, startBerthEngine, startContainerdEngine } from "./engines.ts";
@@ -26,6 +26,9 @@ import { ttrpc } from "./workloads/ttrpc.ts";
 import { images } from "./workloads/images.ts";
 import { api } from "./workloads/api.ts";
 import { startup } from "./workloads/startup.ts";
+
+/** Where containerd's and berth's shims keep runc state, per namespace. */
+const RUN_DIRS = ["/run/containerd", "/run/berth"];
 
 /** Every workload, in report order. */
 export const WORKLOADS: Workload[] = [
@@ -135,6 +138,7 @@ export async function benchMain(argv: string[]): Promise<number> {
   // Everything started is stopped from here, in reverse order, however the run ends.
   const stops: Array<() => Promise<void>> = [];
   const dirs: string[] = [];
+  const namespaces: string[] = [];
   const defer = (stop: () => Promise<void>, dir?: string) => {
     stops.push(stop);
     if (dir) dirs.push(dir);
@@ -168,9 +172,11 @@ export async function benchMain(argv: string[]): Promise<number> {
     progress("starting containerd");
     const containerd = await startContainerdEngine([`${repoRoot}/bin`]);
     defer(containerd.stop, containerd.dir);
+    namespaces.push(containerd.namespace);
     progress("starting berth daemon");
     const berth: Engine = await startBerthEngine(repoRoot);
     defer(berth.stop, berth.dir);
+    namespaces.push(berth.namespace);
     if (berth.unavailable) progress(`berth daemon: n/a (${berth.unavailable})`);
 
     const runc = await prepareRuncFloor();
@@ -241,20 +247,26 @@ export async function benchMain(argv: string[]): Promise<number> {
     Deno.removeSignalListener("SIGTERM", onSignal);
   }
 
-  // Nothing of this run may remain: no directory, no process naming one, no mount under one.
-  const leftover = {
-    dirs: dirs.filter((d) => {
-      try {
-        Deno.lstatSync(d);
-        return true;
-      } catch {
-        return false;
-      }
-    }),
-    processes: dirs.flatMap((d) => processesMentioning(d)),
-    mounts: dirs.flatMap((d) => mountsUnder(d)),
+  // Nothing of this run may remain: no directory, no process naming one or
+  // in a namespace's cgroup (a container), no mount, no runc state.
+  const exists = (p: string) => {
+    try {
+      Deno.lstatSync(p);
+      return true;
+    } catch {
+      return false;
+    }
   };
-  const clean = leftover.dirs.length + leftover.processes.length + leftover.mounts.length === 0;
+  const leftover = {
+    dirs: dirs.filter(exists),
+    processes: [
+      ...dirs.flatMap((d) => processesMentioning(d)),
+      ...namespaces.flatMap((ns) => processesInCgroup(`/${ns}/`)),
+    ],
+    mounts: dirs.flatMap((d) => mountsUnder(d)),
+    runcState: namespaces.flatMap((ns) => RUN_DIRS.map((r) => `${r}/runc/${ns}`)).filter(exists),
+  };
+  const clean = Object.values(leftover).every((l) => l.length === 0);
   if (!clean) errors.push(`left behind: ${JSON.stringify(leftover)}`);
 
   const totalMs = Math.round(performance.now() - t0);
@@ -266,7 +278,7 @@ export async function benchMain(argv: string[]): Promise<number> {
     jsonReport(figures, info, {
       params,
       durationsMs: { ...durations, total: totalMs },
-      cleanup: { dirs, clean, leftover },
+      cleanup: { dirs, namespaces, clean, leftover },
       errors,
     }),
   );

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { runTool } from "./support/tool.ts";
-import { processesMentioning } from "./support/proc.ts";
+import { processesInCgroup, processesMentioning } from "./support/proc.ts";
 import { mountsUnder } from "./support/mounts.ts";
 
 const repoRoot = decodeURIComponent(new URL("..", import.meta.url).pathname).replace(/\/$/, "");
@@ -90,6 +90,19 @@ Deno.test({
         assert.throws(() => Deno.lstatSync(d), Deno.errors.NotFound, `${d} left behind`);
         assert.deepEqual(processesMentioning(d), [], `processes of ${d} left running`);
         assert.deepEqual(mountsUnder(d), [], `mounts under ${d} left`);
+      }
+      // Containers: every process in a cgroup of the run's namespaces is gone, and their runc state.
+      const namespaces = report.cleanup.namespaces as string[];
+      assert.equal(namespaces.length, 2);
+      for (const ns of namespaces) {
+        assert.deepEqual(
+          processesInCgroup(`/${ns}/`),
+          [],
+          `containers of namespace ${ns} left running`,
+        );
+        for (const runDir of ["/run/containerd", "/run/berth"]) {
+          assert.throws(() => Deno.lstatSync(`${runDir}/runc/${ns}`), Deno.errors.NotFound);
+        }
       }
       console.log(`bench --quick took ${seconds.toFixed(1)} s`);
     } finally {

@@ -28,17 +28,25 @@ interface PhaseResult {
 }
 
 /**
- * Removes containers `ids` through the engine's client: their tasks killed
- * and deleted, then the containers. Some may have no task (a failed start);
- * what counts is that none of them is listed afterwards.
+ * Removes containers `ids` through the engine's client: each task killed and
+ * deleted, then the containers. Some may have no task (a failed start).
+ * Bounded: after one delete hangs, the rest are left to the engine's stop(),
+ * which removes whatever remains, so a stuck shim cannot stall the run.
  */
 export async function removeContainers(e: Engine, ids: string[]): Promise<void> {
   const problems: string[] = [];
+  for (const id of ids) {
+    const t = await e.client(["tasks", "delete", "-f", id], { timeoutMs: 10_000 });
+    if (t.code === -1) {
+      problems.push(`tasks delete -f ${id} hung; left for clean-up at the end`);
+      break;
+    }
+    if (t.code !== 0 && !/not found/.test(t.stderr)) problems.push(t.stderr.trim());
+  }
   for (let i = 0; i < ids.length; i += 25) {
-    const batch = ids.slice(i, i + 25);
-    const t = await e.client(["tasks", "delete", "-f", ...batch], { timeoutMs: 120_000 });
-    if (t.code !== 0) problems.push(t.stderr.trim());
-    const c = await e.client(["containers", "delete", ...batch], { timeoutMs: 120_000 });
+    const c = await e.client(["containers", "delete", ...ids.slice(i, i + 25)], {
+      timeoutMs: 30_000,
+    });
     if (c.code !== 0) problems.push(c.stderr.trim());
   }
   const ls = check("containers ls -q", await e.client(["containers", "ls", "-q"]));
@@ -85,7 +93,8 @@ async function phase(
     await new Promise((r) => setTimeout(r, 300)); // let start-up garbage settle
     const daemonRssKiB = e.daemonPid !== null ? rssKiB(e.daemonPid) : null;
     if (daemonRssKiB === null) throw new Error("daemon is gone");
-    const shims = e.shimPids();
+    // Only this phase's shims: an earlier phase's containers may have outlived their removal.
+    const shims = e.shimPids(`${tag}-`);
     if (shims.length === 0) throw new Error("no shim process found for the running containers");
     const expected = Math.ceil(n / groupSize);
     if (shims.length !== expected) {
@@ -122,8 +131,10 @@ class Series {
 
 async function attempt(series: Series[], ctx: BenchContext, label: string, f: () => Promise<void>) {
   if (series.every((s) => s.failure !== null)) return;
+  const started = performance.now();
   try {
     await f();
+    ctx.progress(`  ${label}: ${((performance.now() - started) / 1000).toFixed(1)} s`);
   } catch (err) {
     const reason = (err as Error).message;
     ctx.progress(`  ${label}: n/a (${notMeasured(reason).na})`);

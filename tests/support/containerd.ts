@@ -18,12 +18,19 @@
  */
 
 import { spawn } from "../../src/spawn/mod.ts";
-import { findProcesses, isAlive, killNow, terminate } from "./proc.ts";
+import { findProcesses, isAlive, killNow, processesInCgroup, terminate } from "./proc.ts";
 import { removeCgroup, removeIfEmpty, unmountAllUnder } from "./mounts.ts";
 import { runTool, type ToolResult } from "./tool.ts";
 
 /** Where containerd 1.6 and its runc shim keep state that is not under `state`. */
 export const SHARED_RUN_DIR = "/run/containerd";
+
+/**
+ * Where berth's shim keeps its runc state and sockets (as containerd's runc
+ * shim does under /run/containerd); an instance running berth's shim leaves
+ * its namespace's state there.
+ */
+const BERTH_RUN_DIR = "/run/berth";
 
 /** Options for {@link startContainerd}. */
 export interface ContainerdOptions {
@@ -129,7 +136,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
   const namespace = opts.namespace ?? uniqueNamespace();
   const path = [...(opts.extraPath ?? []), Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin"]
     .join(":");
-  const sharedRunDirExisted = exists(SHARED_RUN_DIR);
+  const runDirsBefore = existingRunDirs();
   await Deno.writeTextFile(configPath, configToml(dir, address, ttrpcAddress, opts.config ?? ""));
 
   // sh only redirects and then becomes containerd (exec), so the pid is containerd's.
@@ -182,7 +189,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
       }
     }
     await status;
-    await removeInstanceLeftovers({ dir, address, namespace, sharedRunDirExisted, exclude: [pid] });
+    await removeInstanceLeftovers({ dir, address, namespace, runDirsBefore, exclude: [pid] });
   }
 
   // Wait for the socket to answer; fail fast if containerd died.
@@ -231,6 +238,15 @@ function exists(path: string): boolean {
   }
 }
 
+/**
+ * Which of the shared run directories (containerd's and berth's shims keep
+ * sockets and runc state there) exist now; an instance removes those it
+ * created, once empty.
+ */
+export function existingRunDirs(): string[] {
+  return [SHARED_RUN_DIR, BERTH_RUN_DIR].filter(exists);
+}
+
 /** What {@link removeInstanceLeftovers} needs to know about an instance. */
 export interface InstanceLeftovers {
   /** The instance's unique temporary directory (removed at the end). */
@@ -239,8 +255,8 @@ export interface InstanceLeftovers {
   address: string;
   /** The instance's containerd namespace (names its runc root and cgroups). */
   namespace: string;
-  /** Whether /run/containerd existed before the instance started. */
-  sharedRunDirExisted: boolean;
+  /** Which of /run/containerd and /run/berth existed before the instance started ({@link existingRunDirs}). */
+  runDirsBefore: string[];
   /** Extra runc roots the instance's runtime used (besides /run/containerd/runc/<ns>). */
   runcRoots?: string[];
   /** Pids that are the instance's daemon (already stopped), never signalled again. */
@@ -260,6 +276,7 @@ export async function removeInstanceLeftovers(l: InstanceLeftovers): Promise<voi
   // Container processes: runc knows their pids; delete --force kills them.
   const runcRoots = [
     `${SHARED_RUN_DIR}/runc/${l.namespace}`,
+    `${BERTH_RUN_DIR}/runc/${l.namespace}`,
     ...(l.runcRoots ?? []),
     ...findRuncRoots(l.dir),
   ];
@@ -275,9 +292,16 @@ export async function removeInstanceLeftovers(l: InstanceLeftovers): Promise<voi
   for (const rr of runcRoots) await forceDeleteContainers(rr);
   const stubborn = findProcesses(isMine);
   if (stubborn.length > 0) await killNow(stubborn);
+  // Container processes whose runc state was somewhere unknown: they sit in
+  // cgroups under /<namespace>/, and the namespace is this instance's own.
+  const contained = processesInCgroup(`/${l.namespace}/`);
+  if (contained.length > 0) await killNow(contained);
 
   await unmountAllUnder(l.dir);
-  for (const sock of shimSockets) await Deno.remove(sock).catch(() => {});
+  for (const sock of shimSockets) {
+    await Deno.remove(sock).catch(() => {});
+    await Deno.remove(`${sock}.lock`).catch(() => {});
+  }
   for (const rr of runcRoots) await Deno.remove(rr, { recursive: true }).catch(() => {});
   removeCgroup(`/${l.namespace}`);
   await Deno.remove(l.dir, { recursive: true }).catch(async (err) => {
@@ -288,10 +312,10 @@ export async function removeInstanceLeftovers(l: InstanceLeftovers): Promise<voi
       await Deno.remove(l.dir, { recursive: true });
     }
   });
-  if (!l.sharedRunDirExisted) {
-    for (const d of ["runc", "s", "fifo", ""]) {
-      removeIfEmpty(`${SHARED_RUN_DIR}/${d}`.replace(/\/$/, ""));
-    }
+  for (const runDir of [SHARED_RUN_DIR, BERTH_RUN_DIR]) {
+    if (l.runDirsBefore.includes(runDir)) continue;
+    for (const d of ["runc", "s", "fifo"]) removeIfEmpty(`${runDir}/${d}`);
+    removeIfEmpty(runDir);
   }
 }
 
@@ -303,7 +327,9 @@ function collectShimSockets(dir: string): string[] {
         try {
           const addr = Deno.readTextFileSync(`${base}/${ns}/${id}/address`).trim();
           const path = addr.replace(/^unix:\/\//, "");
-          if (path.startsWith(`${SHARED_RUN_DIR}/s/`)) sockets.push(path);
+          if (path.startsWith(`${SHARED_RUN_DIR}/s/`) || path.startsWith(`${BERTH_RUN_DIR}/s/`)) {
+            sockets.push(path);
+          }
         } catch { /* no address file */ }
       }
     }

@@ -40,6 +40,25 @@ export function processesMentioning(needle: string): number[] {
   return findProcesses((_pid, argv) => argv.some((a) => a.includes(needle)));
 }
 
+/**
+ * Pids (not this process) that sit, in any cgroup hierarchy, at a path
+ * starting with `prefix` (e.g. "/<namespace>/").
+ */
+export function processesInCgroup(prefix: string): number[] {
+  return allPids().filter((pid) => {
+    try {
+      const text = Deno.readTextFileSync(`/proc/${pid}/cgroup`);
+      // Lines are "id:controllers:path"; the path may itself contain ':'.
+      return text.split("\n").some((line) => {
+        const path = line.split(":").slice(2).join(":");
+        return path.startsWith(prefix);
+      });
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** True while `pid` exists and is not a zombie. */
 export function isAlive(pid: number): boolean {
   try {

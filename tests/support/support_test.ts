@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { startContainerd } from "./containerd.ts";
 import { buildBusyboxImage, buildLargeImage, fillDeterministic } from "./image.ts";
-import { isAlive, processesMentioning } from "./proc.ts";
+import { isAlive, processesInCgroup, processesMentioning } from "./proc.ts";
+import { spawn } from "../../src/spawn/mod.ts";
 import { cgroupRoots, mountsUnder } from "./mounts.ts";
 
 function exists(path: string): boolean {
@@ -69,6 +70,32 @@ Deno.test("containerd from tests/support runs the busybox image and cleans up af
   } finally {
     if (!stopped) await ctd.stop();
     await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("stop() kills a process in the instance's namespace cgroup even when no runc root names it", async () => {
+  const ctd = await startContainerd();
+  let child: Deno.ChildProcess | null = null;
+  try {
+    // A stand-in for a container whose runtime keeps its state somewhere unknown.
+    const root = cgroupRoots()[0];
+    const cg = `${root}/${ctd.namespace}/stray`;
+    await Deno.mkdir(cg, { recursive: true });
+    child = spawn("sleep", ["600"], { stdout: "null", stderr: "null" });
+    await Deno.writeTextFile(`${cg}/cgroup.procs`, String(child.pid));
+    assert.ok(processesInCgroup(`/${ctd.namespace}/`).includes(child.pid));
+    await ctd.stop();
+    const status = await child.status;
+    assert.equal(status.signal, "SIGKILL");
+    assert.ok(!exists(`${root}/${ctd.namespace}`), "the namespace's cgroup removed");
+  } finally {
+    await ctd.stop();
+    if (child) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already gone */ }
+      await child.status;
+    }
   }
 });
 
