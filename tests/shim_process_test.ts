@@ -10,12 +10,12 @@ import { BerthError, Code } from "../src/errdefs/mod.ts";
 import { Container, type ContainerEnv } from "../src/shim/container.ts";
 import type { Process } from "../src/shim/process.ts";
 import { Reaper } from "../src/shim/reaper.ts";
-import { mkfifo, setChildSubreaper } from "../src/shim/sys.ts";
+import { mkfifo, setChildSubreaper } from "../ffi/mod.ts";
 import { makeBundle } from "./support/bundle.ts";
 
 const NS = `shimtest${crypto.randomUUID().slice(0, 6)}`;
 
-setChildSubreaper();
+setChildSubreaper(true);
 
 interface Fixture {
   dir: string;

@@ -5,16 +5,17 @@
  * (TIOCSWINSZ), and on stdin's end closes it as containerd does (the
  * container's session sees a hangup).
  *
- * The master is a raw fd (Deno cannot wrap one), so reads and writes are
- * FFI calls on worker threads. A closed fd number is never used again: the
- * copies stop before the fd is closed.
+ * The master is a raw fd (Deno cannot wrap one): it is made nonblocking and
+ * read and written through ffi/, which waits for readiness off the event
+ * loop. A closed fd number is never used again: the copies stop before the
+ * fd is closed.
  * @module
  */
 
 import { BerthError, Code } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import type { StdioPaths } from "./io.ts";
-import { acceptNonblocking, closeFd, readFd, recvFds, setWinsize, unixListen, writeFdAll } from "./sys.ts";
+import { accept, close, isErrno, listenUnix, readFd, recvFds, setNonblocking, setWinsize, writeFd } from "../../ffi/mod.ts";
 
 /** A listening console socket for one runc call. */
 export interface ConsoleSocket {
@@ -30,7 +31,7 @@ export async function openConsoleSocket(): Promise<ConsoleSocket> {
   const path = `${dir}/pty.sock`;
   let fd: number;
   try {
-    fd = unixListen(path);
+    fd = listenUnix(path, { backlog: 4 });
   } catch (err) {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     throw err;
@@ -39,27 +40,27 @@ export async function openConsoleSocket(): Promise<ConsoleSocket> {
   return {
     path,
     async receiveMaster(timeoutMs: number): Promise<number> {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const conn = acceptNonblocking(fd);
-        if (conn !== null) {
-          try {
-            const fds = recvFds(conn);
-            if (fds.length === 0) throw new BerthError(Code.Internal, "console socket: runc sent no terminal");
-            for (const extra of fds.slice(1)) closeFd(extra);
-            return fds[0];
-          } finally {
-            closeFd(conn);
-          }
-        }
-        if (Date.now() > deadline) throw new BerthError(Code.DeadlineExceeded, "no terminal received from runc");
-        await new Promise((r) => setTimeout(r, 5));
+      const signal = AbortSignal.timeout(timeoutMs);
+      let conn: number;
+      try {
+        conn = await accept(fd, { signal });
+      } catch (err) {
+        if (signal.aborted) throw new BerthError(Code.DeadlineExceeded, "no terminal received from the runtime");
+        throw err;
+      }
+      try {
+        const { fds } = await recvFds(conn, new Uint8Array(4096), { signal });
+        if (fds.length === 0) throw new BerthError(Code.Internal, "console socket: the runtime sent no terminal");
+        for (const extra of fds.slice(1)) close(extra);
+        return fds[0];
+      } finally {
+        close(conn);
       }
     },
     close() {
       if (closed) return;
       closed = true;
-      closeFd(fd);
+      close(fd);
       Deno.removeSync(dir, { recursive: true });
     },
   };
@@ -99,6 +100,7 @@ class Console implements ConsoleIO {
     stdin: { main: Deno.FsFile; peer: Deno.FsFile } | null,
     stdout: { main: Deno.FsFile; peer: Deno.FsFile } | null,
   ) {
+    setNonblocking(master);
     this.stdinHold = stdin?.peer ?? null;
     if (stdin) this.files.push(stdin.main);
     if (stdout) this.files.push(stdout.main, stdout.peer);
@@ -110,8 +112,14 @@ class Console implements ConsoleIO {
     const buf = new Uint8Array(32 * 1024);
     let failed = dest === null;
     while (this.masterOpen) {
-      const n = await readFd(this.master, buf);
-      if (n <= 0) break; // EIO: every slave closed
+      let n: number;
+      try {
+        n = await readFd(this.master, buf);
+      } catch (err) {
+        if (this.masterOpen && !isErrno(err, "EIO")) log.warn("reading the terminal failed", { error: err });
+        break; // EIO: every slave closed, the terminal's end of output
+      }
+      if (n === 0) break;
       if (failed) continue;
       try {
         const chunk = buf.subarray(0, n);
@@ -131,7 +139,7 @@ class Console implements ConsoleIO {
         if (n === null || !this.masterOpen) break;
         this.inflightWrites++;
         try {
-          await writeFdAll(this.master, buf.slice(0, n));
+          await writeFd(this.master, buf.subarray(0, n));
         } finally {
           this.inflightWrites--;
         }
@@ -145,7 +153,7 @@ class Console implements ConsoleIO {
 
   resize(width: number, height: number): void {
     if (!this.masterOpen) return;
-    setWinsize(this.master, height, width);
+    setWinsize(this.master, { rows: height, cols: width });
   }
 
   closeStdin(): void {
@@ -156,8 +164,11 @@ class Console implements ConsoleIO {
   private async closeMaster(): Promise<void> {
     if (!this.masterOpen) return;
     this.masterOpen = false;
-    while (this.inflightWrites > 0) await new Promise((r) => setTimeout(r, 5));
-    closeFd(this.master);
+    // Let a write that is under way finish (bounded: a container that never
+    // reads its terminal must not hold the shim); close() then fails any
+    // wait still registered on the fd.
+    for (let i = 0; this.inflightWrites > 0 && i < 200; i++) await new Promise((r) => setTimeout(r, 5));
+    close(this.master);
   }
 
   async close(): Promise<void> {
@@ -180,7 +191,7 @@ export async function copyConsole(master: number, stdio: StdioPaths, _id: string
     const stdout = stdio.stdout ? await openFifoPair(stdio.stdout.replace(/^fifo:\/\//, ""), "write") : null;
     return new Console(master, stdin, stdout);
   } catch (err) {
-    closeFd(master);
+    close(master);
     throw err;
   }
 }

@@ -13,7 +13,7 @@
 import { BerthError, Code, invalidArgument } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import { spawn } from "../spawn/mod.ts";
-import { mkfifo } from "./sys.ts";
+import { mkfifo } from "../../ffi/mod.ts";
 
 /** The stdio a process was asked to have (paths or URIs, "" for none). */
 export interface StdioPaths {

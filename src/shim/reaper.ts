@@ -28,7 +28,7 @@
 import { notFound } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import { isOwnChild } from "../spawn/mod.ts";
-import { type ChildExit, closeFd, pidfdOpen, pidfdSendSignal, waitPidfdNoHang, waitPidNoHang } from "./sys.ts";
+import { close, type ExitInfo, pidfdOpen, pidfdSendSignal, waitPid, waitPidfd } from "../../ffi/mod.ts";
 
 const SLOW_SWEEP_MS = 1000;
 
@@ -43,8 +43,8 @@ export interface Watched {
 }
 
 /** containerd's convention: 128 + signal for a process killed by a signal. */
-export function exitStatusOf(e: ChildExit): number {
-  return e.signal ? 128 + e.signal : e.code;
+export function exitStatusOf(e: ExitInfo): number {
+  return e.code === "exited" ? e.status : 128 + e.status;
 }
 
 class Entry implements Watched {
@@ -67,7 +67,7 @@ class Entry implements Watched {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    closeFd(this.fd);
+    close(this.fd);
   }
 }
 
@@ -148,13 +148,13 @@ export class Reaper {
   }
 
   private check(entry: Entry): void {
-    let exit: ChildExit | null;
+    let exit: ExitInfo | null;
     try {
-      exit = waitPidfdNoHang(entry.fd);
+      exit = waitPidfd(entry.fd, { noHang: true });
     } catch (err) {
       // ECHILD: somebody else reaped it; its status is lost, report it plainly.
       log.error("cannot read the exit of a followed process", { pid: entry.pid, error: err });
-      exit = { pid: entry.pid, code: 255, signal: 0 };
+      exit = { pid: entry.pid, code: "exited", status: 255 };
     }
     if (!exit) return;
     entry.reaped = true;
@@ -173,7 +173,7 @@ export class Reaper {
     for (const pid of childPids()) {
       if (this.tracked.has(pid) || isOwnChild(pid) || !isZombie(pid)) continue;
       try {
-        if (waitPidNoHang(pid)) this.orphansReaped++;
+        if (waitPid(pid, { noHang: true })) this.orphansReaped++;
       } catch {
         // gone meanwhile
       }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { mount, umount2 } from "./sys.ts";
+import { mount, umount2 } from "../../ffi/mod.ts";
 import { BerthError, Code } from "../errdefs/mod.ts";
 
 /** One mount as containerd describes it (containerd.types.Mount). */

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { setChildSubreaper } from "./sys.ts";
+import { setChildSubreaper } from "../../ffi/mod.ts";
 import { log, setLogLevel, setLogSink } from "../log/mod.ts";
 import { Server } from "../ttrpc/mod.ts";
 import { Task as TaskV2 } from "../gen/containerd/task/v2/shim_pb.ts";
@@ -93,7 +93,7 @@ export async function serveShim(flags: ShimFlags): Promise<number> {
     log.error("serve needs -socket");
     return 2;
   }
-  setChildSubreaper();
+  setChildSubreaper(true);
   const reaper = new Reaper();
   reaper.start();
   const publisher = new Publisher({
