@@ -637,3 +637,90 @@ await importArchive(b, f.readable);
     await w.close();
   }
 });
+
+Deno.test("images: linux/amd64 is chosen from a multi-platform index, for labels, unpack and export", async () => {
+  const w = await openWorld();
+  try {
+    const layout = await busyboxLayout(w.dir);
+    const enc = new TextEncoder();
+    const put = async (doc: unknown) => {
+      const bytes = enc.encode(JSON.stringify(doc));
+      const digest = digestOf(bytes);
+      await Deno.writeFile(`${layout}/blobs/sha256/${digest.slice(7)}`, bytes);
+      return { digest, size: bytes.length };
+    };
+    const amd64 = JSON.parse(await Deno.readTextFile(`${layout}/index.json`)).manifests[0];
+    // An arm64 manifest whose layer is not in the archive: choosing it would fail.
+    const armConfig = await put({
+      architecture: "arm64",
+      os: "linux",
+      rootfs: { type: "layers", diff_ids: [digestOf("x")] },
+    });
+    const armManifest = await put({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      config: { mediaType: "application/vnd.oci.image.config.v1+json", ...armConfig },
+      layers: [{
+        mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+        digest: digestOf("missing"),
+        size: 7,
+      }],
+    });
+    const index = await put({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.index.v1+json",
+      manifests: [
+        {
+          mediaType: "application/vnd.oci.image.manifest.v1+json",
+          ...armManifest,
+          platform: { os: "linux", architecture: "arm64", variant: "v8" },
+        },
+        {
+          mediaType: amd64.mediaType,
+          digest: amd64.digest,
+          size: amd64.size,
+          platform: { os: "linux", architecture: "amd64" },
+        },
+      ],
+    });
+    await Deno.writeTextFile(
+      `${layout}/index.json`,
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [{
+          mediaType: "application/vnd.oci.image.index.v1+json",
+          ...index,
+          annotations: { "io.containerd.image.name": "example.com/multi:1" },
+        }],
+      }),
+    );
+    const archive = `${w.dir}/multi.tar`;
+    await must("tar", ["-cf", archive, "-C", layout, "."]);
+
+    const r = await importArchive(w.backend, await fileStream(archive));
+    assert.equal(r.images[0].name, "example.com/multi:1");
+    assert.equal(r.images[0].target.digest, index.digest);
+    const labels = w.md.content.info(NS, index.digest).labels;
+    assert.equal(labels["containerd.io/gc.ref.content.m.0"], amd64.digest);
+    assert.equal(
+      labels["containerd.io/gc.ref.content.m.1"],
+      undefined,
+      "the arm64 manifest is not kept by the image",
+    );
+    const { desc } = await resolveManifest(w.backend.content, r.images[0].target);
+    assert.equal(desc.digest, amd64.digest);
+    assert.equal(r.unpacked["example.com/multi:1"].layers, 1);
+
+    const out = await Deno.open(`${w.dir}/multi-export.tar`, {
+      write: true,
+      create: true,
+      truncate: true,
+    });
+    await (await exportArchive(w.backend, ["example.com/multi:1"])).pipeTo(out.writable);
+    const listing = await must("tar", ["-tf", `${w.dir}/multi-export.tar`]);
+    assert.match(listing, new RegExp(amd64.digest.slice(7)));
+    assert.doesNotMatch(listing, new RegExp(armManifest.digest.slice(7)));
+  } finally {
+    await w.close();
+  }
+});

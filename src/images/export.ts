@@ -8,12 +8,12 @@ import type { Descriptor, ImageBackend } from "./backend.ts";
 import { type IndexJson, type ManifestJson, readJson, resolveManifest } from "./blobs.ts";
 import { ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME } from "./import.ts";
 import { isIndex, isManifest, OCI_INDEX, sniffMediaType } from "./mediatypes.ts";
-import type { Platform } from "./platform.ts";
+import { matchPlatform, type Platform } from "./platform.ts";
 import { familiarName, parseReference } from "./reference.ts";
 
 /** Options of {@link exportArchive}. */
 export interface ExportOptions {
-  /** Platform whose manifest manifest.json lists (default linux/amd64). */
+  /** Platform whose blobs are exported and whose manifest manifest.json lists (default linux/amd64). */
   platform?: Platform;
 }
 
@@ -40,9 +40,17 @@ async function has(b: ImageBackend, digest: string): Promise<boolean> {
   }
 }
 
-// Every blob under `desc` that the store holds (children of other
-// platforms an import or pull skipped are left out), parents first.
-async function collect(b: ImageBackend, desc: Descriptor, out: Map<string, Descriptor>, depth = 0) {
+// Every blob under `desc` for `platform`, parents first. Index entries of
+// other platforms, or absent from the store, are left out (as ctr exports
+// only the default platform unless told otherwise); the index itself is
+// kept as it is, so its digest does not change.
+async function collect(
+  b: ImageBackend,
+  desc: Descriptor,
+  out: Map<string, Descriptor>,
+  platform: Platform | undefined,
+  depth = 0,
+) {
   if (out.has(desc.digest) || depth > 8) return;
   out.set(desc.digest, desc);
   const mt = desc.mediaType;
@@ -51,7 +59,9 @@ async function collect(b: ImageBackend, desc: Descriptor, out: Map<string, Descr
   const kind = mt || sniffMediaType(doc);
   if (isIndex(kind)) {
     for (const m of (doc as unknown as IndexJson).manifests ?? []) {
-      if (await has(b, m.digest)) await collect(b, m, out, depth + 1);
+      if (matchPlatform(m.platform, platform) && await has(b, m.digest)) {
+        await collect(b, m, out, platform, depth + 1);
+      }
     }
   } else {
     const m = doc as unknown as ManifestJson;
@@ -83,7 +93,7 @@ export async function exportArchive(
   for (const name of names) {
     const img = await b.images.get(name);
     if (!img) throw notFound(`image ${JSON.stringify(name)}`);
-    await collect(b, img.target, blobs);
+    await collect(b, img.target, blobs, opts.platform);
     const ref = parseReference(img.name);
     index.manifests.push({
       mediaType: img.target.mediaType,
