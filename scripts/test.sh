@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 log=$(mktemp /tmp/berth-test.XXXXXX)
 .tools/node_modules/deno/deno test -A --no-prompt "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
-summary=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$log" | tail -1)
+# Deno colours its summary; strip the escapes before reading it.
+summary=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^(ok|FAILED) \| [0-9]+ passed' | tail -1)
 rm -f "$log"
 if [ -z "$summary" ]; then
   echo "test run ended without a summary (exit $rc)"
