@@ -724,3 +724,103 @@ Deno.test("images: linux/amd64 is chosen from a multi-platform index, for labels
     await w.close();
   }
 });
+
+/**
+ * A minimal registry in this process serving an OCI layout: bearer-token
+ * auth (a token service at /token that wants basic credentials), and
+ * optionally one blob served with a byte changed.
+ */
+function fakeRegistry(layout: string, opts: { user: string; password: string; corrupt?: string }) {
+  const token = crypto.randomUUID();
+  const seen = { tokenRequests: [] as string[], ranges: [] as string[] };
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const url = new URL(req.url);
+    const host = url.host;
+    if (url.pathname === "/token") {
+      seen.tokenRequests.push(url.search);
+      if (req.headers.get("authorization") !== `Basic ${btoa(`${opts.user}:${opts.password}`)}`) {
+        return new Response("denied", { status: 401 });
+      }
+      return Response.json({ token });
+    }
+    if (req.headers.get("authorization") !== `Bearer ${token}`) {
+      return new Response("unauthorized", {
+        status: 401,
+        headers: {
+          "www-authenticate":
+            `Bearer realm="http://${host}/token",service="fake-registry",scope="repository:busybox:pull"`,
+        },
+      });
+    }
+    const m = /^\/v2\/busybox\/(manifests|blobs)\/(.+)$/.exec(url.pathname);
+    if (!m) return new Response("not found", { status: 404 });
+    let digest = m[2];
+    let mediaType = "application/octet-stream";
+    if (m[1] === "manifests" && !digest.includes(":")) {
+      const d = JSON.parse(await Deno.readTextFile(`${layout}/index.json`)).manifests[0];
+      digest = d.digest;
+      mediaType = d.mediaType;
+    }
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = await Deno.readFile(`${layout}/blobs/${digest.replace(":", "/")}`);
+    } catch {
+      return new Response("unknown", { status: 404 });
+    }
+    if (m[1] === "blobs" && digest === opts.corrupt) bytes[bytes.length >> 1] ^= 0xff;
+    return new Response(bytes, {
+      headers: { "content-type": mediaType, "docker-content-digest": digest },
+    });
+  });
+  return {
+    host: `127.0.0.1:${(server.addr as Deno.NetAddr).port}`,
+    seen,
+    close: () => server.shutdown(),
+  };
+}
+
+Deno.test("images: bearer-token auth from the WWW-Authenticate challenge; a corrupt layer from the registry leaves nothing", async () => {
+  const w = await openWorld();
+  const layout = await busyboxLayout(w.dir);
+  const index = JSON.parse(await Deno.readTextFile(`${layout}/index.json`)).manifests[0];
+  const manifest = JSON.parse(
+    await Deno.readTextFile(`${layout}/blobs/sha256/${index.digest.slice(7)}`),
+  );
+  const layer = manifest.layers[0].digest;
+  const creds = { user: "puller", password: "pw" };
+  const good = fakeRegistry(layout, creds);
+  const bad = fakeRegistry(layout, { ...creds, corrupt: layer });
+  try {
+    const denied = await pullImage(w.backend, `${good.host}/busybox:t`, { plainHttp: true })
+      .then(() => undefined, (e) => e);
+    assert.ok(isCode(denied, Code.PermissionDenied), String(denied));
+
+    const failed = await pullImage(w.backend, `${bad.host}/busybox:t`, {
+      plainHttp: true,
+      username: creds.user,
+      password: creds.password,
+    }).then(() => undefined, (e) => e);
+    assert.ok(isCode(failed, Code.FailedPrecondition), String(failed));
+    assert.match(String(failed), new RegExp(`blob ${layer}`));
+    assert.ok(!(await w.store.list()).some((i) => i.digest === layer), "no blob of the bad layer");
+    assert.deepEqual(await w.store.listStatuses(), [], "no ingest of it either");
+    assert.deepEqual(w.md.images.list(NS), []);
+
+    const r = await pullImage(w.backend, `${good.host}/busybox:t`, {
+      plainHttp: true,
+      username: creds.user,
+      password: creds.password,
+    });
+    assert.equal(r.image.target.digest, index.digest);
+    assert.ok(
+      good.seen.tokenRequests.some((q) =>
+        q.includes("service=fake-registry") && q.includes("scope=repository%3Abusybox%3Apull")
+      ),
+      JSON.stringify(good.seen.tokenRequests),
+    );
+  } finally {
+    await good.close();
+    await bad.close();
+    await w.close();
+  }
+});
