@@ -173,10 +173,46 @@ Deno.test({
           await client.done;
         }
 
+        // SIGUSR1: the shim writes its state to its log, which containerd copies into its own.
+        const [shim] = shimPids(ctd);
+        Deno.kill(shim, "SIGUSR1");
+        await waitFor("the state dump in containerd's log", async () => {
+          const text = await Deno.readTextFile(ctd.logPath);
+          return text.includes("shim state dump") && /container c2 bundle=/.test(text);
+        });
         await ctrOk(env, ["tasks", "kill", "-s", "SIGKILL", "c2"]);
         await waitFor("c2 to stop", async () => /c2\s+\d+\s+STOPPED/.test(await ctrOk(env, ["tasks", "ls"])));
         await ctrOk(env, ["tasks", "delete", "c2"]);
         await ctrOk(env, ["containers", "rm", "c2"]);
+        await assertNothingLeft(env);
+      });
+
+      await step("stdin: input reaches the container and its end arrives (CloseIO)", async () => {
+        const child = spawn("ctr", [
+          "--address",
+          ctd.address,
+          "--namespace",
+          ctd.namespace,
+          "run",
+          "--rm",
+          "--fifo-dir",
+          `${ctd.dir}/fifo`,
+          "--runtime",
+          RUNTIME,
+          env.img.ref,
+          "c5",
+          "sh",
+          "-c",
+          "wc -c; echo end-of-input-seen",
+        ], { stdin: "piped", stdout: "piped", stderr: "piped", env: { PATH: ctd.path } });
+        const out = new Response(child.stdout).text();
+        const err = new Response(child.stderr).text();
+        const w = child.stdin.getWriter();
+        await w.write(new Uint8Array(300_000).fill(120));
+        await w.close();
+        const status = await child.status;
+        assert.equal((await out).replace(/\s+/g, " ").trim(), "300000 end-of-input-seen", await err);
+        assert.equal(status.code, 0);
         await assertNothingLeft(env);
       });
 

@@ -8,6 +8,8 @@
 import assert from "node:assert/strict";
 import { BerthError, Code } from "../src/errdefs/mod.ts";
 import { Container, type ContainerEnv } from "../src/shim/container.ts";
+import { packEvent } from "../src/shim/publisher.ts";
+import { OptionsSchema } from "../src/gen/containerd/runc/v1/options_pb.ts";
 import type { Process } from "../src/shim/process.ts";
 import { Reaper } from "../src/shim/reaper.ts";
 import { mkfifo, setChildSubreaper } from "../ffi/mod.ts";
@@ -225,5 +227,41 @@ Deno.test("process: a broken bundle fails Create with runc's own message and lea
     );
     assert.deepEqual([...Deno.readDirSync(`/run/berth/runc/${NS}`)], []);
     assert.deepEqual(zombieChildren(), []);
+  });
+});
+
+Deno.test("process: runtime options choose the binary (BinaryName) and its state root (Root)", async () => {
+  await withFixture(async ({ dir, env }) => {
+    const wrapper = `${dir}/my-runc`;
+    await Deno.writeTextFile(wrapper, `#!/bin/sh\necho "$@" >> ${dir}/calls\nexec runc "$@"\n`, { mode: 0o755 });
+    const b = await bundle(dir, "b7", ["true"]);
+    const c = await Container.create({
+      id: "p7",
+      bundle: b,
+      rootfs: [],
+      stdio: { stdin: "", stdout: "", stderr: "", terminal: false },
+      checkpoint: "",
+      options: packEvent(OptionsSchema, { binaryName: wrapper, root: `${dir}/rroot`, noNewKeyring: true }),
+    }, env);
+    assert.ok(Deno.statSync(`${dir}/rroot/${NS}/p7/state.json`).isFile);
+    await c.start("", () => {});
+    await c.init.exited;
+    await c.delete("");
+    const calls = await Deno.readTextFile(`${dir}/calls`);
+    assert.match(calls, new RegExp(`--root ${dir}/rroot/${NS} .*create .*--no-new-keyring`));
+    assert.match(calls, /start p7/);
+    assert.match(calls, /delete p7/);
+    // An options type berth does not know is refused, not ignored.
+    await assert.rejects(
+      Container.create({
+        id: "p8",
+        bundle: b,
+        rootfs: [],
+        stdio: { stdin: "", stdout: "", stderr: "", terminal: false },
+        checkpoint: "",
+        options: { $typeName: "google.protobuf.Any", typeUrl: "containerd.linux.runc.RuncOptions", value: new Uint8Array() },
+      }, env),
+      (e) => e instanceof BerthError && e.code === Code.InvalidArgument,
+    );
   });
 });
