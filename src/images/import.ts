@@ -5,11 +5,17 @@
 // read at the end, since archives put them anywhere.
 
 import { isDigest } from "../content/mod.ts";
-import { readTar } from "../archive/mod.ts";
-import { detectCompression } from "../archive/mod.ts";
+import { detectCompression, readTar } from "../archive/mod.ts";
 import { invalidArgument } from "../errdefs/mod.ts";
 import type { Descriptor, Image, ImageBackend } from "./backend.ts";
-import { finishBlob, type IndexJson, MAX_JSON_SIZE, openWriter, putBytes } from "./blobs.ts";
+import {
+  finishBlob,
+  type IndexJson,
+  MAX_JSON_SIZE,
+  openWriter,
+  putBytes,
+  readJson,
+} from "./blobs.ts";
 import { labelChildren } from "./gclabels.ts";
 import {
   DOCKER_CONFIG,
@@ -224,10 +230,9 @@ export function importArchive(
         }
         const name = entryName(d.annotations, opts.baseName);
         if (name) {
-          named.push({
-            name,
-            target: { mediaType: d.mediaType, digest: d.digest, size: d.size },
-          });
+          // OCI lets index entries leave the media type out; the document says what it is.
+          const mediaType = d.mediaType || sniffMediaType(await readJson(b.content, d.digest));
+          named.push({ name, target: { mediaType, digest: d.digest, size: d.size } });
         }
       }
     }

@@ -10,8 +10,11 @@
  * daemon (and in tests) over the local stores with {@link localBackend}.
  * The code is the same either way: only the backend differs. berth's
  * client is TypeScript too, so a service-client backend is a thin adapter
- * of these interfaces, and import/pull stream straight from the client into
- * the daemon's content store.
+ * of these interfaces (src/client/backend.ts), and import/pull stream
+ * straight from the client into the daemon's content store, with layers
+ * applied through the Diff service's logic onto the mounts the daemon's
+ * snapshotter returns. The decision: these operations run client-side, as
+ * ctr's do; the daemon needs no image-transfer RPC of its own.
  *
  * Everything streams: archives are read once, layers are never held in
  * memory, blobs are digest-verified before they are committed, and each
