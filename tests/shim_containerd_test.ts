@@ -332,6 +332,45 @@ Deno.test({
         await assertNothingLeft(env);
       });
 
+      await step("OOM kill: TaskOOM is published before the task's exit", async () => {
+        const events = spawn("ctr", ["--address", ctd.address, "--namespace", ctd.namespace, "events"], {
+          stdout: "piped",
+          stderr: "null",
+          env: { PATH: ctd.path },
+        });
+        let seen = "";
+        const reading = (async () => {
+          const dec = new TextDecoder();
+          for await (const chunk of events.stdout) seen += dec.decode(chunk, { stream: true });
+        })();
+        try {
+          await new Promise((r) => setTimeout(r, 300)); // let the subscription start
+          const r = await ctd.ctr([
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            "--memory-limit",
+            String(16 << 20),
+            env.img.ref,
+            "oom1",
+            "sh",
+            "-c",
+            "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
+          ]);
+          assert.equal(r.code, 137, r.stderr);
+          await waitFor("the exit event", () => /\/tasks\/delete .*oom1/.test(seen), 15_000, () => seen);
+          const oom = seen.search(/\/tasks\/oom .*oom1/);
+          const exit = seen.search(/\/tasks\/exit .*oom1/);
+          assert.ok(oom >= 0 && exit > oom, seen);
+        } finally {
+          events.kill("SIGTERM");
+          await events.status;
+          await reading;
+        }
+        await assertNothingLeft(env);
+      });
+
       await step("a broken bundle: runc's own message, nothing left behind", async () => {
         const r = await ctd.ctr(["run", "--rm", "--runtime", RUNTIME, env.img.ref, "c7", "/no/such/binary"]);
         assert.notEqual(r.code, 0);

@@ -28,7 +28,7 @@ import { decodeRuntimeOptions, runcConfigFor, type RuntimeOptions, writeRuntimeO
 import { Process } from "./process.ts";
 import type { Reaper } from "./reaper.ts";
 import { type MountSpec, mountAll, unmountAll } from "./rootfs.ts";
-import { cgroupOf, type CgroupRef } from "./stats.ts";
+import { cgroupOf, type CgroupRef, oomKillCount } from "./stats.ts";
 import type { Any } from "@bufbuild/protobuf/wkt";
 
 /** What Create needs from the request. */
@@ -111,6 +111,8 @@ export class Container {
   /** Exec ids taken by an Exec request still in progress (containerd's ReserveProcess). */
   private readonly reserved = new Set<string>();
   cgroup: CgroupRef | null = null;
+  /** OOM kills in the container's cgroup already reported (TaskOOM), starting at Create's count. */
+  oomKills = 0n;
   private rootfsMounted = false;
 
   private constructor(
@@ -167,6 +169,7 @@ export class Container {
         },
       );
       c.cgroup = await cgroupOf(c.init.pid).catch(() => null);
+      if (c.cgroup) c.oomKills = oomKillCount(c.cgroup) ?? 0n;
       return c;
     } catch (err) {
       await runcDelete(runc, p.id, true).catch(() => {});
@@ -386,6 +389,19 @@ export class Container {
     } finally {
       if (!opts.workPath) await Deno.remove(work, { recursive: true }).catch(() => {});
     }
+  }
+
+  /**
+   * True once when the OOM killer struck in the container since last asked
+   * (checked at each exit, while the cgroup still exists: runc removes it
+   * only on delete).
+   */
+  takeOomKill(): boolean {
+    if (!this.cgroup) return false;
+    const n = oomKillCount(this.cgroup);
+    if (n === null || n <= this.oomKills) return false;
+    this.oomKills = n;
+    return true;
   }
 
   /** True when no process of this container is running any more. */

@@ -85,6 +85,9 @@ export class TaskService {
   private exited(c: Container, p: Process): void {
     if (p.state === "deleted" && !p.isInit) return; // an exec deleted before it ran
     if (p.isInit && !this.containers.has(c.id)) return; // deleted before it ever ran
+    // The kernel's OOM killer is seen through the cgroup's counter when a
+    // process exits, so TaskOOM comes before that process's TaskExit.
+    if (c.takeOomKill()) this.pub.publish(TOPICS.oom, ev.TaskOOMSchema, { containerId: c.id });
     this.pub.publish(TOPICS.exit, ev.TaskExitSchema, {
       containerId: c.id,
       id: p.execId || c.id,

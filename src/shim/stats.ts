@@ -288,3 +288,16 @@ export function metricsAny(ref: CgroupRef): Any {
   }
   return { $typeName: "google.protobuf.Any", typeUrl: "io.containerd.cgroups.v2.Metrics", value: toBinary(v2.MetricsSchema, metricsV2(ref.path)) };
 }
+
+/**
+ * How many times the kernel's OOM killer has killed in the container's
+ * memory cgroup (v1 memory.oom_control or v2 memory.events "oom_kill"), or
+ * null when the cgroup cannot be read.
+ */
+export function oomKillCount(ref: CgroupRef): bigint | null {
+  const file = ref.version === 1
+    ? (ref.paths.memory ? `${ref.paths.memory}/memory.oom_control` : null)
+    : `${ref.path}/memory.events`;
+  if (!file || readText(file) === null) return null;
+  return readKeyed(file).get("oom_kill") ?? 0n;
+}
