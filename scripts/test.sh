@@ -4,7 +4,10 @@
 set -u
 cd "$(dirname "$0")/.."
 log=$(mktemp /tmp/berth-test.XXXXXX)
-.tools/node_modules/deno/deno test -A --no-prompt "$@" 2>&1 | tee "$log"
+# tini -s makes the test run a subreaper that reaps every orphan: shims detach
+# and containers' processes are reparented, and this machine's pid 1 does not
+# reap, so without it every detached process a test ends would stay a zombie.
+tini -s -- .tools/node_modules/deno/deno test -A --no-prompt "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 # Deno colours its summary; strip the escapes before reading it.
 summary=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^(ok|FAILED) \| [0-9]+ passed' | tail -1)
