@@ -29,6 +29,23 @@ import { startContainerd } from "./support/containerd.ts";
 import { buildBusyboxImage, buildLargeImage, BUSYBOX_REF } from "./support/image.ts";
 import { runTool } from "./support/tool.ts";
 import { spawn } from "../src/spawn/mod.ts";
+import { applyOverrides, parseConfig } from "../src/config/mod.ts";
+import {
+  contentPlugin,
+  exchangePlugin,
+  metadataPlugin,
+  overlayfsPlugin,
+} from "../src/daemon/plugins.ts";
+import { startDaemon } from "../src/daemon/mod.ts";
+import { setLogSink } from "../src/log/mod.ts";
+import { Content } from "../src/gen/containerd/services/content/v1/content_pb.ts";
+import { Diff } from "../src/gen/containerd/services/diff/v1/diff_pb.ts";
+import { Snapshots } from "../src/gen/containerd/services/snapshots/v1/snapshots_pb.ts";
+import type { Registration } from "../src/plugin/mod.ts";
+import { contentServicePlugin } from "../src/services/content/mod.ts";
+import { diffPlugin } from "../src/services/diff/mod.ts";
+import { snapshotsPlugin } from "../src/services/snapshots/mod.ts";
+import { connect, NAMESPACE_METADATA_KEY, serviceClient } from "../src/ttrpc/mod.ts";
 
 const NS = "default";
 
@@ -822,5 +839,54 @@ Deno.test("images: bearer-token auth from the WWW-Authenticate challenge; a corr
     await good.close();
     await bad.close();
     await w.close();
+  }
+});
+
+Deno.test("images: the daemon serves the Diff service over ttrpc (diff a snapshot into a blob, apply it to another)", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "berth-images-daemon-" });
+  const logs: string[] = [];
+  setLogSink((l) => logs.push(l)); // the daemon's start-up lines are not this test's output
+  const { config } = parseConfig("version = 2\n");
+  const d = await startDaemon(
+    applyOverrides(config, {
+      root: `${tmp}/root`,
+      state: `${tmp}/state`,
+      address: `${tmp}/state/b.sock`,
+    }),
+    {
+      plugins: [
+        exchangePlugin,
+        contentPlugin,
+        overlayfsPlugin,
+        metadataPlugin,
+        snapshotsPlugin,
+        contentServicePlugin,
+        diffPlugin,
+      ] as Registration[],
+    },
+  );
+  const client = await connect(d.ttrpcAddress);
+  try {
+    const defaults = { metadata: { [NAMESPACE_METADATA_KEY]: "images-test" } };
+    const snaps = serviceClient(client, Snapshots, { defaults });
+    const diff = serviceClient(client, Diff, { defaults });
+    const content = serviceClient(client, Content, { defaults });
+    const { mounts: upper } = await snaps.prepare({ snapshotter: "overlayfs", key: "a" });
+    await Deno.writeTextFile(`${upper[0].source}/hello`, "over the wire\n");
+    const made = await diff.diff({ left: [], right: upper });
+    assert.equal(made.diff?.mediaType, "application/vnd.oci.image.layer.v1.tar+gzip");
+    const info = await content.info({ digest: made.diff!.digest });
+    assert.equal(info.info?.size, made.diff!.size);
+    const diffId = info.info!.labels["containerd.io/uncompressed"];
+
+    const { mounts: target } = await snaps.prepare({ snapshotter: "overlayfs", key: "b" });
+    const applied = await diff.apply({ diff: made.diff, mounts: target });
+    assert.equal(applied.applied?.digest, diffId);
+    assert.equal(await Deno.readTextFile(`${target[0].source}/hello`), "over the wire\n");
+  } finally {
+    client.close();
+    await d.stop();
+    setLogSink((l) => Deno.stderr.writeSync(new TextEncoder().encode(l)));
+    await Deno.remove(tmp, { recursive: true });
   }
 });
