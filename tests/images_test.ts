@@ -890,3 +890,58 @@ Deno.test("images: the daemon serves the Diff service over ttrpc (diff a snapsho
     await Deno.remove(tmp, { recursive: true });
   }
 });
+
+Deno.test("images: a deletion in an upper layer (umoci repack) unpacks as an overlay whiteout, or a real deletion in native", async () => {
+  const w = await openWorld();
+  try {
+    const layout = `${w.dir}/layout`;
+    const image = `${layout}:del`;
+    // Both layers by unpack/repack: umoci repack writes deletions as whiteouts.
+    const bundle = `${w.dir}/bundle`;
+    await must("umoci", ["init", "--layout", layout]);
+    await must("umoci", ["new", "--image", image]);
+    await must("umoci", ["unpack", "--image", image, bundle]);
+    await Deno.mkdir(`${bundle}/rootfs/etc/keep`, { recursive: true });
+    await Deno.writeTextFile(`${bundle}/rootfs/etc/gone`, "to be deleted\n");
+    await Deno.writeTextFile(`${bundle}/rootfs/etc/keep/file`, "stays\n");
+    await must("umoci", ["repack", "--image", image, bundle]);
+    await Deno.remove(bundle, { recursive: true });
+    await must("umoci", ["unpack", "--image", image, bundle]);
+    await Deno.remove(`${bundle}/rootfs/etc/gone`);
+    await Deno.writeTextFile(`${bundle}/rootfs/etc/keep/new`, "added\n");
+    await must("umoci", ["repack", "--image", image, bundle]);
+    const indexPath = `${layout}/index.json`;
+    const idx = JSON.parse(await Deno.readTextFile(indexPath));
+    idx.manifests = idx.manifests.filter((m: { annotations?: Record<string, string> }) =>
+      m.annotations?.["org.opencontainers.image.ref.name"] === "del"
+    );
+    idx.manifests[0].annotations = { "org.opencontainers.image.ref.name": "berth.test/del:1" };
+    await Deno.writeTextFile(indexPath, JSON.stringify(idx));
+    const archive = `${w.dir}/del.tar`;
+    await must("tar", ["-cf", archive, "-C", layout, "."]);
+
+    for (const snapshotter of ["overlayfs", "native"]) {
+      const r = await importArchive(w.backend, await fileStream(archive), { snapshotter });
+      const u = r.unpacked["berth.test/del:1"];
+      assert.equal(u.layers, 2);
+      const sn = w.backend.snapshots(snapshotter);
+      const mounts = await sn.prepare(`look-${snapshotter}`, u.chainId);
+      if (snapshotter === "native") {
+        const root = mounts[0].source;
+        await assert.rejects(Deno.lstat(`${root}/etc/gone`), Deno.errors.NotFound);
+        assert.equal(await Deno.readTextFile(`${root}/etc/keep/file`), "stays\n");
+        assert.equal(await Deno.readTextFile(`${root}/etc/keep/new`), "added\n");
+      } else {
+        // The top layer's own directory holds the whiteout: a 0/0 character device.
+        const top = topLayerDir(mounts);
+        const wh = await Deno.lstat(`${top}/etc/gone`);
+        assert.ok(wh.isCharDevice, "overlay whiteout for the deleted file");
+        assert.equal(wh.rdev, 0);
+        assert.equal(await Deno.readTextFile(`${top}/etc/keep/new`), "added\n");
+      }
+      await sn.remove(`look-${snapshotter}`);
+    }
+  } finally {
+    await w.close();
+  }
+});
