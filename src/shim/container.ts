@@ -24,7 +24,8 @@ import {
 } from "../runc/mod.ts";
 import { copyConsole, openConsoleSocket } from "./console.ts";
 import { openProcessIO, type StdioPaths } from "./io.ts";
-import { decodeRuntimeOptions, runcConfigFor, type RuntimeOptions, writeRuntimeOptions } from "./options.ts";
+import { runcConfigFor, type RuntimeOptions, writeRuntimeOptions } from "./options.ts";
+import { decodeRuntimeOptions } from "./runtime_options.ts";
 import { Process } from "./process.ts";
 import type { Reaper } from "./reaper.ts";
 import { type MountSpec, mountAll, unmountAll } from "./rootfs.ts";

@@ -1,15 +1,12 @@
 /**
- * The OCI runtime settings of one container: decoded from the Create
- * request's options (containerd.runc.v1.Options), and saved in the bundle so
- * that `delete` (run after the shim died) finds the same runtime and root.
+ * The OCI runtime settings of one container, saved in the bundle so that
+ * `delete` (run after the shim died) finds the same runtime and root. No
+ * protobuf here: `delete` is on the path of every container's removal.
+ * Decoding them from a Create request is in runtime_options.ts.
  * @module
  */
 
-import { fromBinary } from "@bufbuild/protobuf";
-import type { Any } from "@bufbuild/protobuf/wkt";
-import { invalidArgument } from "../errdefs/mod.ts";
 import type { RuncConfig } from "../runc/mod.ts";
-import { OptionsSchema } from "../gen/containerd/runc/v1/options_pb.ts";
 
 /** berth's default runtime state root; the namespace is a subdirectory. */
 export const DEFAULT_RUNC_ROOT = "/run/berth/runc";
@@ -39,32 +36,6 @@ export function defaultRuntimeOptions(): RuntimeOptions {
     ioGid: 0,
     criuPath: "",
     criuWorkPath: "",
-  };
-}
-
-/**
- * Decodes the Create request's options Any. Empty means defaults; a type
- * other than containerd.runc.v1.Options is refused, since silently ignoring
- * settings would run the container differently from what was asked.
- */
-export function decodeRuntimeOptions(any: Any | undefined): RuntimeOptions {
-  const opts = defaultRuntimeOptions();
-  if (!any || any.typeUrl === "") return opts;
-  const name = any.typeUrl.slice(any.typeUrl.lastIndexOf("/") + 1);
-  if (name !== "containerd.runc.v1.Options") {
-    throw invalidArgument(`unsupported runtime options type "${any.typeUrl}" (want containerd.runc.v1.Options)`);
-  }
-  const o = fromBinary(OptionsSchema, any.value);
-  return {
-    binaryName: o.binaryName,
-    root: o.root,
-    systemdCgroup: o.systemdCgroup,
-    noPivotRoot: o.noPivotRoot,
-    noNewKeyring: o.noNewKeyring,
-    ioUid: o.ioUid,
-    ioGid: o.ioGid,
-    criuPath: o.criuPath,
-    criuWorkPath: o.criuWorkPath,
   };
 }
 
