@@ -747,7 +747,10 @@ Deno.test("images: linux/amd64 is chosen from a multi-platform index, for labels
  * auth (a token service at /token that wants basic credentials), and
  * optionally one blob served with a byte changed.
  */
-function fakeRegistry(layout: string, opts: { user: string; password: string; corrupt?: string }) {
+function fakeRegistry(
+  layout: string,
+  opts: { user: string; password: string; corrupt?: string; dropOnce?: string },
+) {
   const token = crypto.randomUUID();
   const seen = { tokenRequests: [] as string[], ranges: [] as string[] };
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
@@ -785,6 +788,29 @@ function fakeRegistry(layout: string, opts: { user: string; password: string; co
       return new Response("unknown", { status: 404 });
     }
     if (m[1] === "blobs" && digest === opts.corrupt) bytes[bytes.length >> 1] ^= 0xff;
+    if (m[1] === "blobs" && digest === opts.dropOnce) {
+      opts.dropOnce = undefined;
+      // Half the blob, then the connection breaks.
+      const half = bytes.subarray(0, bytes.length >> 1);
+      return new Response(
+        new ReadableStream({
+          start(c) {
+            c.enqueue(half);
+            setTimeout(() => c.error(new Error("connection dropped")), 20);
+          },
+        }),
+        { headers: { "content-type": mediaType } },
+      );
+    }
+    const range = /^bytes=(\d+)-$/.exec(req.headers.get("range") ?? "");
+    if (m[1] === "blobs" && range) {
+      seen.ranges.push(range[0]);
+      const from = Number(range[1]);
+      return new Response(bytes.slice(from), {
+        status: 206,
+        headers: { "content-range": `bytes ${from}-${bytes.length - 1}/${bytes.length}` },
+      });
+    }
     return new Response(bytes, {
       headers: { "content-type": mediaType, "docker-content-digest": digest },
     });
@@ -942,6 +968,40 @@ Deno.test("images: a deletion in an upper layer (umoci repack) unpacks as an ove
       await sn.remove(`look-${snapshotter}`);
     }
   } finally {
+    await w.close();
+  }
+});
+
+Deno.test("images: a pull whose layer download breaks midway resumes with a Range request and succeeds", async () => {
+  const w = await openWorld();
+  const layout = await busyboxLayout(w.dir);
+  const index = JSON.parse(await Deno.readTextFile(`${layout}/index.json`)).manifests[0];
+  const manifest = JSON.parse(
+    await Deno.readTextFile(`${layout}/blobs/sha256/${index.digest.slice(7)}`),
+  );
+  const layer = manifest.layers[0];
+  const creds = { user: "u", password: "p" };
+  const reg = fakeRegistry(layout, { ...creds, dropOnce: layer.digest });
+  try {
+    const events: PullProgress[] = [];
+    const r = await pullImage(w.backend, `${reg.host}/busybox:t`, {
+      plainHttp: true,
+      username: creds.user,
+      password: creds.password,
+      onProgress: (p) => events.push(p),
+    });
+    assert.equal(r.fetched, 2);
+    const half = layer.size >> 1;
+    assert.deepEqual(
+      reg.seen.ranges,
+      [`bytes=${half}-`],
+      "the second attempt asked for the rest only",
+    );
+    const starts = events.filter((e) => e.digest === layer.digest && e.resumedAt !== undefined);
+    assert.deepEqual(starts.map((e) => e.resumedAt), [0, half]);
+    assert.equal(w.md.content.info(NS, layer.digest).size, layer.size);
+  } finally {
+    await reg.close();
     await w.close();
   }
 });

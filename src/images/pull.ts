@@ -3,7 +3,7 @@
 // layers concurrently (resuming interrupted ingests with Range requests),
 // label, unpack, and record the image; all under one lease.
 
-import { invalidArgument } from "../errdefs/mod.ts";
+import { Code, failedPrecondition, invalidArgument, isCode, unavailable } from "../errdefs/mod.ts";
 import type { ContentAccess, Descriptor, Image, ImageBackend } from "./backend.ts";
 import {
   finishBlob,
@@ -60,6 +60,15 @@ export interface PullResult {
 // Progress is reported at most this often per blob while downloading.
 const PROGRESS_EVERY = 1 << 20;
 
+/** Attempts per blob: a dropped connection is resumed from the bytes already written. */
+const FETCH_ATTEMPTS = 3;
+
+// Errors a new attempt cannot fix: the registry said no, or the bytes are wrong.
+function final(err: unknown): boolean {
+  return [Code.NotFound, Code.PermissionDenied, Code.FailedPrecondition, Code.InvalidArgument]
+    .some((c) => isCode(err, c));
+}
+
 async function fetchBlob(
   content: ContentAccess,
   reg: RegistryClient,
@@ -73,33 +82,43 @@ async function fetchBlob(
     report({ ...base, status: "exists", offset: desc.size });
     return false;
   }
-  let res: Response;
-  try {
-    // A previous pull left bytes behind: ask only for the rest.
-    const from = w.offset > 0 && w.offset < desc.size ? w.offset : 0;
-    if (from === 0 && w.offset > 0) await w.truncate();
-    res = await reg.blob(desc.digest, from);
-    if (from > 0 && res.status !== 206) await w.truncate(); // the registry sent it whole
-    report({ ...base, status: "downloading", offset: w.offset, resumedAt: w.offset });
-  } catch (err) {
-    await w.close();
-    throw err;
-  }
-  let lastReport = w.offset;
-  async function* body() {
-    for await (const chunk of res.body!) {
-      yield chunk;
-      if (w!.offset + chunk.length - lastReport >= PROGRESS_EVERY) {
-        lastReport = w!.offset + chunk.length;
-        report({ ...base, status: "downloading", offset: lastReport });
+  const what = `blob ${desc.digest} from ${reg.ref.host}`;
+  for (let attempt = 1;; attempt++) {
+    try {
+      // Bytes from an earlier pull or attempt are kept: ask only for the rest.
+      const from = w.offset > 0 && w.offset < desc.size ? w.offset : 0;
+      if (from === 0 && w.offset > 0) await w.truncate();
+      const res = await reg.blob(desc.digest, from);
+      if (from > 0 && res.status !== 206) await w.truncate(); // the registry sent it whole
+      report({ ...base, status: "downloading", offset: w.offset, resumedAt: w.offset });
+      let lastReport = w.offset;
+      for await (const chunk of res.body ?? []) {
+        if (w.offset + chunk.length > desc.size) {
+          await res.body?.cancel().catch(() => {});
+          throw failedPrecondition(`${what}: more than the ${desc.size} bytes its descriptor says`);
+        }
+        await w.write(chunk);
+        if (w.offset - lastReport >= PROGRESS_EVERY) {
+          lastReport = w.offset;
+          report({ ...base, status: "downloading", offset: lastReport });
+        }
       }
+      if (w.offset === desc.size) break;
+      throw unavailable(`${what}: connection ended at byte ${w.offset} of ${desc.size}`);
+    } catch (err) {
+      if (attempt >= FETCH_ATTEMPTS || final(err)) {
+        if (isCode(err, Code.FailedPrecondition)) {
+          await w.close().catch(() => {});
+          await content.abort(ref).catch(() => {});
+        } else {
+          await w.close().catch(() => {}); // the bytes stay for the next pull to resume
+        }
+        throw err;
+      }
+      await new Promise((r) => setTimeout(r, 100 * attempt));
     }
   }
-  await finishBlob(content, w, ref, res.body ? body() : undefined, {
-    size: desc.size,
-    expected: desc.digest,
-    what: `blob ${desc.digest} from ${reg.ref.host}`,
-  });
+  await finishBlob(content, w, ref, undefined, { size: desc.size, expected: desc.digest, what });
   report({ ...base, status: "done", offset: desc.size });
   return true;
 }
