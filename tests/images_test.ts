@@ -155,7 +155,11 @@ Deno.test("images: a umoci archive imports, unpacks by chain id, and re-imports 
       cfg.rootfs.diff_ids[0],
     );
     // Again: nothing new is written or applied.
-    const again = await importArchive(w.backend, await fileStream(img.archive));
+    const steps: string[] = [];
+    const again = await importArchive(w.backend, await fileStream(img.archive), {
+      onProgress: (p) => steps.push(p.status),
+    });
+    assert.deepEqual([...new Set(steps)], ["exists", "unpacked", "created"]);
     assert.equal(again.written, 0);
     assert.equal(again.unpacked[BUSYBOX_REF].applied, 0);
     assert.equal(w.md.leases.list(NS).length, 0, "the import's lease is gone");

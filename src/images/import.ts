@@ -47,6 +47,17 @@ export interface ImportOptions {
   snapshotter?: string;
   /** Platform to unpack (default linux/amd64). */
   platform?: Platform;
+  /** Called as blobs are stored and images unpacked and recorded. */
+  onProgress?: (p: ImportProgress) => void;
+}
+
+/** One step of an import, as reported to {@link ImportOptions.onProgress}. */
+export interface ImportProgress {
+  /** written/exists: a blob (`digest`, `size`); unpacked/created: an image (`name`). */
+  status: "written" | "exists" | "unpacked" | "created";
+  digest?: string;
+  size?: number;
+  name?: string;
 }
 
 /** What {@link importArchive} did. */
@@ -181,6 +192,7 @@ export function importArchive(
   archive: ReadableStream<Uint8Array>,
   opts: ImportOptions = {},
 ): Promise<ImportResult> {
+  const report = opts.onProgress ?? (() => {});
   return backend.withLease(async (b) => {
     const files = new Map<string, Stored>();
     const meta = new Map<string, Uint8Array>();
@@ -205,6 +217,7 @@ export function importArchive(
       const w = await openWriter(b.content, ref, { total: h.size, expected });
       if (!w) {
         existing++;
+        report({ status: "exists", digest: expected, size: h.size });
         files.set(name, { digest: expected!, size: h.size });
         continue; // readTar skips the unread body
       }
@@ -215,6 +228,7 @@ export function importArchive(
         what: `${name} in the archive`,
       });
       written++;
+      report({ status: "written", digest, size: h.size });
       files.set(name, { digest, size: h.size });
     }
 
@@ -264,8 +278,10 @@ export function importArchive(
       await labelChildren(b.content, target, opts.platform);
       if (opts.unpack !== false) {
         unpacked[name] = await unpackImage(b, target, opts);
+        report({ status: "unpacked", name });
       }
       images.push(await b.images.put({ name, target }));
+      report({ status: "created", name });
     }
     return { images, written, existing, unpacked };
   });

@@ -51,6 +51,7 @@ export {
   entryName,
   importArchive,
   type ImportOptions,
+  type ImportProgress,
   type ImportResult,
 } from "./import.ts";
 export { exportArchive, type ExportOptions } from "./export.ts";
