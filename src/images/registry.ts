@@ -85,8 +85,10 @@ function httpError(res: Response, what: string): BerthError {
 /** A registry repository, with its authorization remembered across requests. */
 export class RegistryClient {
   private authorization: string | undefined;
+  /** The repository's API root, e.g. "http://127.0.0.1:5000/v2/busybox". */
   readonly base: string;
 
+  /** A client of `ref`'s repository; nothing is sent until a request is made. */
   constructor(
     readonly ref: Pick<Reference, "host" | "repository">,
     readonly opts: RegistryOptions = {},
