@@ -44,6 +44,11 @@ export interface CommandSpec {
   /** Shape of the positional arguments, for --help, e.g. "CONTAINER [KEY=VALUE ...]". */
   argsUsage?: string;
   flags?: Record<string, FlagSpec>;
+  /**
+   * After this many positional arguments, the rest is taken verbatim (a
+   * command line for the container: `run IMAGE ID sh -c ...`), as ctr does.
+   */
+  passthrough?: number;
   run(inv: Invocation): Promise<number>;
   /** For commands whose code is heavy: loads the full spec (flags and run) before parsing. */
   resolve?(): Promise<CommandSpec>;
@@ -111,6 +116,30 @@ export function splitGlobal(argv: string[], table: Record<string, FlagSpec> = GL
   return [argv.slice(0, i), argv.slice(i)];
 }
 
+/**
+ * Splits argv after its `n`-th positional argument: the head has the flags
+ * and those positionals, the tail is everything after (flags included).
+ */
+export function splitAfterPositionals(argv: string[], table: Record<string, FlagSpec>, n: number): [string[], string[]] {
+  const takesValue = new Set<string>();
+  for (const [name, f] of Object.entries(table)) {
+    if (f.type !== "string") continue;
+    takesValue.add(`--${name}`);
+    if (f.short) takesValue.add(`-${f.short}`);
+  }
+  let seen = 0;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--") return [argv.slice(0, i), argv.slice(i + 1)];
+    if (a.startsWith("-") && a !== "-") {
+      if (takesValue.has(a)) i++;
+      continue;
+    }
+    if (++seen === n) return [argv.slice(0, i + 1), argv.slice(i + 1)];
+  }
+  return [argv, []];
+}
+
 /** Parses `argv` against a flag table; unknown flags are usage errors naming the command. */
 export function parseFlags(
   argv: string[],
@@ -162,8 +191,8 @@ export function globalOptions(values: FlagValues, env: (k: string) => string | u
   const timeout = str("timeout");
   const connect = str("connect-timeout");
   return {
-    address: (str("address") ?? env("BERTH_ADDRESS") ?? DEFAULT_ADDRESS).replace(/^unix:\/\//, ""),
-    namespace: str("namespace") ?? env("BERTH_NAMESPACE") ?? env("CONTAINERD_NAMESPACE") ?? "default",
+    address: (str("address") || env("BERTH_ADDRESS") || DEFAULT_ADDRESS).replace(/^unix:\/\//, ""),
+    namespace: str("namespace") || env("BERTH_NAMESPACE") || env("CONTAINERD_NAMESPACE") || "default",
     timeoutMs: timeout === undefined ? 0 : parseDuration(timeout),
     connectTimeoutMs: connect === undefined ? 0 : parseDuration(connect),
     debug: values.debug === true,
@@ -245,7 +274,10 @@ export async function runCommand(
 ): Promise<number> {
   if (cmd.resolve) cmd = await cmd.resolve();
   const table = { ...(cmd.flags ?? {}), help: { type: "boolean", short: "h", help: "show help" } as FlagSpec };
+  let tail: string[] = [];
+  if (cmd.passthrough !== undefined) [argv, tail] = splitAfterPositionals(argv, table, cmd.passthrough);
   const parsed = parseFlags(argv, table, path);
+  parsed.args.push(...tail);
   // A flag the group took applies unless the subcommand was given it too.
   const flags = { ...parsed.flags };
   for (const [k, v] of Object.entries(inherited)) if (v !== undefined && !(k in parsed.flags && argv.some((a) => a.startsWith(`--${k}`)))) flags[k] = v;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Code, isCode } from "../errdefs/mod.ts";
-import { type CommandSpec, globalOptions, type GroupSpec, labelArgs, parseDuration, parseFlags, runGroup, splitGlobal } from "./cli.ts";
+import { type CommandSpec, globalOptions, splitAfterPositionals, type GroupSpec, labelArgs, parseDuration, parseFlags, runGroup, splitGlobal } from "./cli.ts";
 
 Deno.test("cli: global flags stop at the command word, values included", () => {
   assert.deepEqual(splitGlobal(["-n", "x", "--debug", "tasks", "kill", "-a"]), [["-n", "x", "--debug"], ["tasks", "kill", "-a"]]);
@@ -63,4 +63,13 @@ Deno.test("cli: groups pick subcommands by alias, take group flags, and refuse u
   assert.equal(await runGroup(g, ["ls", "--snapshotter", "btrfs"], global, "berth snapshots"), 0);
   assert.deepEqual(seen, ["native", ["f"], "btrfs", []]);
   await assert.rejects(runGroup(g, ["bogus"], global, "berth snapshots"), (e) => isCode(e, Code.InvalidArgument));
+});
+
+Deno.test("cli: run-style commands take everything after IMAGE ID verbatim", () => {
+  const table = { rm: { type: "boolean" as const, help: "" }, config: { type: "string" as const, short: "c", help: "" } };
+  {
+    assert.deepEqual(splitAfterPositionals(["--rm", "img", "id", "sh", "-c", "exit 3"], table, 2), [["--rm", "img", "id"], ["sh", "-c", "exit 3"]]);
+    assert.deepEqual(splitAfterPositionals(["-c", "f.json", "img", "id"], table, 2), [["-c", "f.json", "img", "id"], []]);
+    assert.deepEqual(splitAfterPositionals(["img", "--", "x"], table, 2), [["img"], ["x"]]);
+  }
 });

@@ -27,6 +27,7 @@ export class FifoIO {
   readonly #copies: Promise<void>[] = [];
   #stdinFile: Deno.FsFile | undefined;
   #removeDir: boolean;
+  #started = false;
 
   private constructor(dir: string, paths: StdioPaths, removeDir: boolean) {
     this.#dir = dir;
@@ -55,6 +56,9 @@ export class FifoIO {
    * waits for the shim to open its end, so this runs in the background.
    */
   start(conn: Connection, containerId: string, execId: string, withStdin: boolean): void {
+    // The shim opens its ends while the task is created, so this must run first; once only.
+    if (this.#started) return;
+    this.#started = true;
     const out = async (path: string, dest: WritableStream<Uint8Array>) => {
       const f = await Deno.open(path, { read: true });
       await f.readable.pipeTo(dest, { preventClose: true }).catch(() => {});

@@ -51,6 +51,7 @@ export const group: GroupSpec = {
       name: "create",
       usage: "create container",
       argsUsage: "[flags] Image|RootFS CONTAINER [COMMAND] [ARG...]",
+      passthrough: 2,
       flags: CONTAINER_FLAGS,
       async run({ flags, args, global }) {
         const [ref, id, ...rest] = args;

@@ -14,6 +14,7 @@ export const command: CommandSpec = {
   name: "run",
   usage: "run a container",
   argsUsage: "[flags] Image|RootFS ID [COMMAND] [ARG...]",
+  passthrough: 2,
   flags: {
     ...CONTAINER_FLAGS,
     rm: { type: "boolean", help: "remove the container after running (not with -d)" },
@@ -39,6 +40,7 @@ export const command: CommandSpec = {
         if (!choice) {
           io = await FifoIO.create(str(flags, "fifo-dir") ?? defaultFifoDir(global.address), id, tty, detach);
           choice = io.paths;
+          io.start(conn, id, "", !detach);
         }
         const pid = await createTask(conn, container, choice);
         const pidFile = str(flags, "pid-file");

@@ -3,7 +3,7 @@ import { Snapshots } from "../../gen/containerd/services/snapshots/v1/snapshots_
 import { Kind } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import type { Info } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import type { Mount } from "../../gen/containerd/types/mount_pb.ts";
-import { type GroupSpec, labelArgs, str, usageError } from "../cli.ts";
+import { type GroupSpec, labelArgs, list, str, usageError } from "../cli.ts";
 import { type Connection, withConnection } from "../connection.ts";
 import { hintNotFound } from "../errors.ts";
 import { humanSize, labelsCell, printJSON, printTable, timestampText } from "../output.ts";
@@ -109,10 +109,11 @@ export const group: GroupSpec = {
       flags: {
         target: { type: "string", short: "t", help: "mount target path; prints the mount command when set" },
         mounts: { type: "boolean", help: "print out snapshot mounts as JSON" },
+        label: { type: "string", multiple: true, help: "label for the snapshot, e.g. containerd.io/gc.root=1 to keep it from the GC" },
       },
       async run({ flags, args, global }) {
         if (!args[0]) throw usageError("please name a snapshot key");
-        const { mounts } = await withConnection(global, (c) => c.service(Snapshots).prepare({ snapshotter: snap(flags), key: args[0], parent: args[1] ?? "" }));
+        const { mounts } = await withConnection(global, (c) => c.service(Snapshots).prepare({ snapshotter: snap(flags), key: args[0], parent: args[1] ?? "", labels: labelArgs(list(flags, "label")) }));
         const target = str(flags, "target");
         if (target) printMounts(target, mounts);
         if (flags.mounts) printJSON(mounts);
@@ -126,10 +127,11 @@ export const group: GroupSpec = {
       flags: {
         target: { type: "string", short: "t", help: "mount target path; prints the mount command when set" },
         mounts: { type: "boolean", help: "print out snapshot mounts as JSON" },
+        label: { type: "string", multiple: true, help: "label for the snapshot, e.g. containerd.io/gc.root=1 to keep it from the GC" },
       },
       async run({ flags, args, global }) {
         if (!args[0]) throw usageError("please name a snapshot key");
-        const { mounts } = await withConnection(global, (c) => c.service(Snapshots).view({ snapshotter: snap(flags), key: args[0], parent: args[1] ?? "" }));
+        const { mounts } = await withConnection(global, (c) => c.service(Snapshots).view({ snapshotter: snap(flags), key: args[0], parent: args[1] ?? "", labels: labelArgs(list(flags, "label")) }));
         const target = str(flags, "target");
         if (target) printMounts(target, mounts);
         if (flags.mounts) printJSON(mounts);
@@ -155,9 +157,10 @@ export const group: GroupSpec = {
       name: "commit",
       usage: "commit an active snapshot into the provided name",
       argsUsage: "NAME KEY",
+      flags: { label: { type: "string", multiple: true, help: "label for the committed snapshot" } },
       async run({ flags, args, global }) {
         if (args.length !== 2) throw usageError("commit needs a name and an active snapshot key");
-        await withConnection(global, (c) => c.service(Snapshots).commit({ snapshotter: snap(flags), name: args[0], key: args[1] }).catch((e) => {
+        await withConnection(global, (c) => c.service(Snapshots).commit({ snapshotter: snap(flags), name: args[0], key: args[1], labels: labelArgs(list(flags, "label")) }).catch((e) => {
           throw hintNotFound(e, hint(snap(flags)));
         }));
         return 0;

@@ -112,6 +112,7 @@ export const group: GroupSpec = {
       name: "exec",
       usage: "execute additional processes in an existing container",
       argsUsage: "[flags] CONTAINER COMMAND [ARG...]",
+      passthrough: 1,
       flags: {
         cwd: { type: "string", help: "working directory of the new process" },
         tty: { type: "boolean", short: "t", help: "allocate a TTY for the process" },
@@ -143,6 +144,7 @@ export const group: GroupSpec = {
           if (!choice) {
             io = await FifoIO.create(str(flags, "fifo-dir") ?? defaultFifoDir(global.address), `${id}-${execId}`, tty, flags.detach === true);
             choice = io.paths;
+            io.start(conn, id, execId, flags.detach !== true);
           }
           const tasks = conn.service(Tasks);
           await taskCall(conn, id, () =>
@@ -291,6 +293,7 @@ export const group: GroupSpec = {
           if (!choice) {
             io = await FifoIO.create(str(flags, "fifo-dir") ?? defaultFifoDir(global.address), id, tty, detach);
             choice = io.paths;
+            io.start(conn, id, "", !detach);
           }
           const pid = await createTask(conn, c, choice);
           if (str(flags, "pid-file")) await Deno.writeTextFile(str(flags, "pid-file")!, String(pid));

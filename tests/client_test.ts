@@ -1,0 +1,312 @@
+/**
+ * The client as people use it: the built bin/berth against a real `berth
+ * daemon` on temporary paths. Every implemented command at least once,
+ * output shapes, exit statuses, and the error messages; then the same small
+ * session with Debian's ctr against containerd, compared in shape.
+ *
+ * Needs `make build` first (bin/berth).
+ */
+import assert from "node:assert/strict";
+import { spawn } from "../src/spawn/mod.ts";
+import { startContainerd } from "./support/containerd.ts";
+import { runTool, type ToolResult } from "./support/tool.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const BERTH = `${ROOT}bin/berth`;
+
+/** A berth daemon started by the test on its own temporary paths. */
+interface Daemon {
+  dir: string;
+  address: string;
+  berth(args: string[], opts?: { env?: Record<string, string>; timeoutMs?: number }): Promise<ToolResult>;
+  stop(): Promise<void>;
+}
+
+async function startDaemon(): Promise<Daemon> {
+  await Deno.stat(BERTH).catch(() => {
+    throw new Error(`${BERTH} is missing: run \`make build\` first`);
+  });
+  const dir = await Deno.makeTempDir({ prefix: "berth-client-test-" });
+  const address = `${dir}/berth.sock`;
+  const child = spawn(BERTH, ["daemon", "--root", `${dir}/root`, "--state", `${dir}/state`, "--address", address], {
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  });
+  let log = "";
+  const reading = (async () => {
+    const dec = new TextDecoder();
+    for await (const c of child.stderr) log += dec.decode(c, { stream: true });
+  })();
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (exited) throw new Error(`daemon exited during start-up:\n${log}`);
+    try {
+      (await Deno.connect({ transport: "unix", path: `${address}.ttrpc` })).close();
+      break;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`daemon did not listen:\n${log}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return {
+    dir,
+    address,
+    berth: (args, opts = {}) =>
+      runTool(BERTH, ["--address", address, ...args], { env: opts.env, timeoutMs: opts.timeoutMs ?? 60_000 }),
+    async stop() {
+      if (!exited) child.kill("SIGTERM");
+      await status;
+      await reading;
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+function ok(r: ToolResult, what: string): string {
+  assert.equal(r.code, 0, `${what}: exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  return r.stdout;
+}
+
+function header(out: string): string[] {
+  return out.split("\n")[0].trim().split(/\s{2,}|\t+| (?=[A-Z])/).map((s) => s.trim()).filter((s) => s);
+}
+
+async function makeRootDir(dir: string): Promise<string> {
+  const root = `${dir}/imgroot`;
+  await Deno.mkdir(`${root}/bin`, { recursive: true });
+  await Deno.copyFile("/bin/busybox", `${root}/bin/busybox`);
+  for (const a of ["sh", "echo", "cat", "ls", "sleep", "stty", "true"]) await Deno.symlink("busybox", `${root}/bin/${a}`);
+  return root;
+}
+
+Deno.test("client: errors a person can act on, with distinct exit statuses", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "berth-client-err-" });
+  try {
+    // Daemon not running, default address: the exact message of the issue.
+    const r = await runTool(BERTH, ["version"], { env: { BERTH_ADDRESS: "" } });
+    assert.equal(r.code, 8, r.stderr);
+    assert.match(r.stderr, /cannot connect to berth daemon at \/run\/berth\/berth\.sock\.ttrpc: is it running\? start it with: berth daemon\n/);
+    assert.doesNotMatch(r.stderr, /    at /, "no stack trace without --debug");
+    // Elsewhere: the start command names the address.
+    const r2 = await runTool(BERTH, ["-a", `${dir}/none.sock`, "namespaces", "ls"]);
+    assert.equal(r2.code, 8);
+    assert.match(r2.stderr, new RegExp(`at ${dir}/none\\.sock\\.ttrpc: is it running\\? start it with: berth daemon --address ${dir}/none\\.sock`));
+    // --debug adds the code and a stack.
+    const r3 = await runTool(BERTH, ["--debug", "-a", `${dir}/none.sock`, "version"]);
+    assert.match(r3.stderr, /code Unavailable, exit status 8/);
+    assert.match(r3.stderr, /    at /);
+    // Usage errors: exit 2, naming the command.
+    const r4 = await runTool(BERTH, ["frobnicate"]);
+    assert.equal(r4.code, 2);
+    assert.match(r4.stderr, /unknown command "frobnicate"/);
+    const r5 = await runTool(BERTH, ["namespaces", "ls", "--bogus"]);
+    assert.equal(r5.code, 2);
+    assert.match(r5.stderr, /berth namespaces list: Unknown option '--bogus'/);
+    // Help at every level.
+    assert.match(ok(await runTool(BERTH, ["--help"]), "help"), /COMMANDS:[\s\S]*namespaces, namespace, ns/);
+    assert.match(ok(await runTool(BERTH, ["tasks", "--help"]), "tasks help"), /exec[\s\S]*kill/);
+    assert.match(ok(await runTool(BERTH, ["tasks", "kill", "--help"]), "kill help"), /--signal value/);
+    // Bash completion is valid bash and knows subcommands and flags.
+    const script = ok(await runTool(BERTH, ["completion", "bash"]), "completion");
+    await Deno.writeTextFile(`${dir}/c.sh`, script);
+    const probe = await runTool("bash", ["-c", `source ${dir}/c.sh; COMP_WORDS=(berth tasks kill -); COMP_CWORD=3; _berth; echo "\${COMPREPLY[@]}"`]);
+    assert.match(probe.stdout, /--signal -s --exec-id --all -a/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("client: every command against a real berth daemon", async () => {
+  const d = await startDaemon();
+  try {
+    const b = d.berth;
+    // version, plugins
+    const v = ok(await b(["version"]), "version");
+    assert.match(v, /^Client:\n  Version:  \S+\n[\s\S]*\nServer:\n  Version:  \S+\n  Revision: .*\n  UUID: [0-9a-f-]{36}\n$/);
+    assert.equal(JSON.parse(ok(await b(["version", "--format", "json"]), "version json")).server.uuid.length, 36);
+    const plugins = ok(await b(["plugins", "ls"]), "plugins");
+    assert.deepEqual(header(plugins), ["TYPE", "ID", "PLATFORMS", "STATUS"]);
+    assert.match(plugins, /io\.containerd\.grpc\.v1\s+namespaces\s+-\s+ok/);
+    assert.ok(ok(await b(["plugins", "ls", "-q"]), "plugins -q").split("\n").includes("namespaces"));
+
+    // namespaces
+    ok(await b(["namespaces", "create", "n1", "a=b"]), "ns create");
+    ok(await b(["ns", "label", "n1", "a=", "c=d"]), "ns label");
+    assert.match(ok(await b(["ns", "ls"]), "ns ls"), /^NAME LABELS \nn1   c=d    \n$/);
+    assert.equal(ok(await b(["ns", "ls", "-q"]), "ns ls -q"), "n1\n");
+    assert.deepEqual(JSON.parse(ok(await b(["ns", "ls", "--format", "json"]), "ns json")), [{ name: "n1", labels: { c: "d" } }]);
+    const nsMissing = await b(["ns", "label", "nope", "x=y"]);
+    assert.equal(nsMissing.code, 3);
+    assert.match(nsMissing.stderr, /namespace "nope": not found\nlist namespaces with: berth namespaces ls/);
+
+    // images: import a directory, list, check, tag, export, import the archive elsewhere, rm
+    const rootDir = await makeRootDir(d.dir);
+    const imp = ok(await b(["-n", "n1", "images", "import", "--from-dir", rootDir, "bb:1", "--cmd", "sh", "--cmd=-c", "--cmd", "echo hello"]), "import --from-dir");
+    assert.match(imp, /^docker\.io\/library\/bb:1 sha256:[0-9a-f]{64} unpacked \(overlayfs\)\n$/);
+    const ils = ok(await b(["-n", "n1", "images", "ls"]), "images ls");
+    assert.deepEqual(header(ils), ["REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"]);
+    assert.match(ils, /docker\.io\/library\/bb:1 application\/vnd\.oci\.image\.index\.v1\+json sha256:\S+ \d+(\.\d+)? [KM]iB linux\/amd64 -/);
+    assert.match(ok(await b(["-n", "n1", "images", "check"]), "check"), /complete \(4\/4\) \S+ \S+\/\S+ \S+ true\n$/);
+    assert.equal(ok(await b(["-n", "n1", "images", "tag", "docker.io/library/bb:1", "docker.io/library/bb:2"]), "tag"), "docker.io/library/bb:2\n");
+    assert.equal((await b(["-n", "n1", "images", "tag", "docker.io/library/bb:1", "docker.io/library/bb:2"])).code, 4);
+    ok(await b(["-n", "n1", "images", "export", `${d.dir}/bb.tar`, "docker.io/library/bb:1"]), "export");
+    ok(await b(["ns", "create", "n2"]), "ns create n2");
+    assert.match(ok(await b(["-n", "n2", "images", "import", `${d.dir}/bb.tar`]), "import tar"), /unpacking docker\.io\/library\/bb:1 \(sha256:\S+\)\.\.\.done/);
+    assert.equal(ok(await b(["-n", "n2", "images", "ls", "-q"]), "ls -q n2"), "docker.io/library/bb:1\n");
+    const noImage = await b(["-n", "n2", "images", "tag", "nope:1", "x:1"]);
+    assert.equal(noImage.code, 3);
+    assert.match(noImage.stderr, /image "nope:1": not found\nlist images with: berth images ls/);
+
+    // containers
+    ok(await b(["-n", "n1", "containers", "create", "--label", "k=v", "--env", "X=1", "docker.io/library/bb:1", "c1"]), "c create");
+    const cls = ok(await b(["-n", "n1", "c", "ls"]), "c ls");
+    assert.equal(cls, "CONTAINER    IMAGE                     RUNTIME                  \nc1           docker.io/library/bb:1    io.containerd.runc.v2    \n");
+    assert.equal(ok(await b(["-n", "n1", "c", "label", "c1", "z=9"]), "c label"), "k=v,z=9\n");
+    const info = JSON.parse(ok(await b(["-n", "n1", "c", "info", "c1"]), "c info"));
+    assert.equal(info.ID, "c1");
+    assert.equal(info.SnapshotKey, "c1");
+    assert.deepEqual(info.Spec.process.args, ["sh", "-c", "echo hello"]);
+    assert.ok(info.Spec.process.env.includes("X=1"));
+    assert.equal(JSON.parse(ok(await b(["-n", "n1", "c", "info", "--spec", "c1"]), "c info --spec")).linux.cgroupsPath, "/n1/c1");
+    const dup = await b(["-n", "n1", "c", "create", "docker.io/library/bb:1", "c1"]);
+    assert.equal(dup.code, 4);
+    assert.match(dup.stderr, /container "c1" already exists\nremove it with: berth containers rm c1/);
+    const unknown = await b(["-n", "n1", "c", "info", "ghost"]);
+    assert.equal(unknown.code, 3);
+    assert.match(unknown.stderr, /^berth: container "ghost": not found\nlist containers with: berth -n n1 containers ls\n$/);
+
+    // snapshots (the container's active snapshot on the image's chain)
+    const sls = ok(await b(["-n", "n1", "snapshots", "ls"]), "snapshots ls");
+    assert.deepEqual(header(sls), ["KEY", "PARENT", "KIND"]);
+    assert.match(sls, /\nc1 +sha256:\S+ Active/);
+    assert.match(ok(await b(["-n", "n1", "snapshots", "--snapshotter", "overlayfs", "tree"]), "tree"), /^ sha256:\S+\n  \\_ c1\n$/);
+    assert.equal(JSON.parse(ok(await b(["-n", "n1", "snapshots", "info", "c1"]), "info")).Kind, "Active");
+    assert.match(ok(await b(["-n", "n1", "snapshots", "usage", "c1"]), "usage"), /^KEY SIZE +INODES \nc1 +\S+ \S+ +\d+ +\n$/);
+    assert.match(ok(await b(["-n", "n1", "snapshots", "mounts", "/mnt/x", "c1"]), "mounts"), /^mount -t \S+ \S+ \/mnt\/x -o \S+\n$/);
+    // Snapshots nothing refers to are the GC's: these carry containerd's gc.root label.
+    const root = "containerd.io/gc.root=test";
+    ok(await b(["-n", "n1", "snapshots", "prepare", "--label", root, "s1"]), "prepare");
+    ok(await b(["-n", "n1", "snapshots", "commit", "--label", root, "s1c", "s1"]), "commit");
+    assert.match(ok(await b(["-n", "n1", "snapshots", "view", "--label", root, "--target", "/mnt/v", "v1", "s1c"]), "view"), /\/mnt\/v/);
+    assert.equal(ok(await b(["-n", "n1", "snapshots", "label", "v1", "x=y"]), "label"), `${root},x=y\n`);
+    ok(await b(["-n", "n1", "snapshots", "rm", "v1", "s1c"]), "snapshots rm");
+    assert.equal((await b(["-n", "n1", "snapshots", "rm", "v1"])).code, 3);
+
+    // content
+    const contentLs = ok(await b(["-n", "n1", "content", "ls"]), "content ls");
+    assert.match(contentLs.split("\n")[0], /^DIGEST\t{9}SIZE\t+AGE\t+LABELS$/);
+    const digests = ok(await b(["-n", "n1", "content", "ls", "-q"]), "content ls -q").trim().split("\n");
+    assert.equal(digests.length, 4);
+    const got = await runTool("sh", ["-c", `"${BERTH}" -a ${d.address} -n n1 content get ${digests[0]} | sha256sum`]);
+    assert.equal(got.stdout.split(" ")[0], digests[0].slice(7));
+    assert.match(ok(await b(["-n", "n1", "content", "label", digests[0], "mine=1"]), "content label"), /mine=1/);
+
+    // leases
+    assert.equal(ok(await b(["-n", "n1", "leases", "create", "--id", "l1", "who=test"]), "lease create"), "l1\n");
+    const lls = ok(await b(["-n", "n1", "leases", "ls"]), "leases ls");
+    assert.match(lls.split("\n")[0], /^ID +CREATED AT +LABELS +$/);
+    assert.match(lls, /\nl1 +\d{4}-\d\d-\d\dT\S+ +containerd\.io\/gc\.expire=\S+,who=test/);
+    assert.equal(ok(await b(["-n", "n1", "leases", "rm", "l1"]), "lease rm"), "l1\n");
+
+    // events: a stream that shows what happens, ended by Ctrl-C with status 0
+    const events = spawn(BERTH, ["-a", d.address, "events"], { stdin: "null", stdout: "piped", stderr: "piped" });
+    const evOut = new Response(events.stdout).text();
+    const evErr = new Response(events.stderr).text();
+    await new Promise((r) => setTimeout(r, 1500));
+    ok(await b(["ns", "create", "n3"]), "ns create n3");
+    await new Promise((r) => setTimeout(r, 500));
+    events.kill("SIGINT");
+    const evStatus = await events.status;
+    assert.equal(evStatus.code, 0, await evErr);
+    assert.match(await evOut, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? \+0000 UTC default \/namespaces\/create \{"name":"n3"\}$/m);
+
+    // tasks and run: against the Tasks service when this daemon has one
+    const tls = await b(["-n", "n1", "tasks", "ls"]);
+    if (tls.code === 7) {
+      assert.match(tls.stderr, /this berth daemon does not run tasks \(no Tasks service\)/);
+      const run = await b(["-n", "n1", "run", "--rm", "docker.io/library/bb:1", "r1", "sh", "-c", "exit 3"]);
+      assert.equal(run.code, 7, run.stderr);
+      // --rm still removed the container it made.
+      assert.doesNotMatch(ok(await b(["-n", "n1", "c", "ls", "-q"]), "c ls"), /r1/);
+    } else {
+      assert.deepEqual(header(ok(tls, "tasks ls")), ["TASK", "PID", "STATUS"]);
+      const run = await b(["-n", "n1", "run", "--rm", "docker.io/library/bb:1", "r1"], { timeoutMs: 60_000 });
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.stdout, "hello\n");
+      const exit3 = await b(["-n", "n1", "run", "--rm", "docker.io/library/bb:1", "r2", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+      assert.equal(exit3.code, 3, exit3.stderr);
+      assert.equal(exit3.stdout, "out\n");
+      assert.match(exit3.stderr, /err/);
+      ok(await b(["-n", "n1", "run", "-d", "docker.io/library/bb:1", "r3", "sleep", "60"]), "run -d");
+      assert.match(ok(await b(["-n", "n1", "tasks", "ls"]), "tasks ls"), /\nr3 +\d+ +RUNNING/);
+      assert.match(ok(await b(["-n", "n1", "tasks", "ps", "r3"]), "ps"), /^PID +INFO\n\d+/);
+      assert.equal(ok(await b(["-n", "n1", "tasks", "exec", "--exec-id", "e1", "r3", "sh", "-c", "echo in-exec"]), "exec"), "in-exec\n");
+      ok(await b(["-n", "n1", "tasks", "pause", "r3"]), "pause");
+      assert.match(ok(await b(["-n", "n1", "tasks", "ls"]), "ls"), /r3 +\d+ +PAUSED/);
+      ok(await b(["-n", "n1", "tasks", "resume", "r3"]), "resume");
+      ok(await b(["-n", "n1", "tasks", "kill", "-s", "SIGKILL", "-a", "r3"]), "kill");
+      await new Promise((r) => setTimeout(r, 500));
+      await b(["-n", "n1", "tasks", "rm", "r3"]);
+      ok(await b(["-n", "n1", "c", "rm", "r3"]), "c rm r3");
+    }
+    const noTask = await b(["-n", "n1", "tasks", "kill", "ghost"]);
+    assert.ok(noTask.code === 3 || noTask.code === 7, noTask.stderr);
+
+    // containers rm (with its snapshot), then namespaces rm
+    assert.equal(ok(await b(["-n", "n1", "c", "rm", "c1"]), "c rm"), "");
+    assert.doesNotMatch(ok(await b(["-n", "n1", "snapshots", "ls"]), "snapshots after rm"), /\nc1 /);
+    assert.equal((await b(["-n", "n1", "c", "rm", "c1"])).code, 3);
+    assert.match(ok(await b(["-n", "n1", "images", "rm", "docker.io/library/bb:2"]), "images rm"), /bb:2/);
+    ok(await b(["ns", "rm", "n3"]), "ns rm");
+  } finally {
+    await d.stop();
+  }
+});
+
+Deno.test("client: the same session with ctr against containerd has the same shape", async () => {
+  const ctd = await startContainerd();
+  const d = await startDaemon();
+  try {
+    const ns = ctd.namespace;
+    const session: string[][] = [
+      ["namespaces", "create", `${ns}x`, "a=b"],
+      ["namespaces", "label", `${ns}x`, "c=d"],
+      ["namespaces", "ls"],
+      ["-n", `${ns}x`, "containers", "ls"],
+      ["-n", `${ns}x`, "images", "ls"],
+      ["-n", `${ns}x`, "leases", "ls"],
+      ["-n", `${ns}x`, "snapshots", "ls"],
+      ["-n", `${ns}x`, "content", "ls"],
+      ["-n", `${ns}x`, "tasks", "ls"],
+      ["plugins", "ls"],
+      ["namespaces", "rm", `${ns}x`],
+    ];
+    for (const args of session) {
+      const c = await runTool("ctr", ["--address", ctd.address, ...args]);
+      const r = await d.berth(args);
+      const what = args.join(" ");
+      assert.equal(c.code, 0, `ctr ${what}: ${c.stderr}`);
+      if (args.includes("tasks") && r.code === 7) continue; // no Tasks service in this daemon yet
+      assert.equal(r.code, 0, `berth ${what}: ${r.stderr}`);
+      // Same header line, laid out the same way, for every table (plugins: same columns; widths follow the rows).
+      if (args.includes("plugins")) assert.deepEqual(header(r.stdout), header(c.stdout));
+      else assert.equal(r.stdout.split("\n")[0], c.stdout.split("\n")[0], `header of ${what}`);
+      if (!args.includes("plugins")) {
+        assert.equal(r.stdout.split("\n").length, c.stdout.split("\n").length, `rows of ${what}:\nctr:\n${c.stdout}\nberth:\n${r.stdout}`);
+      }
+      if (args[0] === "namespaces" && args[1] === "ls") {
+        // Both list the namespace with both labels.
+        for (const out of [c.stdout, r.stdout]) assert.match(out, new RegExp(`\n${ns}x +a=b,c=d +\n`));
+      }
+    }
+  } finally {
+    await d.stop();
+    await ctd.stop();
+  }
+});
