@@ -41,9 +41,39 @@ interface Env {
   work: string;
 }
 
-/** Shim serve processes of this containerd (their argv names its socket and ends in "serve"). */
-function shimPids(ctd: ContainerdInstance): number[] {
-  return findProcesses((_pid, argv) => argv.includes(ctd.address) && argv[argv.length - 1] === "serve");
+/**
+ * Shim processes of the test: serving ones and warm spares (whose argv
+ * names only the socket directory, since a spare learns its containerd when
+ * it is adopted).
+ */
+function shimPids(env: { sockDir: string }): number[] {
+  return findProcesses((_pid, argv) => argv.some((a) => a.includes(env.sockDir)) && argv.includes("shim"));
+}
+
+/** The pid of the idle spare shim waiting in the socket directory, if any (an adopted one works in its bundle). */
+function idleSparePid(env: { sockDir: string }): number | undefined {
+  if (!safeReadDir(env.sockDir).includes("spare")) return undefined;
+  return findProcesses((pid, argv) => {
+    if (!argv.includes(`${env.sockDir}/spare`) || argv[argv.length - 1] !== "spare") return false;
+    try {
+      return Deno.readLinkSync(`/proc/${pid}/cwd`) === "/";
+    } catch {
+      return false;
+    }
+  })[0];
+}
+
+/** The pid of the shim serving container `id` (its Connect answer). */
+async function shimOf(env: Env, id: string): Promise<number> {
+  const address = (await Deno.readTextFile(`${bundleOf(env, id)}/address`)).replace(/^unix:\/\//, "");
+  const client = await connect(address);
+  try {
+    const task = serviceClient(client, Task, { defaults: { metadata: { [NAMESPACE_METADATA_KEY]: env.ctd.namespace } } });
+    return (await task.connect({ id })).shimPid;
+  } finally {
+    client.close();
+    await client.done;
+  }
 }
 
 async function waitFor(
@@ -71,13 +101,13 @@ function bundleOf(env: Env, id: string): string {
 
 /** Asserts that nothing of the test is left: shims, runc/container processes, mounts, sockets, fifos. */
 async function assertNothingLeft(env: Env): Promise<void> {
-  await waitFor("shims to exit", () => shimPids(env.ctd).length === 0);
+  await waitFor("shims and spares to exit", () => shimPids(env).length === 0);
   const runcLeft = findProcesses((_pid, argv) => argv.some((a) => a.includes(`${BERTH_RUNC_ROOT}/${env.ctd.namespace}`)));
   assert.deepEqual(runcLeft, [], "runc processes left");
   const containers = [...safeReadDir(`${BERTH_RUNC_ROOT}/${env.ctd.namespace}`)];
   assert.deepEqual(containers, [], "runc state left");
   assert.deepEqual(mountsUnder(env.ctd.dir), [], "mounts left");
-  assert.deepEqual([...safeReadDir(env.sockDir)], [], "shim sockets or locks left");
+  await waitFor("the socket directory to empty", () => safeReadDir(env.sockDir).length === 0, 5_000, () => safeReadDir(env.sockDir).join(" "));
   const tasks = `${env.ctd.state}/io.containerd.runtime.v2.task/${env.ctd.namespace}`;
   assert.deepEqual([...safeReadDir(tasks)], [], "task bundles left");
   const fifos = [...safeReadDir(`${env.ctd.dir}/fifo`)];
@@ -174,8 +204,7 @@ Deno.test({
         }
 
         // SIGUSR1: the shim writes its state to its log, which containerd copies into its own.
-        const [shim] = shimPids(ctd);
-        Deno.kill(shim, "SIGUSR1");
+        Deno.kill(await shimOf(env, "c2"), "SIGUSR1");
         await waitFor("the state dump in containerd's log", async () => {
           const text = await Deno.readTextFile(ctd.logPath);
           return text.includes("shim state dump") && /container c2 bundle=/.test(text);
@@ -299,9 +328,12 @@ Deno.test({
         ));
         const listed = await ctrOk(env, ["tasks", "ls"]);
         for (const id of ids) assert.match(listed, new RegExp(`${id}\\s+\\d+\\s+RUNNING`));
-        assert.equal(shimPids(ctd).length, 11, "one shim for the group and one per other container");
         const grouped = new Set(ids.slice(0, 10).map((id) => Deno.readTextFileSync(`${bundleOf(env, id)}/address`)));
-        assert.equal(grouped.size, 1);
+        assert.equal(grouped.size, 1, "one socket for the group");
+        const serving = new Set(await Promise.all(ids.map((id) => shimOf(env, id))));
+        assert.equal(serving.size, 11, "one shim process for the group and one per other container");
+        const spare = idleSparePid(env);
+        assert.ok(shimPids(env).every((pid) => serving.has(pid) || pid === spare), "no other shim process");
         await Promise.all(ids.map(async (id) => {
           await ctrOk(env, ["tasks", "kill", "-s", "SIGKILL", id]);
           await waitFor(`${id} to stop`, async () => (await ctd.ctr(["tasks", "delete", id])).code === 0, 30_000);
@@ -371,6 +403,21 @@ Deno.test({
         await assertNothingLeft(env);
       });
 
+      await step("a warm spare shim is adopted by the next start", async () => {
+        await ctrOk(env, ["run", "-d", "--runtime", RUNTIME, env.img.ref, "w1", "sleep", "1000"]);
+        let spare: number | undefined;
+        await waitFor("a spare to wait", () => (spare = idleSparePid(env)) !== undefined, 20_000);
+        await ctrOk(env, ["run", "-d", "--runtime", RUNTIME, env.img.ref, "w2", "sleep", "1000"]);
+        assert.equal(await shimOf(env, "w2"), spare, "w2 is served by the spare that was waiting");
+        assert.notEqual(await shimOf(env, "w1"), spare);
+        for (const id of ["w1", "w2"]) {
+          await ctrOk(env, ["tasks", "kill", "-s", "SIGKILL", id]);
+          await waitFor(`${id} to stop`, async () => (await ctd.ctr(["tasks", "delete", id])).code === 0, 30_000);
+          await ctrOk(env, ["containers", "rm", id]);
+        }
+        await assertNothingLeft(env);
+      });
+
       await step("a broken bundle: runc's own message, nothing left behind", async () => {
         const r = await ctd.ctr(["run", "--rm", "--runtime", RUNTIME, env.img.ref, "c7", "/no/such/binary"]);
         assert.notEqual(r.code, 0);
@@ -387,6 +434,9 @@ Deno.test({
         await child.status;
       }
       await ctd.stop();
+      // Shims that containerd's cleanup cannot recognise (adopted spares name only the socket dir).
+      const left = shimPids({ sockDir });
+      if (left.length > 0) await killNow(left);
       await cleanRuncRoot(ctd.namespace);
       Deno.env.delete("BERTH_SHIM_SOCKET_DIR");
       await Deno.remove(work, { recursive: true }).catch(() => {});

@@ -35,12 +35,16 @@ export async function shimMain(args: string[]): Promise<number> {
         const { serveShim } = await import("../shim/serve.ts");
         return await serveShim(flags);
       }
+      case "spare": {
+        const { runSpare } = await import("../shim/spare.ts");
+        return await runSpare(flags.socket);
+      }
       case "version":
         console.log(`containerd-shim-berth-v2:\n  Version:  ${VERSION}\n`);
         return 0;
       default:
         console.error(
-          `berth shim: unknown action "${flags.action}" (want start, delete or serve, after -namespace/-address/-id flags)`,
+          `berth shim: unknown action "${flags.action}" (want start, delete, serve or spare, after -namespace/-address/-id flags)`,
         );
         return 2;
     }

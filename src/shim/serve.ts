@@ -18,6 +18,7 @@ import { Publisher } from "./publisher.ts";
 import { Reaper } from "./reaper.ts";
 import { TaskService } from "./service.ts";
 import { lockGroup, removeGroupFiles } from "./socket.ts";
+import { ensureSpare, sparesEnabled } from "./spare.ts";
 
 /** How long stopping may take before the shim exits regardless. */
 const STOP_DEADLINE_MS = 15_000;
@@ -84,8 +85,17 @@ async function logToFifo(bundle: string): Promise<(() => void) | null> {
   };
 }
 
+/** A listener made before the shim knew its identity (an adopted spare), and whom to tell once it serves. */
+export interface Preset {
+  listener: Deno.UnixListener;
+  ready: () => Promise<void>;
+}
+
+/** How long after it starts serving a shim makes sure a spare is waiting (off the path of the start that made it). */
+const SPARE_DELAY_MS = 1_000;
+
 /** Runs the serve action until the shim is told to stop; returns the exit status. */
-export async function serveShim(flags: ShimFlags): Promise<number> {
+export async function serveShim(flags: ShimFlags, preset?: Preset): Promise<number> {
   if (flags.debug) setLogLevel("debug");
   const bundle = flags.bundle || Deno.cwd();
   const closeLog = await logToFifo(bundle);
@@ -115,8 +125,16 @@ export async function serveShim(flags: ShimFlags): Promise<number> {
   const impl = service.impl();
   server.register(TaskV2, impl);
   server.register(TaskV3, impl, { name: "containerd.task.v3.Task" });
-  await server.listen(flags.socket);
-  log.info("shim serving", { pid: Deno.pid, socket: flags.socket, namespace: flags.namespace, id: flags.id });
+  if (preset) {
+    server.serve(preset.listener).catch((err) => log.error("serving stopped", { error: err }));
+    await preset.ready();
+  } else {
+    await server.listen(flags.socket);
+  }
+  log.info("shim serving", { pid: Deno.pid, socket: flags.socket, namespace: flags.namespace, id: flags.id, adopted: !!preset });
+  const spareTimer = sparesEnabled()
+    ? setTimeout(() => ensureSpare(flags.socket.slice(0, flags.socket.lastIndexOf("/"))), SPARE_DELAY_MS)
+    : undefined;
 
   const onStop = () => stop();
   const onDump = () => log.info(`=== shim state dump ===\n${service.dump()}\n${reaper.dump()}\n=== end of dump ===`);
@@ -127,6 +145,7 @@ export async function serveShim(flags: ShimFlags): Promise<number> {
   Deno.addSignalListener("SIGPIPE", onPipe);
 
   await stopped;
+  clearTimeout(spareTimer);
   log.info("shim stopping", { containers: service.containers.size });
   // Cleanup is bounded: whatever hangs (a runtime call, a stuck fifo), the shim still exits.
   const forced = setTimeout(() => {

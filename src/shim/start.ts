@@ -6,8 +6,8 @@
  * outlives both this process and containerd.
  *
  * This is on the path of every `ctr run`: it imports no protobuf and no
- * ttrpc, and does one process start at most (none when the group's shim is
- * already up).
+ * ttrpc, and does one process start at most: none when the group's shim is
+ * already up, none when a warm spare shim can be adopted (spare.ts).
  * @module
  */
 
@@ -15,6 +15,7 @@ import { BerthError, Code, invalidArgument } from "../errdefs/mod.ts";
 import { selfCommand, spawn } from "../spawn/mod.ts";
 import { formatShimFlags, type ShimFlags } from "./flags.ts";
 import { canConnect, lockGroup, socketDir, socketPath } from "./socket.ts";
+import { adoptSpare, sparesEnabled } from "./spare.ts";
 
 /** Annotations that put containers in one shim, in order of precedence (as containerd's runc shim). */
 export const GROUP_ANNOTATIONS = ["io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id"];
@@ -71,7 +72,8 @@ export async function startShim(flags: ShimFlags): Promise<string> {
   try {
     if (!(await canConnect(path))) {
       await Deno.remove(path).catch(() => {}); // a stale socket of a shim that died
-      await startServe(flags, bundle, path);
+      const adopted = sparesEnabled() && await adoptSpare(dir, path, { ...flags, bundle, socket: path });
+      if (!adopted) await startServe(flags, bundle, path);
     }
     await writeAddress(bundle, address);
   } finally {

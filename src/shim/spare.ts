@@ -1,0 +1,228 @@
+/**
+ * A warm spare shim: a serve process started ahead of need, so that `start`
+ * for a new group hands it the group instead of booting a new Deno process
+ * (the slowest step of a container start).
+ *
+ * - A running shim keeps one spare listening at `<socket dir>/spare`
+ *   (started a moment after the shim itself, off the start's path).
+ * - `start` adopts it under the spare's lock: it renames the spare's socket
+ *   to the group's socket path (the listening socket keeps working under
+ *   its new name), connects, and sends the spare its identity (containerd's
+ *   flags and the environment it needs) as one JSON line; "ok" means the
+ *   spare now serves the Task API there.
+ * - A spare that no live shim shares its directory with, or that waited
+ *   too long, removes its socket (under the same lock, so never while being
+ *   adopted) and exits.
+ *
+ * Imports stay tiny: `start` uses this module.
+ * @module
+ */
+
+import { log } from "../log/mod.ts";
+import { selfCommand, spawn } from "../spawn/mod.ts";
+import type { ShimFlags } from "./flags.ts";
+import { canConnect, lockGroup, removeGroupFiles } from "./socket.ts";
+
+/** The spare's socket in a socket directory. */
+export function sparePath(dir: string): string {
+  return `${dir}/spare`;
+}
+
+/** What an adopting `start` tells the spare. */
+export interface Adoption {
+  flags: ShimFlags;
+  /** Environment the shim needs from containerd (PATH, TTRPC_ADDRESS). */
+  env: Record<string, string>;
+}
+
+/** True unless spares are turned off (env BERTH_SHIM_SPARE=0). */
+export function sparesEnabled(): boolean {
+  return Deno.env.get("BERTH_SHIM_SPARE") !== "0";
+}
+
+const ADOPT_TIMEOUT_MS = 5_000;
+
+/**
+ * Hands the group socket `path` to the spare in `dir`, if one is ready.
+ * Returns false (and leaves nothing behind) when there is none or it fails.
+ */
+export async function adoptSpare(dir: string, path: string, flags: ShimFlags): Promise<boolean> {
+  const spare = sparePath(dir);
+  if (!(await Deno.lstat(spare).then(() => true, () => false))) return false; // none waiting: no lock file either
+  const unlock = await lockGroup(spare);
+  try {
+    try {
+      await Deno.rename(spare, path);
+    } catch {
+      return false; // taken by another start, or retired
+    }
+    // The next spare makes its own lock; a waiter on this one retries on the new file.
+    removeGroupFiles(spare);
+    let conn: Deno.UnixConn | null = null;
+    try {
+      conn = await Deno.connect({ transport: "unix", path });
+      const env: Record<string, string> = {};
+      for (const k of ["PATH", "TTRPC_ADDRESS", "BERTH_SHIM_SOCKET_DIR", "BERTH_SHIM_SPARE"]) {
+        const v = Deno.env.get(k);
+        if (v !== undefined) env[k] = v;
+      }
+      const msg: Adoption = { flags, env };
+      await writeAll(conn, new TextEncoder().encode(JSON.stringify(msg) + "\n"));
+      const reply = await readLine(conn, ADOPT_TIMEOUT_MS);
+      if (reply === "ok") return true;
+      throw new Error(reply || "no answer");
+    } catch (err) {
+      // A dead or refusing spare: the caller starts a shim of its own.
+      await Deno.remove(path).catch(() => {});
+      Deno.stderr.writeSync(new TextEncoder().encode(`berth shim: spare not adopted: ${(err as Error).message}\n`));
+      return false;
+    } finally {
+      conn?.close();
+    }
+  } finally {
+    unlock();
+  }
+}
+
+async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
+  for (let off = 0; off < data.length;) off += await conn.write(data.subarray(off));
+}
+
+/** Reads one line (without its newline) within `timeoutMs`; "" on EOF or timeout. */
+async function readLine(conn: Deno.Conn, timeoutMs: number): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  const buf = new Uint8Array(64 * 1024);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<null>((r) => (timer = setTimeout(() => r(null), timeoutMs)));
+  try {
+    for (;;) {
+      const n = await Promise.race([conn.read(buf), timeout]);
+      if (n === null) break;
+      chunks.push(buf.slice(0, n));
+      if (buf.subarray(0, n).includes(10)) break;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  const text = new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+  const nl = text.indexOf("\n");
+  return nl >= 0 ? text.slice(0, nl) : text;
+}
+
+/** A marker that a spare is being started, so that shims starting together start one. */
+function spawningMarker(dir: string): string {
+  return `${dir}/spare.starting`;
+}
+
+const MARKER_STALE_MS = 20_000;
+
+/** Starts a spare in `dir` unless one is ready or being started. Never throws. */
+export async function ensureSpare(dir: string): Promise<void> {
+  try {
+    if (await canConnect(sparePath(dir))) return;
+    const marker = spawningMarker(dir);
+    try {
+      await Deno.writeTextFile(marker, String(Date.now()), { createNew: true });
+    } catch {
+      const since = Number(await Deno.readTextFile(marker).catch(() => "0"));
+      if (Date.now() - since < MARKER_STALE_MS) return;
+      await Deno.writeTextFile(marker, String(Date.now()));
+    }
+    const self = selfCommand(["shim", "-socket", sparePath(dir), "spare"]);
+    const child = spawn(self.cmd, self.args, { cwd: "/", detached: true, stdin: "null", stdout: "null", stderr: "null" });
+    child.unref();
+    child.status.catch(() => {});
+  } catch (err) {
+    log.warn("could not start a spare shim", { error: err });
+  }
+}
+
+/** How often an idle spare looks for live shims, and how long it waits at most. */
+const CHECK_MS = 1_000;
+const MAX_IDLE_MS = 10 * 60_000;
+
+/** True when some shim other than the spare answers in `dir`. */
+async function anyShimAlive(dir: string): Promise<boolean> {
+  for (const e of Deno.readDirSync(dir)) {
+    if (!/^[0-9a-f]{64}$/.test(e.name)) continue;
+    if (await canConnect(`${dir}/${e.name}`)) return true;
+  }
+  return false;
+}
+
+/**
+ * The spare action: listens at the spare path and waits to be adopted;
+ * then becomes the shim described by the adoption (see {@link adoptSpare}).
+ * Returns the process exit status.
+ */
+export async function runSpare(path: string): Promise<number> {
+  const dir = path.slice(0, path.lastIndexOf("/"));
+  const unlock = await lockGroup(path);
+  let listener: Deno.UnixListener;
+  let ino: number | null;
+  try {
+    if (await canConnect(path)) return 0; // another spare is ready
+    await Deno.remove(path).catch(() => {});
+    listener = Deno.listen({ transport: "unix", path });
+    await Deno.chmod(path, 0o600);
+    ino = (await Deno.stat(path)).ino;
+  } finally {
+    unlock();
+    await Deno.remove(spawningMarker(dir)).catch(() => {});
+  }
+  // Accept until a connection brings an adoption; probes (canConnect) just close.
+  let adoption: { conn: Deno.UnixConn; msg: Adoption } | null = null;
+  const accepting = (async () => {
+    for (;;) {
+      let conn: Deno.UnixConn;
+      try {
+        conn = await listener.accept();
+      } catch {
+        return; // retired: the listener was closed
+      }
+      const line = await readLine(conn, ADOPT_TIMEOUT_MS);
+      try {
+        const msg = JSON.parse(line) as Adoption;
+        if (msg && typeof msg === "object" && msg.flags) {
+          adoption = { conn, msg };
+          return;
+        }
+      } catch {
+        // not an adoption
+      }
+      conn.close();
+    }
+  })();
+  const since = Date.now();
+  let lonely = 0;
+  while (!adoption) {
+    await Promise.race([accepting, new Promise((r) => setTimeout(r, CHECK_MS))]);
+    if (adoption) break;
+    lonely = (await anyShimAlive(dir)) ? 0 : lonely + 1;
+    if (lonely < 2 && Date.now() - since < MAX_IDLE_MS) continue;
+    // Retire, unless a start has renamed the socket (it is adopting this spare).
+    if ((await Deno.stat(path).catch(() => null))?.ino !== ino) continue;
+    const release = await lockGroup(path);
+    try {
+      if (!adoption && (await Deno.stat(path).catch(() => null))?.ino === ino) {
+        removeGroupFiles(path);
+        listener.close();
+        await accepting;
+        return 0;
+      }
+    } finally {
+      release();
+    }
+  }
+  const { conn, msg } = adoption as { conn: Deno.UnixConn; msg: Adoption };
+  for (const [k, v] of Object.entries(msg.env)) Deno.env.set(k, v);
+  if (msg.flags.bundle) Deno.chdir(msg.flags.bundle);
+  const { serveShim } = await import("./serve.ts");
+  return await serveShim(msg.flags, {
+    listener,
+    ready: async () => {
+      await writeAll(conn, new TextEncoder().encode("ok\n")).catch(() => {});
+      conn.close();
+    },
+  });
+}
