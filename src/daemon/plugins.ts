@@ -31,6 +31,8 @@ import { leasesPlugin } from "../services/leases/mod.ts";
 import { introspectionPlugin } from "../services/introspection/mod.ts";
 import { namespacesPlugin } from "../services/namespaces/mod.ts";
 import { snapshotsPlugin } from "../services/snapshots/mod.ts";
+import { tasksPlugin } from "../services/tasks/mod.ts";
+import { taskManagerPlugin } from "../runtime/mod.ts";
 import { versionPlugin } from "../services/version/mod.ts";
 import { NativeSnapshotter, OverlaySnapshotter, type Snapshotter } from "../snapshots/mod.ts";
 
@@ -147,5 +149,7 @@ export function builtinPlugins(): Registration[] {
     snapshotsPlugin,
     contentServicePlugin,
     diffPlugin,
+    taskManagerPlugin,
+    tasksPlugin,
   ] as Registration[];
 }

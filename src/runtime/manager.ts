@@ -1,0 +1,450 @@
+/**
+ * The runtime v2 task manager: one shim per task (or per group of tasks,
+ * when a shim says so by printing an address already in use), each reached
+ * over ttrpc, started, reloaded and cleaned up the way containerd's
+ * runtime v2 does it, so that berth drives its own shim and Debian's
+ * containerd-shim-runc-v2 alike.
+ *
+ * @module
+ */
+
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { type Any, timestampNow } from "@bufbuild/protobuf/wkt";
+import { type Config, resolveRuntime } from "../config/mod.ts";
+import { alreadyExists, BerthError, Code, notFound, toBerthError } from "../errdefs/mod.ts";
+import { type Exchange, Topic } from "../events/mod.ts";
+import { TaskDeleteSchema, TaskExitSchema } from "../gen/containerd/events/task_pb.ts";
+import { type DeleteResponse, Task } from "../gen/containerd/task/v2/shim_pb.ts";
+import type { MountSchema } from "../gen/containerd/types/mount_pb.ts";
+import { validateIdentifier } from "../identifiers/mod.ts";
+import { log } from "../log/mod.ts";
+import { type Client, connect, type ServiceClient, serviceClient } from "../ttrpc/mod.ts";
+import { type Bundle, bundleOf, createBundle, deleteBundle, readBundleFile } from "./bundle.ts";
+import {
+  deleteShimBinary,
+  resolveShimBinary,
+  type ShimEnvironment,
+  startShimBinary,
+} from "./binary.ts";
+import { openShimLog, type ShimLog } from "./shim_log.ts";
+
+/** The ttrpc client of one shim's Task service. */
+export type ShimTaskClient = ServiceClient<typeof Task>;
+
+/** One connection to a shim, shared by every task that shim serves. */
+interface ShimConnection {
+  address: string;
+  client: Client;
+  /** Keys (`ns/id`) of the tasks served over it. */
+  tasks: Set<string>;
+}
+
+/** A task the manager knows, served by a live shim. */
+export interface ShimTask {
+  readonly namespace: string;
+  readonly id: string;
+  readonly bundle: Bundle;
+  /** The shim binary (for its delete action). */
+  readonly binary: string;
+  /** The shim's Task service, calls carrying the task's namespace. */
+  readonly task: ShimTaskClient;
+  /** @internal */
+  readonly conn: ShimConnection;
+  /** @internal */
+  readonly log: ShimLog;
+}
+
+/** What creating a task takes (the Tasks service fills it from the container record). */
+export interface CreateTaskOptions {
+  /** The OCI spec as JSON. */
+  spec: Uint8Array;
+  /** The runtime name of the container (a runtimes table key or a runtime type). */
+  runtime: string;
+  /** A shim binary overriding the lookup by runtime name. */
+  runtimePath?: string;
+  /** The container's runtime options. */
+  runtimeOptions?: Any;
+  /** Options of this task's creation; sent to the shim instead of the runtime options when set. */
+  taskOptions?: Any;
+  rootfs: MessageInitShape<typeof MountSchema>[];
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  terminal: boolean;
+  /** A checkpoint directory to restore from. */
+  checkpoint?: string;
+}
+
+/** Options of {@link TaskManager}. */
+export interface TaskManagerOptions {
+  /** `<root>/io.containerd.runtime.v2.task`: work directories. */
+  root: string;
+  /** `<state>/io.containerd.runtime.v2.task`: bundles. */
+  state: string;
+  env: ShimEnvironment;
+  events: Exchange;
+  config: Config;
+  /** The runtime name a container record holds, for bundles written before shim-binary-path existed. */
+  containerRuntime?: (namespace: string, id: string) => string | undefined;
+}
+
+/** How long a shim has to answer when reloaded after a daemon restart. */
+const LOAD_TIMEOUT_MS = 5_000;
+
+const keyOf = (namespace: string, id: string) => `${namespace}/${id}`;
+
+/** Manages shims and the tasks they serve; see the module doc. */
+export class TaskManager {
+  #opts: TaskManagerOptions;
+  #tasks = new Map<string, ShimTask>();
+  #pending = new Set<string>();
+  #conns = new Map<string, Promise<ShimConnection>>();
+  #cleanups = new Set<Promise<void>>();
+  #closing = false;
+
+  /** A manager with no tasks; call {@link recover} to reload those of an earlier run. */
+  constructor(opts: TaskManagerOptions) {
+    this.#opts = opts;
+  }
+
+  /** The task `id` in `namespace`; NotFound when there is none. */
+  get(namespace: string, id: string): ShimTask {
+    const t = this.#tasks.get(keyOf(namespace, id));
+    if (t === undefined) throw notFound(`task ${id}: not found in namespace ${namespace}`);
+    return t;
+  }
+
+  /** Every task in `namespace`. */
+  list(namespace: string): ShimTask[] {
+    return [...this.#tasks.values()].filter((t) => t.namespace === namespace);
+  }
+
+  async #connection(address: string): Promise<ShimConnection> {
+    let p = this.#conns.get(address);
+    if (p === undefined) {
+      p = (async () => {
+        const client = await connect(address);
+        const conn: ShimConnection = { address, client, tasks: new Set() };
+        client.done.then(() => this.#connectionClosed(conn));
+        return conn;
+      })();
+      this.#conns.set(address, p);
+      p.catch(() => this.#conns.delete(address));
+    }
+    return await p;
+  }
+
+  #release(conn: ShimConnection, key: string): void {
+    conn.tasks.delete(key);
+    if (conn.tasks.size === 0) conn.client.close();
+  }
+
+  #connectionClosed(conn: ShimConnection): void {
+    if (this.#conns.get(conn.address) !== undefined) {
+      this.#conns.get(conn.address)!.then((c) => {
+        if (c === conn) this.#conns.delete(conn.address);
+      }, () => {});
+    }
+    if (this.#closing) return;
+    for (const key of conn.tasks) {
+      const t = this.#tasks.get(key);
+      if (t !== undefined && t.conn === conn) {
+        log.info("shim disconnected", { id: t.id, namespace: t.namespace });
+        this.#track(this.#cleanupDeadShim(t));
+      }
+    }
+  }
+
+  #track(p: Promise<void>): void {
+    this.#cleanups.add(p);
+    p.finally(() => this.#cleanups.delete(p));
+  }
+
+  /**
+   * After a shim is gone: its delete action, a TaskExit and TaskDelete for
+   * the task (which no shim will report now), and the bundle removed.
+   */
+  async #cleanupDeadShim(t: ShimTask): Promise<void> {
+    const key = keyOf(t.namespace, t.id);
+    log.warn("cleaning up after shim disconnected", { id: t.id, namespace: t.namespace });
+    let resp: DeleteResponse | undefined;
+    try {
+      resp = await deleteShimBinary(t.binary, this.#opts.env, t.bundle);
+    } catch (err) {
+      log.warn("failed to clean up after shim disconnected", {
+        id: t.id,
+        namespace: t.namespace,
+        error: String(err),
+      });
+    }
+    t.conn.tasks.delete(key);
+    await t.log.close();
+    await deleteBundle(t.bundle).catch((err) =>
+      log.warn("cannot remove bundle", { path: t.bundle.path, error: String(err) })
+    );
+    await removeStaleSocket(t.conn.address);
+    if (this.#tasks.get(key) !== t) return; // deleted meanwhile: already reported
+    this.#tasks.delete(key);
+    const exitedAt = resp?.exitedAt ?? timestampNow();
+    const pid = resp?.pid ?? 0;
+    const exitStatus = resp === undefined ? 255 : resp.exitStatus;
+    try {
+      this.#opts.events.publish(
+        t.namespace,
+        Topic.TaskExit,
+        TaskExitSchema,
+        create(TaskExitSchema, { containerId: t.id, id: t.id, pid, exitStatus, exitedAt }),
+      );
+      this.#opts.events.publish(
+        t.namespace,
+        Topic.TaskDelete,
+        TaskDeleteSchema,
+        create(TaskDeleteSchema, { containerId: t.id, pid, exitStatus, exitedAt }),
+      );
+    } catch (err) {
+      log.warn("cannot publish exit of a dead shim's task", { id: t.id, error: String(err) });
+    }
+  }
+
+  /**
+   * Creates task `id`: bundle, shim (started with its `start` action, or
+   * an existing group shim it points to), then the shim's Create. Returns
+   * the task and the pid of its init process. Nothing is left on failure.
+   */
+  async create(
+    namespace: string,
+    id: string,
+    opts: CreateTaskOptions,
+  ): Promise<{ task: ShimTask; pid: number }> {
+    validateIdentifier(id, "task id");
+    const key = keyOf(namespace, id);
+    if (this.#tasks.has(key) || this.#pending.has(key)) {
+      throw alreadyExists(`task ${id}: already exists`);
+    }
+    this.#pending.add(key);
+    try {
+      const binary = await this.#binaryFor(opts.runtime, opts.runtimePath);
+      const bundle = await createBundle(
+        this.#opts.root,
+        this.#opts.state,
+        namespace,
+        id,
+        opts.spec,
+      );
+      let shimLog: ShimLog | undefined;
+      let conn: ShimConnection | undefined;
+      let task: ShimTaskClient | undefined;
+      try {
+        shimLog = await openShimLog(bundle.path);
+        const address = await startShimBinary(
+          binary,
+          this.#opts.env,
+          bundle,
+          opts.taskOptions ?? opts.runtimeOptions,
+        );
+        // Kept so that a restarted daemon finds the same binary.
+        await Deno.writeTextFile(`${bundle.path}/shim-binary-path`, binary, { mode: 0o600 });
+        conn = await this.#connection(address);
+        conn.tasks.add(key);
+        task = this.#taskClient(conn, namespace);
+        const resp = await task.create({
+          id,
+          bundle: bundle.path,
+          rootfs: opts.rootfs,
+          terminal: opts.terminal,
+          stdin: opts.stdin,
+          stdout: opts.stdout,
+          stderr: opts.stderr,
+          checkpoint: opts.checkpoint ?? "",
+          options: opts.taskOptions,
+        });
+        const t: ShimTask = { namespace, id, bundle, binary, task, conn, log: shimLog };
+        this.#tasks.set(key, t);
+        return { task: t, pid: resp.pid };
+      } catch (err) {
+        await this.#undoCreate(bundle, binary, task, conn, key, shimLog);
+        throw err;
+      }
+    } finally {
+      this.#pending.delete(key);
+    }
+  }
+
+  async #undoCreate(
+    bundle: Bundle,
+    binary: string,
+    task: ShimTaskClient | undefined,
+    conn: ShimConnection | undefined,
+    key: string,
+    shimLog: ShimLog | undefined,
+  ): Promise<void> {
+    if (task !== undefined && conn !== undefined && !conn.client.closed) {
+      await task.delete({ id: bundle.id }, { timeoutMs: 10_000 }).catch(() => {});
+      await task.shutdown({ id: bundle.id }, { timeoutMs: 10_000 }).catch(() => {});
+    }
+    if (conn !== undefined) this.#release(conn, key);
+    // The shim may have been started even if nothing answered: its delete action cleans up.
+    if (await readBundleFile(bundle, "address").catch(() => undefined) !== undefined) {
+      await deleteShimBinary(binary, this.#opts.env, bundle).catch((err) =>
+        log.warn("shim delete after failed create", { id: bundle.id, error: String(err) })
+      );
+    }
+    await shimLog?.close();
+    await deleteBundle(bundle).catch((err) =>
+      log.warn("cannot remove bundle", { path: bundle.path, error: String(err) })
+    );
+  }
+
+  #taskClient(conn: ShimConnection, namespace: string): ShimTaskClient {
+    return serviceClient(conn.client, Task, {
+      defaults: { metadata: { "containerd-namespace-ttrpc": namespace } },
+    });
+  }
+
+  async #binaryFor(runtime: string, runtimePath?: string): Promise<string> {
+    const resolved = resolveRuntime(this.#opts.config, runtime);
+    return await resolveShimBinary(resolved.name, runtimePath || resolved.binary);
+  }
+
+  /**
+   * Deletes task `id` through its shim, then asks the shim to shut down
+   * (a group shim stays while it serves other tasks) and removes the
+   * bundle. The shim itself reports the TaskDelete.
+   */
+  async delete(namespace: string, id: string): Promise<DeleteResponse> {
+    const t = this.get(namespace, id);
+    const key = keyOf(namespace, id);
+    const resp = await t.task.delete({ id });
+    if (this.#tasks.get(key) !== t) return resp; // a dead-shim cleanup got there first
+    this.#tasks.delete(key);
+    await t.task.shutdown({ id }, { timeoutMs: 10_000 }).catch(() => {});
+    this.#release(t.conn, key);
+    await t.log.close();
+    await deleteBundle(t.bundle);
+    return resp;
+  }
+
+  /**
+   * Reloads the tasks of an earlier run from the state directory: live
+   * shims are reconnected, dead ones cleaned up (their exits published),
+   * empty or unusable bundles removed, and stray work directories too.
+   */
+  async recover(): Promise<void> {
+    for (const ns of await dirNames(this.#opts.state)) {
+      for (const id of await dirNames(`${this.#opts.state}/${ns}`)) {
+        if (id.startsWith(".")) continue;
+        await this.#recoverOne(ns, id).catch((err) =>
+          log.error("cannot reload task", { namespace: ns, id, error: String(err) })
+        );
+      }
+    }
+    for (const ns of await dirNames(this.#opts.root)) {
+      for (const id of await dirNames(`${this.#opts.root}/${ns}`)) {
+        if (!this.#tasks.has(keyOf(ns, id))) {
+          await Deno.remove(`${this.#opts.root}/${ns}/${id}`, { recursive: true }).catch(() => {});
+        }
+      }
+    }
+  }
+
+  async #recoverOne(namespace: string, id: string): Promise<void> {
+    const bundle = bundleOf(this.#opts.state, namespace, id);
+    const entries = await dirNames(bundle.path, true);
+    if (entries.length === 0) {
+      await deleteBundle(bundle);
+      return;
+    }
+    let binary = await readBundleFile(bundle, "shim-binary-path");
+    if (!binary) {
+      const runtime = this.#opts.containerRuntime?.(namespace, id);
+      try {
+        if (runtime === undefined) throw notFound(`container ${id} not found`);
+        binary = await this.#binaryFor(runtime);
+      } catch (err) {
+        log.warn("removing a bundle whose shim cannot be found", { id, error: String(err) });
+        await deleteBundle(bundle);
+        return;
+      }
+    }
+    const key = keyOf(namespace, id);
+    const shimLog = await openShimLog(bundle.path);
+    const address = await readBundleFile(bundle, "address") ?? "";
+    let conn: ShimConnection | undefined;
+    try {
+      if (address === "") throw notFound("no address file");
+      conn = await this.#connection(address);
+      conn.tasks.add(key);
+      const task = this.#taskClient(conn, namespace);
+      await task.connect({ id }, { timeoutMs: LOAD_TIMEOUT_MS });
+      this.#tasks.set(key, { namespace, id, bundle, binary, task, conn, log: shimLog });
+      log.info("reloaded task", { namespace, id, address });
+    } catch (err) {
+      log.warn("shim of task is gone", { namespace, id, error: String(err) });
+      const dead: ShimTask = {
+        namespace,
+        id,
+        bundle,
+        binary,
+        task: undefined as unknown as ShimTaskClient,
+        conn: conn ?? { address, client: undefined as unknown as Client, tasks: new Set() },
+        log: shimLog,
+      };
+      if (conn !== undefined) this.#release(conn, key);
+      // Listed for the moment, so that the cleanup reports its exit.
+      this.#tasks.set(key, dead);
+      await this.#cleanupDeadShim(dead);
+    }
+  }
+
+  /** Waits for cleanups of dead shims that are under way. */
+  async settle(): Promise<void> {
+    while (this.#cleanups.size > 0) await Promise.all([...this.#cleanups]);
+  }
+
+  /**
+   * Lets go of every shim without touching it: shims and their containers
+   * keep running, and the next daemon reloads them.
+   */
+  async close(): Promise<void> {
+    this.#closing = true;
+    await this.settle();
+    for (const p of this.#conns.values()) {
+      await p.then((c) => c.client.close(), () => {});
+    }
+    this.#conns.clear();
+    await Promise.all([...this.#tasks.values()].map((t) => t.log.close()));
+    this.#tasks.clear();
+  }
+}
+
+async function dirNames(path: string, all = false): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    for await (const e of Deno.readDir(path)) if (all || e.isDirectory) out.push(e.name);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  return out;
+}
+
+/** Removes the socket file of a shim that no longer listens (a shim killed outright leaves it). */
+async function removeStaleSocket(address: string): Promise<void> {
+  if (!address.startsWith("unix://") && !address.startsWith("/")) return;
+  const path = address.replace(/^unix:\/\//, "");
+  if (path.startsWith("@") || path === "") return;
+  try {
+    (await Deno.connect({ transport: "unix", path })).close();
+    return; // someone listens: not stale
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return;
+  }
+  await Deno.remove(path).catch(() => {});
+}
+
+/** Turns whatever a shim call threw into a BerthError naming the task. */
+export function shimError(err: unknown, what: string): BerthError {
+  const e = toBerthError(err);
+  return new BerthError(e.code === undefined ? Code.Unknown : e.code, `${what}: ${e.message}`, {
+    cause: err,
+  });
+}

@@ -1,0 +1,101 @@
+/**
+ * berth's runtime v2: tasks run by shims that the daemon starts, talks to
+ * over ttrpc, reloads after its own restart and cleans up after when they
+ * die, all as containerd's runtime v2 does, so berth's shim and Debian's
+ * containerd-shim-runc-v2 are driven alike.
+ *
+ * @example
+ * ```ts
+ * import { TaskManager } from "./mod.ts";
+ * const m = new TaskManager({ root, state, env, events, config });
+ * await m.recover();
+ * const { pid } = await m.create("default", "web", { spec, runtime: "io.containerd.runc.v2", rootfs, stdin: "", stdout, stderr: "", terminal: false });
+ * await m.get("default", "web").task.start({ id: "web" });
+ * ```
+ * @module
+ */
+
+import type { DaemonProperties } from "../daemon/daemon.ts";
+import type { Exchange } from "../events/mod.ts";
+import type { Metadata } from "../metadata/mod.ts";
+import type { Registration } from "../plugin/mod.ts";
+import { berthDirs, type ShimEnvironment } from "./binary.ts";
+import { TaskManager } from "./manager.ts";
+
+export {
+  type CreateTaskOptions,
+  shimError,
+  type ShimTask,
+  type ShimTaskClient,
+  TaskManager,
+  type TaskManagerOptions,
+} from "./manager.ts";
+export {
+  berthDirs,
+  deleteShimBinary,
+  parseShimAddress,
+  resolveShimBinary,
+  type ShimEnvironment,
+  startShimBinary,
+} from "./binary.ts";
+export { type Bundle, bundleOf, createBundle, deleteBundle } from "./bundle.ts";
+export { openShimLog, type ShimLog } from "./shim_log.ts";
+
+/**
+ * The program shims run to publish events: berth itself when compiled, else
+ * the checkout's built bin/berth when there is one, else the Deno binary
+ * (Go shims publish over TTRPC_ADDRESS and only fall back to it).
+ */
+function publishBinary(): string {
+  if (Deno.build.standalone) return Deno.execPath();
+  for (const dir of berthDirs()) {
+    try {
+      if (Deno.statSync(`${dir}/berth`).isFile) return `${dir}/berth`;
+    } catch { /* not built */ }
+  }
+  return Deno.execPath();
+}
+
+/**
+ * The task manager plugin, io.containerd.runtime.v2.task: bundles under
+ * `<state>/io.containerd.runtime.v2.task`, work directories under
+ * `<root>/io.containerd.runtime.v2.task`; reloads earlier tasks at start.
+ */
+export const taskManagerPlugin: Registration<TaskManager> = {
+  type: "io.containerd.runtime.v2",
+  id: "task",
+  requires: ["io.containerd.metadata.v1", "io.containerd.event.v1"],
+  init: async (ctx) => {
+    const props = ctx.properties as unknown as DaemonProperties;
+    const md = ctx.first<Metadata>("io.containerd.metadata.v1");
+    const level = props.config.debug.level;
+    const env: ShimEnvironment = {
+      address: props.address,
+      ttrpcAddress: props.ttrpcAddress,
+      publishBinary: publishBinary(),
+      debug: level === "debug" || level === "trace",
+    };
+    await Deno.mkdir(ctx.root, { recursive: true, mode: 0o711 });
+    await Deno.mkdir(ctx.state, { recursive: true, mode: 0o711 });
+    ctx.meta.exports.root = ctx.root;
+    ctx.meta.exports.state = ctx.state;
+    ctx.meta.platforms.push({ os: "linux", architecture: "amd64" });
+    const manager = new TaskManager({
+      root: ctx.root,
+      state: ctx.state,
+      env,
+      events: ctx.first<Exchange>("io.containerd.event.v1"),
+      config: props.config,
+      containerRuntime: (ns, id) => {
+        try {
+          return md.containers.get(ns, id).runtime.name;
+        } catch {
+          return undefined;
+        }
+      },
+    });
+    await manager.recover();
+    return manager;
+  },
+  close: (m) => m.close(),
+};
