@@ -36,8 +36,12 @@ export const EEXIST = 17;
 export const EINVAL = 22;
 /** Broken pipe. */
 export const EPIPE = 32;
+/** Result too large (a buffer was too small for an xattr value or list). */
+export const ERANGE = 34;
 /** File name too long. */
 export const ENAMETOOLONG = 36;
+/** No data available (getxattr: no attribute of that name). */
+export const ENODATA = 61;
 /** Message too long (also: ancillary data did not fit). */
 export const EMSGSIZE = 90;
 /** A pending connection was aborted before accept took it. */

@@ -23,6 +23,12 @@ const SYMBOLS = {
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
+  // A real symbol since glibc 2.33 (before, only the __xmknod wrapper was).
+  mknod: { parameters: ["buffer", "u32", "u64"], result: "i32" },
+  lsetxattr: { parameters: ["buffer", "buffer", "buffer", "usize", "i32"], result: "i32" },
+  lgetxattr: { parameters: ["buffer", "buffer", "buffer", "usize"], result: "isize" },
+  llistxattr: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  lremovexattr: { parameters: ["buffer", "buffer"], result: "i32" },
 
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
   prctl_ptr: { name: "prctl", parameters: ["i32", "buffer", "u64", "u64", "u64"], result: "i32" },

@@ -1,7 +1,8 @@
 /**
  * Typed wrappers over libc for what Deno does not offer: subreaping and
  * pidfds, terminals, fd passing over unix sockets, peer credentials, raw fd
- * IO, mounts and fifos. Nothing here knows about containers.
+ * IO, mounts, fifos, device nodes and extended attributes. Nothing here
+ * knows about containers.
  *
  * libc is opened on the first call, not on import (needs --allow-ffi then).
  * Every failure is a {@link SyscallError} naming the call and its errno.
@@ -58,4 +59,5 @@ export {
 } from "./socket.ts";
 export type { PeerCred, Received } from "./socket.ts";
 export { Mount, mount, umount2, Unmount } from "./mount.ts";
-export { mkfifo } from "./fs.ts";
+export { devMajor, devMinor, makedev, mkfifo, mknod, NodeType } from "./fs.ts";
+export { lgetxattr, llistxattr, lremovexattr, lsetxattr, XattrFlags } from "./xattr.ts";
