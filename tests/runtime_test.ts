@@ -29,9 +29,11 @@ const BERTH_SHIM = new URL("../bin/containerd-shim-berth-v2", import.meta.url).p
 const NS_KEY = "containerd-namespace-ttrpc";
 const SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const RUNC_SHIM_ROOT = "/run/containerd/runc";
+/** Where berth's shim keeps runc state, per namespace. */
+const BERTH_RUNC_ROOT = "/run/berth/runc";
 const SNAPSHOTTER = "overlayfs";
 const TASK_STATE = "io.containerd.runtime.v2.task";
-const TEST_LIMIT_MS = 90_000;
+const TEST_LIMIT_MS = 60_000;
 
 /** A daemon process with its stderr collected. */
 interface DaemonProc {
@@ -71,6 +73,8 @@ class World {
   daemon?: DaemonProc;
   client?: Client;
   readers: Deno.ChildProcess[] = [];
+  /** What the test was doing last (named in a timeout). */
+  step = "setup";
   /** Addresses of shims seen, for removing sockets a killed shim left. */
   shimAddresses = new Set<string>();
 
@@ -175,14 +179,30 @@ class World {
     });
   }
 
-  /** A fifo whose content (until every writer closes) a `cat` collects. */
-  async fifoReader(name: string): Promise<{ path: string; text: Promise<string> }> {
+  /**
+   * A fifo that a `cat` reads; `until(text)` resolves with what came so far
+   * once it holds `text` (shims differ in when they close their write end,
+   * so the test does not wait for EOF).
+   */
+  async fifoReader(name: string): Promise<{ path: string; until: (t: string) => Promise<string> }> {
     const path = `${this.tmp}/fifos/${name}`;
     await runChecked("mkfifo", [path]);
     const cat = spawn("cat", [path], { stdout: "piped", stderr: "null" });
     this.readers.push(cat);
-    const text = new Response(cat.stdout).text();
-    return { path, text };
+    let text = "";
+    const waiters: (() => void)[] = [];
+    (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of cat.stdout) {
+        text += decoder.decode(chunk, { stream: true });
+        for (const w of waiters.splice(0)) w();
+      }
+    })();
+    const until = async (want: string) => {
+      while (!text.includes(want)) await new Promise<void>((r) => waiters.push(r));
+      return text;
+    };
+    return { path, until };
   }
 
   async rememberShim(id: string): Promise<void> {
@@ -204,7 +224,7 @@ class World {
     await this.stop().catch(() => {});
     await killNow(this.shimPids());
     // Containers the shims left: runc removes them (and their cgroups).
-    for (const runcRoot of [`${RUNC_SHIM_ROOT}/${this.ns}`]) {
+    for (const runcRoot of [`${RUNC_SHIM_ROOT}/${this.ns}`, `${BERTH_RUNC_ROOT}/${this.ns}`]) {
       let ids: string[] = [];
       try {
         ids = [...Deno.readDirSync(runcRoot)].map((e) => e.name);
@@ -221,6 +241,8 @@ class World {
     await unmountAllUnder(this.tmp);
     for (const a of this.shimAddresses) {
       await Deno.remove(a.replace(/^unix:\/\//, "")).catch(() => {});
+      // berth's shim keeps a lock file beside its socket.
+      await Deno.remove(`${a.replace(/^unix:\/\//, "")}.lock`).catch(() => {});
     }
     await Deno.remove(this.tmp, { recursive: true });
   }
@@ -261,7 +283,7 @@ async function withWorld(fn: (w: World) => Promise<void>): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const limit = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new Error(`timed out after ${TEST_LIMIT_MS} ms`)),
+        () => reject(new Error(`timed out after ${TEST_LIMIT_MS} ms at: ${w.step}`)),
         TEST_LIMIT_MS,
       );
     });
@@ -287,14 +309,19 @@ async function lifecycle(w: World, runtime: string): Promise<void> {
   const c1 = `${w.ns}-one`;
   await w.makeContainer(c1, ["sh", "-c", "echo hello from $(hostname); exit 3"], runtime);
   const out1 = await w.fifoReader("c1-out");
+  w.step = "create c1";
   const created = await tasks.create({ containerId: c1, stdout: out1.path, stderr: out1.path });
   assert.ok(created.pid > 0);
   await w.rememberShim(c1);
   assert.equal((await tasks.get({ containerId: c1 })).process?.status, Status.CREATED);
   const waiting = tasks.wait({ containerId: c1 });
+  w.step = "start c1";
   await tasks.start({ containerId: c1 });
-  assert.equal(await out1.text, `hello from ${c1}\n`);
+  w.step = "read c1 output";
+  assert.equal(await out1.until("\n"), `hello from ${c1}\n`);
+  w.step = "wait c1";
   assert.equal((await waiting).exitStatus, 3);
+  w.step = "delete c1";
   const del1 = await tasks.delete({ containerId: c1 });
   assert.equal(del1.exitStatus, 3);
   await assert.rejects(Deno.stat(`${w.bundles}/${c1}`), Deno.errors.NotFound, "bundle removed");
@@ -303,6 +330,7 @@ async function lifecycle(w: World, runtime: string): Promise<void> {
   // A long task with an exec, killed and deleted.
   const c2 = `${w.ns}-two`;
   await w.makeContainer(c2, ["sleep", "1000"], runtime);
+  w.step = "create c2";
   const { pid } = await tasks.create({ containerId: c2 });
   await w.rememberShim(c2);
   await tasks.start({ containerId: c2 });
@@ -326,10 +354,13 @@ async function lifecycle(w: World, runtime: string): Promise<void> {
       value: new TextEncoder().encode(JSON.stringify(spec)),
     }),
   });
+  w.step = "exec e1";
   const execWait = tasks.wait({ containerId: c2, execId: "e1" });
   const execStart = await tasks.start({ containerId: c2, execId: "e1" });
   assert.ok(execStart.pid > 0 && execStart.pid !== pid);
-  assert.equal(await execOut.text, "exec says hi\n");
+  w.step = "read e1 output";
+  assert.equal(await execOut.until("\n"), "exec says hi\n");
+  w.step = "wait e1";
   assert.equal((await execWait).exitStatus, 5);
   const execDel = await tasks.deleteProcess({ containerId: c2, execId: "e1" });
   assert.equal(execDel.exitStatus, 5);
@@ -337,9 +368,11 @@ async function lifecycle(w: World, runtime: string): Promise<void> {
 
   // The Go shim reports this without a code (Unknown); the message is what counts.
   await assert.rejects(tasks.delete({ containerId: c2 }), /running/);
+  w.step = "kill c2";
   const exit2 = tasks.wait({ containerId: c2 });
   await tasks.kill({ containerId: c2, signal: 9 });
   assert.equal((await exit2).exitStatus, 137);
+  w.step = "delete c2";
   await tasks.delete({ containerId: c2 });
   assert.ok(!isAlive(pid), "container process gone");
   assert.deepEqual((await tasks.list({})).tasks, []);
