@@ -6,7 +6,8 @@ import { invalidArgument } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import { decompress } from "./compression.ts";
 import { cleanEntryPath, resolveInRoot } from "./path.ts";
-import { type ArchiveSys, commandSys, type XattrWrite } from "./sys.ts";
+import { lsetxattr } from "../../ffi/mod.ts";
+import { makeNode, setLayerXattr } from "./sys.ts";
 import { mtimeOf, readTar, type TarHeader, xattrsOf } from "./tar.ts";
 
 /** OCI whiteout prefix: `.wh.<name>` deletes `<name>` from the layers below. */
@@ -15,6 +16,7 @@ export const WHITEOUT_PREFIX = ".wh.";
 export const WHITEOUT_OPAQUE = ".wh..wh..opq";
 /** The xattr overlayfs reads to treat a directory as opaque. */
 export const OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque";
+const OPAQUE_VALUE = new TextEncoder().encode("y");
 
 /** Options of {@link applyLayer}. */
 export interface ApplyOptions {
@@ -26,8 +28,6 @@ export interface ApplyOptions {
   whiteouts?: "overlay" | "delete";
   /** The layer's media type, for error messages. */
   mediaType?: string;
-  /** System operations (for tests, or ffi-backed ones). */
-  sys?: ArchiveSys;
 }
 
 /** What {@link applyLayer} read. */
@@ -64,7 +64,6 @@ export async function applyLayer(
   layer: ReadableStream<Uint8Array>,
   opts: ApplyOptions = {},
 ): Promise<ApplyResult> {
-  const sys = opts.sys ?? commandSys;
   const overlay = opts.whiteouts === "overlay";
   const { stream } = await decompress(layer, opts.mediaType);
 
@@ -83,7 +82,6 @@ export async function applyLayer(
   // Paths this layer created: an opaque marker hides only what was below.
   const unpacked = new Set<string>();
   const dirTimes: { path: string; atime: Date; mtime: Date }[] = [];
-  const xattrs: XattrWrite[] = [];
 
   for await (const { header: h, data } of readTar(hashed)) {
     const parts = cleanEntryPath(h.name);
@@ -93,7 +91,7 @@ export async function applyLayer(
     await Deno.mkdir(parentPath, { recursive: true, mode: 0o755 });
 
     if (base.startsWith(WHITEOUT_PREFIX)) {
-      await applyWhiteout(parentPath, base, h, overlay, unpacked, sys, xattrs);
+      await applyWhiteout(parentPath, base, h, overlay, unpacked);
       continue;
     }
 
@@ -136,7 +134,7 @@ export async function applyLayer(
       case "character-device":
       case "block-device":
       case "fifo":
-        await sys.mknod(
+        makeNode(
           path,
           h.type === "fifo" ? "fifo" : h.type === "character-device" ? "char" : "block",
           mode,
@@ -152,10 +150,14 @@ export async function applyLayer(
     // A hard link is its target's inode: owner, mode and times are the target's.
     if (h.type === "link") continue;
 
-    // Owner first: chown clears set-id bits, so the mode goes on after it.
+    // Owner first: chown clears set-id bits and file capabilities, so the
+    // mode and then the xattrs go on after it.
     await lchown(path, uid, gid);
     if (h.type !== "symlink") await Deno.chmod(path, mode);
-    for (const [name, value] of Object.entries(xattrsOf(h))) xattrs.push({ path, name, value });
+    const fileOrDir = h.type === "directory" || h.type === "file" || h.type === "contiguous-file";
+    for (const [name, value] of Object.entries(xattrsOf(h))) {
+      setLayerXattr(path, name, value, fileOrDir);
+    }
     const mtime = mtimeOf(h);
     const atimeText = h.pax?.atime;
     const atime = atimeText && /^\d+(\.\d+)?$/.test(atimeText)
@@ -166,7 +168,6 @@ export async function applyLayer(
     else await lutimes(path, atime, mtime);
   }
 
-  await sys.setXattrs(xattrs);
   for (const d of dirTimes.reverse()) await Deno.utime(d.path, d.atime, d.mtime);
   return { digest: digester.digest(), size };
 }
@@ -177,16 +178,10 @@ async function applyWhiteout(
   h: TarHeader,
   overlay: boolean,
   unpacked: Set<string>,
-  sys: ArchiveSys,
-  xattrs: XattrWrite[],
 ): Promise<void> {
   if (base === WHITEOUT_OPAQUE) {
     if (overlay) {
-      xattrs.push({
-        path: parentPath,
-        name: OVERLAY_OPAQUE_XATTR,
-        value: new TextEncoder().encode("y"),
-      });
+      lsetxattr(parentPath, OVERLAY_OPAQUE_XATTR, OPAQUE_VALUE);
       return;
     }
     for await (const e of Deno.readDir(parentPath)) {
@@ -203,7 +198,7 @@ async function applyWhiteout(
   if (await lstatOrUndefined(target)) await Deno.remove(target, { recursive: true });
   if (overlay) {
     // overlayfs hides a lower file behind a 0/0 character device of the same name.
-    await sys.mknod(target, "char", 0, 0, 0);
+    makeNode(target, "char", 0, 0, 0);
     await lchown(target, numberFromPax(h, "uid", h.uid), numberFromPax(h, "gid", h.gid));
   }
 }

@@ -1,8 +1,9 @@
 // Producing a layer: the changes between two directories, or an overlay
 // upper directory with its whiteouts turned back into OCI ones.
 
-import { WHITEOUT_OPAQUE, WHITEOUT_PREFIX } from "./apply.ts";
-import { type ArchiveSys, commandSys } from "./sys.ts";
+import { devMajor, devMinor, lgetxattr } from "../../ffi/mod.ts";
+import { OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX } from "./apply.ts";
+import { readXattrs } from "./sys.ts";
 import { packTar, type TarHeader, type TarOut, xattrRecords } from "./tar.ts";
 
 /** Options of {@link diffTar}. */
@@ -15,8 +16,6 @@ export interface DiffOptions {
    * whiteouts and opaque markers are converted to OCI ones.
    */
   lower?: string;
-  /** System operations (for tests, or ffi-backed ones). */
-  sys?: ArchiveSys;
 }
 
 interface Change {
@@ -123,13 +122,14 @@ async function walkAll(upper: string, rel: string, out: Change[]): Promise<void>
   }
 }
 
+/** True when overlayfs treats directory `host` as opaque. */
+function isOpaque(host: string): boolean {
+  const v = lgetxattr(host, OVERLAY_OPAQUE_XATTR);
+  return v?.length === 1 && v[0] === 0x79; // "y"
+}
+
 /** An overlay upper dir as changes: its whiteouts become OCI whiteouts. */
-async function overlayChanges(
-  upper: string,
-  rel: string,
-  out: Change[],
-  opaque: (host: string) => boolean,
-) {
+async function overlayChanges(upper: string, rel: string, out: Change[]) {
   for (const name of await names(rel ? `${upper}/${rel}` : upper)) {
     const r = rel ? `${rel}/${name}` : name;
     const host = `${upper}/${r}`;
@@ -140,8 +140,8 @@ async function overlayChanges(
     }
     out.push({ rel: r, host, info });
     if (info.isDirectory) {
-      if (opaque(host)) out.push({ rel: `${r}/${WHITEOUT_OPAQUE}`, whiteout: false });
-      await overlayChanges(upper, r, out, opaque);
+      if (isOpaque(host)) out.push({ rel: `${r}/${WHITEOUT_OPAQUE}`, whiteout: false });
+      await overlayChanges(upper, r, out);
     }
   }
 }
@@ -171,30 +171,13 @@ async function* fileData(path: string): AsyncGenerator<Uint8Array> {
  * stream from disk. Compress with `.pipeThrough(new CompressionStream("gzip"))`.
  */
 export function diffTar(opts: DiffOptions): ReadableStream<Uint8Array> {
-  const sys = opts.sys ?? commandSys;
   async function* entries(): AsyncGenerator<TarOut> {
     const changes: Change[] = [];
     if (opts.lower !== undefined) {
       await compareDirs(opts.lower, opts.upper, "", changes);
     } else {
-      // Opaque markers live in xattrs: read them for all directories at once.
-      const dirs: string[] = [];
-      const collect = async (dir: string) => {
-        for await (const e of Deno.readDir(dir)) {
-          if (e.isDirectory) {
-            dirs.push(`${dir}/${e.name}`);
-            await collect(`${dir}/${e.name}`);
-          }
-        }
-      };
-      await collect(opts.upper);
-      const attrs = await sys.getXattrs(dirs);
-      const opaque = (host: string) =>
-        new TextDecoder().decode(attrs.get(host)?.["trusted.overlay.opaque"]) === "y";
-      await overlayChanges(opts.upper, "", changes, opaque);
+      await overlayChanges(opts.upper, "", changes);
     }
-    const hosts = changes.filter((c) => c.host).map((c) => c.host!);
-    const xattrs = await sys.getXattrs(hosts);
     const firstLink = new Map<string, string>();
     for (const c of changes) {
       if (c.whiteout) {
@@ -210,7 +193,7 @@ export function diffTar(opts: DiffOptions): ReadableStream<Uint8Array> {
       const i = c.info!;
       // overlayfs' own attributes describe the upper dir, not the files.
       const own = Object.fromEntries(
-        Object.entries(xattrs.get(c.host) ?? {}).filter(([n]) => !n.startsWith("trusted.overlay.")),
+        Object.entries(readXattrs(c.host)).filter(([n]) => !n.startsWith("trusted.overlay.")),
       );
       const base: TarHeader = {
         name: c.rel,
@@ -237,11 +220,8 @@ export function diffTar(opts: DiffOptions): ReadableStream<Uint8Array> {
         yield { header: { ...base, size: i.size }, data: fileData(c.host) };
       } else if (i.isCharDevice || i.isBlockDevice || i.isFifo) {
         const rdev = i.rdev ?? 0;
-        // Linux dev_t: major and minor are split across high and low bits.
-        const major = ((rdev >> 8) & 0xfff) | (Math.floor(rdev / 2 ** 32) & ~0xfff);
-        const minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
         const type = i.isFifo ? "fifo" : i.isCharDevice ? "character-device" : "block-device";
-        yield { header: { ...base, type, devmajor: major, devminor: minor } };
+        yield { header: { ...base, type, devmajor: devMajor(rdev), devminor: devMinor(rdev) } };
       }
       // Sockets cannot be archived; they are left out, as tar does.
     }

@@ -27,5 +27,4 @@ export {
 export { type DiffOptions, diffTar } from "./diff.ts";
 export { type Compression, decompress, detectCompression } from "./compression.ts";
 export { cleanEntryPath, resolveInRoot } from "./path.ts";
-export { type ArchiveSys, commandSys, type XattrWrite } from "./sys.ts";
 export { packTar, readTar, type TarEntry, type TarHeader, type TarOut } from "./tar.ts";
