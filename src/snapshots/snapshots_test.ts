@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Code, isCode } from "../errdefs/mod.ts";
-import { run, runChecked } from "../spawn/mod.ts";
+import { Mount as MS, mount, umount2, Unmount } from "../../ffi/mod.ts";
 import {
   type Mount,
   NativeSnapshotter,
@@ -11,28 +11,32 @@ import {
 
 const code = (c: Code) => (e: unknown) => isCode(e, c);
 
-// Performs the returned mounts the way a shim would (mount(8) for now).
-async function mountAll(mounts: Mount[], target: string): Promise<void> {
+// Performs the returned mounts the way a shim would, with mount(2): the
+// options mount(8) would turn into flags become flags, the rest is data.
+function mountAll(mounts: Mount[], target: string): void {
   assert.equal(mounts.length, 1);
   const m = mounts[0];
-  await runChecked("mount", [
-    "-t",
-    m.type === "bind" ? "none" : m.type,
-    "-o",
-    m.options.join(","),
-    m.source,
-    target,
-  ]);
+  const ro = m.options.includes("ro");
+  if (m.type === "bind") {
+    const unknown = m.options.filter((o) => !["ro", "rw", "bind", "rbind"].includes(o));
+    assert.deepEqual(unknown, [], "bind options this helper knows");
+    mount(m.source, target, "", MS.BIND | (m.options.includes("rbind") ? MS.REC : 0));
+    // A bind mount becomes read-only only by a remount.
+    if (ro) mount("", target, "", MS.BIND | MS.REMOUNT | MS.RDONLY);
+    return;
+  }
+  const data = m.options.filter((o) => o !== "ro" && o !== "rw").join(",");
+  mount(m.source, target, m.type, ro ? MS.RDONLY : 0, data);
 }
 
 async function withMounted<T>(mounts: Mount[], fn: (dir: string) => Promise<T>): Promise<T> {
   const target = await Deno.makeTempDir({ prefix: "berth-snap-mnt-" });
   try {
-    await mountAll(mounts, target);
+    mountAll(mounts, target);
     try {
       return await fn(target);
     } finally {
-      await runChecked("umount", [target]);
+      umount2(target);
     }
   } finally {
     await Deno.remove(target, { recursive: true });
@@ -48,7 +52,7 @@ async function withRoot(fn: (state: string) => Promise<void>): Promise<void> {
     const mounts = await Deno.readTextFile("/proc/self/mounts");
     for (const line of mounts.split("\n").reverse()) {
       const target = line.split(" ")[1];
-      if (target?.startsWith(state)) await run("umount", ["-l", target]);
+      if (target?.startsWith(state)) umount2(target, Unmount.DETACH);
     }
     await Deno.remove(state, { recursive: true });
   }

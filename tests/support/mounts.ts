@@ -6,9 +6,7 @@
  * @module
  */
 
-import { run } from "../../src/spawn/mod.ts";
-
-const MNT_DETACH = 2;
+import { umount2, Unmount } from "../../ffi/mod.ts";
 
 /** One line of /proc/self/mountinfo, the parts tests need. */
 export interface MountEntry {
@@ -43,50 +41,29 @@ export function mountsUnder(dir: string): string[] {
   return [...new Set(points)].sort((a, b) => b.length - a.length);
 }
 
-type Umount2 = (target: string, flags: number) => unknown;
-
-let ffiUmount: Umount2 | null | undefined;
-
-// ffi/ is written by another part of the project; use its umount2 when it is
-// there, else fall back to umount(8). The specifier is computed so that
-// type-checking does not require the file to exist yet.
-async function loadFfiUmount(): Promise<Umount2 | null> {
-  if (ffiUmount !== undefined) return ffiUmount;
-  ffiUmount = null;
-  try {
-    const spec = new URL("../../ffi/mod.ts", import.meta.url).href;
-    const mod = await import(spec);
-    if (typeof mod.umount2 === "function") ffiUmount = mod.umount2 as Umount2;
-  } catch {
-    // No ffi module (yet): umount(8) it is.
-  }
-  return ffiUmount;
-}
-
 /** Lazily unmounts `target` (MNT_DETACH). Throws when it is still mounted afterwards. */
-export async function unmountLazy(target: string): Promise<void> {
-  const umount2 = await loadFfiUmount();
-  if (umount2) {
-    try {
-      const r = umount2(target, MNT_DETACH);
-      if (typeof r !== "number" || r === 0) return;
-    } catch {
-      // Fall through to umount(8), which reports its own error.
-    }
-  }
-  const r = await run("umount", ["-l", target]);
-  if (!r.success && mountsUnder(target).includes(target)) {
-    throw new Error(`umount -l ${target}: ${new TextDecoder().decode(r.stderr).trim()}`);
+export function unmountLazy(target: string): void {
+  try {
+    umount2(target, Unmount.DETACH);
+  } catch (err) {
+    // EINVAL: not (or no longer) a mount point, which is what we want.
+    if (mountsUnder(target).includes(target)) throw err;
   }
 }
 
 /** Unmounts everything mounted at or under `dir`, deepest first. */
-export async function unmountAllUnder(dir: string): Promise<void> {
+export function unmountAllUnder(dir: string): void {
   // A lazy unmount of a parent can take children with it; re-read each pass.
   for (let pass = 0; pass < 5; pass++) {
     const points = mountsUnder(dir);
     if (points.length === 0) return;
-    for (const p of points) await unmountLazy(p).catch(() => {});
+    for (const p of points) {
+      try {
+        unmountLazy(p);
+      } catch {
+        // Busy or gone; the next pass looks again.
+      }
+    }
   }
   const left = mountsUnder(dir);
   if (left.length > 0) throw new Error(`still mounted under ${dir}: ${left.join(", ")}`);
