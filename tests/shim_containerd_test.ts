@@ -101,7 +101,14 @@ function bundleOf(env: Env, id: string): string {
 
 /** Asserts that nothing of the test is left: shims, runc/container processes, mounts, sockets, fifos. */
 async function assertNothingLeft(env: Env): Promise<void> {
-  await waitFor("shims and spares to exit", () => shimPids(env).length === 0);
+  await waitFor("shims and spares to exit", () => shimPids(env).length === 0, 15_000, () =>
+    shimPids(env).map((pid) => {
+      let cwd = "?";
+      try {
+        cwd = Deno.readLinkSync(`/proc/${pid}/cwd`);
+      } catch { /* gone */ }
+      return `${pid} cwd=${cwd} ${Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0").slice(-4).join(" ")}`;
+    }).join("; ") + ` dir: ${safeReadDir(env.sockDir).join(" ")}`);
   const runcLeft = findProcesses((_pid, argv) => argv.some((a) => a.includes(`${BERTH_RUNC_ROOT}/${env.ctd.namespace}`)));
   assert.deepEqual(runcLeft, [], "runc processes left");
   const containers = [...safeReadDir(`${BERTH_RUNC_ROOT}/${env.ctd.namespace}`)];
@@ -141,13 +148,14 @@ Deno.test({
     await Deno.mkdir(sockDir, { mode: 0o700 });
     // containerd passes its environment to the shims it starts.
     Deno.env.set("BERTH_SHIM_SOCKET_DIR", sockDir);
+    Deno.env.set("BERTH_SHIM_SPARE_LINGER_MS", "1000"); // spares go soon after the last shim: steps end clean
     const ctd = await startContainerd({ extraPath: [await shimDir(work)] });
     const env: Env = { ctd, img: await buildBusyboxImage(work), sockDir, work };
     let restarted: Deno.ChildProcess | null = null;
-    // BERTH_SHIM_TEST_ONLY=<part of a step name> runs just the matching steps (while developing).
+    // BERTH_SHIM_TEST_ONLY=<part of a step name>[|<another>] runs just the matching steps (while developing).
     const only = Deno.env.get("BERTH_SHIM_TEST_ONLY");
     const step = (name: string, fn: () => Promise<void>) =>
-      t.step({ name, ignore: only !== undefined && !name.includes(only), fn });
+      t.step({ name, ignore: only !== undefined && !only.split("|").some((o) => name.includes(o)), fn });
     try {
       await ctrOk(env, ["images", "import", env.img.archive]);
 
@@ -439,6 +447,7 @@ Deno.test({
       if (left.length > 0) await killNow(left);
       await cleanRuncRoot(ctd.namespace);
       Deno.env.delete("BERTH_SHIM_SOCKET_DIR");
+      Deno.env.delete("BERTH_SHIM_SPARE_LINGER_MS");
       await Deno.remove(work, { recursive: true }).catch(() => {});
     }
   },

@@ -91,9 +91,6 @@ export interface Preset {
   ready: () => Promise<void>;
 }
 
-/** How long after it starts serving a shim makes sure a spare is waiting (off the path of the start that made it). */
-const SPARE_DELAY_MS = 1_000;
-
 /** Runs the serve action until the shim is told to stop; returns the exit status. */
 export async function serveShim(flags: ShimFlags, preset?: Preset): Promise<number> {
   if (flags.debug) setLogLevel("debug");
@@ -120,6 +117,11 @@ export async function serveShim(flags: ShimFlags, preset?: Preset): Promise<numb
     publisher,
     debug: flags.debug,
     shutdown: () => stop(),
+    // Once a container runs, the start that made it is done: a good moment
+    // to have a spare boot for the next one.
+    started: () => {
+      if (sparesEnabled()) ensureSpare(flags.socket.slice(0, flags.socket.lastIndexOf("/")));
+    },
   });
   const server = new Server();
   const impl = service.impl();
@@ -132,9 +134,6 @@ export async function serveShim(flags: ShimFlags, preset?: Preset): Promise<numb
     await server.listen(flags.socket);
   }
   log.info("shim serving", { pid: Deno.pid, socket: flags.socket, namespace: flags.namespace, id: flags.id, adopted: !!preset });
-  const spareTimer = sparesEnabled()
-    ? setTimeout(() => ensureSpare(flags.socket.slice(0, flags.socket.lastIndexOf("/"))), SPARE_DELAY_MS)
-    : undefined;
 
   const onStop = () => stop();
   const onDump = () => log.info(`=== shim state dump ===\n${service.dump()}\n${reaper.dump()}\n=== end of dump ===`);
@@ -145,7 +144,6 @@ export async function serveShim(flags: ShimFlags, preset?: Preset): Promise<numb
   Deno.addSignalListener("SIGPIPE", onPipe);
 
   await stopped;
-  clearTimeout(spareTimer);
   log.info("shim stopping", { containers: service.containers.size });
   // Cleanup is bounded: whatever hangs (a runtime call, a stuck fifo), the shim still exits.
   const forced = setTimeout(() => {

@@ -51,6 +51,8 @@ export interface ServiceDeps {
   debug: boolean;
   /** Asked to end the shim (Shutdown with no containers left). */
   shutdown: () => void;
+  /** Told after each container's init started (the serve process then makes sure a spare waits). */
+  started?: () => void;
 }
 
 /** The shim's state behind the Task API. */
@@ -155,6 +157,7 @@ export class TaskService {
             });
           }
         });
+        if (p.isInit) this.deps.started?.();
         return { pid: p.pid };
       },
 

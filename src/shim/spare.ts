@@ -4,14 +4,14 @@
  * (the slowest step of a container start).
  *
  * - A running shim keeps one spare listening at `<socket dir>/spare`
- *   (started a moment after the shim itself, off the start's path).
+ *   (started once a container of it runs, off the path of its own start).
  * - `start` adopts it under the spare's lock: it renames the spare's socket
  *   to the group's socket path (the listening socket keeps working under
  *   its new name), connects, and sends the spare its identity (containerd's
  *   flags and the environment it needs) as one JSON line; "ok" means the
  *   spare now serves the Task API there.
- * - A spare that no live shim shares its directory with, or that waited
- *   too long, removes its socket (under the same lock, so never while being
+ * - A spare that no live shim has shared its directory with for a while
+ *   (BERTH_SHIM_SPARE_LINGER_MS, 10 s), or that waited too long, removes its socket (under the same lock, so never while being
  *   adopted) and exits.
  *
  * Imports stay tiny: `start` uses this module.
@@ -40,7 +40,8 @@ export function sparesEnabled(): boolean {
   return Deno.env.get("BERTH_SHIM_SPARE") !== "0";
 }
 
-const ADOPT_TIMEOUT_MS = 5_000;
+/** How long an adoption may take; a spare that misses it is killed, so a group never has two shims. */
+const ADOPT_TIMEOUT_MS = 10_000;
 
 /**
  * Hands the group socket `path` to the spare in `dir`, if one is ready.
@@ -59,8 +60,13 @@ export async function adoptSpare(dir: string, path: string, flags: ShimFlags): P
     // The next spare makes its own lock; a waiter on this one retries on the new file.
     removeGroupFiles(spare);
     let conn: Deno.UnixConn | null = null;
+    let sparePid = 0;
     try {
       conn = await Deno.connect({ transport: "unix", path });
+      // The spare names itself first, so that a failed adoption can end it.
+      const hello = await readLine(conn, ADOPT_TIMEOUT_MS);
+      sparePid = Number(/^pid (\d+)$/.exec(hello)?.[1] ?? 0);
+      if (!sparePid) throw new Error(`unexpected greeting "${hello}"`);
       const env: Record<string, string> = {};
       for (const k of ["PATH", "TTRPC_ADDRESS", "BERTH_SHIM_SOCKET_DIR", "BERTH_SHIM_SPARE"]) {
         const v = Deno.env.get(k);
@@ -72,7 +78,14 @@ export async function adoptSpare(dir: string, path: string, flags: ShimFlags): P
       if (reply === "ok") return true;
       throw new Error(reply || "no answer");
     } catch (err) {
-      // A dead or refusing spare: the caller starts a shim of its own.
+      // A dead, slow or refusing spare: end it, and the caller starts a shim of its own.
+      if (sparePid) {
+        try {
+          Deno.kill(sparePid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
       await Deno.remove(path).catch(() => {});
       Deno.stderr.writeSync(new TextEncoder().encode(`berth shim: spare not adopted: ${(err as Error).message}\n`));
       return false;
@@ -138,8 +151,14 @@ export async function ensureSpare(dir: string): Promise<void> {
 }
 
 /** How often an idle spare looks for live shims, and how long it waits at most. */
-const CHECK_MS = 1_000;
+const CHECK_MS = 500;
 const MAX_IDLE_MS = 10 * 60_000;
+
+/** How long a spare stays with no live shim beside it (env BERTH_SHIM_SPARE_LINGER_MS; default 10 s). */
+function lingerMs(): number {
+  const v = Number(Deno.env.get("BERTH_SHIM_SPARE_LINGER_MS"));
+  return Number.isFinite(v) && v > 0 ? v : 10_000;
+}
 
 /** True when some shim other than the spare answers in `dir`. */
 async function anyShimAlive(dir: string): Promise<boolean> {
@@ -157,6 +176,8 @@ async function anyShimAlive(dir: string): Promise<boolean> {
  */
 export async function runSpare(path: string): Promise<number> {
   const dir = path.slice(0, path.lastIndexOf("/"));
+  // Load the serving code before offering itself: adoption must be quick.
+  const { serveShim } = await import("./serve.ts");
   const unlock = await lockGroup(path);
   let listener: Deno.UnixListener;
   let ino: number | null;
@@ -180,7 +201,13 @@ export async function runSpare(path: string): Promise<number> {
       } catch {
         return; // retired: the listener was closed
       }
-      const line = await readLine(conn, ADOPT_TIMEOUT_MS);
+      let line = "";
+      try {
+        await writeAll(conn, new TextEncoder().encode(`pid ${Deno.pid}\n`));
+        line = await readLine(conn, ADOPT_TIMEOUT_MS);
+      } catch {
+        // a probe that did not stay
+      }
       try {
         const msg = JSON.parse(line) as Adoption;
         if (msg && typeof msg === "object" && msg.flags) {
@@ -194,12 +221,12 @@ export async function runSpare(path: string): Promise<number> {
     }
   })();
   const since = Date.now();
-  let lonely = 0;
+  let lonelySince = Date.now();
   while (!adoption) {
     await Promise.race([accepting, new Promise((r) => setTimeout(r, CHECK_MS))]);
     if (adoption) break;
-    lonely = (await anyShimAlive(dir)) ? 0 : lonely + 1;
-    if (lonely < 2 && Date.now() - since < MAX_IDLE_MS) continue;
+    if (await anyShimAlive(dir)) lonelySince = Date.now();
+    if (Date.now() - lonelySince < lingerMs() && Date.now() - since < MAX_IDLE_MS) continue;
     // Retire, unless a start has renamed the socket (it is adopting this spare).
     if ((await Deno.stat(path).catch(() => null))?.ino !== ino) continue;
     const release = await lockGroup(path);
@@ -217,7 +244,6 @@ export async function runSpare(path: string): Promise<number> {
   const { conn, msg } = adoption as { conn: Deno.UnixConn; msg: Adoption };
   for (const [k, v] of Object.entries(msg.env)) Deno.env.set(k, v);
   if (msg.flags.bundle) Deno.chdir(msg.flags.bundle);
-  const { serveShim } = await import("./serve.ts");
   return await serveShim(msg.flags, {
     listener,
     ready: async () => {
