@@ -250,10 +250,31 @@ Deno.test("client: every command against a real berth daemon", async () => {
       ok(await b(["-n", "n1", "tasks", "pause", "r3"]), "pause");
       assert.match(ok(await b(["-n", "n1", "tasks", "ls"]), "ls"), /r3 +\d+ +PAUSED/);
       ok(await b(["-n", "n1", "tasks", "resume", "r3"]), "resume");
+      assert.match(ok(await b(["-n", "n1", "tasks", "metrics", "r3"]), "metrics"), /^ID +TIMESTAMP +\nr3 +\S+ +\n\nMETRIC +VALUE/);
+      const state = JSON.parse(ok(await b(["-n", "n1", "shims", "--id", "r3", "state"]), "shim state"));
+      assert.equal(state.status, "RUNNING");
+      assert.equal(state.id, "r3");
       ok(await b(["-n", "n1", "tasks", "kill", "-s", "SIGKILL", "-a", "r3"]), "kill");
       await new Promise((r) => setTimeout(r, 500));
       await b(["-n", "n1", "tasks", "rm", "r3"]);
       ok(await b(["-n", "n1", "c", "rm", "r3"]), "c rm r3");
+
+      // -t through a real pty (script(1)): the container sees the terminal's
+      // size at start and again after a resize (SIGWINCH -> ResizePty).
+      // berth runs in the foreground of the pty; a background subshell resizes it,
+      // and the kernel sends berth SIGWINCH.
+      const inner = [
+        `stty cols 123 rows 45`,
+        `t=$(tty)`,
+        `(until "${BERTH}" -a ${d.address} -n n1 tasks ls | grep -q "^t1 .*RUNNING"; do sleep 0.2; done; sleep 0.5; stty -F "$t" cols 77 rows 22) &`,
+        `"${BERTH}" -a ${d.address} -n n1 run -t --rm docker.io/library/bb:1 t1 sh -c 'stty size; sleep 4; stty size'`,
+        `echo "status=$?"`,
+      ].join("\n");
+      // script's stdin stays open (a closed tty input would end the container's console).
+      const tty = await runTool("sh", ["-c", `sleep 15 | script -qec "$INNER" /dev/null`], { timeoutMs: 60_000, env: { INNER: inner } });
+      assert.match(tty.stdout, /45 123\r*\n[\s\S]*22 77\r*\n[\s\S]*status=0/, JSON.stringify(tty.stdout + tty.stderr));
+      // The terminal was restored: the outer shell's echo works in cooked mode (\r\n line ends, no raw leftovers).
+      assert.doesNotMatch(ok(await b(["-n", "n1", "c", "ls", "-q"]), "c ls"), /t1/);
     }
     const noTask = await b(["-n", "n1", "tasks", "kill", "ghost"]);
     assert.ok(noTask.code === 3 || noTask.code === 7, noTask.stderr);

@@ -33,9 +33,11 @@ export async function runAttached(conn: Connection, a: Attached): Promise<number
   try {
     if (a.tty) restore = rawTerminal();
     a.io?.start(conn, a.containerId, a.execId, true);
+    // The console exists once the process is created: size it before the
+    // process starts, so its first look at the terminal sees the real size.
+    if (a.tty) stops.push(await forwardResize(conn, a.containerId, a.execId));
     if (a.start) await a.start();
-    if (a.tty) stops.push(forwardResize(conn, a.containerId, a.execId));
-    else stops.push(forwardSignals(conn, a.containerId, a.execId));
+    if (!a.tty) stops.push(forwardSignals(conn, a.containerId, a.execId));
     const { exitStatus } = await waiting;
     await a.io?.drain();
     return exitStatus;

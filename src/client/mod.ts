@@ -43,7 +43,7 @@ export const COMMANDS: readonly TopCommand[] = [
   { name: "run", usage: "run a container", load: () => import("./commands/run.ts").then((m) => m.command) },
   { name: "snapshots", aliases: ["snapshot"], usage: "manage snapshots", load: () => import("./commands/snapshots.ts").then((m) => m.group) },
   { name: "tasks", aliases: ["t", "task"], usage: "manage tasks", load: () => import("./commands/tasks.ts").then((m) => m.group) },
-  { name: "shim", usage: "interact with a shim directly", load: () => import("./commands/shim.ts").then((m) => m.group) },
+  { name: "shim", aliases: ["shims"], usage: "interact with a shim directly (as `berth -n NS shim ...` or `berth shims ...`: a bare `berth shim` is shim mode)", load: () => import("./commands/shim.ts").then((m) => m.group) },
   { name: "completion", usage: "print a shell completion script (bash)", load: () => import("./commands/completion.ts").then((m) => m.group) },
 ];
 

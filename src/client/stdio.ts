@@ -124,19 +124,20 @@ export function rawTerminal(): () => void {
 }
 
 /** Sends the local terminal's size to the process now and on every SIGWINCH; returns a stop function. */
-export function forwardResize(conn: Connection, containerId: string, execId: string): () => void {
-  const send = () => {
+export async function forwardResize(conn: Connection, containerId: string, execId: string): Promise<() => void> {
+  const send = async () => {
     let size;
     try {
       size = getWinsize(Deno.stdout.isTerminal() ? 1 : 0);
     } catch {
       return;
     }
-    conn.service(Tasks).resizePty({ containerId, execId, width: size.cols, height: size.rows }).catch(() => {});
+    await conn.service(Tasks).resizePty({ containerId, execId, width: size.cols, height: size.rows }).catch(() => {});
   };
-  send();
-  Deno.addSignalListener("SIGWINCH", send);
-  return () => Deno.removeSignalListener("SIGWINCH", send);
+  await send();
+  const onWinch = () => void send();
+  Deno.addSignalListener("SIGWINCH", onWinch);
+  return () => Deno.removeSignalListener("SIGWINCH", onWinch);
 }
 
 /** Signals a non-tty run forwards to its task (what ctr's sig-proxy catches, minus job control). */

@@ -56,6 +56,7 @@ export async function deleteTaskIfStopped(conn: Connection, id: string): Promise
   if (task === undefined) return;
   if (task.status === Status.STOPPED || task.status === Status.CREATED) {
     await conn.service(Tasks).delete({ containerId: id });
+    await removeFifoDir(task);
     return;
   }
   throw new HintedError(Code.FailedPrecondition, `cannot delete a non stopped container: task is ${statusName(task.status)}`, `stop it first: berth tasks kill ${id}`);
@@ -100,4 +101,19 @@ export function fixedIO(nullIO: boolean, logURI: string | undefined, terminal: b
 /** The default fifo directory: next to the daemon's socket, like ctr's /run/containerd/fifo. */
 export function defaultFifoDir(address: string): string {
   return `${address.slice(0, address.lastIndexOf("/")) || "/run/berth"}/fifo`;
+}
+
+/** Removes the fifo directory a detached process was given by this client (`<fifo-dir>/<id>-XXXX`). */
+export async function removeFifoDir(p: Process): Promise<void> {
+  const path = p.stdout || p.stdin;
+  if (!path || path.includes("://")) return;
+  const dir = path.slice(0, path.lastIndexOf("/"));
+  const base = dir.slice(dir.lastIndexOf("/") + 1);
+  if (!base.startsWith(`${p.id || p.containerId}-`)) return;
+  try {
+    if (!(await Deno.lstat(path)).isFifo) return;
+  } catch {
+    return;
+  }
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
 }

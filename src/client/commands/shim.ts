@@ -10,9 +10,11 @@ import { statusName } from "../task.ts";
 
 /** The sockets a shim of container `id` may listen on, best guess first. */
 async function candidates(global: GlobalOptions, id: string): Promise<string[]> {
-  const dir = socketDir();
+  // berth's shims, and containerd's runc shim (which berth daemon can run too).
   const out: string[] = [];
-  for (const addr of [global.address, `${global.address}.ttrpc`]) out.push(await socketPath(dir, addr, global.namespace, id));
+  for (const dir of [socketDir(), "/run/containerd/s"]) {
+    for (const addr of [global.address, `${global.address}.ttrpc`]) out.push(await socketPath(dir, addr, global.namespace, id));
+  }
   return out;
 }
 
@@ -40,6 +42,7 @@ async function withShim<T>(global: GlobalOptions, flags: Record<string, unknown>
 /** The `shim` group. */
 export const group: GroupSpec = {
   name: "shim",
+  aliases: ["shims"],
   usage: "interact with a shim directly",
   flags: {
     id: { type: "string", help: "container id" },

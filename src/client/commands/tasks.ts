@@ -13,7 +13,7 @@ import { HintedError } from "../errors.ts";
 import { runAttached } from "../foreground.ts";
 import { formatTable, printJSON, printTable, timestampText, WIDE, write } from "../output.ts";
 import { FifoIO } from "../stdio.ts";
-import { createTask, defaultFifoDir, fixedIO, getTask, statusName, tasksError } from "../task.ts";
+import { createTask, defaultFifoDir, fixedIO, getTask, removeFifoDir, statusName, tasksError } from "../task.ts";
 
 const PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
@@ -101,6 +101,7 @@ export const group: GroupSpec = {
                 await waited;
               }
               const r = await tasks.delete({ containerId: id });
+              await removeFifoDir(p);
               if (r.exitStatus !== 0) status = r.exitStatus;
             });
           }
