@@ -23,7 +23,7 @@ import { run, runChecked, spawn } from "../src/spawn/mod.ts";
 import { type Client, connect, serviceClient } from "../src/ttrpc/mod.ts";
 import { makeBusyboxRootfs } from "./support/bundle.ts";
 import { mountsUnder, unmountAllUnder } from "./support/mounts.ts";
-import { findProcesses, isAlive, killNow } from "./support/proc.ts";
+import { allPids, findProcesses, isAlive, killNow } from "./support/proc.ts";
 
 const MOD = new URL("../mod.ts", import.meta.url).pathname;
 const BERTH_SHIM = new URL("../bin/containerd-shim-berth-v2", import.meta.url).pathname;
@@ -257,6 +257,14 @@ class World {
         (id === undefined || argv.includes(id))
       )
     ) pids.add(pid);
+    // A shim works in its bundle: any process whose cwd is (or was) a bundle here.
+    const bundle = id === undefined ? this.bundles : `${this.bundles}/${id}`;
+    for (const pid of allPids()) {
+      try {
+        const cwd = Deno.readLinkSync(`/proc/${pid}/cwd`).replace(/ \(deleted\)$/, "");
+        if ((cwd === bundle || cwd.startsWith(`${bundle}/`)) && isAlive(pid)) pids.add(pid);
+      } catch { /* gone */ }
+    }
     return [...pids];
   }
 
