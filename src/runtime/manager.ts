@@ -26,6 +26,7 @@ import {
   type ShimEnvironment,
   startShimBinary,
 } from "./binary.ts";
+import { configRuntimeOptions } from "./options.ts";
 import { openShimLog, type ShimLog } from "./shim_log.ts";
 
 /** The ttrpc client of one shim's Task service. */
@@ -223,7 +224,11 @@ export class TaskManager {
     }
     this.#pending.add(key);
     try {
-      const binary = await this.#binaryFor(opts.runtime, opts.runtimePath);
+      const resolved = resolveRuntime(this.#opts.config, opts.runtime);
+      const binary = await resolveShimBinary(resolved.name, opts.runtimePath || resolved.binary);
+      // The options the shim starts with: the task's, else the container's, else the table's.
+      const shimOptions = opts.taskOptions ?? opts.runtimeOptions ??
+        configRuntimeOptions(resolved.name, resolved.runtimeType, resolved.options);
       const bundle = await createBundle(
         this.#opts.root,
         this.#opts.state,
@@ -240,7 +245,7 @@ export class TaskManager {
           binary,
           this.#opts.env,
           bundle,
-          opts.taskOptions ?? opts.runtimeOptions,
+          shimOptions,
         );
         // Kept so that a restarted daemon finds the same binary.
         await Deno.writeTextFile(`${bundle.path}/shim-binary-path`, binary, { mode: 0o600 });
@@ -301,9 +306,9 @@ export class TaskManager {
     });
   }
 
-  async #binaryFor(runtime: string, runtimePath?: string): Promise<string> {
+  async #binaryFor(runtime: string): Promise<string> {
     const resolved = resolveRuntime(this.#opts.config, runtime);
-    return await resolveShimBinary(resolved.name, runtimePath || resolved.binary);
+    return await resolveShimBinary(resolved.name, resolved.binary);
   }
 
   /**

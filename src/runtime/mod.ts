@@ -40,6 +40,7 @@ export {
 } from "./binary.ts";
 export { type Bundle, bundleOf, createBundle, deleteBundle } from "./bundle.ts";
 export { openShimLog, type ShimLog } from "./shim_log.ts";
+export { configRuntimeOptions } from "./options.ts";
 
 /**
  * The program shims run to publish events: berth itself when compiled, else

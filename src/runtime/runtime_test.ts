@@ -10,8 +10,10 @@ import { defaultConfig } from "../config/mod.ts";
 import { Code, isCode } from "../errdefs/mod.ts";
 import { Exchange, Topic } from "../events/mod.ts";
 import { TaskExitSchema } from "../gen/containerd/events/task_pb.ts";
+import { OptionsSchema } from "../gen/containerd/runc/v1/options_pb.ts";
 import {
   bundleOf,
+  configRuntimeOptions,
   createBundle,
   deleteBundle,
   openShimLog,
@@ -201,4 +203,21 @@ Deno.test("TaskManager.recover: a bundle whose shim is gone is cleaned up and it
     events.close();
     await Deno.remove(tmp, { recursive: true });
   }
+});
+
+Deno.test("configRuntimeOptions: the runtimes table's options as containerd.runc.v1.Options", () => {
+  assert.equal(configRuntimeOptions("runc", "io.containerd.runc.v2", {}), undefined);
+  assert.equal(configRuntimeOptions("x", "io.containerd.other.v1", { A: 1 }), undefined);
+  const any = configRuntimeOptions("runc", "io.containerd.runc.v2", {
+    BinaryName: "/usr/sbin/runc",
+    SystemdCgroup: true,
+  })!;
+  assert.equal(any.typeUrl, "type.googleapis.com/containerd.runc.v1.Options");
+  const o = fromBinary(OptionsSchema, any.value);
+  assert.equal(o.binaryName, "/usr/sbin/runc");
+  assert.equal(o.systemdCgroup, true);
+  assert.throws(
+    () => configRuntimeOptions("runc", "io.containerd.runc.v2", { NoSuchOption: 1 }),
+    hasCode(Code.InvalidArgument, /runtimes table/),
+  );
 });
