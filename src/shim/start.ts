@@ -42,6 +42,8 @@ export async function writeAddress(bundle: string, address: string): Promise<voi
 
 async function readStdin(): Promise<void> {
   // containerd writes the runtime options Any here; berth reads them in Create instead.
+  // (A person running start by hand has a terminal there: nothing to read.)
+  if (Deno.stdin.isTerminal()) return;
   try {
     await new Response(Deno.stdin.readable).arrayBuffer();
   } catch {
