@@ -12,7 +12,24 @@ import { startContainerd } from "./support/containerd.ts";
 import { runTool, type ToolResult } from "./support/tool.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const BERTH = `${ROOT}bin/berth`;
+const BUILT = `${ROOT}bin/berth`;
+
+/**
+ * The tests run a private copy of bin/berth, so a rebuild of the shared
+ * tree while they run cannot pull the executable from under them.
+ */
+async function privateCopy(): Promise<{ path: string; dir: string }> {
+  await Deno.stat(BUILT).catch(() => {
+    throw new Error(`${BUILT} is missing: run \`make build\` first`);
+  });
+  const dir = await Deno.makeTempDir({ prefix: "berth-client-bin-" });
+  await Deno.copyFile(BUILT, `${dir}/berth`);
+  await Deno.chmod(`${dir}/berth`, 0o755);
+  return { path: `${dir}/berth`, dir };
+}
+const copy = await privateCopy();
+const BERTH = copy.path;
+globalThis.addEventListener("unload", () => Deno.removeSync(copy.dir, { recursive: true }));
 
 /** A berth daemon started by the test on its own temporary paths. */
 interface Daemon {
@@ -23,9 +40,6 @@ interface Daemon {
 }
 
 async function startDaemon(): Promise<Daemon> {
-  await Deno.stat(BERTH).catch(() => {
-    throw new Error(`${BERTH} is missing: run \`make build\` first`);
-  });
   const dir = await Deno.makeTempDir({ prefix: "berth-client-test-" });
   const address = `${dir}/berth.sock`;
   const child = spawn(BERTH, ["daemon", "--root", `${dir}/root`, "--state", `${dir}/state`, "--address", address], {
@@ -92,7 +106,7 @@ Deno.test("client: errors a person can act on, with distinct exit statuses", asy
     const r = await runTool(BERTH, ["version"], { env: { BERTH_ADDRESS: "" } });
     assert.equal(r.code, 8, r.stderr);
     assert.match(r.stderr, /cannot connect to berth daemon at \/run\/berth\/berth\.sock\.ttrpc: is it running\? start it with: berth daemon\n/);
-    assert.doesNotMatch(r.stderr, /    at /, "no stack trace without --debug");
+    assert.doesNotMatch(r.stderr, / {4}at /, "no stack trace without --debug");
     // Elsewhere: the start command names the address.
     const r2 = await runTool(BERTH, ["-a", `${dir}/none.sock`, "namespaces", "ls"]);
     assert.equal(r2.code, 8);
@@ -100,7 +114,7 @@ Deno.test("client: errors a person can act on, with distinct exit statuses", asy
     // --debug adds the code and a stack.
     const r3 = await runTool(BERTH, ["--debug", "-a", `${dir}/none.sock`, "version"]);
     assert.match(r3.stderr, /code Unavailable, exit status 8/);
-    assert.match(r3.stderr, /    at /);
+    assert.match(r3.stderr, / {4}at /);
     // Usage errors: exit 2, naming the command.
     const r4 = await runTool(BERTH, ["frobnicate"]);
     assert.equal(r4.code, 2);
@@ -124,11 +138,13 @@ Deno.test("client: errors a person can act on, with distinct exit statuses", asy
 
 Deno.test("client: every command against a real berth daemon", async () => {
   const d = await startDaemon();
+  // A namespace of its own: runc keeps state per namespace under /run/containerd/runc.
+  const N1 = `c${crypto.randomUUID().slice(0, 8)}`;
   try {
     const b = d.berth;
     // version, plugins
     const v = ok(await b(["version"]), "version");
-    assert.match(v, /^Client:\n  Version:  \S+\n[\s\S]*\nServer:\n  Version:  \S+\n  Revision: .*\n  UUID: [0-9a-f-]{36}\n$/);
+    assert.match(v, /^Client:\n {2}Version: {2}\S+\n[\s\S]*\nServer:\n {2}Version: {2}\S+\n {2}Revision: .*\n {2}UUID: [0-9a-f-]{36}\n$/);
     assert.equal(JSON.parse(ok(await b(["version", "--format", "json"]), "version json")).server.uuid.length, 36);
     const plugins = ok(await b(["plugins", "ls"]), "plugins");
     assert.deepEqual(header(plugins), ["TYPE", "ID", "PLATFORMS", "STATUS"]);
@@ -136,26 +152,26 @@ Deno.test("client: every command against a real berth daemon", async () => {
     assert.ok(ok(await b(["plugins", "ls", "-q"]), "plugins -q").split("\n").includes("namespaces"));
 
     // namespaces
-    ok(await b(["namespaces", "create", "n1", "a=b"]), "ns create");
-    ok(await b(["ns", "label", "n1", "a=", "c=d"]), "ns label");
-    assert.match(ok(await b(["ns", "ls"]), "ns ls"), /^NAME LABELS \nn1   c=d    \n$/);
-    assert.equal(ok(await b(["ns", "ls", "-q"]), "ns ls -q"), "n1\n");
-    assert.deepEqual(JSON.parse(ok(await b(["ns", "ls", "--format", "json"]), "ns json")), [{ name: "n1", labels: { c: "d" } }]);
+    ok(await b(["namespaces", "create", N1, "a=b"]), "ns create");
+    ok(await b(["ns", "label", N1, "a=", "c=d"]), "ns label");
+    assert.match(ok(await b(["ns", "ls"]), "ns ls"), new RegExp(`^NAME {6}LABELS \n${N1} c=d {4}\n$`));
+    assert.equal(ok(await b(["ns", "ls", "-q"]), "ns ls -q"), `${N1}\n`);
+    assert.deepEqual(JSON.parse(ok(await b(["ns", "ls", "--format", "json"]), "ns json")), [{ name: N1, labels: { c: "d" } }]);
     const nsMissing = await b(["ns", "label", "nope", "x=y"]);
     assert.equal(nsMissing.code, 3);
     assert.match(nsMissing.stderr, /namespace "nope": not found\nlist namespaces with: berth namespaces ls/);
 
     // images: import a directory, list, check, tag, export, import the archive elsewhere, rm
     const rootDir = await makeRootDir(d.dir);
-    const imp = ok(await b(["-n", "n1", "images", "import", "--from-dir", rootDir, "bb:1", "--cmd", "sh", "--cmd=-c", "--cmd", "echo hello"]), "import --from-dir");
+    const imp = ok(await b(["-n", N1, "images", "import", "--from-dir", rootDir, "bb:1", "--cmd", "sh", "--cmd=-c", "--cmd", "echo hello"]), "import --from-dir");
     assert.match(imp, /^docker\.io\/library\/bb:1 sha256:[0-9a-f]{64} unpacked \(overlayfs\)\n$/);
-    const ils = ok(await b(["-n", "n1", "images", "ls"]), "images ls");
+    const ils = ok(await b(["-n", N1, "images", "ls"]), "images ls");
     assert.deepEqual(header(ils), ["REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"]);
     assert.match(ils, /docker\.io\/library\/bb:1 application\/vnd\.oci\.image\.index\.v1\+json sha256:\S+ \d+(\.\d+)? [KM]iB linux\/amd64 -/);
-    assert.match(ok(await b(["-n", "n1", "images", "check"]), "check"), /complete \(4\/4\) \S+ \S+\/\S+ \S+ true\n$/);
-    assert.equal(ok(await b(["-n", "n1", "images", "tag", "docker.io/library/bb:1", "docker.io/library/bb:2"]), "tag"), "docker.io/library/bb:2\n");
-    assert.equal((await b(["-n", "n1", "images", "tag", "docker.io/library/bb:1", "docker.io/library/bb:2"])).code, 4);
-    ok(await b(["-n", "n1", "images", "export", `${d.dir}/bb.tar`, "docker.io/library/bb:1"]), "export");
+    assert.match(ok(await b(["-n", N1, "images", "check"]), "check"), /complete \(4\/4\) \S+ \S+\/\S+ \S+ true\n$/);
+    assert.equal(ok(await b(["-n", N1, "images", "tag", "docker.io/library/bb:1", "docker.io/library/bb:2"]), "tag"), "docker.io/library/bb:2\n");
+    assert.equal((await b(["-n", N1, "images", "tag", "docker.io/library/bb:1", "docker.io/library/bb:2"])).code, 4);
+    ok(await b(["-n", N1, "images", "export", `${d.dir}/bb.tar`, "docker.io/library/bb:1"]), "export");
     ok(await b(["ns", "create", "n2"]), "ns create n2");
     assert.match(ok(await b(["-n", "n2", "images", "import", `${d.dir}/bb.tar`]), "import tar"), /unpacking docker\.io\/library\/bb:1 \(sha256:\S+\)\.\.\.done/);
     assert.equal(ok(await b(["-n", "n2", "images", "ls", "-q"]), "ls -q n2"), "docker.io/library/bb:1\n");
@@ -164,55 +180,55 @@ Deno.test("client: every command against a real berth daemon", async () => {
     assert.match(noImage.stderr, /image "nope:1": not found\nlist images with: berth images ls/);
 
     // containers
-    ok(await b(["-n", "n1", "containers", "create", "--label", "k=v", "--env", "X=1", "docker.io/library/bb:1", "c1"]), "c create");
-    const cls = ok(await b(["-n", "n1", "c", "ls"]), "c ls");
+    ok(await b(["-n", N1, "containers", "create", "--label", "k=v", "--env", "X=1", "docker.io/library/bb:1", "c1"]), "c create");
+    const cls = ok(await b(["-n", N1, "c", "ls"]), "c ls");
     assert.equal(cls, "CONTAINER    IMAGE                     RUNTIME                  \nc1           docker.io/library/bb:1    io.containerd.runc.v2    \n");
-    assert.equal(ok(await b(["-n", "n1", "c", "label", "c1", "z=9"]), "c label"), "k=v,z=9\n");
-    const info = JSON.parse(ok(await b(["-n", "n1", "c", "info", "c1"]), "c info"));
+    assert.equal(ok(await b(["-n", N1, "c", "label", "c1", "z=9"]), "c label"), "k=v,z=9\n");
+    const info = JSON.parse(ok(await b(["-n", N1, "c", "info", "c1"]), "c info"));
     assert.equal(info.ID, "c1");
     assert.equal(info.SnapshotKey, "c1");
     assert.deepEqual(info.Spec.process.args, ["sh", "-c", "echo hello"]);
     assert.ok(info.Spec.process.env.includes("X=1"));
-    assert.equal(JSON.parse(ok(await b(["-n", "n1", "c", "info", "--spec", "c1"]), "c info --spec")).linux.cgroupsPath, "/n1/c1");
-    const dup = await b(["-n", "n1", "c", "create", "docker.io/library/bb:1", "c1"]);
+    assert.equal(JSON.parse(ok(await b(["-n", N1, "c", "info", "--spec", "c1"]), "c info --spec")).linux.cgroupsPath, `/${N1}/c1`);
+    const dup = await b(["-n", N1, "c", "create", "docker.io/library/bb:1", "c1"]);
     assert.equal(dup.code, 4);
     assert.match(dup.stderr, /container "c1" already exists\nremove it with: berth containers rm c1/);
-    const unknown = await b(["-n", "n1", "c", "info", "ghost"]);
+    const unknown = await b(["-n", N1, "c", "info", "ghost"]);
     assert.equal(unknown.code, 3);
-    assert.match(unknown.stderr, /^berth: container "ghost": not found\nlist containers with: berth -n n1 containers ls\n$/);
+    assert.match(unknown.stderr, new RegExp(`^berth: container "ghost": not found\nlist containers with: berth -n ${N1} containers ls\n$`));
 
     // snapshots (the container's active snapshot on the image's chain)
-    const sls = ok(await b(["-n", "n1", "snapshots", "ls"]), "snapshots ls");
+    const sls = ok(await b(["-n", N1, "snapshots", "ls"]), "snapshots ls");
     assert.deepEqual(header(sls), ["KEY", "PARENT", "KIND"]);
     assert.match(sls, /\nc1 +sha256:\S+ Active/);
-    assert.match(ok(await b(["-n", "n1", "snapshots", "--snapshotter", "overlayfs", "tree"]), "tree"), /^ sha256:\S+\n  \\_ c1\n$/);
-    assert.equal(JSON.parse(ok(await b(["-n", "n1", "snapshots", "info", "c1"]), "info")).Kind, "Active");
-    assert.match(ok(await b(["-n", "n1", "snapshots", "usage", "c1"]), "usage"), /^KEY SIZE +INODES \nc1 +\S+ \S+ +\d+ +\n$/);
-    assert.match(ok(await b(["-n", "n1", "snapshots", "mounts", "/mnt/x", "c1"]), "mounts"), /^mount -t \S+ \S+ \/mnt\/x -o \S+\n$/);
+    assert.match(ok(await b(["-n", N1, "snapshots", "--snapshotter", "overlayfs", "tree"]), "tree"), /^ sha256:\S+\n {2}\\_ c1\n$/);
+    assert.equal(JSON.parse(ok(await b(["-n", N1, "snapshots", "info", "c1"]), "info")).Kind, "Active");
+    assert.match(ok(await b(["-n", N1, "snapshots", "usage", "c1"]), "usage"), /^KEY SIZE +INODES \nc1 +\S+ \S+ +\d+ +\n$/);
+    assert.match(ok(await b(["-n", N1, "snapshots", "mounts", "/mnt/x", "c1"]), "mounts"), /^mount -t \S+ \S+ \/mnt\/x -o \S+\n$/);
     // Snapshots nothing refers to are the GC's: these carry containerd's gc.root label.
     const root = "containerd.io/gc.root=test";
-    ok(await b(["-n", "n1", "snapshots", "prepare", "--label", root, "s1"]), "prepare");
-    ok(await b(["-n", "n1", "snapshots", "commit", "--label", root, "s1c", "s1"]), "commit");
-    assert.match(ok(await b(["-n", "n1", "snapshots", "view", "--label", root, "--target", "/mnt/v", "v1", "s1c"]), "view"), /\/mnt\/v/);
-    assert.equal(ok(await b(["-n", "n1", "snapshots", "label", "v1", "x=y"]), "label"), `${root},x=y\n`);
-    ok(await b(["-n", "n1", "snapshots", "rm", "v1", "s1c"]), "snapshots rm");
-    assert.equal((await b(["-n", "n1", "snapshots", "rm", "v1"])).code, 3);
+    ok(await b(["-n", N1, "snapshots", "prepare", "--label", root, "s1"]), "prepare");
+    ok(await b(["-n", N1, "snapshots", "commit", "--label", root, "s1c", "s1"]), "commit");
+    assert.match(ok(await b(["-n", N1, "snapshots", "view", "--label", root, "--target", "/mnt/v", "v1", "s1c"]), "view"), /\/mnt\/v/);
+    assert.equal(ok(await b(["-n", N1, "snapshots", "label", "v1", "x=y"]), "label"), `${root},x=y\n`);
+    ok(await b(["-n", N1, "snapshots", "rm", "v1", "s1c"]), "snapshots rm");
+    assert.equal((await b(["-n", N1, "snapshots", "rm", "v1"])).code, 3);
 
     // content
-    const contentLs = ok(await b(["-n", "n1", "content", "ls"]), "content ls");
+    const contentLs = ok(await b(["-n", N1, "content", "ls"]), "content ls");
     assert.match(contentLs.split("\n")[0], /^DIGEST\t{9}SIZE\t+AGE\t+LABELS$/);
-    const digests = ok(await b(["-n", "n1", "content", "ls", "-q"]), "content ls -q").trim().split("\n");
+    const digests = ok(await b(["-n", N1, "content", "ls", "-q"]), "content ls -q").trim().split("\n");
     assert.equal(digests.length, 4);
-    const got = await runTool("sh", ["-c", `"${BERTH}" -a ${d.address} -n n1 content get ${digests[0]} | sha256sum`]);
+    const got = await runTool("sh", ["-c", `"${BERTH}" -a ${d.address} -n ${N1} content get ${digests[0]} | sha256sum`]);
     assert.equal(got.stdout.split(" ")[0], digests[0].slice(7));
-    assert.match(ok(await b(["-n", "n1", "content", "label", digests[0], "mine=1"]), "content label"), /mine=1/);
+    assert.match(ok(await b(["-n", N1, "content", "label", digests[0], "mine=1"]), "content label"), /mine=1/);
 
     // leases
-    assert.equal(ok(await b(["-n", "n1", "leases", "create", "--id", "l1", "who=test"]), "lease create"), "l1\n");
-    const lls = ok(await b(["-n", "n1", "leases", "ls"]), "leases ls");
+    assert.equal(ok(await b(["-n", N1, "leases", "create", "--id", "l1", "who=test"]), "lease create"), "l1\n");
+    const lls = ok(await b(["-n", N1, "leases", "ls"]), "leases ls");
     assert.match(lls.split("\n")[0], /^ID +CREATED AT +LABELS +$/);
     assert.match(lls, /\nl1 +\d{4}-\d\d-\d\dT\S+ +containerd\.io\/gc\.expire=\S+,who=test/);
-    assert.equal(ok(await b(["-n", "n1", "leases", "rm", "l1"]), "lease rm"), "l1\n");
+    assert.equal(ok(await b(["-n", N1, "leases", "rm", "l1"]), "lease rm"), "l1\n");
 
     // events: a stream that shows what happens, ended by Ctrl-C with status 0
     const events = spawn(BERTH, ["-a", d.address, "events"], { stdin: "null", stdout: "piped", stderr: "piped" });
@@ -227,37 +243,37 @@ Deno.test("client: every command against a real berth daemon", async () => {
     assert.match(await evOut, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? \+0000 UTC default \/namespaces\/create \{"name":"n3"\}$/m);
 
     // tasks and run: against the Tasks service when this daemon has one
-    const tls = await b(["-n", "n1", "tasks", "ls"]);
+    const tls = await b(["-n", N1, "tasks", "ls"]);
     if (tls.code === 7) {
       assert.match(tls.stderr, /this berth daemon does not run tasks \(no Tasks service\)/);
-      const run = await b(["-n", "n1", "run", "--rm", "docker.io/library/bb:1", "r1", "sh", "-c", "exit 3"]);
+      const run = await b(["-n", N1, "run", "--rm", "docker.io/library/bb:1", "r1", "sh", "-c", "exit 3"]);
       assert.equal(run.code, 7, run.stderr);
       // --rm still removed the container it made.
-      assert.doesNotMatch(ok(await b(["-n", "n1", "c", "ls", "-q"]), "c ls"), /r1/);
+      assert.doesNotMatch(ok(await b(["-n", N1, "c", "ls", "-q"]), "c ls"), /r1/);
     } else {
       assert.deepEqual(header(ok(tls, "tasks ls")), ["TASK", "PID", "STATUS"]);
-      const run = await b(["-n", "n1", "run", "--rm", "docker.io/library/bb:1", "r1"], { timeoutMs: 60_000 });
+      const run = await b(["-n", N1, "run", "--rm", "docker.io/library/bb:1", "r1"], { timeoutMs: 60_000 });
       assert.equal(run.code, 0, run.stderr);
       assert.equal(run.stdout, "hello\n");
-      const exit3 = await b(["-n", "n1", "run", "--rm", "docker.io/library/bb:1", "r2", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+      const exit3 = await b(["-n", N1, "run", "--rm", "docker.io/library/bb:1", "r2", "sh", "-c", "echo out; echo err >&2; exit 3"]);
       assert.equal(exit3.code, 3, exit3.stderr);
       assert.equal(exit3.stdout, "out\n");
       assert.match(exit3.stderr, /err/);
-      ok(await b(["-n", "n1", "run", "-d", "docker.io/library/bb:1", "r3", "sleep", "60"]), "run -d");
-      assert.match(ok(await b(["-n", "n1", "tasks", "ls"]), "tasks ls"), /\nr3 +\d+ +RUNNING/);
-      assert.match(ok(await b(["-n", "n1", "tasks", "ps", "r3"]), "ps"), /^PID +INFO\n\d+/);
-      assert.equal(ok(await b(["-n", "n1", "tasks", "exec", "--exec-id", "e1", "r3", "sh", "-c", "echo in-exec"]), "exec"), "in-exec\n");
-      ok(await b(["-n", "n1", "tasks", "pause", "r3"]), "pause");
-      assert.match(ok(await b(["-n", "n1", "tasks", "ls"]), "ls"), /r3 +\d+ +PAUSED/);
-      ok(await b(["-n", "n1", "tasks", "resume", "r3"]), "resume");
-      assert.match(ok(await b(["-n", "n1", "tasks", "metrics", "r3"]), "metrics"), /^ID +TIMESTAMP +\nr3 +\S+ +\n\nMETRIC +VALUE/);
-      const state = JSON.parse(ok(await b(["-n", "n1", "shims", "--id", "r3", "state"]), "shim state"));
+      ok(await b(["-n", N1, "run", "-d", "docker.io/library/bb:1", "r3", "sleep", "60"]), "run -d");
+      assert.match(ok(await b(["-n", N1, "tasks", "ls"]), "tasks ls"), /\nr3 +\d+ +RUNNING/);
+      assert.match(ok(await b(["-n", N1, "tasks", "ps", "r3"]), "ps"), /^PID +INFO\n\d+/);
+      assert.equal(ok(await b(["-n", N1, "tasks", "exec", "--exec-id", "e1", "r3", "sh", "-c", "echo in-exec"]), "exec"), "in-exec\n");
+      ok(await b(["-n", N1, "tasks", "pause", "r3"]), "pause");
+      assert.match(ok(await b(["-n", N1, "tasks", "ls"]), "ls"), /r3 +\d+ +PAUSED/);
+      ok(await b(["-n", N1, "tasks", "resume", "r3"]), "resume");
+      assert.match(ok(await b(["-n", N1, "tasks", "metrics", "r3"]), "metrics"), /^ID +TIMESTAMP +\nr3 +\S+ +\n\nMETRIC +VALUE/);
+      const state = JSON.parse(ok(await b(["-n", N1, "shims", "--id", "r3", "state"]), "shim state"));
       assert.equal(state.status, "RUNNING");
       assert.equal(state.id, "r3");
-      ok(await b(["-n", "n1", "tasks", "kill", "-s", "SIGKILL", "-a", "r3"]), "kill");
+      ok(await b(["-n", N1, "tasks", "kill", "-s", "SIGKILL", "-a", "r3"]), "kill");
       await new Promise((r) => setTimeout(r, 500));
-      await b(["-n", "n1", "tasks", "rm", "r3"]);
-      ok(await b(["-n", "n1", "c", "rm", "r3"]), "c rm r3");
+      await b(["-n", N1, "tasks", "rm", "r3"]);
+      ok(await b(["-n", N1, "c", "rm", "r3"]), "c rm r3");
 
       // -t through a real pty (script(1)): the container sees the terminal's
       // size at start and again after a resize (SIGWINCH -> ResizePty).
@@ -266,26 +282,31 @@ Deno.test("client: every command against a real berth daemon", async () => {
       const inner = [
         `stty cols 123 rows 45`,
         `t=$(tty)`,
-        `(until "${BERTH}" -a ${d.address} -n n1 tasks ls | grep -q "^t1 .*RUNNING"; do sleep 0.2; done; sleep 0.5; stty -F "$t" cols 77 rows 22) &`,
-        `"${BERTH}" -a ${d.address} -n n1 run -t --rm docker.io/library/bb:1 t1 sh -c 'stty size; sleep 4; stty size'`,
+        `(until "${BERTH}" -a ${d.address} -n ${N1} tasks ls | grep -q "^t1 .*RUNNING"; do sleep 0.2; done; sleep 0.5; stty -F "$t" cols 77 rows 22) &`,
+        `"${BERTH}" -a ${d.address} -n ${N1} run -t --rm docker.io/library/bb:1 t1 sh -c 'stty size; sleep 4; stty size'`,
         `echo "status=$?"`,
       ].join("\n");
       // script's stdin stays open (a closed tty input would end the container's console).
       const tty = await runTool("sh", ["-c", `sleep 15 | script -qec "$INNER" /dev/null`], { timeoutMs: 60_000, env: { INNER: inner } });
       assert.match(tty.stdout, /45 123\r*\n[\s\S]*22 77\r*\n[\s\S]*status=0/, JSON.stringify(tty.stdout + tty.stderr));
       // The terminal was restored: the outer shell's echo works in cooked mode (\r\n line ends, no raw leftovers).
-      assert.doesNotMatch(ok(await b(["-n", "n1", "c", "ls", "-q"]), "c ls"), /t1/);
+      assert.doesNotMatch(ok(await b(["-n", N1, "c", "ls", "-q"]), "c ls"), /t1/);
     }
-    const noTask = await b(["-n", "n1", "tasks", "kill", "ghost"]);
+    const noTask = await b(["-n", N1, "tasks", "kill", "ghost"]);
     assert.ok(noTask.code === 3 || noTask.code === 7, noTask.stderr);
 
     // containers rm (with its snapshot), then namespaces rm
-    assert.equal(ok(await b(["-n", "n1", "c", "rm", "c1"]), "c rm"), "");
-    assert.doesNotMatch(ok(await b(["-n", "n1", "snapshots", "ls"]), "snapshots after rm"), /\nc1 /);
-    assert.equal((await b(["-n", "n1", "c", "rm", "c1"])).code, 3);
-    assert.match(ok(await b(["-n", "n1", "images", "rm", "docker.io/library/bb:2"]), "images rm"), /bb:2/);
+    assert.equal(ok(await b(["-n", N1, "c", "rm", "c1"]), "c rm"), "");
+    assert.doesNotMatch(ok(await b(["-n", N1, "snapshots", "ls"]), "snapshots after rm"), /\nc1 /);
+    assert.equal((await b(["-n", N1, "c", "rm", "c1"])).code, 3);
+    assert.match(ok(await b(["-n", N1, "images", "rm", "docker.io/library/bb:2"]), "images rm"), /bb:2/);
     ok(await b(["ns", "rm", "n3"]), "ns rm");
   } finally {
+    // Whatever a failed step left running: kill and delete its tasks before the daemon goes.
+    const left = await d.berth(["-n", N1, "tasks", "ls", "-q"]);
+    for (const id of left.code === 0 ? left.stdout.split("\n").filter((x) => x) : []) {
+      await d.berth(["-n", N1, "tasks", "rm", "-f", id]);
+    }
     await d.stop();
   }
 });
