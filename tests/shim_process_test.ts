@@ -265,3 +265,65 @@ Deno.test("process: runtime options choose the binary (BinaryName) and its state
     );
   });
 });
+
+Deno.test("process: an exec with a terminal: input, resize (TIOCSWINSZ), output, CloseIO hangs it up", async () => {
+  await withFixture(async ({ dir, env }) => {
+    const b = await bundle(dir, "b9", ["sleep", "60"]);
+    const c = await Container.create({
+      id: "p9",
+      bundle: b,
+      rootfs: [],
+      stdio: { stdin: "", stdout: "", stderr: "", terminal: false },
+      checkpoint: "",
+    }, env);
+    try {
+      await c.start("", () => {});
+      mkfifo(`${dir}/tin`, 0o600);
+      mkfifo(`${dir}/tout`, 0o600);
+      // The client's ends, opened while the shim opens its own.
+      const clientIn = Deno.open(`${dir}/tin`, { write: true });
+      const clientOut = Deno.open(`${dir}/tout`, { read: true });
+      const spec = {
+        $typeName: "google.protobuf.Any" as const,
+        typeUrl: "p",
+        value: new TextEncoder().encode(JSON.stringify({
+          args: ["/bin/sh", "-c", "read l; echo got-$l; stty size; read l2; echo never-$l2"],
+          cwd: "/",
+          env: ["PATH=/bin"],
+        })),
+      };
+      c.exec("t1", { stdin: `${dir}/tin`, stdout: `${dir}/tout`, stderr: "", terminal: true }, spec);
+      await c.start("t1", () => {});
+      const [win, wout] = await Promise.all([clientIn, clientOut]);
+      let out = "";
+      const reading = (async () => {
+        const buf = new Uint8Array(4096);
+        for (;;) {
+          const n = await wout.read(buf);
+          if (n === null) break;
+          out += new TextDecoder().decode(buf.subarray(0, n));
+        }
+      })();
+      c.process("t1").resize(50, 20);
+      await win.write(new TextEncoder().encode("xyz\n"));
+      const deadline = Date.now() + 10_000;
+      while (!out.includes("20 50") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.match(out, /got-xyz/);
+      assert.match(out, /20 50/);
+      // The client is done: its end closes and CloseIO comes; the terminal is hung up and the shell ends.
+      win.close();
+      c.process("t1").closeStdin();
+      const exit = await c.process("t1").exited;
+      assert.notEqual(exit.status, 0);
+      assert.doesNotMatch(out, /never-/);
+      await c.delete("t1");
+      await reading;
+      wout.close();
+    } finally {
+      await c.kill("", 9, true).catch(() => {});
+      await c.init.exited;
+      await c.delete("");
+    }
+    assert.deepEqual(zombieChildren(), []);
+  });
+});
