@@ -117,11 +117,18 @@ export const group: GroupSpec = {
     },
     {
       name: "fetch",
-      usage: "fetch all content for an image into berth",
+      usage: "fetch all content for an image into berth (without unpacking it)",
       argsUsage: "[flags] REF",
-      run() {
-        return Promise.reject(new HintedError(Code.Unimplemented, "content fetch is not in this build of the client yet", "pull images with a registry-capable tool and import them: berth images import FILE.tar"));
+      resolve: async () => {
+        const { pullCommand } = await import("./image_transfer.ts");
+        return {
+          ...pullCommand,
+          name: "fetch",
+          flags: { ...pullCommand.flags, "skip-unpack": { type: "boolean", help: "always on for fetch", default: undefined } },
+          run: (inv) => pullCommand.run({ ...inv, flags: { ...inv.flags, "skip-unpack": true } }),
+        };
       },
+      run: () => Promise.reject(new Error("content fetch: not loaded")),
     },
   ],
 };
