@@ -1,7 +1,7 @@
 /**
- * A warm spare shim: a serve process started ahead of need, so that `start`
- * for a new group hands it the group instead of booting a new Deno process
- * (the slowest step of a container start).
+ * A warm spare shim (opt-in: BERTH_SHIM_SPARE=1): a serve process started
+ * ahead of need, so that `start` for a new group hands it the group instead
+ * of booting a new Deno process (the slowest step of a container start).
  *
  * - A running shim keeps one spare listening at `<socket dir>/spare`
  *   (started once a container of it runs, off the path of its own start).
@@ -35,9 +35,14 @@ export interface Adoption {
   env: Record<string, string>;
 }
 
-/** True unless spares are turned off (env BERTH_SHIM_SPARE=0). */
+/**
+ * True when spares are asked for (env BERTH_SHIM_SPARE=1 in containerd's
+ * environment). Off by default: a spare is an idle Deno process (~35 MB)
+ * while any shim runs, and an adopted one's argv names only the socket
+ * directory, which tools that find shims by containerd's address miss.
+ */
 export function sparesEnabled(): boolean {
-  return Deno.env.get("BERTH_SHIM_SPARE") !== "0";
+  return Deno.env.get("BERTH_SHIM_SPARE") === "1";
 }
 
 /** How long an adoption may take; a spare that misses it is killed, so a group never has two shims. */

@@ -7,7 +7,7 @@
  *
  * This is on the path of every `ctr run`: it imports no protobuf and no
  * ttrpc, and does one process start at most: none when the group's shim is
- * already up, none when a warm spare shim can be adopted (spare.ts).
+ * already up, none when a warm spare shim can be adopted (spare.ts, opt-in).
  * @module
  */
 
