@@ -259,6 +259,46 @@ Deno.test("client: every command against a real berth daemon", async () => {
       assert.equal(exit3.code, 3, exit3.stderr);
       assert.equal(exit3.stdout, "out\n");
       assert.match(exit3.stderr, /err/);
+      // run's flags reach the container: env file, cwd, user, read-only rootfs, bind mount, pid file, log uri
+      await Deno.writeTextFile(`${d.dir}/env`, "FROM_FILE=yes\n# comment\n");
+      await Deno.mkdir(`${d.dir}/share`);
+      await Deno.writeTextFile(`${d.dir}/share/hello.txt`, "shared\n");
+      const flagsRun = await b([
+        "-n", N1, "run", "--rm", "--env-file", `${d.dir}/env`, "--env", "E2=two", "--cwd", "/bin", "--user", "1000:1000",
+        "--read-only", "--mount", `type=bind,src=${d.dir}/share,dst=/share,options=rbind:ro`, "--pid-file", `${d.dir}/pid`,
+        "docker.io/library/bb:1", "r4", "sh", "-c", 'echo $FROM_FILE $E2; pwd; echo $(id -u):$(id -g); cat /share/hello.txt; touch /x 2>/dev/null || echo ro',
+      ]);
+      assert.equal(flagsRun.code, 0, flagsRun.stderr);
+      assert.equal(flagsRun.stdout, "yes two\n/bin\n1000:1000\nshared\nro\n");
+      assert.match(await Deno.readTextFile(`${d.dir}/pid`), /^\d+$/);
+      ok(await b(["-n", N1, "run", "--rm", "--log-uri", `file://${d.dir}/log.txt`, "docker.io/library/bb:1", "r5", "sh", "-c", "echo to-log"]), "log-uri");
+      assert.equal(await Deno.readTextFile(`${d.dir}/log.txt`), "to-log\n");
+      const nullIO = await b(["-n", N1, "run", "--rm", "--null-io", "docker.io/library/bb:1", "r6", "sh", "-c", "echo lost; exit 5"]);
+      assert.equal(nullIO.code, 5);
+      assert.equal(nullIO.stdout, "");
+      // A signal death passes through as 128+N; signals to berth reach the task (sig-proxy).
+      const running = async (id: string) => {
+        for (let i = 0; i < 150; i++) {
+          if (new RegExp(`\\n${id} +\\d+ +RUNNING`).test((await b(["-n", N1, "tasks", "ls"])).stdout)) return;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        throw new Error(`task ${id} did not run`);
+      };
+      const killed = spawn(BERTH, ["-a", d.address, "-n", N1, "run", "--rm", "docker.io/library/bb:1", "r7", "sleep", "30"], { stdin: "null", stdout: "null", stderr: "null" });
+      await running("r7");
+      ok(await b(["-n", N1, "tasks", "kill", "-s", "KILL", "r7"]), "kill r7");
+      assert.equal((await killed.status).code, 137);
+      const proxied = spawn(BERTH, ["-a", d.address, "-n", N1, "run", "--rm", "docker.io/library/bb:1", "r8", "sh", "-c", "trap 'exit 42' TERM; sleep 30 & wait"], { stdin: "null", stdout: "null", stderr: "null" });
+      await running("r8");
+      // PID 1 ignores signals it has no handler for, so the container traps TERM.
+      proxied.kill("SIGTERM");
+      assert.equal((await proxied.status).code, 42);
+      // containers create + tasks start (foreground) and a created container's task, detached, then attach
+      ok(await b(["-n", N1, "containers", "create", "docker.io/library/bb:1", "r9", "sh", "-c", "echo started; exit 4"]), "create r9");
+      const started = await b(["-n", N1, "tasks", "start", "r9"]);
+      assert.equal(started.code, 4, started.stderr);
+      assert.equal(started.stdout, "started\n");
+      ok(await b(["-n", N1, "c", "rm", "r9"]), "rm r9");
       ok(await b(["-n", N1, "run", "-d", "docker.io/library/bb:1", "r3", "sleep", "60"]), "run -d");
       assert.match(ok(await b(["-n", N1, "tasks", "ls"]), "tasks ls"), /\nr3 +\d+ +RUNNING/);
       assert.match(ok(await b(["-n", N1, "tasks", "ps", "r3"]), "ps"), /^PID +INFO\n\d+/);
