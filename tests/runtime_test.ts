@@ -144,6 +144,16 @@ class World {
     try {
       this.daemon.child.kill(kill ? "SIGKILL" : "SIGTERM");
     } catch { /* already gone */ }
+    // A daemon that does not stop in time is killed, so a hang cannot hang the test too.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<boolean>((r) => timer = setTimeout(() => r(true), 20_000));
+    const hung = await Promise.race([this.daemon.done.then(() => false), late]);
+    clearTimeout(timer);
+    if (hung) {
+      try {
+        this.daemon.child.kill("SIGKILL");
+      } catch { /* gone meanwhile */ }
+    }
     await this.daemon.done;
     this.daemon = undefined;
   }
@@ -170,6 +180,19 @@ class World {
     await snaps.commit({ snapshotter: SNAPSHOTTER, name: "base", key: "base-active" });
   }
 
+  #spec?: Promise<string>;
+
+  /** A fresh copy of `runc spec`'s default spec (made once per world). */
+  async baseSpec() {
+    this.#spec ??= (async () => {
+      const dir = `${this.tmp}/spec`;
+      await Deno.mkdir(dir);
+      await runChecked("runc", ["spec", "--bundle", dir]);
+      return await Deno.readTextFile(`${dir}/config.json`);
+    })();
+    return JSON.parse(await this.#spec);
+  }
+
   /** A container `id` running `args` with `runtime`, on an active snapshot of "base". */
   async makeContainer(
     id: string,
@@ -182,10 +205,7 @@ class World {
       key: `${id}-snap`,
       parent: "base",
     });
-    const dir = `${this.tmp}/spec-${id}`;
-    await Deno.mkdir(dir);
-    await runChecked("runc", ["spec", "--bundle", dir]);
-    const spec = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+    const spec = await this.baseSpec();
     spec.process.args = args;
     spec.process.terminal = false;
     spec.root = { path: "rootfs", readonly: false };
@@ -391,7 +411,7 @@ async function lifecycle(w: World, runtime: string): Promise<void> {
   assert.ok((await tasks.listPids({ containerId: c2 })).processes.some((p) => p.pid === pid));
 
   const execOut = await w.fifoReader("exec-out");
-  const spec = JSON.parse(await Deno.readTextFile(`${w.tmp}/spec-${c2}/config.json`)).process;
+  const spec = (await w.baseSpec()).process;
   spec.args = ["sh", "-c", "echo exec says hi; exit 5"];
   await tasks.exec({
     containerId: c2,
@@ -595,5 +615,35 @@ Deno.test("runtime: a shim killed with SIGKILL gives a TaskExit and leaves nothi
     assert.deepEqual(mountsUnder(w.tmp), [], "rootfs unmounted");
     assert.ok(!isAlive(pid), "the container went with its shim");
     await rejectsWith(w.tasks.get({ containerId: id }), Code.NotFound);
+  });
+});
+
+Deno.test("runtime: 50 tasks started in parallel all run and are all cleaned up", async () => {
+  await withWorld(async (w) => {
+    const ids = Array.from({ length: 50 }, (_, i) => `${w.ns}-p${i}`);
+    w.step = "create containers";
+    await Promise.all(
+      ids.map((id) => w.makeContainer(id, ["sleep", "1000"], "io.containerd.runc.v2")),
+    );
+    w.step = "create and start tasks";
+    const pids = await Promise.all(ids.map(async (id) => {
+      const { pid } = await w.tasks.create({ containerId: id });
+      await w.rememberShim(id);
+      await w.tasks.start({ containerId: id });
+      return pid;
+    }));
+    const listed = (await w.tasks.list({})).tasks;
+    assert.equal(listed.length, 50);
+    assert.ok(listed.every((t) => t.status === Status.RUNNING));
+    assert.deepEqual(new Set(listed.map((t) => t.pid)), new Set(pids));
+    w.step = "kill and delete tasks";
+    await Promise.all(ids.map(async (id) => {
+      const exited = w.tasks.wait({ containerId: id });
+      await w.tasks.kill({ containerId: id, signal: 9 });
+      assert.equal((await exited).exitStatus, 137);
+      await w.tasks.delete({ containerId: id });
+    }));
+    assert.deepEqual((await w.tasks.list({})).tasks, []);
+    assert.ok(pids.every((pid) => !isAlive(pid)), "every container process is gone");
   });
 });

@@ -7,19 +7,21 @@
  */
 
 import { log } from "../log/mod.ts";
-import { run } from "../spawn/mod.ts";
+import { run, spawn } from "../spawn/mod.ts";
 
 /** A running copy of one shim log fifo. */
 export interface ShimLog {
-  /** Stops copying and closes the fifo. */
+  /** Stops copying (what the shim writes later is dropped; Go shims ignore SIGPIPE). */
   close(): Promise<void>;
 }
 
 /**
  * Makes `<bundle>/log` as a fifo when missing and copies what comes out of
- * it to stderr. The fifo is opened read-write: the open never blocks, and
- * a shim that restarts its writer (or is replaced after a daemon restart)
- * finds a reader at once.
+ * it to stderr. The fifo is read by a `cat` child over a pipe rather than
+ * by reading the fifo here: Deno reads files on a small pool of blocking
+ * threads, and one read waiting on each idle shim's fifo would use that
+ * pool up (with ~32 shims every file operation of the daemon stalls). A
+ * child's pipe is read asynchronously instead.
  */
 export async function openShimLog(bundlePath: string): Promise<ShimLog> {
   const path = `${bundlePath}/log`;
@@ -31,38 +33,29 @@ export async function openShimLog(bundlePath: string): Promise<ShimLog> {
       throw new Error(`mkfifo ${path}: ${new TextDecoder().decode(r.stderr).trim()}`);
     }
   }
-  const file = await Deno.open(path, { read: true, write: true });
-  // Kept to wake the reader at close; opened now so that a bundle removed
-  // meanwhile cannot leave the read hanging.
-  const waker = await Deno.open(path, { write: true });
-  let closing = false;
+  const reader = spawn("cat", [path], { stdout: "piped", stderr: "null" });
+  let finished = false;
+  const status = reader.status.finally(() => finished = true);
   const copying = (async () => {
-    const buf = new Uint8Array(16 * 1024);
     try {
-      while (true) {
-        const n = await file.read(buf);
-        if (n === null || closing) return;
-        await Deno.stderr.write(buf.subarray(0, n));
-      }
+      for await (const chunk of reader.stdout) await Deno.stderr.write(chunk);
     } catch (err) {
-      if (!closing) log.warn("copying the shim log failed", { path, error: String(err) });
+      log.warn("copying the shim log failed", { path, error: String(err) });
     }
   })();
   let closed: Promise<void> | undefined;
   return {
     close() {
       closed ??= (async () => {
-        closing = true;
-        // Our own descriptor also writes, so the read never sees EOF: one
-        // byte through a second descriptor wakes it. (A write through the
-        // same descriptor would queue behind the pending read.)
-        try {
-          await waker.write(new Uint8Array([10]));
-        } finally {
-          waker.close();
+        // cat ends by itself once the shim closes its end; one still blocked
+        // in open (a shim that never wrote) or reading a live shim is stopped.
+        if (!finished) {
+          try {
+            reader.kill("SIGKILL");
+          } catch { /* exited meanwhile */ }
         }
+        await status;
         await copying;
-        file.close();
       })();
       return closed;
     },
