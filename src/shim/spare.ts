@@ -50,17 +50,18 @@ const ADOPT_TIMEOUT_MS = 10_000;
 
 /**
  * Hands the group socket `path` to the spare in `dir`, if one is ready.
- * Returns false (and leaves nothing behind) when there is none or it fails.
+ * Returns the spare's pid, or 0 (leaving nothing behind) when there is none
+ * or it fails.
  */
-export async function adoptSpare(dir: string, path: string, flags: ShimFlags): Promise<boolean> {
+export async function adoptSpare(dir: string, path: string, flags: ShimFlags): Promise<number> {
   const spare = sparePath(dir);
-  if (!(await Deno.lstat(spare).then(() => true, () => false))) return false; // none waiting: no lock file either
+  if (!(await Deno.lstat(spare).then(() => true, () => false))) return 0; // none waiting: no lock file either
   const unlock = await lockGroup(spare);
   try {
     try {
       await Deno.rename(spare, path);
     } catch {
-      return false; // taken by another start, or retired
+      return 0; // taken by another start, or retired
     }
     // The next spare makes its own lock; a waiter on this one retries on the new file.
     removeGroupFiles(spare);
@@ -80,7 +81,7 @@ export async function adoptSpare(dir: string, path: string, flags: ShimFlags): P
       const msg: Adoption = { flags, env };
       await writeAll(conn, new TextEncoder().encode(JSON.stringify(msg) + "\n"));
       const reply = await readLine(conn, ADOPT_TIMEOUT_MS);
-      if (reply === "ok") return true;
+      if (reply === "ok") return sparePid;
       throw new Error(reply || "no answer");
     } catch (err) {
       // A dead, slow or refusing spare: end it, and the caller starts a shim of its own.
@@ -93,7 +94,7 @@ export async function adoptSpare(dir: string, path: string, flags: ShimFlags): P
       }
       await Deno.remove(path).catch(() => {});
       Deno.stderr.writeSync(new TextEncoder().encode(`berth shim: spare not adopted: ${(err as Error).message}\n`));
-      return false;
+      return 0;
     } finally {
       conn?.close();
     }

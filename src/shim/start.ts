@@ -40,15 +40,75 @@ export async function writeAddress(bundle: string, address: string): Promise<voi
   await Deno.rename(tmp, `${bundle}/address`);
 }
 
-async function readStdin(): Promise<void> {
-  // containerd writes the runtime options Any here; berth reads them in Create instead.
-  // (A person running start by hand has a terminal there: nothing to read.)
-  if (Deno.stdin.isTerminal()) return;
+async function readStdin(): Promise<Uint8Array> {
+  // containerd writes the runtime options Any here (only ShimCgroup matters
+  // to start; Create gets the options again). A person running start by
+  // hand has a terminal there: nothing to read.
+  if (Deno.stdin.isTerminal()) return new Uint8Array();
   try {
-    await new Response(Deno.stdin.readable).arrayBuffer();
+    return new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
   } catch {
-    // no stdin at all
+    return new Uint8Array(); // no stdin at all
   }
+}
+
+/** Protobuf fields of one message, by number: a few lines instead of loading a protobuf library on the hot path. */
+function wireFields(buf: Uint8Array): Map<number, Uint8Array> {
+  const out = new Map<number, Uint8Array>();
+  let i = 0;
+  const varint = () => {
+    let v = 0;
+    for (let shift = 0; i < buf.length; shift += 7) {
+      const b = buf[i++];
+      v += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) break;
+    }
+    return v;
+  };
+  while (i < buf.length) {
+    const key = varint();
+    const [field, type] = [Math.floor(key / 8), key & 7];
+    if (type === 0) varint();
+    else if (type === 2) {
+      const n = varint();
+      out.set(field, buf.subarray(i, i + n));
+      i += n;
+    } else if (type === 1) i += 8;
+    else if (type === 5) i += 4;
+    else break;
+  }
+  return out;
+}
+
+/** The ShimCgroup of the runtime options Any containerd passes to start ("" when none). */
+export function shimCgroupOf(any: Uint8Array): string {
+  const fields = wireFields(any);
+  const typeUrl = new TextDecoder().decode(fields.get(1) ?? new Uint8Array());
+  if (!typeUrl.endsWith("containerd.runc.v1.Options")) return "";
+  return new TextDecoder().decode(wireFields(fields.get(2) ?? new Uint8Array()).get(3) ?? new Uint8Array());
+}
+
+/** Moves `pid` into cgroup `path` (every v1 hierarchy that has it, or the unified one), as containerd's runc shim does. */
+async function joinCgroup(pid: number, path: string): Promise<void> {
+  const root = "/sys/fs/cgroup";
+  const unified = await Deno.stat(`${root}/cgroup.controllers`).then(() => true, () => false);
+  const dirs = unified ? [root] : [...Deno.readDirSync(root)].filter((e) => e.isDirectory).map((e) => `${root}/${e.name}`);
+  let joined = 0;
+  for (const d of dirs) {
+    try {
+      await Deno.writeTextFile(`${d}${path}/cgroup.procs`, String(pid));
+      joined++;
+    } catch {
+      // this hierarchy has no such group
+    }
+  }
+  if (joined === 0) throw new BerthError(Code.NotFound, `failed to load cgroup ${path}`);
+}
+
+/** Gives the shim containerd's OOM score plus one, so the kernel picks the shim before containerd. */
+async function adjustOomScore(pid: number): Promise<void> {
+  const parent = Number((await Deno.readTextFile(`/proc/${Deno.ppid}/oom_score_adj`)).trim());
+  await Deno.writeTextFile(`/proc/${pid}/oom_score_adj`, String(Math.min(parent + 1, 1000)));
 }
 
 /**
@@ -74,8 +134,22 @@ export async function startShim(flags: ShimFlags): Promise<string> {
   try {
     if (!(await canConnect(path))) {
       await Deno.remove(path).catch(() => {}); // a stale socket of a shim that died
-      const adopted = sparesEnabled() && await adoptSpare(dir, path, { ...flags, bundle, socket: path });
-      if (!adopted) await startServe(flags, bundle, path);
+      let pid = sparesEnabled() ? await adoptSpare(dir, path, { ...flags, bundle, socket: path }) : 0;
+      if (!pid) pid = await startServe(flags, bundle, path);
+      try {
+        const cgroup = shimCgroupOf(await stdinDone);
+        if (cgroup) await joinCgroup(pid, cgroup);
+      } catch (err) {
+        // The shim must not outlive a start that failed.
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch {
+          // gone already
+        }
+        await Deno.remove(path).catch(() => {});
+        throw err;
+      }
+      await adjustOomScore(pid).catch(() => {}); // best effort (it fails in user namespaces)
     }
     await writeAddress(bundle, address);
   } finally {
@@ -85,8 +159,8 @@ export async function startShim(flags: ShimFlags): Promise<string> {
   return address;
 }
 
-/** Starts the serve process detached and waits until it accepts connections on `path`. */
-async function startServe(flags: ShimFlags, bundle: string, path: string): Promise<void> {
+/** Starts the serve process detached, waits until it accepts connections on `path`, returns its pid. */
+async function startServe(flags: ShimFlags, bundle: string, path: string): Promise<number> {
   const self = selfCommand(["shim", ...formatShimFlags({ ...flags, bundle, socket: path }), "serve"]);
   // stderr is a fresh pipe, not ours: read only if the serve process dies before it is ready.
   const child = spawn(self.cmd, self.args, { cwd: bundle, detached: true, stdin: "null", stdout: "null", stderr: "piped" });
@@ -97,7 +171,7 @@ async function startServe(flags: ShimFlags, bundle: string, path: string): Promi
     if (await canConnect(path)) {
       child.unref();
       await child.stderr.cancel().catch(() => {});
-      return;
+      return child.pid;
     }
     if (Date.now() > deadline) {
       try {

@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { parseShimFlags } from "./flags.ts";
 import { socketPath } from "./socket.ts";
-import { startShim } from "./start.ts";
+import { shimCgroupOf, startShim } from "./start.ts";
+import { packEvent } from "./publisher.ts";
+import { toBinary } from "@bufbuild/protobuf";
+import { AnySchema } from "@bufbuild/protobuf/wkt";
+import { OptionsSchema } from "../gen/containerd/runc/v1/options_pb.ts";
 import { processesMentioning } from "../../tests/support/proc.ts";
 
 Deno.test({
@@ -35,4 +39,12 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("start: ShimCgroup is read from the options Any containerd writes on stdin", () => {
+  const any = packEvent(OptionsSchema, { binaryName: "crun", shimCgroup: "/pods/shim", systemdCgroup: true, ioUid: 1000 });
+  assert.equal(shimCgroupOf(toBinary(AnySchema, any)), "/pods/shim");
+  assert.equal(shimCgroupOf(toBinary(AnySchema, packEvent(OptionsSchema, { root: "/r" }))), "");
+  assert.equal(shimCgroupOf(new Uint8Array()), "");
+  assert.equal(shimCgroupOf(new Uint8Array([0xff, 0xff])), "");
 });
