@@ -299,10 +299,23 @@ Deno.test("client: every command against a real berth daemon", async () => {
       assert.equal(started.code, 4, started.stderr);
       assert.equal(started.stdout, "started\n");
       ok(await b(["-n", N1, "c", "rm", "r9"]), "rm r9");
+      // A detached task's fifos stay; attach reopens them (stdin in, output out, exit status back).
+      ok(await b(["-n", N1, "run", "-d", "docker.io/library/bb:1", "a1", "sh", "-c", "while read l; do echo got $l; done; echo bye; exit 6"]), "run -d a1");
+      await running("a1");
+      const attach = await runTool("sh", ["-c", `echo hello | "${BERTH}" -a ${d.address} -n ${N1} tasks attach a1`]);
+      assert.equal(attach.code, 6, attach.stderr);
+      assert.equal(attach.stdout, "got hello\nbye\n");
+      assert.equal((await b(["-n", N1, "tasks", "rm", "a1"])).code, 6);
+      ok(await b(["-n", N1, "c", "rm", "a1"]), "rm a1");
       ok(await b(["-n", N1, "run", "-d", "docker.io/library/bb:1", "r3", "sleep", "60"]), "run -d");
       assert.match(ok(await b(["-n", N1, "tasks", "ls"]), "tasks ls"), /\nr3 +\d+ +RUNNING/);
       assert.match(ok(await b(["-n", N1, "tasks", "ps", "r3"]), "ps"), /^PID +INFO\n\d+/);
       assert.equal(ok(await b(["-n", N1, "tasks", "exec", "--exec-id", "e1", "r3", "sh", "-c", "echo in-exec"]), "exec"), "in-exec\n");
+      const execTty = await runTool("sh", ["-c", `sleep 10 | script -qec "stty cols 99 rows 33; $CMD" /dev/null`], {
+        env: { CMD: `"${BERTH}" -a ${d.address} -n ${N1} tasks exec -t --exec-id e2 r3 stty size` },
+        timeoutMs: 60_000,
+      });
+      assert.match(execTty.stdout, /^33 99\r*\n$/, JSON.stringify(execTty.stdout + execTty.stderr));
       ok(await b(["-n", N1, "tasks", "pause", "r3"]), "pause");
       assert.match(ok(await b(["-n", N1, "tasks", "ls"]), "ls"), /r3 +\d+ +PAUSED/);
       ok(await b(["-n", N1, "tasks", "resume", "r3"]), "resume");

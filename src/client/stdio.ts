@@ -123,6 +123,17 @@ export function rawTerminal(): () => void {
   return restore;
 }
 
+/** The local terminal's size, or undefined when stdout and stdin are no terminals. */
+export function terminalSize(): { rows: number; cols: number } | undefined {
+  for (const fd of [1, 0]) {
+    try {
+      const s = getWinsize(fd);
+      if (s.rows > 0 || s.cols > 0) return { rows: s.rows, cols: s.cols };
+    } catch { /* not a terminal */ }
+  }
+  return undefined;
+}
+
 /** Sends the local terminal's size to the process now and on every SIGWINCH; returns a stop function. */
 export async function forwardResize(conn: Connection, containerId: string, execId: string): Promise<() => void> {
   const send = async () => {

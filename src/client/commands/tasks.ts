@@ -12,7 +12,7 @@ import { type Connection, withConnection } from "../connection.ts";
 import { HintedError } from "../errors.ts";
 import { runAttached } from "../foreground.ts";
 import { formatTable, printJSON, printTable, timestampText, WIDE, write } from "../output.ts";
-import { FifoIO } from "../stdio.ts";
+import { FifoIO, terminalSize } from "../stdio.ts";
 import { createTask, defaultFifoDir, fixedIO, getTask, removeFifoDir, statusName, tasksError } from "../task.ts";
 
 const PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process";
@@ -134,7 +134,12 @@ export const group: GroupSpec = {
           const c = await getContainer(conn, id);
           const spec = specOf(c);
           if (!spec) throw new HintedError(Code.FailedPrecondition, `container "${id}" has no spec`, "");
-          const process = { ...spec.process, args: cmd, terminal: tty };
+          const process: Record<string, unknown> & typeof spec.process = { ...spec.process, args: cmd, terminal: tty };
+          // runc sizes an exec's console from the spec: no 0x0 moment before the first resize.
+          if (tty) {
+            const size = terminalSize();
+            if (size) process.consoleSize = { height: size.rows, width: size.cols };
+          }
           if (str(flags, "cwd")) process.cwd = str(flags, "cwd")!;
           if (str(flags, "user")) {
             const { parseUser } = await import("../../oci/mod.ts");
