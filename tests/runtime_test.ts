@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { AnySchema } from "@bufbuild/protobuf/wkt";
 import { Code, isCode } from "../src/errdefs/mod.ts";
+import { decodeEvent } from "../src/events/mod.ts";
 import { TaskExitSchema } from "../src/gen/containerd/events/task_pb.ts";
 import { Containers } from "../src/gen/containerd/services/containers/v1/containers_pb.ts";
 import { Events } from "../src/gen/containerd/services/events/v1/events_pb.ts";
@@ -374,8 +375,27 @@ async function withWorld(fn: (w: World) => Promise<void>): Promise<void> {
 /** The lifecycle the Tasks API promises, on `runtime`. */
 async function lifecycle(w: World, runtime: string): Promise<void> {
   const tasks = w.tasks;
-  // A task printing and exiting 3.
+  // Every task event of c1, to prove each arrives once (from the shim; the
+  // daemon adds none of its own).
   const c1 = `${w.ns}-one`;
+  const abort = new AbortController();
+  const seen: string[] = [];
+  let sawDelete: () => void = () => {};
+  const deleted = new Promise<void>((r) => sawDelete = r);
+  const events = serviceClient(w.client!, Events).subscribe({
+    filters: [`topic~="^/tasks/",namespace==${w.ns}`],
+  }, { signal: abort.signal });
+  const recording = (async () => {
+    try {
+      for await (const env of events) {
+        const ev = decodeEvent(env.event) as unknown as { containerId?: string } | undefined;
+        if (ev?.containerId !== c1) continue;
+        seen.push(env.topic);
+        if (env.topic === "/tasks/delete") sawDelete();
+      }
+    } catch { /* aborted */ }
+  })();
+  await tasks.list({}); // the subscription is in place once a later call returns
   await w.makeContainer(c1, ["sh", "-c", "echo hello from $(hostname); exit 3"], runtime);
   const out1 = await w.fifoReader("c1-out");
   w.step = "create c1";
@@ -395,6 +415,12 @@ async function lifecycle(w: World, runtime: string): Promise<void> {
   assert.equal(del1.exitStatus, 3);
   await assert.rejects(Deno.stat(`${w.bundles}/${c1}`), Deno.errors.NotFound, "bundle removed");
   await rejectsWith(tasks.start({ containerId: c1 }), Code.NotFound);
+  w.step = "c1 events";
+  await deleted;
+  await sleep(200); // room for a duplicate to show up
+  abort.abort();
+  await recording;
+  assert.deepEqual(seen, ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]);
 
   // A long task with an exec, killed and deleted.
   const c2 = `${w.ns}-two`;
@@ -508,13 +534,20 @@ for (const runtime of ["io.containerd.runc.v2", "io.containerd.berth.v2"]) {
     await withWorld(async (w) => {
       const ids = [1, 2, 3, 4].map((i) => `${w.ns}-r${i}`);
       const pids = new Map<string, number>();
+      // The first one writes a line every 100 ms to a fifo read here, through the restart.
+      const ticks = await w.fifoReader("ticks");
       for (const id of ids) {
-        await w.makeContainer(id, ["sleep", "1000"], runtime);
-        const { pid } = await w.tasks.create({ containerId: id });
+        const args = id === ids[0]
+          ? ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"]
+          : ["sleep", "1000"];
+        await w.makeContainer(id, args, runtime);
+        const io = id === ids[0] ? { stdout: ticks.path, stderr: ticks.path } : {};
+        const { pid } = await w.tasks.create({ containerId: id, ...io });
         await w.rememberShim(id);
         await w.tasks.start({ containerId: id });
         pids.set(id, pid);
       }
+      await ticks.until("tick 2\n");
       w.step = "daemon SIGKILL";
       await w.stop(true);
       // The fourth task's shim dies while no daemon is there.
@@ -528,6 +561,9 @@ for (const runtime of ["io.containerd.runc.v2", "io.containerd.berth.v2"]) {
         assert.equal(listed.get(id)?.pid, pids.get(id), `${id} listed with its pid`);
         assert.equal(listed.get(id)?.status, Status.RUNNING);
       }
+      // Output kept flowing while the daemon was away and after it came back.
+      const before = (await ticks.until("\n")).split("\n").length;
+      await ticks.until(`tick ${before + 3}\n`);
       // The dead shim's task was cleaned up at start: no bundle, no container.
       await assert.rejects(Deno.stat(`${w.bundles}/${dead}`), Deno.errors.NotFound);
       assert.ok(!isAlive(pids.get(dead)!), "the dead shim's container was removed");
