@@ -405,3 +405,71 @@ Deno.test("client: the same session with ctr against containerd has the same sha
     await ctd.stop();
   }
 });
+
+/** docker-registry on a free loopback port, storing under `dir`; stopped by pid. */
+async function startRegistry(dir: string): Promise<{ host: string; stop(): Promise<void> }> {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  await Deno.mkdir(`${dir}/storage`, { recursive: true });
+  await Deno.writeTextFile(
+    `${dir}/config.yml`,
+    `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/storage\nhttp:\n  addr: 127.0.0.1:${port}\n`,
+  );
+  const child = spawn("docker-registry", ["serve", `${dir}/config.yml`], { stdin: "null", stdout: "null", stderr: "null" });
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* gone */ }
+    await child.status;
+  };
+  const host = `127.0.0.1:${port}`;
+  for (let i = 0;; i++) {
+    const up = await fetch(`http://${host}/v2/`).then(async (r) => {
+      await r.body?.cancel();
+      return r.status === 200;
+    }, () => false);
+    if (up) break;
+    if (i > 200) {
+      await stop();
+      throw new Error("docker-registry did not start");
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { host, stop };
+}
+
+Deno.test("client: images pull and content fetch show progress as bars on a tty and as lines otherwise", async () => {
+  const d = await startDaemon();
+  const reg = await startRegistry(`${d.dir}/registry`);
+  const ns = `p${crypto.randomUUID().slice(0, 8)}`;
+  try {
+    const rootDir = await makeRootDir(d.dir);
+    ok(await d.berth(["-n", ns, "images", "import", "--from-dir", rootDir, "bb:1", "--cmd", "true"]), "import");
+    ok(await d.berth(["-n", ns, "images", "export", `${d.dir}/bb.tar`, "docker.io/library/bb:1"]), "export");
+    ok(await runTool("skopeo", ["copy", "--quiet", "--dest-tls-verify=false", `oci-archive:${d.dir}/bb.tar`, `docker://${reg.host}/bb:t`]), "skopeo push");
+    const ref = `${reg.host}/bb:t`;
+    // Not a terminal: one plain line per step, no escape sequences.
+    const plain = await d.berth(["-n", ns, "images", "pull", "--plain-http", ref]);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.doesNotMatch(plain.stdout, /\x1b\[/);
+    assert.match(plain.stdout, /^sha256:[0-9a-f]{64} (resolved|exists|downloading|done)/m);
+    assert.match(plain.stdout, new RegExp(`^${ref.replace(/[.]/g, "\\.")}: sha256:\\S+ \\(fetched \\d+, existing \\d+\\)$`, "m"));
+    assert.match(ok(await d.berth(["-n", ns, "images", "check"]), "check"), new RegExp(`${ref.replace(/[.]/g, "\\.")} .* true`));
+    // A terminal: bars redrawn in place.
+    ok(await d.berth(["-n", ns, "images", "rm", ref]), "rm");
+    const ns2 = `${ns}b`;
+    const tty = await runTool("script", ["-qec", `"${BERTH}" -a ${d.address} -n ${ns2} images pull --plain-http ${ref}`, "/dev/null"], { timeoutMs: 60_000 });
+    assert.equal(tty.code, 0, tty.stdout);
+    assert.match(tty.stdout, /\x1b\[2K/);
+    assert.match(tty.stdout, /\|\++\| \S+ \S+\/\S+ \S+/);
+    // content fetch: the blobs, no unpack.
+    const ns3 = `${ns}c`;
+    ok(await d.berth(["-n", ns3, "content", "fetch", "--plain-http", ref]), "content fetch");
+    assert.equal(ok(await d.berth(["-n", ns3, "content", "ls", "-q"]), "content ls").trim().split("\n").length, 3); // manifest, config, layer
+    assert.match(ok(await d.berth(["-n", ns3, "images", "check"]), "check fetched"), / false\n$/);
+  } finally {
+    await reg.stop();
+    await d.stop();
+  }
+});
