@@ -40,6 +40,13 @@ interface ShimConnection {
   tasks: Set<string>;
 }
 
+/** A connection being made or made, by address. */
+interface ConnectionEntry {
+  promise: Promise<ShimConnection>;
+  /** Set once connected. */
+  conn?: ShimConnection;
+}
+
 /** A task the manager knows, served by a live shim. */
 export interface ShimTask {
   readonly namespace: string;
@@ -99,7 +106,7 @@ export class TaskManager {
   #opts: TaskManagerOptions;
   #tasks = new Map<string, ShimTask>();
   #pending = new Set<string>();
-  #conns = new Map<string, Promise<ShimConnection>>();
+  #conns = new Map<string, ConnectionEntry>();
   #cleanups = new Set<Promise<void>>();
   #closing = false;
 
@@ -121,31 +128,46 @@ export class TaskManager {
   }
 
   async #connection(address: string): Promise<ShimConnection> {
-    let p = this.#conns.get(address);
-    if (p === undefined) {
-      p = (async () => {
+    let entry = this.#conns.get(address);
+    // A connection that closed a moment ago may still be listed: never hand it out.
+    if (entry?.conn?.client.closed) {
+      this.#conns.delete(address);
+      entry = undefined;
+    }
+    if (entry === undefined) {
+      const e: ConnectionEntry = {
+        promise: Promise.resolve(undefined as unknown as ShimConnection),
+      };
+      e.promise = (async () => {
         const client = await connect(address);
         const conn: ShimConnection = { address, client, tasks: new Set() };
+        e.conn = conn;
         client.done.then(() => this.#connectionClosed(conn));
         return conn;
       })();
-      this.#conns.set(address, p);
-      p.catch(() => this.#conns.delete(address));
+      entry = e;
+      this.#conns.set(address, e);
+      e.promise.catch(() => {
+        if (this.#conns.get(address) === e) this.#conns.delete(address);
+      });
     }
-    return await p;
+    return await entry.promise;
+  }
+
+  #forget(conn: ShimConnection): void {
+    if (this.#conns.get(conn.address)?.conn === conn) this.#conns.delete(conn.address);
   }
 
   #release(conn: ShimConnection, key: string): void {
     conn.tasks.delete(key);
-    if (conn.tasks.size === 0) conn.client.close();
+    if (conn.tasks.size === 0 && conn.client !== undefined) {
+      this.#forget(conn);
+      conn.client.close();
+    }
   }
 
   #connectionClosed(conn: ShimConnection): void {
-    if (this.#conns.get(conn.address) !== undefined) {
-      this.#conns.get(conn.address)!.then((c) => {
-        if (c === conn) this.#conns.delete(conn.address);
-      }, () => {});
-    }
+    this.#forget(conn);
     if (this.#closing) return;
     for (const key of conn.tasks) {
       const t = this.#tasks.get(key);
@@ -413,8 +435,8 @@ export class TaskManager {
   async close(): Promise<void> {
     this.#closing = true;
     await this.settle();
-    for (const p of this.#conns.values()) {
-      await p.then((c) => c.client.close(), () => {});
+    for (const e of this.#conns.values()) {
+      await e.promise.then((c) => c.client.close(), () => {});
     }
     this.#conns.clear();
     await Promise.all([...this.#tasks.values()].map((t) => t.log.close()));
