@@ -271,6 +271,14 @@ Deno.test("client: every command against a real berth daemon", async () => {
       assert.equal(flagsRun.code, 0, flagsRun.stderr);
       assert.equal(flagsRun.stdout, "yes two\n/bin\n1000:1000\nshared\nro\n");
       assert.match(await Deno.readTextFile(`${d.dir}/pid`), /^\d+$/);
+      // --privileged grants what this host can (our bounding set); --net-host keeps the host's network.
+      const ownMask = /^CapBnd:\s*(\S+)$/m.exec(await Deno.readTextFile("/proc/self/status"))![1];
+      const priv = await b(["-n", N1, "run", "--rm", "--privileged", "--net-host", "--hostname", "hh", "docker.io/library/bb:1", "rp", "sh", "-c", "hostname; grep CapBnd /proc/self/status; ls /sys/class/net | grep -c ."]);
+      assert.equal(priv.code, 0, priv.stderr);
+      const [hostname, capLine, nics] = priv.stdout.trim().split("\n");
+      assert.equal(hostname, "hh");
+      assert.equal(capLine.split(/\s+/)[1], ownMask);
+      assert.equal(Number(nics), [...Deno.readDirSync("/sys/class/net")].length);
       ok(await b(["-n", N1, "run", "--rm", "--log-uri", `file://${d.dir}/log.txt`, "docker.io/library/bb:1", "r5", "sh", "-c", "echo to-log"]), "log-uri");
       assert.equal(await Deno.readTextFile(`${d.dir}/log.txt`), "to-log\n");
       const nullIO = await b(["-n", N1, "run", "--rm", "--null-io", "docker.io/library/bb:1", "r6", "sh", "-c", "echo lost; exit 5"]);

@@ -13,6 +13,7 @@ import { Snapshots } from "../gen/containerd/services/snapshots/v1/snapshots_pb.
 import { OptionsSchema } from "../gen/containerd/runc/v1/options_pb.ts";
 import {
   applyOptions,
+  capsFromMask,
   defaultSpec,
   encodeSpec,
   parseMountFlag,
@@ -73,6 +74,13 @@ async function envFromFile(path: string | undefined): Promise<string[]> {
   return text.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
 }
 
+/** The capabilities this client may hand on (its bounding set), when /proc says. */
+async function hostCaps(): Promise<string[] | undefined> {
+  const status = await Deno.readTextFile("/proc/self/status").catch(() => "");
+  const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(status);
+  return m ? capsFromMask(m[1]) : undefined;
+}
+
 async function hostFiles(): Promise<string[]> {
   const out: string[] = [];
   for (const f of ["/etc/resolv.conf", "/etc/hosts"]) {
@@ -117,6 +125,7 @@ export async function buildSpec(
     capDrop: list(flags, "cap-drop"),
     withNs: list(flags, "with-ns"),
     hostname: str(flags, "hostname"),
+    hostCaps: await hostCaps(),
   });
   if (spec.process.args.length === 0) {
     throw usageError("no command to run: the image has no entrypoint or cmd; name one after the container id");

@@ -6,6 +6,7 @@
 export {
   ALL_CAPS,
   applyOptions,
+  capsFromMask,
   DEFAULT_CAPS,
   DEFAULT_PATH,
   defaultSpec,

@@ -78,7 +78,7 @@ export const DEFAULT_CAPS: readonly string[] = [
   "CAP_AUDIT_WRITE",
 ];
 
-/** Every capability Linux 5.x knows, for --privileged. */
+/** Every capability Linux knows, in kernel number order (index = CAP_* number), for --privileged. */
 export const ALL_CAPS: readonly string[] = [
   "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
   "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
@@ -214,6 +214,12 @@ export interface SpecOptions {
   /** Host files to bind for --net-host (resolv.conf, hosts), when present. */
   hostFiles?: string[];
   hostname?: string;
+  /**
+   * Capabilities this host can grant (the caller's bounding set, as
+   * containerd's privileged option takes its own): --privileged and ALL
+   * mean these. Default: {@link ALL_CAPS}.
+   */
+  hostCaps?: string[];
 }
 
 function normalizeCap(c: string): string {
@@ -261,8 +267,9 @@ export function applyOptions(spec: Spec, o: SpecOptions): void {
       spec.mounts.push({ destination: f, type: "bind", source: f, options: ["rbind", "ro"] });
     }
   }
+  const known = o.hostCaps ?? [...ALL_CAPS];
   if (o.privileged) {
-    const all = [...ALL_CAPS];
+    const all = [...known];
     spec.process.capabilities = { bounding: all, effective: [...all], permitted: [...all] };
     spec.process.noNewPrivileges = false;
     delete spec.linux.maskedPaths;
@@ -273,7 +280,7 @@ export function applyOptions(spec: Spec, o: SpecOptions): void {
   if (o.capAdd?.length || o.capDrop?.length) {
     let caps = new Set(spec.process.capabilities.bounding);
     for (const c of (o.capAdd ?? []).map(normalizeCap)) {
-      if (c === "ALL") caps = new Set(ALL_CAPS);
+      if (c === "ALL") caps = new Set(known);
       else caps.add(c);
     }
     for (const c of (o.capDrop ?? []).map(normalizeCap)) {
@@ -301,6 +308,12 @@ export function applyOptions(spec: Spec, o: SpecOptions): void {
     }
     spec.linux.namespaces = [...spec.linux.namespaces.filter((n) => n.type !== type), { type, path }];
   }
+}
+
+/** Capability names whose bits are set in a /proc/<pid>/status mask like "000001fffeffffff". */
+export function capsFromMask(hex: string): string[] {
+  const mask = BigInt(`0x${hex.trim() || "0"}`);
+  return ALL_CAPS.filter((_, i) => (mask >> BigInt(i)) & 1n);
 }
 
 /** containerd's type URL for a runtime spec stored in a container record. */

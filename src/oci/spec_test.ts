@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Code, isCode } from "../errdefs/mod.ts";
-import { applyOptions, DEFAULT_PATH, defaultSpec, mergeEnv, parseMountFlag, parseUser, withImageConfig } from "./mod.ts";
+import { applyOptions, capsFromMask, DEFAULT_PATH, defaultSpec, mergeEnv, parseMountFlag, parseUser, withImageConfig } from "./mod.ts";
 
 Deno.test("oci: default spec has containerd's shape", () => {
   const s = defaultSpec("default", "c1");
@@ -68,5 +68,12 @@ Deno.test("oci: run options (net-host, privileged, caps, limits, namespaces, rea
   applyOptions(p, { privileged: true });
   assert.equal(p.linux.maskedPaths, undefined);
   assert.ok(p.process.capabilities.bounding.length > 30);
+  // A host without CAP_SYS_RESOURCE (bit 24) cannot grant it, even privileged.
+  const host = capsFromMask("000001fffeffffff");
+  assert.equal(host.length, 40);
+  assert.ok(!host.includes("CAP_SYS_RESOURCE"));
+  const limited = defaultSpec("ns", "c");
+  applyOptions(limited, { privileged: true, hostCaps: host });
+  assert.deepEqual(limited.process.capabilities.bounding, host);
   assert.throws(() => applyOptions(p, { withNs: ["bogus:/x"] }), (e) => isCode(e, Code.InvalidArgument));
 });
