@@ -11,7 +11,7 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { type Any, timestampNow } from "@bufbuild/protobuf/wkt";
 import { type Config, resolveRuntime } from "../config/mod.ts";
-import { alreadyExists, BerthError, Code, notFound, toBerthError } from "../errdefs/mod.ts";
+import { alreadyExists, notFound } from "../errdefs/mod.ts";
 import { type Exchange, Topic } from "../events/mod.ts";
 import { TaskDeleteSchema, TaskExitSchema } from "../gen/containerd/events/task_pb.ts";
 import { type DeleteResponse, Task } from "../gen/containerd/task/v2/shim_pb.ts";
@@ -39,6 +39,11 @@ interface ShimConnection {
   /** Keys (`ns/id`) of the tasks served over it. */
   tasks: Set<string>;
 }
+
+/** What cleaning up after a dead shim needs to know of its task. */
+type DeadShim = Pick<ShimTask, "namespace" | "id" | "bundle" | "binary" | "log"> & {
+  address: string;
+};
 
 /** A connection being made or made, by address. */
 interface ConnectionEntry {
@@ -136,15 +141,10 @@ export class TaskManager {
     }
     if (entry === undefined) {
       const e: ConnectionEntry = {
-        promise: Promise.resolve(undefined as unknown as ShimConnection),
+        promise: this.#dial(address, (conn) => {
+          e.conn = conn;
+        }),
       };
-      e.promise = (async () => {
-        const client = await connect(address);
-        const conn: ShimConnection = { address, client, tasks: new Set() };
-        e.conn = conn;
-        client.done.then(() => this.#connectionClosed(conn));
-        return conn;
-      })();
       entry = e;
       this.#conns.set(address, e);
       e.promise.catch(() => {
@@ -152,6 +152,15 @@ export class TaskManager {
       });
     }
     return await entry.promise;
+  }
+
+  /** Connects to the shim at `address`; `made` sees the connection before anyone awaits it. */
+  async #dial(address: string, made: (c: ShimConnection) => void): Promise<ShimConnection> {
+    const client = await connect(address);
+    const conn: ShimConnection = { address, client, tasks: new Set() };
+    made(conn);
+    client.done.then(() => this.#connectionClosed(conn));
+    return conn;
   }
 
   #forget(conn: ShimConnection): void {
@@ -173,7 +182,8 @@ export class TaskManager {
       const t = this.#tasks.get(key);
       if (t !== undefined && t.conn === conn) {
         log.info("shim disconnected", { id: t.id, namespace: t.namespace });
-        this.#track(this.#cleanupDeadShim(t));
+        conn.tasks.delete(key);
+        this.#track(this.#cleanupDeadShim({ ...t, address: conn.address }, t));
       }
     }
   }
@@ -184,10 +194,12 @@ export class TaskManager {
   }
 
   /**
-   * After a shim is gone: its delete action, a TaskExit and TaskDelete for
-   * the task (which no shim will report now), and the bundle removed.
+   * After a shim is gone: its delete action, the bundle removed, and a
+   * TaskExit and TaskDelete for the task (which no shim will report now)
+   * unless the task was deleted meanwhile. `listed` is the task as the
+   * manager lists it (none when found dead at recovery).
    */
-  async #cleanupDeadShim(t: ShimTask): Promise<void> {
+  async #cleanupDeadShim(t: DeadShim, listed: ShimTask | undefined): Promise<void> {
     const key = keyOf(t.namespace, t.id);
     log.warn("cleaning up after shim disconnected", { id: t.id, namespace: t.namespace });
     let resp: DeleteResponse | undefined;
@@ -200,14 +212,15 @@ export class TaskManager {
         error: String(err),
       });
     }
-    t.conn.tasks.delete(key);
     await t.log.close();
     await deleteBundle(t.bundle).catch((err) =>
       log.warn("cannot remove bundle", { path: t.bundle.path, error: String(err) })
     );
-    await removeStaleSocket(t.conn.address);
-    if (this.#tasks.get(key) !== t) return; // deleted meanwhile: already reported
-    this.#tasks.delete(key);
+    await removeStaleSocket(t.address);
+    if (listed !== undefined) {
+      if (this.#tasks.get(key) !== listed) return; // deleted meanwhile: already reported
+      this.#tasks.delete(key);
+    }
     const exitedAt = resp?.exitedAt ?? timestampNow();
     const pid = resp?.pid ?? 0;
     const exitStatus = resp === undefined ? 255 : resp.exitStatus;
@@ -407,19 +420,11 @@ export class TaskManager {
       log.info("reloaded task", { namespace, id, address });
     } catch (err) {
       log.warn("shim of task is gone", { namespace, id, error: String(err) });
-      const dead: ShimTask = {
-        namespace,
-        id,
-        bundle,
-        binary,
-        task: undefined as unknown as ShimTaskClient,
-        conn: conn ?? { address, client: undefined as unknown as Client, tasks: new Set() },
-        log: shimLog,
-      };
       if (conn !== undefined) this.#release(conn, key);
-      // Listed for the moment, so that the cleanup reports its exit.
-      this.#tasks.set(key, dead);
-      await this.#cleanupDeadShim(dead);
+      await this.#cleanupDeadShim(
+        { namespace, id, bundle, binary, log: shimLog, address },
+        undefined,
+      );
     }
   }
 
@@ -466,12 +471,4 @@ async function removeStaleSocket(address: string): Promise<void> {
     if (err instanceof Deno.errors.NotFound) return;
   }
   await Deno.remove(path).catch(() => {});
-}
-
-/** Turns whatever a shim call threw into a BerthError naming the task. */
-export function shimError(err: unknown, what: string): BerthError {
-  const e = toBerthError(err);
-  return new BerthError(e.code === undefined ? Code.Unknown : e.code, `${what}: ${e.message}`, {
-    cause: err,
-  });
 }

@@ -24,7 +24,6 @@ import { TaskManager } from "./manager.ts";
 
 export {
   type CreateTaskOptions,
-  shimError,
   type ShimTask,
   type ShimTaskClient,
   TaskManager,
