@@ -62,10 +62,10 @@ export const QUICK: Params = {
   groupSize: 3,
   importMB: 16,
   importLayers: 2,
-  importRounds: 2,
+  importRounds: 1,
   rpcDurationMs: 300,
   rpcRounds: 2,
-  startupRounds: 5,
+  startupRounds: 2,
 };
 
 /** Everything a workload needs. */
@@ -73,14 +73,20 @@ export interface BenchContext {
   params: Params;
   quick: boolean;
   repoRoot: string;
+  /** The run's copy of bin/ (berth and containerd-shim-berth-v2); see snapshotBerth. */
+  binDir: string;
   /** The run's temporary directory (images, registry storage ...). */
   tmp: string;
   containerd: Engine;
   berth: Engine;
   runc: RuncFloor;
   busybox: TestImage;
-  /** Why berth's daemon has no busybox image (import failed), or null. */
-  berthImageMissing: string | null;
+  /**
+   * Why berth's daemon cannot run a container now (the busybox import or a
+   * first `run --rm` probe failed), or null. Checked once, so a berth that
+   * cannot run containers costs one failure, not one per workload.
+   */
+  berthCannotRun: string | null;
   /** Daemon RSS samples (KiB) taken right after start-up and the busybox import. */
   idleRss: { containerd: number[]; berth: number[] };
   /** Progress lines (to stderr, not the report). */
@@ -101,5 +107,5 @@ export interface Workload {
 
 /** Why berth's daemon cannot run a container workload now, or null when it can. */
 export function berthBlocked(ctx: BenchContext): string | null {
-  return ctx.berth.unavailable ?? ctx.berthImageMissing;
+  return ctx.berth.unavailable ?? ctx.berthCannotRun;
 }

@@ -15,7 +15,7 @@ import {
   startContainerd,
   withFifoDir,
 } from "../tests/support/containerd.ts";
-import { isAlive, readCmdline } from "../tests/support/proc.ts";
+import { childrenOf, findProcesses, isAlive } from "../tests/support/proc.ts";
 import { runTool, type ToolResult } from "../tests/support/tool.ts";
 
 /** A daemon under test and the client that drives it. */
@@ -36,17 +36,38 @@ export interface Engine {
   /** Runs Debian's ctr against this daemon's gRPC socket. */
   ctr(args: string[], opts?: { timeoutMs?: number }): Promise<ToolResult>;
   /**
-   * Pids of the shims serving this daemon's containers now; with `idPrefix`,
-   * only shims started for a container whose id begins with it (a shim's
-   * argv names the container it was started for with `-id`).
+   * The directory berth's shims put their sockets (and warm spare) in for
+   * this daemon (env BERTH_SHIM_SOCKET_DIR), private to the run.
    */
-  shimPids(idPrefix?: string): number[];
+  shimSocketDir: string;
   stop(): Promise<void>;
 }
 
-/** Where the repository's build puts berth. */
-export function berthBinary(repoRoot: string): string {
-  return `${repoRoot}/bin/berth`;
+/** berth's executable in `binDir` (the run's snapshot of the repository's bin/). */
+export function berthBinary(binDir: string): string {
+  return `${binDir}/berth`;
+}
+
+/**
+ * Copies the repository's bin/berth into `${tmp}/bin` (with its
+ * containerd-shim-berth-v2 alias), so the whole run measures one build even
+ * if bin/ is rebuilt meanwhile. Returns that directory and, when there is no
+ * build, why.
+ */
+export async function snapshotBerth(
+  repoRoot: string,
+  tmp: string,
+): Promise<{ binDir: string; missing: string | null }> {
+  const binDir = `${tmp}/bin`;
+  await Deno.mkdir(binDir, { recursive: true });
+  try {
+    await Deno.copyFile(`${repoRoot}/bin/berth`, `${binDir}/berth`);
+  } catch {
+    return { binDir, missing: `${repoRoot}/bin/berth is not built (make build)` };
+  }
+  await Deno.chmod(`${binDir}/berth`, 0o755);
+  await Deno.symlink("berth", `${binDir}/containerd-shim-berth-v2`);
+  return { binDir, missing: null };
 }
 
 function exists(path: string): boolean {
@@ -64,30 +85,13 @@ function uniqueNamespace(prefix: string): string {
 }
 
 /**
- * Shims of a daemon: processes other than the daemon whose argv passes the
- * daemon's socket (containerd's shims are started with `-address <socket>`),
- * minus short-lived ctr/runc/client processes.
+ * Idle warm spares of berth's shim in `socketDir` (processes started as
+ * `shim -socket <dir>/spare spare` that serve no container yet, i.e. have no
+ * children). They exist because shims run, so their memory counts as shims'.
  */
-function shimsOf(address: string, daemonPid: number | null, idPrefix?: string): number[] {
-  const pids: number[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    const pid = Number(entry.name);
-    if (!Number.isInteger(pid) || pid === Deno.pid || pid === daemonPid) continue;
-    const argv = readCmdline(pid);
-    if (!argv || !argv.includes(address)) continue;
-    const prog = argv[0].slice(argv[0].lastIndexOf("/") + 1);
-    if (prog === "ctr" || prog === "runc") continue;
-    // A shim's one-shot "start"/"delete" invocations end with the action.
-    const last = argv[argv.length - 1];
-    if (last === "start" || last === "delete") continue;
-    // berth's client names the address with --address; shims use -address.
-    const i = argv.indexOf(address);
-    if (i > 0 && argv[i - 1] === "--address") continue;
-    const id = argv.indexOf("-id");
-    if (idPrefix !== undefined && id >= 0 && !argv[id + 1]?.startsWith(idPrefix)) continue;
-    pids.push(pid);
-  }
-  return pids;
+export function idleSpares(socketDir: string): number[] {
+  return findProcesses((_pid, argv) => argv.includes(`${socketDir}/spare`))
+    .filter((pid) => childrenOf(pid).length === 0);
 }
 
 /**
@@ -96,8 +100,13 @@ function shimsOf(address: string, daemonPid: number | null, idPrefix?: string): 
  */
 export async function startContainerdEngine(
   extraPath: string[],
+  shimSocketDir: string,
 ): Promise<Engine & { instance: ContainerdInstance }> {
-  const ctd = await startContainerd({ extraPath, namespace: uniqueNamespace("bc") });
+  const ctd = await startContainerd({
+    extraPath,
+    namespace: uniqueNamespace("bc"),
+    env: { BERTH_SHIM_SOCKET_DIR: shimSocketDir },
+  });
   return {
     kind: "containerd",
     unavailable: null,
@@ -108,7 +117,7 @@ export async function startContainerdEngine(
     dir: ctd.dir,
     client: ctd.ctr,
     ctr: ctd.ctr,
-    shimPids: (idPrefix?: string) => shimsOf(ctd.address, ctd.pid, idPrefix),
+    shimSocketDir,
     stop: ctd.stop,
     instance: ctd,
   };
@@ -126,18 +135,18 @@ async function logTail(path: string): Promise<string> {
  * the binary is missing or the daemon exits (e.g. "not built yet"), returns
  * an engine whose `unavailable` holds the reason; nothing is left running.
  */
-export async function startBerthEngine(repoRoot: string): Promise<Engine> {
-  const bin = berthBinary(repoRoot);
+export async function startBerthEngine(binDir: string, shimSocketDir: string): Promise<Engine> {
+  const bin = berthBinary(binDir);
   const dir = await Deno.makeTempDir({ prefix: "berth-bench-berthd-" });
   const address = `${dir}/berth.sock`;
   const ttrpcAddress = `${address}.ttrpc`;
   const namespace = uniqueNamespace("bb");
   const logPath = `${dir}/daemon.log`;
-  const path = [`${repoRoot}/bin`, Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin"].join(
+  const path = [binDir, Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin"].join(
     ":",
   );
   const runDirsBefore = existingRunDirs();
-  const env = { PATH: path };
+  const env = { PATH: path, BERTH_SHIM_SOCKET_DIR: shimSocketDir };
 
   const client = (args: string[], o: { timeoutMs?: number } = {}) =>
     runTool(bin, ["--address", address, "--namespace", namespace, ...args], {
@@ -156,15 +165,23 @@ export async function startBerthEngine(repoRoot: string): Promise<Engine> {
       env,
     });
 
-  const base = { kind: "berth" as const, address, ttrpcAddress, namespace, dir, client, ctr };
+  const base = {
+    kind: "berth" as const,
+    address,
+    ttrpcAddress,
+    namespace,
+    dir,
+    client,
+    ctr,
+    shimSocketDir,
+  };
 
   if (!exists(bin)) {
     await Deno.remove(dir, { recursive: true });
     return {
       ...base,
-      unavailable: `${bin} is not built (make build)`,
+      unavailable: "bin/berth is not built (make build)",
       daemonPid: null,
-      shimPids: () => [],
       stop: () => Promise.resolve(),
     };
   }
@@ -232,7 +249,6 @@ export async function startBerthEngine(repoRoot: string): Promise<Engine> {
     ...base,
     unavailable,
     daemonPid: unavailable === null ? pid : null,
-    shimPids: (idPrefix?: string) => shimsOf(address, pid, idPrefix),
     stop,
   };
 }

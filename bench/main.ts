@@ -13,10 +13,21 @@
 
 import { buildBusyboxImage, BUSYBOX_REF } from "../tests/support/image.ts";
 import { mountsUnder } from "../tests/support/mounts.ts";
-import { processesInCgroup, processesMentioning, rssKiB } from "../tests/support/proc.ts";
+import {
+  processesInCgroup,
+  processesMentioning,
+  rssKiB,
+  terminate,
+} from "../tests/support/proc.ts";
 import { runTool } from "../tests/support/tool.ts";
 import { type BenchContext, FULL, QUICK, type Workload } from "./context.ts";
-import { berthBinary, type Engine, startBerthEngine, startContainerdEngine } from "./engines.ts";
+import {
+  berthBinary,
+  type Engine,
+  snapshotBerth,
+  startBerthEngine,
+  startContainerdEngine,
+} from "./engines.ts";
 import { type Figure, figure, notMeasured } from "./figures.ts";
 import { jsonReport, markdownTable, type RunInfo, svgChart } from "./report.ts";
 import { prepareRuncFloor } from "./runc_floor.ts";
@@ -85,7 +96,7 @@ async function firstLine(cmd: string, args: string[]): Promise<string> {
   return r.code === 0 ? r.stdout.trim().split("\n")[0] : "n/a";
 }
 
-async function runInfo(quick: boolean, repoRoot: string): Promise<RunInfo> {
+async function runInfo(quick: boolean, binDir: string): Promise<RunInfo> {
   const meminfo = await Deno.readTextFile("/proc/meminfo").catch(() => "");
   const memKiB = Number(meminfo.match(/^MemTotal:\s+(\d+)/m)?.[1] ?? 0);
   const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
@@ -102,7 +113,7 @@ async function runInfo(quick: boolean, repoRoot: string): Promise<RunInfo> {
     versions: {
       containerd: (await firstLine("containerd", ["--version"])).split(" ")[2] ?? "n/a",
       runc: (await firstLine("runc", ["--version"])).replace(/^runc version /, ""),
-      berth: await firstLine(berthBinary(repoRoot), ["--version"]),
+      berth: await firstLine(berthBinary(binDir), ["--version"]),
       deno: Deno.version.deno,
     },
   };
@@ -133,7 +144,6 @@ export async function benchMain(argv: string[]): Promise<number> {
   const progress = (msg: string) =>
     console.error(`[bench ${((performance.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${msg}`);
   const params = args.quick ? QUICK : FULL;
-  const info = await runInfo(args.quick, repoRoot);
 
   // Everything started is stopped from here, in reverse order, however the run ends.
   const stops: Array<() => Promise<void>> = [];
@@ -161,20 +171,32 @@ export async function benchMain(argv: string[]): Promise<number> {
 
   const figures: Figure[] = [];
   const errors: string[] = [];
+  let binDir = "";
+  let info: RunInfo | null = null;
   const durations: Record<string, number> = {};
   try {
     const tmp = await Deno.makeTempDir({ prefix: "berth-bench-" });
-    defer(() => Deno.remove(tmp, { recursive: true }).catch(() => {}), tmp);
+    defer(async () => {
+      // Last: whatever still runs from this run's copy of berth or its shim
+      // socket dirs (a warm spare outlives the shims that started it for a while).
+      await terminate(processesMentioning(tmp), 2000);
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    }, tmp);
+    const snap = await snapshotBerth(repoRoot, tmp);
+    binDir = snap.binDir;
+    if (snap.missing) progress(`berth: ${snap.missing}`);
+    info = await runInfo(args.quick, binDir);
 
     progress(`${info.mode} run; building the busybox image`);
     const busybox = await buildBusyboxImage(tmp);
 
     progress("starting containerd");
-    const containerd = await startContainerdEngine([`${repoRoot}/bin`]);
+    // berth's shims keep their sockets (and warm spare) in dirs private to this run.
+    const containerd = await startContainerdEngine([binDir], `${tmp}/cs`);
     defer(containerd.stop, containerd.dir);
     namespaces.push(containerd.namespace);
     progress("starting berth daemon");
-    const berth: Engine = await startBerthEngine(repoRoot);
+    const berth: Engine = await startBerthEngine(binDir, `${tmp}/bs`);
     defer(berth.stop, berth.dir);
     namespaces.push(berth.namespace);
     if (berth.unavailable) progress(`berth daemon: n/a (${berth.unavailable})`);
@@ -184,14 +206,13 @@ export async function benchMain(argv: string[]): Promise<number> {
 
     const imp = await containerd.client(["images", "import", busybox.archive]);
     if (imp.code !== 0) throw new Error(`containerd: images import: ${imp.stderr.trim()}`);
-    let berthImageMissing: string | null = null;
+    let berthCannotRun: string | null = null;
     if (!berth.unavailable) {
       const r = await berth.client(["images", "import", busybox.archive]);
       if (r.code !== 0) {
-        berthImageMissing = `berth images import of ${BUSYBOX_REF} failed: ${
+        berthCannotRun = `berth images import of ${BUSYBOX_REF} failed: ${
           r.stderr.trim() || r.stdout.trim()
         }`;
-        progress(`berth: ${notMeasured(berthImageMissing).na}`);
       }
     }
     await new Promise((r) => setTimeout(r, 500));
@@ -199,17 +220,29 @@ export async function benchMain(argv: string[]): Promise<number> {
       containerd: await sampleRss(containerd.daemonPid),
       berth: await sampleRss(berth.daemonPid),
     };
+    // One probe decides whether berth can run containers at all, so a berth
+    // that cannot costs one failure here instead of one in every workload.
+    if (!berth.unavailable && berthCannotRun === null) {
+      const r = await berth.client(["run", "--rm", busybox.ref, "probe-run", "true"], {
+        timeoutMs: 60_000,
+      });
+      if (r.code !== 0) {
+        berthCannotRun = `berth run --rm failed: ${r.stderr.trim() || r.stdout.trim()}`;
+      }
+    }
+    if (berthCannotRun !== null) progress(`berth: ${notMeasured(berthCannotRun).na}`);
 
     const ctx: BenchContext = {
       params,
       quick: args.quick,
       repoRoot,
+      binDir,
       tmp,
       containerd,
       berth,
       runc,
       busybox,
-      berthImageMissing,
+      berthCannotRun,
       idleRss,
       progress,
       defer,
@@ -270,6 +303,7 @@ export async function benchMain(argv: string[]): Promise<number> {
   if (!clean) errors.push(`left behind: ${JSON.stringify(leftover)}`);
 
   const totalMs = Math.round(performance.now() - t0);
+  info ??= await runInfo(args.quick, binDir);
   const table = markdownTable(figures, info);
   console.log(table);
   await Deno.mkdir(args.out, { recursive: true });

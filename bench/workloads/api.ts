@@ -15,6 +15,17 @@ import { check } from "./run.ts";
 
 const GET_ID = "w6-get-target";
 
+/**
+ * Why ctr cannot reach the engine over gRPC, or null: without a socket ctr
+ * would only wait out its dial timeout, so say so at once.
+ */
+function noGrpcSocket(e: Engine): string | null {
+  try {
+    if (Deno.lstatSync(e.address).isSocket) return null;
+  } catch { /* missing */ }
+  return `no gRPC socket at ${e.address} (the daemon serves none yet)`;
+}
+
 /** Creates the container Containers.Get asks for, through ctr on the engine's gRPC socket. */
 async function createGetTarget(ctx: BenchContext, e: Engine): Promise<string | null> {
   try {
@@ -38,11 +49,11 @@ export const api: Workload = {
 
     const ctdGet = await createGetTarget(ctx, ctx.containerd);
     if (ctdGet !== null) throw new Error(`containerd: ${ctdGet}`);
-    const berthGet = ctx.berth.unavailable ?? ctx.berthImageMissing ??
-      await createGetTarget(ctx, ctx.berth);
+    const berthGrpc = ctx.berth.unavailable ?? noGrpcSocket(ctx.berth);
+    const berthGet = berthGrpc ?? ctx.berthCannotRun ?? await createGetTarget(ctx, ctx.berth);
 
     const methods = [
-      { name: "Version", call: versionCall(), berthBlocked: ctx.berth.unavailable },
+      { name: "Version", call: versionCall(), berthBlocked: berthGrpc },
       { name: "Containers.Get", call: containersGetCall(GET_ID), berthBlocked: berthGet },
     ];
     for (const m of methods) {
@@ -84,7 +95,7 @@ export const api: Workload = {
       [
         {
           name: "berth",
-          unavailable: berthBlocked(ctx),
+          unavailable: berthGrpc ?? berthBlocked(ctx),
           once: async (i) =>
             check(
               "ctr run --rm against berth",

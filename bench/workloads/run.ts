@@ -36,10 +36,10 @@ async function runRm(
 /** Why containerd cannot run berth's shim now, or null when the binary is there. */
 export function berthShimMissing(ctx: BenchContext): string | null {
   try {
-    Deno.statSync(`${ctx.repoRoot}/bin/containerd-shim-berth-v2`);
+    Deno.statSync(`${ctx.binDir}/containerd-shim-berth-v2`);
     return null;
   } catch {
-    return `${ctx.repoRoot}/bin/containerd-shim-berth-v2 is not built (make build)`;
+    return "bin/containerd-shim-berth-v2 is not built (make build)";
   }
 }
 

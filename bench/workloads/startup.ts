@@ -14,10 +14,10 @@ import { check } from "./run.ts";
 
 function binaryMissing(ctx: BenchContext): string | null {
   try {
-    Deno.statSync(berthBinary(ctx.repoRoot));
+    Deno.statSync(berthBinary(ctx.binDir));
     return null;
   } catch {
-    return `${berthBinary(ctx.repoRoot)} is not built (make build)`;
+    return "bin/berth is not built (make build)";
   }
 }
 
@@ -47,7 +47,7 @@ export const startup: Workload = {
                 `berth ${what}`,
                 c.needsDaemon
                   ? await ctx.berth.client(c.args, { timeoutMs: 30_000 })
-                  : await runTool(berthBinary(ctx.repoRoot), c.args, { timeoutMs: 30_000 }),
+                  : await runTool(berthBinary(ctx.binDir), c.args, { timeoutMs: 30_000 }),
               ).ms,
           },
           {

@@ -42,6 +42,8 @@ export interface ContainerdOptions {
   namespace?: string;
   /** How long to wait for the socket to answer (default 30 s). */
   startTimeoutMs?: number;
+  /** Environment variables for containerd (and so its shims), added to the inherited ones. */
+  env?: Record<string, string>;
 }
 
 /** A running containerd started by {@link startContainerd}. */
@@ -146,7 +148,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
     "/usr/bin/containerd",
     configPath,
     logPath,
-  ], { stdin: "null", stdout: "null", stderr: "null", env: { PATH: path } });
+  ], { stdin: "null", stdout: "null", stderr: "null", env: { ...opts.env, PATH: path } });
   const pid = child.pid;
   let exited = false;
   const status = child.status.then((s) => {

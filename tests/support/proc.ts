@@ -59,6 +59,23 @@ export function processesInCgroup(prefix: string): number[] {
   });
 }
 
+/** The parent pid of `pid`, or null when it is gone. */
+export function parentOf(pid: number): number | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    // Fields after the parenthesised name: state, ppid, ...
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(rest[1]);
+  } catch {
+    return null;
+  }
+}
+
+/** The pids whose parent is `pid`. */
+export function childrenOf(pid: number): number[] {
+  return allPids().filter((p) => parentOf(p) === pid);
+}
+
 /** True while `pid` exists and is not a zombie. */
 export function isAlive(pid: number): boolean {
   try {
