@@ -436,6 +436,19 @@ async function lifecycle(w: World, runtime: string): Promise<void> {
   assert.deepEqual(listed, [[c2, pid]]);
   assert.ok((await tasks.listPids({ containerId: c2 })).processes.some((p) => p.pid === pid));
 
+  w.step = "pause, resume, metrics, checkpoint";
+  await tasks.pause({ containerId: c2 });
+  assert.equal((await tasks.get({ containerId: c2 })).process?.status, Status.PAUSED);
+  await tasks.resume({ containerId: c2 });
+  assert.equal((await tasks.get({ containerId: c2 })).process?.status, Status.RUNNING);
+  const metrics = (await tasks.metrics({ filters: [`id==${c2}`] })).metrics;
+  assert.equal(metrics.length, 1);
+  assert.equal(metrics[0].id, c2);
+  assert.ok((metrics[0].data?.value.length ?? 0) > 0, "cgroup stats came back");
+  // No criu on this machine: the runtime's failure comes back, naming the task.
+  await assert.rejects(tasks.checkpoint({ containerId: c2 }), new RegExp(`checkpoint task ${c2}`));
+  assert.equal((await tasks.get({ containerId: c2 })).process?.status, Status.RUNNING);
+
   const execOut = await w.fifoReader("exec-out");
   const spec = (await w.baseSpec()).process;
   spec.args = ["sh", "-c", "echo exec says hi; exit 5"];
@@ -681,5 +694,29 @@ Deno.test("runtime: 50 tasks started in parallel all run and are all cleaned up"
     }));
     assert.deepEqual((await w.tasks.list({})).tasks, []);
     assert.ok(pids.every((pid) => !isAlive(pid)), "every container process is gone");
+  });
+});
+
+Deno.test("runtime: a daemon stopped with SIGTERM leaves its tasks running for the next one", async () => {
+  await withWorld(async (w) => {
+    const id = `${w.ns}-calm`;
+    await w.makeContainer(id, ["sleep", "1000"], "io.containerd.runc.v2");
+    const { pid } = await w.tasks.create({ containerId: id });
+    await w.rememberShim(id);
+    await w.tasks.start({ containerId: id });
+    w.step = "daemon SIGTERM";
+    await w.stop();
+    assert.ok(isAlive(pid), "the container outlives the daemon");
+    assert.equal((await w.shimPids(id)).length, 1, "so does its shim");
+    w.step = "daemon restart";
+    await w.start();
+    w.step = "list after restart";
+    const [t] = (await w.tasks.list({})).tasks;
+    assert.equal(t?.id, id);
+    assert.equal(t?.pid, pid);
+    const exited = w.tasks.wait({ containerId: id });
+    await w.tasks.kill({ containerId: id, signal: 9 });
+    assert.equal((await exited).exitStatus, 137);
+    await w.tasks.delete({ containerId: id });
   });
 });
