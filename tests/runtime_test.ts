@@ -516,6 +516,31 @@ Deno.test("runtime: bad input gets clear errors and leaves nothing behind", asyn
     await rejectsWith(tasks.create({ containerId: "ghost" }), Code.NotFound);
     await rejectsWith(tasks.start({ containerId: "ghost" }), Code.NotFound);
     await rejectsWith(tasks.create({ containerId: "" }), Code.InvalidArgument);
+    await rejectsWith(tasks.create({ containerId: "../etc" }), Code.NotFound);
+    // A second task for the same container.
+    const twice = `${w.ns}-twice`;
+    await w.makeContainer(twice, ["sleep", "1000"], "io.containerd.runc.v2");
+    await tasks.create({ containerId: twice });
+    await w.rememberShim(twice);
+    await rejectsWith(tasks.create({ containerId: twice }), Code.AlreadyExists, /already exists/);
+    await tasks.delete({ containerId: twice });
+    await rejectsWith(tasks.start({ containerId: twice }), Code.NotFound);
+    await rejectsWith(tasks.delete({ containerId: twice }), Code.NotFound);
+    // A snapshotter the daemon does not have.
+    await w.svc(Containers).create({
+      container: {
+        id: "nosnap",
+        runtime: { name: "io.containerd.runc.v2" },
+        spec: create(AnySchema, {
+          typeUrl: SPEC_URL,
+          value: new TextEncoder().encode(JSON.stringify(await w.baseSpec())),
+        }),
+        snapshotter: "zfs",
+        snapshotKey: "whatever",
+      },
+    });
+    await rejectsWith(tasks.create({ containerId: "nosnap" }), Code.InvalidArgument, /zfs/);
+    await assert.rejects(Deno.stat(`${w.bundles}/nosnap`), Deno.errors.NotFound);
     const noNs = serviceClient(w.client!, Tasks);
     await rejectsWith(noNs.list({}), Code.FailedPrecondition, /namespace/);
     // Nothing half-created: no bundle, no work directory.
