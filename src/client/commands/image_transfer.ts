@@ -51,7 +51,9 @@ export const importCommand: CommandSpec = {
     const file = args[0] === "-" ? undefined : await Deno.open(args[0]).catch((err) => {
       throw new HintedError(Code.NotFound, `cannot open ${args[0]}: ${(err as Error).message}`, "name an OCI or docker-save tar archive");
     });
-    const stream = file ? file.readable : Deno.stdin.readable;
+    const total = file ? (await file.stat()).size : 0;
+    const meter = byteMeter(args[0] === "-" ? "stdin" : args[0], total, Deno.stdout.isTerminal());
+    const stream = (file ? file.readable : Deno.stdin.readable).pipeThrough(meter.counter);
     const r = await withConnection(global, (conn) =>
       importArchive(remoteBackend(conn), stream, {
         baseName: str(flags, "base-name"),
@@ -59,6 +61,7 @@ export const importCommand: CommandSpec = {
         unpack,
         snapshotter,
       }));
+    meter.finish();
     for (const image of r.images) {
       if (unpack) console.log(`unpacking ${image.name} (${image.target.digest})...done`);
       else console.log(image.name);
@@ -88,6 +91,51 @@ export const exportCommand: CommandSpec = {
     return 0;
   },
 };
+
+/**
+ * Progress of reading an archive: one bar redrawn in place on a terminal,
+ * a line per quarter otherwise (CI logs), with bytes and rate.
+ */
+export function byteMeter(name: string, total: number, tty: boolean): { counter: TransformStream<Uint8Array, Uint8Array>; finish(): void } {
+  const started = Date.now();
+  let done = 0;
+  let lastDraw = 0;
+  let quarter = 0;
+  const text = () => {
+    const secs = Math.max(0.001, (Date.now() - started) / 1000);
+    const width = 30;
+    const filled = total > 0 ? Math.min(width, Math.round(width * done / total)) : 0;
+    const bar = total > 0 ? ` |${"+".repeat(filled)}${"-".repeat(width - filled)}|` : "";
+    return `importing ${name}${bar} ${bytesSize(done)}${total > 0 ? `/${bytesSize(total)}` : ""} ${bytesSize(done / secs)}/s`;
+  };
+  const draw = (force: boolean) => {
+    if (tty) {
+      if (!force && Date.now() - lastDraw < 100) return;
+      lastDraw = Date.now();
+      write(`\r\x1b[2K${text()}`);
+    } else if (total > 0) {
+      while (quarter < 4 && done >= total * (quarter + 1) / 4) {
+        quarter++;
+        console.log(text());
+      }
+    }
+  };
+  return {
+    counter: new TransformStream({
+      transform(chunk, ctl) {
+        done += chunk.length;
+        draw(false);
+        ctl.enqueue(chunk);
+      },
+    }),
+    finish() {
+      if (tty) {
+        draw(true);
+        write("\n");
+      } else if (total === 0) console.log(text());
+    },
+  };
+}
 
 /** Shows pull progress: redrawn bars on a terminal, one line per step otherwise. */
 export function progressPrinter(tty: boolean): { update(p: PullProgress): void; finish(): void } {
