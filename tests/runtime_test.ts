@@ -560,7 +560,7 @@ async function berthShimBuilt(): Promise<boolean> {
 }
 
 for (const runtime of ["io.containerd.runc.v2", "io.containerd.berth.v2"]) {
-  Deno.test(`runtime: a daemon killed with SIGKILL finds its 3 running tasks again (${runtime})`, async (t) => {
+  Deno.test(`runtime: a daemon killed with SIGKILL finds its running tasks again and cleans up a shim that died meanwhile (${runtime})`, async (t) => {
     if (runtime === "io.containerd.berth.v2" && !(await berthShimBuilt())) {
       await t.step({
         name: "skipped: bin/containerd-shim-berth-v2 is not built",
