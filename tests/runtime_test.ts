@@ -23,6 +23,7 @@ import { Status } from "../src/gen/containerd/types/task_pb.ts";
 import { run, runChecked, spawn } from "../src/spawn/mod.ts";
 import { type Client, connect, serviceClient } from "../src/ttrpc/mod.ts";
 import { makeBusyboxRootfs } from "./support/bundle.ts";
+import { buildBusyboxImage } from "./support/image.ts";
 import { mountsUnder, unmountAllUnder } from "./support/mounts.ts";
 import { allPids, findProcesses, isAlive, killNow } from "./support/proc.ts";
 
@@ -743,5 +744,50 @@ Deno.test("runtime: a daemon stopped with SIGTERM leaves its tasks running for t
     await w.tasks.kill({ containerId: id, signal: 9 });
     assert.equal((await exited).exitStatus, 137);
     await w.tasks.delete({ containerId: id });
+  });
+});
+
+/** Runs the berth client against the world's daemon in its namespace. */
+async function client(w: World, args: string[]): Promise<{ code: number; out: string }> {
+  const r = await run(Deno.execPath(), [
+    "run",
+    "-A",
+    "--quiet",
+    MOD,
+    "-a",
+    w.address,
+    "-n",
+    w.ns,
+    ...args,
+  ]);
+  const dec = new TextDecoder();
+  return { code: r.code, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
+}
+
+Deno.test("runtime: the berth client runs an imported image through either shim", async () => {
+  await withWorld(async (w) => {
+    w.step = "build and import the image";
+    const img = await buildBusyboxImage(w.tmp);
+    const imported = await client(w, ["images", "import", img.archive]);
+    assert.equal(imported.code, 0, imported.out);
+    const runtimes = ["io.containerd.runc.v2"];
+    if (await berthShimBuilt()) runtimes.push("io.containerd.berth.v2");
+    for (const [i, runtime] of runtimes.entries()) {
+      w.step = `run --rm with ${runtime}`;
+      const r = await client(w, [
+        "run",
+        "--rm",
+        "--runtime",
+        runtime,
+        img.ref,
+        `${w.ns}-img${i}`,
+        "sh",
+        "-c",
+        "echo hello from the image; exit 3",
+      ]);
+      assert.equal(r.code, 3, r.out);
+      assert.match(r.out, /hello from the image/);
+    }
+    assert.deepEqual((await w.tasks.list({})).tasks, []);
   });
 });
