@@ -23,6 +23,34 @@ export function mkfifo(path: string, mode = 0o600): void {
   check(libc().mkfifo(cString(path, "mkfifo"), mode), "mkfifo", path);
 }
 
+const O_RDONLY = 0;
+const O_RDWR = 2;
+const O_NONBLOCK = 0o4000;
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * Opens the fifo at `path` without waiting for the other side, as a raw fd
+ * (O_NONBLOCK, close-on-exec) for {@link import("./fd.ts").readFd},
+ * {@link import("./fd.ts").writeFd} and {@link import("./fd.ts").close}:
+ * its reads and writes wait on the poller, not on one of Deno's few
+ * blocking threads (a Deno.FsFile read of an idle fifo holds one for as
+ * long as it waits). "read" is O_RDONLY; "readwrite" is O_RDWR, the only
+ * way to hold a writing end before a reader exists (Linux never blocks or
+ * fails that open), and it keeps the fifo from ever reporting end of file
+ * or EPIPE while it is open.
+ *
+ * @example
+ * ```ts
+ * const out = openFifo("/run/ctr/c1-stdout", "readwrite");
+ * await writeFd(out, new TextEncoder().encode("hello\n"));
+ * close(out);
+ * ```
+ */
+export function openFifo(path: string, access: "read" | "readwrite"): number {
+  const flags = (access === "read" ? O_RDONLY : O_RDWR) | O_NONBLOCK | O_CLOEXEC;
+  return check(libc().open(cString(path, "open"), flags, 0), "open", path);
+}
+
 /** File type bits for {@link mknod}'s mode (the S_IF* values). */
 export const NodeType = {
   /** An empty regular file. */

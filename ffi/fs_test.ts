@@ -90,3 +90,26 @@ Deno.test("mknod makes devices, fifos and files with their numbers and modes", a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("openFifo opens both ends without waiting; reads see data, then end of file when no writer is left", async () => {
+  const { close, readFd, writeFd } = await import("./fd.ts");
+  const { openFifo } = await import("./fs.ts");
+  const dir = await Deno.makeTempDir({ prefix: "berth-ffi-" });
+  try {
+    const path = `${dir}/fifo`;
+    mkfifo(path, 0o600);
+    const r = openFifo(path, "read"); // no writer yet: returns at once
+    const w = openFifo(path, "readwrite"); // no separate reader needed either
+    const buf = new Uint8Array(16);
+    const pending = readFd(r, buf); // waits on the poller, not a blocking thread
+    await writeFd(w, new TextEncoder().encode("hi"));
+    assert.equal(await pending, 2);
+    assert.equal(new TextDecoder().decode(buf.subarray(0, 2)), "hi");
+    close(w);
+    assert.equal(await readFd(r, buf), 0);
+    close(r);
+    assert.throws(() => openFifo(`${dir}/missing`, "read"), { call: "open", code: "ENOENT" });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

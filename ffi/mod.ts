@@ -59,5 +59,5 @@ export {
 } from "./socket.ts";
 export type { PeerCred, Received } from "./socket.ts";
 export { Mount, mount, umount2, Unmount } from "./mount.ts";
-export { devMajor, devMinor, makedev, mkfifo, mknod, NodeType } from "./fs.ts";
+export { devMajor, devMinor, makedev, mkfifo, mknod, NodeType, openFifo } from "./fs.ts";
 export { lgetxattr, llistxattr, lremovexattr, lsetxattr, XattrFlags } from "./xattr.ts";
