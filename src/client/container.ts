@@ -26,8 +26,8 @@ import type { Connection } from "./connection.ts";
 import { HintedError, hintNotFound } from "./errors.ts";
 import { getImage, imageConfig } from "./image.ts";
 
-/** ctr's default runtime. */
-export const DEFAULT_RUNTIME = "io.containerd.runc.v2";
+/** berth's default runtime: its own shim (ctr's is io.containerd.runc.v2). */
+export const DEFAULT_RUNTIME = "io.containerd.berth.v2";
 
 /** Flags shared by `run` and `containers create` (ctr's ContainerFlags and snapshotter flags). */
 export const CONTAINER_FLAGS: Record<string, FlagSpec> = {

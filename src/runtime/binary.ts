@@ -43,6 +43,8 @@ export function berthDirs(): string[] {
   } else {
     const main = new URL(Deno.mainModule);
     if (main.protocol === "file:") {
+      // A bundle (bin/berth) sits beside the shim alias; a source checkout's mod.ts beside bin/.
+      dirs.push(decodeURIComponent(new URL(".", main).pathname).replace(/\/$/, ""));
       dirs.push(decodeURIComponent(new URL("./bin", main).pathname));
     }
   }
