@@ -25,6 +25,8 @@ async function privateCopy(): Promise<{ path: string; dir: string }> {
   const dir = await Deno.makeTempDir({ prefix: "berth-client-bin-" });
   await Deno.copyFile(BUILT, `${dir}/berth`);
   await Deno.chmod(`${dir}/berth`, 0o755);
+  // The daemon finds berth's shim beside its own executable.
+  await Deno.symlink("berth", `${dir}/containerd-shim-berth-v2`);
   return { path: `${dir}/berth`, dir };
 }
 const copy = await privateCopy();
@@ -185,7 +187,8 @@ Deno.test("client: every command against a real berth daemon", async () => {
     // containers
     ok(await b(["-n", N1, "containers", "create", "--label", "k=v", "--env", "X=1", "docker.io/library/bb:1", "c1"]), "c create");
     const cls = ok(await b(["-n", N1, "c", "ls"]), "c ls");
-    assert.equal(cls, "CONTAINER    IMAGE                     RUNTIME                  \nc1           docker.io/library/bb:1    io.containerd.runc.v2    \n");
+    // berth's default runtime is its own shim (ctr's would be io.containerd.runc.v2).
+    assert.equal(cls, "CONTAINER    IMAGE                     RUNTIME                   \nc1           docker.io/library/bb:1    io.containerd.berth.v2    \n");
     assert.equal(ok(await b(["-n", N1, "c", "label", "c1", "z=9"]), "c label"), "k=v,z=9\n");
     const info = JSON.parse(ok(await b(["-n", N1, "c", "info", "c1"]), "c info"));
     assert.equal(info.ID, "c1");
