@@ -153,7 +153,7 @@ export function selfCommand(args: string[]): { cmd: string; args: string[] } {
     // A source checkout: the import map lives beside mod.ts, not in the cwd.
     prefix.push("--config", new URL("./deno.json", main).pathname);
   } else {
-    prefix.push("--no-config");
+    prefix.push("--no-config", "--ext=js");
   }
   return { cmd: Deno.execPath(), args: [...prefix, path, ...args] };
 }
