@@ -12,7 +12,7 @@ import { packEvent } from "../src/shim/publisher.ts";
 import { OptionsSchema } from "../src/gen/containerd/runc/v1/options_pb.ts";
 import type { Process } from "../src/shim/process.ts";
 import { Reaper } from "../src/shim/reaper.ts";
-import { mkfifo, setChildSubreaper } from "../ffi/mod.ts";
+import { close as closeFd, mkfifo, openFifo, readFd, setChildSubreaper, writeFd } from "../ffi/mod.ts";
 import { makeBundle } from "./support/bundle.ts";
 
 const NS = `shimtest${crypto.randomUUID().slice(0, 6)}`;
@@ -323,6 +323,66 @@ Deno.test("process: an exec with a terminal: input, resize (TIOCSWINSZ), output,
       await c.kill("", 9, true).catch(() => {});
       await c.init.exited;
       await c.delete("");
+    }
+    assert.deepEqual(zombieChildren(), []);
+  });
+});
+
+Deno.test("process: 40 containers in one shim with idle stdin fifos (no blocking thread held per fifo)", async () => {
+  await withFixture(async ({ dir, env }) => {
+    const b = await bundle(dir, "bmany", ["sh", "-c", "read x; echo got-$x"]);
+    const n = 40;
+    const containers: Container[] = [];
+    // The client side too uses raw fds: this test process would otherwise run out of blocking threads itself.
+    const clients: { win: number; rout: number }[] = [];
+    try {
+      for (let i = 0; i < n; i++) {
+        mkfifo(`${dir}/in${i}`, 0o600);
+        mkfifo(`${dir}/out${i}`, 0o600);
+        clients.push({ win: openFifo(`${dir}/in${i}`, "readwrite"), rout: openFifo(`${dir}/out${i}`, "read") });
+        const c = await Container.create({
+          id: `many${i}`,
+          bundle: b,
+          rootfs: [],
+          stdio: { stdin: `${dir}/in${i}`, stdout: `${dir}/out${i}`, stderr: "", terminal: false },
+          checkpoint: "",
+        }, env);
+        containers.push(c);
+        await c.start("", () => {});
+      }
+      // Every container now waits on its stdin; the shim still has to serve all of them.
+      const outs = clients.map(async ({ rout }) => {
+        let text = "";
+        const buf = new Uint8Array(256);
+        for (;;) {
+          const got = await readFd(rout, buf);
+          if (got === 0) return text;
+          text += new TextDecoder().decode(buf.subarray(0, got));
+        }
+      });
+      for (let i = 0; i < n; i++) {
+        await writeFd(clients[i].win, new TextEncoder().encode(`v${i}\n`));
+        closeFd(clients[i].win);
+        clients[i].win = -1;
+        containers[i].process("").closeStdin();
+      }
+      for (let i = 0; i < n; i++) {
+        assert.equal((await containers[i].init.exited).status, 0);
+        await containers[i].delete("");
+        assert.equal(await outs[i], `got-v${i}\n`);
+      }
+    } finally {
+      for (const c of containers) {
+        if (c.init.state !== "deleted") {
+          await c.kill("", 9, true).catch(() => {});
+          await c.init.exited;
+          await c.delete("").catch(() => {});
+        }
+      }
+      for (const cl of clients) {
+        if (cl.win >= 0) closeFd(cl.win);
+        closeFd(cl.rout);
+      }
     }
     assert.deepEqual(zombieChildren(), []);
   });

@@ -15,7 +15,18 @@
 import { BerthError, Code } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import type { StdioPaths } from "./io.ts";
-import { accept, close, isErrno, listenUnix, readFd, recvFds, setNonblocking, setWinsize, writeFd } from "../../ffi/mod.ts";
+import {
+  accept,
+  close,
+  isErrno,
+  listenUnix,
+  openFifo,
+  readFd,
+  recvFds,
+  setNonblocking,
+  setWinsize,
+  writeFd,
+} from "../../ffi/mod.ts";
 
 /** A listening console socket for one runc call. */
 export interface ConsoleSocket {
@@ -75,42 +86,38 @@ export interface ConsoleIO {
   close(): Promise<void>;
 }
 
-async function openFifoPair(path: string, mode: "read" | "write"): Promise<{ main: Deno.FsFile; peer: Deno.FsFile }> {
-  const [r, w] = await Promise.all([Deno.open(path, { read: true }), Deno.open(path, { write: true })]);
-  return mode === "read" ? { main: r, peer: w } : { main: w, peer: r };
-}
-
-function closeQuietly(f: { close(): void } | null | undefined): void {
+function closeQuietly(fd: number): void {
   try {
-    f?.close();
+    close(fd);
   } catch {
     // already closed
   }
+}
+
+/** Raw fds of the client's fifos (see io.ts for why not Deno.FsFile). */
+interface ConsoleFifos {
+  /** stdin to read, and a writing end held until CloseIO (no end of file before it). */
+  stdin: { fd: number; hold: number } | null;
+  /** stdout, held read-write: a client that goes away makes writes wait, not fail. */
+  stdout: number;
 }
 
 class Console implements ConsoleIO {
   drained: Promise<void>;
   private masterOpen = true;
   private inflightWrites = 0;
-  private stdinHold: Deno.FsFile | null;
-  private files: Deno.FsFile[] = [];
+  private fds: number[] = [];
 
-  constructor(
-    private readonly master: number,
-    stdin: { main: Deno.FsFile; peer: Deno.FsFile } | null,
-    stdout: { main: Deno.FsFile; peer: Deno.FsFile } | null,
-  ) {
+  constructor(private readonly master: number, private readonly fifos: ConsoleFifos) {
     setNonblocking(master);
-    this.stdinHold = stdin?.peer ?? null;
-    if (stdin) this.files.push(stdin.main);
-    if (stdout) this.files.push(stdout.main, stdout.peer);
-    this.drained = this.copyOut(stdout?.main ?? null);
-    if (stdin) this.copyIn(stdin.main);
+    if (fifos.stdin) this.fds.push(fifos.stdin.fd);
+    this.drained = this.copyOut(fifos.stdout);
+    if (fifos.stdin) this.copyIn(fifos.stdin.fd);
   }
 
-  private async copyOut(dest: Deno.FsFile | null): Promise<void> {
+  private async copyOut(dest: number): Promise<void> {
     const buf = new Uint8Array(32 * 1024);
-    let failed = dest === null;
+    let failed = dest < 0;
     while (this.masterOpen) {
       let n: number;
       try {
@@ -122,21 +129,22 @@ class Console implements ConsoleIO {
       if (n === 0) break;
       if (failed) continue;
       try {
-        const chunk = buf.subarray(0, n);
-        for (let off = 0; off < n;) off += await dest!.write(chunk.subarray(off));
+        await writeFd(dest, buf.subarray(0, n));
       } catch (err) {
         failed = true;
         log.warn("copying terminal output failed; discarding the rest", { error: err });
       }
     }
+    // The terminal's output ended: the client sees the end now (as with containerd's shims).
+    if (dest >= 0) closeQuietly(dest);
   }
 
-  private async copyIn(src: Deno.FsFile): Promise<void> {
+  private async copyIn(src: number): Promise<void> {
     const buf = new Uint8Array(32 * 1024);
     try {
       for (;;) {
-        const n = await src.read(buf);
-        if (n === null || !this.masterOpen) break;
+        const n = await readFd(src, buf);
+        if (n === 0 || !this.masterOpen) break;
         this.inflightWrites++;
         try {
           await writeFd(this.master, buf.subarray(0, n));
@@ -157,8 +165,11 @@ class Console implements ConsoleIO {
   }
 
   closeStdin(): void {
-    closeQuietly(this.stdinHold);
-    this.stdinHold = null;
+    const s = this.fifos.stdin;
+    if (s && s.hold >= 0) {
+      closeQuietly(s.hold);
+      s.hold = -1;
+    }
   }
 
   private async closeMaster(): Promise<void> {
@@ -174,7 +185,8 @@ class Console implements ConsoleIO {
   async close(): Promise<void> {
     this.closeStdin();
     await this.closeMaster();
-    for (const f of this.files) closeQuietly(f);
+    for (const fd of this.fds) closeQuietly(fd);
+    this.fds = [];
   }
 }
 
@@ -182,16 +194,25 @@ class Console implements ConsoleIO {
  * Starts copying between a terminal master and the process's fifos
  * (stdout carries the terminal's output; stderr is unused with a terminal).
  */
-export async function copyConsole(master: number, stdio: StdioPaths, _id: string, _namespace: string): Promise<ConsoleIO> {
+export function copyConsole(master: number, stdio: StdioPaths, _id: string, _namespace: string): Promise<ConsoleIO> {
+  const opened: number[] = [];
   try {
     if (/^[a-z]+:\/\//.test(stdio.stdout) && !stdio.stdout.startsWith("fifo://")) {
       throw new BerthError(Code.Unimplemented, `terminal output to ${stdio.stdout.split(":")[0]} URIs is not supported`);
     }
-    const stdin = stdio.stdin ? await openFifoPair(stdio.stdin, "read") : null;
-    const stdout = stdio.stdout ? await openFifoPair(stdio.stdout.replace(/^fifo:\/\//, ""), "write") : null;
-    return new Console(master, stdin, stdout);
+    let stdin: ConsoleFifos["stdin"] = null;
+    if (stdio.stdin) {
+      const hold = openFifo(stdio.stdin, "readwrite");
+      opened.push(hold);
+      const fd = openFifo(stdio.stdin, "read");
+      opened.push(fd);
+      stdin = { fd, hold };
+    }
+    const stdout = stdio.stdout ? openFifo(stdio.stdout.replace(/^fifo:\/\//, ""), "readwrite") : -1;
+    return Promise.resolve(new Console(master, { stdin, stdout }));
   } catch (err) {
-    close(master);
-    throw err;
+    for (const fd of opened) closeQuietly(fd);
+    closeQuietly(master);
+    return Promise.reject(err);
   }
 }

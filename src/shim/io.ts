@@ -6,14 +6,17 @@
  * The runtime is started with Deno pipes that the container inherits; this
  * module copies them to and from the destinations. Copies are plain awaited
  * writes of every chunk, so nothing is dropped: output waits for the reader
- * rather than being lost.
+ * rather than being lost. Fifos are raw nonblocking fds (ffi openFifo) whose
+ * waits go to ffi's poller: a Deno.FsFile read of an idle fifo would hold one
+ * of Deno's few (~32) blocking threads for as long as it waits, and a group
+ * shim with many containers would run out of them.
  * @module
  */
 
 import { BerthError, Code, invalidArgument } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import { spawn } from "../spawn/mod.ts";
-import { mkfifo } from "../../ffi/mod.ts";
+import { close as closeFd, mkfifo, openFifo, readFd, writeFd } from "../../ffi/mod.ts";
 
 /** The stdio a process was asked to have (paths or URIs, "" for none). */
 export interface StdioPaths {
@@ -44,21 +47,74 @@ export interface ProcessIO {
   close(): Promise<void>;
 }
 
-async function writeAll(file: Deno.FsFile, chunk: Uint8Array): Promise<void> {
-  for (let off = 0; off < chunk.length;) off += await file.write(chunk.subarray(off));
+/** Where one output stream goes. */
+interface Sink {
+  write(chunk: Uint8Array): Promise<void>;
+  close(): void;
 }
 
-/** Copies a stream into a file until EOF; write errors end the copy but the stream is still drained. */
-async function copyOut(stream: ReadableStream<Uint8Array>, dest: Deno.FsFile | null, what: string): Promise<void> {
+function closeQuietly(f: { close(): void } | null | undefined): void {
+  try {
+    f?.close();
+  } catch {
+    // already closed
+  }
+}
+
+/** A fifo held read-write: it is a writer, and also keeps a reader so a client that goes away makes writes wait, not fail. */
+function fifoSink(path: string): Sink {
+  const fd = openFifo(path, "readwrite");
+  let open = true;
+  return {
+    write: (chunk) => writeFd(fd, chunk),
+    close() {
+      // Once only: a raw fd number closed twice may already name another file.
+      if (!open) return;
+      open = false;
+      closeFd(fd);
+    },
+  };
+}
+
+/** A regular file (or a fifo of berth's own, Deno-opened). */
+function fileSink(file: Deno.FsFile): Sink {
+  return {
+    async write(chunk) {
+      for (let off = 0; off < chunk.length;) off += await file.write(chunk.subarray(off));
+    },
+    close: () => closeQuietly(file),
+  };
+}
+
+/** One sink written by `users` copies: closed when the last of them closes it (file:// takes both streams). */
+function shared(sink: Sink, users: number): Sink {
+  return {
+    write: (chunk) => sink.write(chunk),
+    close() {
+      if (--users === 0) sink.close();
+    },
+  };
+}
+
+/**
+ * Copies a stream into a sink until EOF, then closes the sink, so the reader
+ * sees the end as soon as the container's writers are gone (as with
+ * containerd's shims). Write errors end the copying, but the stream is
+ * still drained so the container never blocks on a full pipe.
+ */
+async function copyOut(stream: ReadableStream<Uint8Array>, dest: Sink | null, what: string): Promise<void> {
   const reader = stream.getReader();
   let failed = dest === null;
   try {
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) return;
+      if (done) {
+        dest?.close();
+        return;
+      }
       if (failed) continue;
       try {
-        await writeAll(dest!, value);
+        await dest!.write(value);
       } catch (err) {
         // Keep reading so the container never blocks on a full pipe.
         failed = true;
@@ -70,12 +126,6 @@ async function copyOut(stream: ReadableStream<Uint8Array>, dest: Deno.FsFile | n
   }
 }
 
-/** Opens a fifo without blocking on a missing peer: both ends at once; the extra end is returned too. */
-async function openFifo(path: string, mode: "read" | "write"): Promise<{ main: Deno.FsFile; peer: Deno.FsFile }> {
-  const [r, w] = await Promise.all([Deno.open(path, { read: true }), Deno.open(path, { write: true })]);
-  return mode === "read" ? { main: r, peer: w } : { main: w, peer: r };
-}
-
 async function isFifo(path: string): Promise<boolean> {
   try {
     return (await Deno.stat(path)).isFifo === true;
@@ -84,100 +134,105 @@ async function isFifo(path: string): Promise<boolean> {
   }
 }
 
-function closeQuietly(f: { close(): void } | null | undefined): void {
+async function openOut(path: string): Promise<Sink | null> {
+  if (path === "") return null;
+  if (await isFifo(path)) return fifoSink(path);
+  return fileSink(await Deno.open(path, { write: true, append: true }));
+}
+
+/** The shim's ends of a stdin fifo: one to read, and one held open for writing until CloseIO. */
+interface StdinFifo {
+  fd: number;
+  /** While open, the fifo never reports end of file, whatever the client does (containerd's shims do the same). */
+  hold: number;
+}
+
+function openStdin(path: string): StdinFifo {
+  const hold = openFifo(path, "readwrite");
   try {
-    f?.close();
+    return { fd: openFifo(path, "read"), hold };
+  } catch (err) {
+    closeFd(hold);
+    throw err;
+  }
+}
+
+function closeFdQuietly(fd: number): void {
+  try {
+    closeFd(fd);
   } catch {
     // already closed
   }
 }
 
-/** A destination for one output stream: the file to write, and what to close afterwards. */
-interface OutDest {
-  file: Deno.FsFile | null;
-  extra: Deno.FsFile[];
-}
-
-async function openOut(path: string): Promise<OutDest> {
-  if (path === "") return { file: null, extra: [] };
-  if (await isFifo(path)) {
-    // Hold a read end too (as containerd's shim does) so a client that goes
-    // away makes writes wait instead of failing with EPIPE.
-    const { main, peer } = await openFifo(path, "write");
-    return { file: main, extra: [peer] };
-  }
-  return { file: await Deno.open(path, { write: true, append: true }), extra: [] };
-}
-
 class PipeIO implements ProcessIO {
   readonly runtimeStdio: RuntimeStdio;
   drained: Promise<void> = Promise.resolve();
-  private stdinFile: Deno.FsFile | null = null;
-  /** The shim's own write end of the stdin fifo: while open, the fifo never reports EOF. */
-  private stdinHold: Deno.FsFile | null = null;
-  private closers: { close(): void }[] = [];
+  private stdin: StdinFifo | null;
+  private readonly sinks: Sink[];
   private logger: Deno.ChildProcess | null = null;
 
   constructor(
-    private readonly stdout: OutDest,
-    private readonly stderr: OutDest,
-    stdinPaths: { file: Deno.FsFile; hold: Deno.FsFile } | null,
+    private readonly stdout: Sink | null,
+    private readonly stderr: Sink | null,
+    stdin: StdinFifo | null,
     opts: { logger?: Deno.ChildProcess; wantStdout: boolean; wantStderr: boolean },
   ) {
-    if (stdinPaths) {
-      this.stdinFile = stdinPaths.file;
-      this.stdinHold = stdinPaths.hold;
-    }
+    this.stdin = stdin;
     this.logger = opts.logger ?? null;
     this.runtimeStdio = {
-      stdin: stdinPaths ? "piped" : "null",
+      stdin: stdin ? "piped" : "null",
       stdout: opts.wantStdout ? "piped" : "null",
       stderr: opts.wantStderr ? "piped" : "null",
     };
-    for (const d of [stdout, stderr]) {
-      if (d.file) this.closers.push(d.file);
-      this.closers.push(...d.extra);
-    }
+    this.sinks = [stdout, stderr].filter((x): x is Sink => x !== null);
   }
 
   attach(child: Deno.ChildProcess): void {
     const copies: Promise<void>[] = [];
-    if (this.runtimeStdio.stdout === "piped") copies.push(copyOut(child.stdout, this.stdout.file, "stdout"));
-    if (this.runtimeStdio.stderr === "piped") copies.push(copyOut(child.stderr, this.stderr.file, "stderr"));
+    if (this.runtimeStdio.stdout === "piped") copies.push(copyOut(child.stdout, this.stdout, "stdout"));
+    if (this.runtimeStdio.stderr === "piped") copies.push(copyOut(child.stderr, this.stderr, "stderr"));
     this.drained = Promise.all(copies).then(() => {});
-    if (this.stdinFile) this.copyIn(this.stdinFile, child.stdin);
+    if (this.stdin) this.copyIn(this.stdin.fd, child.stdin);
   }
 
-  private async copyIn(src: Deno.FsFile, dest: WritableStream<Uint8Array>): Promise<void> {
+  private async copyIn(fd: number, dest: WritableStream<Uint8Array>): Promise<void> {
     const writer = dest.getWriter();
     const buf = new Uint8Array(32 * 1024);
     try {
       for (;;) {
-        const n = await src.read(buf);
-        if (n === null) break;
+        const n = await readFd(fd, buf);
+        if (n === 0) break; // every writer closed: the client's, and ours after CloseIO
         await writer.write(buf.slice(0, n));
       }
     } catch (err) {
-      if (!(err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted)) {
-        log.debug("stdin copy ended", { error: err });
-      }
+      // EBADF when the process's IO is closed while waiting; a container that closed its stdin.
+      log.debug("stdin copy ended", { error: err });
     } finally {
       await writer.close().catch(() => {});
-      closeQuietly(src);
-      if (this.stdinFile === src) this.stdinFile = null;
+      if (this.stdin?.fd === fd) {
+        closeFdQuietly(fd);
+        this.stdin.fd = -1;
+      }
     }
   }
 
   closeStdin(): void {
-    closeQuietly(this.stdinHold);
-    this.stdinHold = null;
+    if (this.stdin && this.stdin.hold >= 0) {
+      closeFdQuietly(this.stdin.hold);
+      this.stdin.hold = -1;
+    }
   }
 
   async close(): Promise<void> {
     this.closeStdin();
-    closeQuietly(this.stdinFile);
-    for (const c of this.closers) closeQuietly(c);
-    this.closers = [];
+    if (this.stdin && this.stdin.fd >= 0) {
+      closeFdQuietly(this.stdin.fd);
+      this.stdin.fd = -1;
+    }
+    // Copies close their sinks at EOF; these closes are for copies that never ended (idempotent).
+    for (const c of this.sinks) closeQuietly(c);
+    this.sinks.length = 0;
     if (this.logger) {
       const logger = this.logger;
       this.logger = null;
@@ -213,7 +268,7 @@ async function stopLogger(logger: Deno.ChildProcess): Promise<void> {
  * CONTAINER_NAMESPACE. Deno cannot hand extra fds to a child, so fds 3-5 are
  * fifos in a private temp dir that /bin/sh opens before it execs the program.
  */
-async function startLogger(uri: URL, id: string, namespace: string): Promise<{ child: Deno.ChildProcess; out: Deno.FsFile; err: Deno.FsFile }> {
+async function startLogger(uri: URL, id: string, namespace: string): Promise<{ child: Deno.ChildProcess; out: Sink; err: Sink }> {
   const args: string[] = [];
   const seen = new Set<string>();
   for (const [k, v] of uri.searchParams) {
@@ -233,19 +288,20 @@ async function startLogger(uri: URL, id: string, namespace: string): Promise<{ c
       stdout: "null",
       stderr: "null",
     });
-    const opened = Promise.all([
-      Deno.open(`${dir}/out`, { write: true }),
-      Deno.open(`${dir}/err`, { write: true }),
-      Deno.open(`${dir}/ready`, { read: true }),
-    ]);
-    const result = await Promise.race([opened, child.status.then((s) => s)]);
-    if (!Array.isArray(result)) {
+    // Our ends of its fds 3 and 4 exist before sh opens them, so sh never waits for us.
+    const out = fifoSink(`${dir}/out`);
+    const err = fifoSink(`${dir}/err`);
+    // sh opens fd 5 (for writing) only once the others are open; a blocking
+    // open here waits for it, briefly.
+    const result = await Promise.race([Deno.open(`${dir}/ready`, { read: true }), child.status.then((s) => s)]);
+    if (!(result instanceof Deno.FsFile)) {
+      out.close();
+      err.close();
       throw new BerthError(Code.Internal, `logging binary ${uri.pathname} exited with status ${result.code} before it was ready`);
     }
-    const [out, err, ready] = result;
     // Ready when the program writes a byte or closes fd 5 (EOF).
-    await Promise.race([ready.read(new Uint8Array(1)), child.status]);
-    closeQuietly(ready);
+    await Promise.race([result.read(new Uint8Array(1)), child.status]);
+    closeQuietly(result);
     return { child, out, err };
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -257,37 +313,40 @@ async function startLogger(uri: URL, id: string, namespace: string): Promise<{ c
  * opened here, before the runtime runs, so a bad path fails the request.
  */
 export async function openProcessIO(paths: StdioPaths, id: string, namespace: string): Promise<ProcessIO> {
-  let stdinPaths: { file: Deno.FsFile; hold: Deno.FsFile } | null = null;
+  let stdin: StdinFifo | null = null;
   if (paths.stdin !== "") {
-    const { main, peer } = await openFifo(paths.stdin, "read").catch((err) => {
-      throw new BerthError(Code.InvalidArgument, `open stdin fifo ${paths.stdin}: ${err.message}`);
-    });
-    stdinPaths = { file: main, hold: peer };
+    try {
+      stdin = openStdin(paths.stdin);
+    } catch (err) {
+      throw new BerthError(Code.InvalidArgument, `open stdin fifo ${paths.stdin}: ${(err as Error).message}`);
+    }
   }
   const scheme = /^([a-z]+):\/\//.exec(paths.stdout)?.[1] ?? "";
+  const opened: Sink[] = [];
   try {
     if (scheme === "binary") {
       const logger = await startLogger(new URL(paths.stdout), id, namespace);
-      return new PipeIO({ file: logger.out, extra: [] }, { file: logger.err, extra: [] }, stdinPaths, {
-        logger: logger.child,
-        wantStdout: true,
-        wantStderr: true,
-      });
+      return new PipeIO(logger.out, logger.err, stdin, { logger: logger.child, wantStdout: true, wantStderr: true });
     }
     if (scheme === "file") {
       const path = decodeURIComponent(new URL(paths.stdout).pathname);
       await Deno.mkdir(path.slice(0, path.lastIndexOf("/")) || "/", { recursive: true });
-      const file = await Deno.open(path, { write: true, append: true, create: true, mode: 0o644 });
-      // One file, opened for appending, takes both streams (closing it twice is harmless).
-      return new PipeIO({ file, extra: [] }, { file, extra: [] }, stdinPaths, { wantStdout: true, wantStderr: true });
+      const file = fileSink(await Deno.open(path, { write: true, append: true, create: true, mode: 0o644 }));
+      // One file, opened for appending, takes both streams; closed after both.
+      const both = shared(file, 2);
+      return new PipeIO(both, both, stdin, { wantStdout: true, wantStderr: true });
     }
     if (scheme !== "" && scheme !== "fifo") throw invalidArgument(`unknown STDIO scheme ${scheme}`);
     const out = await openOut(paths.stdout.replace(/^fifo:\/\//, ""));
+    if (out) opened.push(out);
     const err = await openOut(paths.stderr.replace(/^fifo:\/\//, ""));
-    return new PipeIO(out, err, stdinPaths, { wantStdout: paths.stdout !== "", wantStderr: paths.stderr !== "" });
+    return new PipeIO(out, err, stdin, { wantStdout: paths.stdout !== "", wantStderr: paths.stderr !== "" });
   } catch (err) {
-    closeQuietly(stdinPaths?.file);
-    closeQuietly(stdinPaths?.hold);
+    for (const o of opened) closeQuietly(o);
+    if (stdin) {
+      closeFdQuietly(stdin.fd);
+      closeFdQuietly(stdin.hold);
+    }
     throw err;
   }
 }
