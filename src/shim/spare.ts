@@ -228,13 +228,24 @@ export async function runSpare(path: string): Promise<number> {
   })();
   const since = Date.now();
   let lonelySince = Date.now();
+  let missingSince: number | null = null;
   while (!adoption) {
     await Promise.race([accepting, new Promise((r) => setTimeout(r, CHECK_MS))]);
     if (adoption) break;
     if (await anyShimAlive(dir)) lonelySince = Date.now();
     if (Date.now() - lonelySince < lingerMs() && Date.now() - since < MAX_IDLE_MS) continue;
     // Retire, unless a start has renamed the socket (it is adopting this spare).
-    if ((await Deno.stat(path).catch(() => null))?.ino !== ino) continue;
+    if ((await Deno.stat(path).catch(() => null))?.ino !== ino) {
+      // An adopter connects within its timeout; a socket gone for longer was
+      // removed by someone else, and nobody can reach this spare any more.
+      missingSince ??= Date.now();
+      if (Date.now() - missingSince < 2 * ADOPT_TIMEOUT_MS) continue;
+      log.warn("spare shim: its socket was removed; exiting", { path });
+      listener.close();
+      await accepting;
+      return 0;
+    }
+    missingSince = null;
     const release = await lockGroup(path);
     try {
       if (!adoption && (await Deno.stat(path).catch(() => null))?.ino === ino) {
