@@ -6,7 +6,7 @@
  * @module
  */
 
-import { mount, umount2 } from "../../ffi/mod.ts";
+import { Mount, mount, umount2 } from "../../ffi/mod.ts";
 import { BerthError, Code } from "../errdefs/mod.ts";
 
 /** One mount as containerd describes it (containerd.types.Mount). */
@@ -16,27 +16,8 @@ export interface MountSpec {
   options: string[];
 }
 
-const MS = {
-  RDONLY: 0x1,
-  NOSUID: 0x2,
-  NODEV: 0x4,
-  NOEXEC: 0x8,
-  SYNCHRONOUS: 0x10,
-  REMOUNT: 0x20,
-  MANDLOCK: 0x40,
-  DIRSYNC: 0x80,
-  NOATIME: 0x400,
-  NODIRATIME: 0x800,
-  BIND: 0x1000,
-  REC: 0x4000,
-  SILENT: 0x8000,
-  UNBINDABLE: 0x20000,
-  PRIVATE: 0x40000,
-  SLAVE: 0x80000,
-  SHARED: 0x100000,
-  RELATIME: 0x200000,
-  STRICTATIME: 0x1000000,
-} as const;
+/** The MS_* flag values live in ffi, beside mount(2) itself. */
+const MS = Mount;
 
 /** Option words that set (or, with `clear`, unset) a flag. */
 const FLAG_WORDS: Record<string, { clear: boolean; flag: number }> = {
