@@ -38,7 +38,7 @@ export const FULL: Params = {
   parallelN: 50,
   parallelRounds: 5,
   memN: 50,
-  memRounds: 3,
+  memRounds: 2,
   groupSize: 10,
   importMB: 200,
   importLayers: 5,

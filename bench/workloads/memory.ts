@@ -12,7 +12,7 @@
 import { type BenchContext, berthBlocked, type Workload } from "../context.ts";
 import { figure, measured, notMeasured, type Side } from "../figures.ts";
 import type { Engine } from "../engines.ts";
-import { parentOf, pssKiB, rssKiB } from "../../tests/support/proc.ts";
+import { killNow, parentOf, pssKiB, rssKiB } from "../../tests/support/proc.ts";
 import { idleSpares } from "../engines.ts";
 import { BERTH_RUNTIME, berthShimMissing, check } from "./run.ts";
 
@@ -32,18 +32,29 @@ interface PhaseResult {
 /**
  * Removes containers `ids` through the engine's client: each task killed and
  * deleted, then the containers. Some may have no task (a failed start).
- * Bounded: after one delete hangs, the rest are left to the engine's stop(),
- * which removes whatever remains, so a stuck shim cannot stall the run.
+ * Bounded: when a delete hangs (a stuck shim), the remaining containers'
+ * processes and the shims holding them are SIGKILLed by pid (taken from
+ * `tasks ls` for these very ids), and the deletes are tried once more; what
+ * still remains is left to the engine's stop().
  */
 export async function removeContainers(e: Engine, ids: string[]): Promise<void> {
   const problems: string[] = [];
-  for (const id of ids) {
-    const t = await e.client(["tasks", "delete", "-f", id], { timeoutMs: 10_000 });
-    if (t.code === -1) {
-      problems.push(`tasks delete -f ${id} hung; left for clean-up at the end`);
-      break;
+  const deleteTasks = async (which: string[]) => {
+    for (const id of which) {
+      const t = await e.client(["tasks", "delete", "-f", id], { timeoutMs: 10_000 });
+      if (t.code === -1) return id; // hung
+      if (t.code !== 0 && !/not found/.test(t.stderr)) problems.push(t.stderr.trim());
     }
-    if (t.code !== 0 && !/not found/.test(t.stderr)) problems.push(t.stderr.trim());
+    return null;
+  };
+  const hung = await deleteTasks(ids);
+  if (hung !== null) {
+    problems.push(`tasks delete -f ${hung} hung`);
+    const rest = ids.slice(ids.indexOf(hung));
+    await killStuck(e, rest);
+    if (await deleteTasks(rest) !== null) {
+      problems.push("tasks delete hung again after the shims were killed");
+    }
   }
   for (let i = 0; i < ids.length; i += 25) {
     const c = await e.client(["containers", "delete", ...ids.slice(i, i + 25)], {
@@ -54,8 +65,25 @@ export async function removeContainers(e: Engine, ids: string[]): Promise<void> 
   const ls = check("containers ls -q", await e.client(["containers", "ls", "-q"]));
   const left = ls.stdout.split("\n").filter((id) => ids.includes(id));
   if (left.length > 0) {
-    throw new Error(`${left.length} containers not removed: ${problems.join(" | ")}`);
+    throw new Error(
+      `${left.length} containers not removed (left for the end): ${problems.join(" | ")}`,
+    );
   }
+}
+
+/** SIGKILLs the init processes of containers `ids` and the shims that are their parents. */
+async function killStuck(e: Engine, ids: string[]): Promise<void> {
+  const ls = await e.client(["tasks", "ls"], { timeoutMs: 30_000 });
+  const pids: number[] = [];
+  for (const line of ls.stdout.split("\n")) {
+    const [id, pid] = line.trim().split(/\s+/);
+    if (!ids.includes(id) || !(Number(pid) > 1)) continue;
+    pids.push(Number(pid));
+    const shim = parentOf(Number(pid));
+    if (shim !== null && shim > 1 && shim !== e.daemonPid && shim !== Deno.pid) pids.push(shim);
+  }
+  if (pids.length > 0) await killNow([...new Set(pids)]);
+  await new Promise((r) => setTimeout(r, 500)); // let the daemon see its shims go
 }
 
 /**
