@@ -98,7 +98,7 @@ function esc(s: string): string {
  * met, red when not, blue when there is no target, and "n/a" otherwise.
  */
 export function svgChart(figures: Figure[], info: RunInfo): string {
-  const rowH = 24, top = 56, labelW = 360, chartW = 460, right = 120;
+  const rowH = 24, top = 56, labelW = 360, chartW = 460, right = 170;
   const width = labelW + chartW + right;
   const height = top + figures.length * rowH + 48;
   const maxRatio = Math.min(
@@ -146,9 +146,13 @@ export function svgChart(figures: Figure[], info: RunInfo): string {
         `<rect x="${labelW}" y="${y + 4}" width="${w.toFixed(1)}" height="${
           rowH - 8
         }" fill="${color}"/>`,
-        `<text x="${(labelW + w + 4).toFixed(1)}" y="${y + 16}">${f.ratio.toFixed(2)}x${
-          f.ratio > maxRatio ? " →" : ""
-        }</text>`,
+        // A bar cut at the axis end carries its value inside, so it never runs into the target column.
+        f.ratio > maxRatio
+          ? `<text x="${(labelW + w - 4).toFixed(1)}" y="${
+            y + 16
+          }" text-anchor="end" fill="#fff" ` +
+            `font-weight="bold">${f.ratio.toFixed(2)}x →</text>`
+          : `<text x="${(labelW + w + 4).toFixed(1)}" y="${y + 16}">${f.ratio.toFixed(2)}x</text>`,
       );
     }
     if (f.target) {
@@ -161,7 +165,7 @@ export function svgChart(figures: Figure[], info: RunInfo): string {
       );
       const v = f.met === null ? "" : f.met ? "met" : "not met";
       out.push(
-        `<text x="${labelW + chartW + 10}" y="${y + 16}" fill="#333">${
+        `<text x="${labelW + chartW + 40}" y="${y + 16}" fill="#333">${
           esc(`${f.target.op} ${f.target.value}x ${v}`)
         }</text>`,
       );
