@@ -23,6 +23,7 @@ import {
   Registry,
   RequiredPluginError,
 } from "../plugin/mod.ts";
+import { GrpcServer } from "../grpc/mod.ts";
 import { isRPCService } from "../services/service.ts";
 import { Server } from "../ttrpc/mod.ts";
 import { VERSION } from "../version.ts";
@@ -55,6 +56,8 @@ export interface RunningDaemon {
   readonly plugins: PluginSet;
   /** The ttrpc socket it listens on. */
   readonly ttrpcAddress: string;
+  /** The gRPC socket it listens on (`grpc.address`). */
+  readonly grpcAddress: string;
   /**
    * Stops accepting, lets calls in flight finish (up to `timeoutMs`),
    * closes the plugins, removes the sockets and releases the root.
@@ -121,7 +124,9 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
   const lock: RootLock = await lockRoot(cfg.root);
   let plugins: PluginSet | undefined;
   let server: Server | undefined;
+  let grpc: GrpcServer | undefined;
   let listening = false;
+  let grpcListening = false;
   try {
     await makeDir(cfg.state, 0o711);
     await applyOomScore(cfg.oom_score);
@@ -155,26 +160,43 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
       throw err;
     }
 
-    // The ttrpc listener. Every plugin instance that is an RPCService
-    // registers itself here; the gRPC listener on cfg.grpc.address (issue 7)
-    // will take the very same instances with transport "grpc".
+    // Both listeners take the very same service instances: every plugin
+    // instance that is an RPCService registers itself on each transport.
     server = new Server();
+    grpc = new GrpcServer({
+      maxRecvMessageSize: cfg.grpc.max_recv_message_size,
+      maxSendMessageSize: cfg.grpc.max_send_message_size,
+    });
     for (const p of plugins.list()) {
-      if (p.status === "ok" && isRPCService(p.instance)) p.instance.registerOn(server, "ttrpc");
+      if (p.status === "ok" && isRPCService(p.instance)) {
+        p.instance.registerOn(server, "ttrpc");
+        p.instance.registerOn(grpc, "grpc");
+      }
     }
     // A missing socket directory is made private; an existing one (the
-    // state directory, /tmp) is left as it is: the socket itself is 0600.
+    // state directory, /tmp) is left as it is: the sockets themselves are 0600.
     await makeDir(address.slice(0, address.lastIndexOf("/")) || "/", 0o700);
     await server.listen(address);
     listening = true;
     if (cfg.ttrpc.uid !== 0 || cfg.ttrpc.gid !== 0) {
       await Deno.chown(address, cfg.ttrpc.uid, cfg.ttrpc.gid);
     }
-    log.info("serving...", { address });
+    const grpcAddress = cfg.grpc.address;
+    await makeDir(grpcAddress.slice(0, grpcAddress.lastIndexOf("/")) || "/", 0o700);
+    await grpc.listen(grpcAddress);
+    grpcListening = true;
+    if (cfg.grpc.uid !== 0 || cfg.grpc.gid !== 0) {
+      await Deno.chown(grpcAddress, cfg.grpc.uid, cfg.grpc.gid);
+    }
+    log.info("serving...", { address: grpcAddress, ttrpc: address });
   } catch (err) {
     if (server !== undefined) {
       await server.close();
       if (listening) await removeSocket(address);
+    }
+    if (grpc !== undefined) {
+      await grpc.close();
+      if (grpcListening) await removeSocket(cfg.grpc.address);
     }
     await plugins?.close();
     lock.release();
@@ -183,27 +205,43 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
 
   const running = plugins;
   const srv = server;
+  const grpcSrv = grpc;
   let stopping: Promise<void> | undefined;
   const stop = (o: { timeoutMs?: number } = {}): Promise<void> => {
     // Asked again with no time to wait (a second signal): drop what is in flight.
-    if (stopping !== undefined && o.timeoutMs === 0) srv.close().catch(() => {});
+    if (stopping !== undefined && o.timeoutMs === 0) {
+      srv.close().catch(() => {});
+      grpcSrv.close().catch(() => {});
+    }
     stopping ??= (async () => {
       log.info("stopping berth", { address });
       // Long-lived event subscriptions would keep their connections busy
       // forever: end them first, then wait for everything else in flight.
       for (const ex of running.all<Exchange>("io.containerd.event.v1").values()) ex.close();
-      try {
-        await srv.shutdown({ timeoutMs: o.timeoutMs ?? 10_000 });
-      } catch (err) {
-        log.warn("ttrpc shutdown failed", { error: toBerthError(err).message });
-        await srv.close();
-      }
+      const timeoutMs = o.timeoutMs ?? 10_000;
+      await Promise.all([
+        srv.shutdown({ timeoutMs }).catch(async (err) => {
+          log.warn("ttrpc shutdown failed", { error: toBerthError(err).message });
+          await srv.close();
+        }),
+        grpcSrv.shutdown({ timeoutMs }).catch(async (err) => {
+          log.warn("grpc shutdown failed", { error: toBerthError(err).message });
+          await grpcSrv.close();
+        }),
+      ]);
       await removeSocket(address);
+      await removeSocket(cfg.grpc.address);
       await running.close();
       lock.release();
       log.info("berth stopped");
     })();
     return stopping;
   };
-  return { config: cfg, plugins: running, ttrpcAddress: address, stop };
+  return {
+    config: cfg,
+    plugins: running,
+    ttrpcAddress: address,
+    grpcAddress: cfg.grpc.address,
+    stop,
+  };
 }

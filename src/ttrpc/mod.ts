@@ -17,7 +17,7 @@
  * @module
  */
 
-export { Server, type ServerOptions, type ShutdownOptions } from "./server.ts";
+export { removeStaleSocket, Server, type ServerOptions, type ShutdownOptions } from "./server.ts";
 export {
   type CallOptions,
   Client,

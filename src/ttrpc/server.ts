@@ -257,8 +257,11 @@ export class Server {
   }
 }
 
-/** Removes `path` if it is a socket nobody listens on; refuses live sockets and other files. */
-async function removeStaleSocket(path: string): Promise<void> {
+/**
+ * Removes `path` if it is a socket nobody listens on; refuses live sockets
+ * and other files (AlreadyExists). Used by every listener the daemon opens.
+ */
+export async function removeStaleSocket(path: string): Promise<void> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.lstat(path);
@@ -267,7 +270,7 @@ async function removeStaleSocket(path: string): Promise<void> {
     throw err;
   }
   if (!info.isSocket) {
-    throw new BerthError(Code.AlreadyExists, `ttrpc: ${path} exists and is not a socket`);
+    throw new BerthError(Code.AlreadyExists, `${path} exists and is not a socket`);
   }
   try {
     const probe = await Deno.connect({ transport: "unix", path });
@@ -276,7 +279,7 @@ async function removeStaleSocket(path: string): Promise<void> {
     await Deno.remove(path);
     return;
   }
-  throw new BerthError(Code.AlreadyExists, `ttrpc: ${path} is in use by a running server`);
+  throw new BerthError(Code.AlreadyExists, `${path} is in use by a running server`);
 }
 
 function refuse(conn: Deno.UnixConn, err: unknown): void {

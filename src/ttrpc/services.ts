@@ -119,7 +119,7 @@ export class ServiceSet {
     const desc = service as unknown as DescService;
     const name = opts.name ?? desc.typeName;
     if (this.#services.has(name)) {
-      throw new BerthError(Code.AlreadyExists, `ttrpc: service ${name} is already registered`);
+      throw new BerthError(Code.AlreadyExists, `service ${name} is already registered`);
     }
     const known = new Set(desc.methods.map((m) => m.localName));
     for (const [key, value] of Object.entries(impl)) {
@@ -127,7 +127,7 @@ export class ServiceSet {
       if (typeof value === "function" && !known.has(key)) {
         throw new BerthError(
           Code.InvalidArgument,
-          `ttrpc: ${name} has no method "${key}" (methods: ${[...known].join(", ")})`,
+          `${name} has no method "${key}" (methods: ${[...known].join(", ")})`,
         );
       }
     }
@@ -137,7 +137,7 @@ export class ServiceSet {
       if (h !== undefined && typeof h !== "function") {
         throw new BerthError(
           Code.InvalidArgument,
-          `ttrpc: handler ${name}.${m.localName} is not a function`,
+          `handler ${name}.${m.localName} is not a function`,
         );
       }
       methods.set(m.name, {
@@ -157,17 +157,17 @@ export class ServiceSet {
   lookup(service: string, method: string): MethodEntry {
     const methods = this.#services.get(service);
     if (methods === undefined) {
-      throw new BerthError(Code.Unimplemented, `ttrpc: unknown service ${service}`);
+      throw new BerthError(Code.Unimplemented, `unknown service ${service}`);
     }
     const entry = methods.get(method);
     if (entry === undefined) {
       throw new BerthError(
         Code.Unimplemented,
-        `ttrpc: unknown method ${method} of service ${service}`,
+        `unknown method ${method} of service ${service}`,
       );
     }
     if (entry.handler === undefined) {
-      throw new BerthError(Code.Unimplemented, `ttrpc: ${service}/${method} is not implemented`);
+      throw new BerthError(Code.Unimplemented, `${service}/${method} is not implemented`);
     }
     return entry;
   }
@@ -185,7 +185,7 @@ export function decodeInput(entry: MethodEntry, bytes: Uint8Array): MessageShape
   } catch (err) {
     throw new BerthError(
       Code.InvalidArgument,
-      `ttrpc: cannot decode ${entry.input.typeName} for ${entry.service}/${entry.method}: ${
+      `cannot decode ${entry.input.typeName} for ${entry.service}/${entry.method}: ${
         err instanceof Error ? err.message : String(err)
       }`,
     );
@@ -201,9 +201,7 @@ export function encodeOutput(entry: MethodEntry, value: unknown): Uint8Array {
   if (value === null || typeof value !== "object") {
     throw new BerthError(
       Code.Internal,
-      `ttrpc: handler ${entry.service}/${entry.method} returned ${
-        value === null ? "null" : typeof value
-      }`,
+      `handler ${entry.service}/${entry.method} returned ${value === null ? "null" : typeof value}`,
     );
   }
   const out = entry.output;

@@ -1,0 +1,201 @@
+/**
+ * The pieces of the gRPC-over-HTTP/2 wire format that are not HTTP/2
+ * itself: length-prefixed messages, the `grpc-timeout` header and the
+ * percent-encoding of `grpc-message`. Pure functions, no I/O.
+ *
+ * @module
+ */
+
+import { BerthError, Code } from "../errdefs/mod.ts";
+
+/** Bytes before each message on a gRPC stream: a compressed flag and a big-endian length. */
+export const PREFIX_LENGTH = 5;
+
+/** containerd's default limit for a message in either direction (16 MiB). */
+export const MAX_GRPC_MESSAGE = 16 << 20;
+
+/** One message with its 5-byte prefix (uncompressed). */
+export function frameMessage(message: Uint8Array): Uint8Array {
+  const out = new Uint8Array(PREFIX_LENGTH + message.length);
+  const len = message.length;
+  out[1] = len >>> 24;
+  out[2] = (len >>> 16) & 0xff;
+  out[3] = (len >>> 8) & 0xff;
+  out[4] = len & 0xff;
+  out.set(message, PREFIX_LENGTH);
+  return out;
+}
+
+/**
+ * Cuts the messages out of a stream's DATA chunks, which split and join
+ * messages arbitrarily. `push` returns the messages the chunk completed.
+ */
+export class MessageReader {
+  // Unconsumed chunks; a large message arrives as many DATA frames and is
+  // joined once, when complete (joining on every chunk would be quadratic).
+  #chunks: Uint8Array[] = [];
+  #held = 0;
+  #limit: number;
+
+  constructor(limit = MAX_GRPC_MESSAGE) {
+    this.#limit = limit;
+  }
+
+  /** Bytes held for a message not yet complete. */
+  get pending(): number {
+    return this.#held;
+  }
+
+  /**
+   * Adds a chunk; returns the complete messages. Throws ResourceExhausted
+   * for a message over the limit and Unimplemented for a compressed one
+   * (berth negotiates no compression, so a peer must not send any). The
+   * chunk is kept, not copied: callers hand over buffers they do not reuse.
+   */
+  push(chunk: Uint8Array): Uint8Array[] {
+    if (chunk.length > 0) {
+      this.#chunks.push(chunk);
+      this.#held += chunk.length;
+    }
+    const out: Uint8Array[] = [];
+    while (this.#held >= PREFIX_LENGTH) {
+      const head = this.#peek(PREFIX_LENGTH);
+      const flag = head[0];
+      const len = ((head[1] << 24) >>> 0) + (head[2] << 16) + (head[3] << 8) + head[4];
+      if (flag !== 0) {
+        throw new BerthError(
+          Code.Unimplemented,
+          flag === 1
+            ? "grpc: compressed messages are not supported"
+            : `grpc: bad message flag ${flag}`,
+        );
+      }
+      if (len > this.#limit) {
+        throw new BerthError(
+          Code.ResourceExhausted,
+          `grpc: received message larger than max (${len} vs. ${this.#limit})`,
+        );
+      }
+      if (this.#held < PREFIX_LENGTH + len) break;
+      out.push(this.#take(PREFIX_LENGTH + len).subarray(PREFIX_LENGTH));
+    }
+    return out;
+  }
+
+  /** The first `n` held bytes (a view when the first chunk holds them). */
+  #peek(n: number): Uint8Array {
+    const first = this.#chunks[0];
+    if (first.length >= n) return first.subarray(0, n);
+    const out = new Uint8Array(n);
+    let off = 0;
+    for (const c of this.#chunks) {
+      const part = c.subarray(0, Math.min(c.length, n - off));
+      out.set(part, off);
+      off += part.length;
+      if (off === n) break;
+    }
+    return out;
+  }
+
+  /** Removes and returns the first `n` held bytes. */
+  #take(n: number): Uint8Array {
+    this.#held -= n;
+    const first = this.#chunks[0];
+    if (first.length > n) {
+      this.#chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    if (first.length === n) {
+      this.#chunks.shift();
+      return first;
+    }
+    const out = new Uint8Array(n);
+    let off = 0;
+    let used = 0;
+    while (off < n) {
+      const c = this.#chunks[used];
+      const want = n - off;
+      if (c.length <= want) {
+        out.set(c, off);
+        off += c.length;
+        used++;
+      } else {
+        out.set(c.subarray(0, want), off);
+        this.#chunks[used] = c.subarray(want);
+        off += want;
+      }
+    }
+    this.#chunks.splice(0, used);
+    return out;
+  }
+}
+
+const TIMEOUT_UNITS_MS: Record<string, number> = {
+  H: 3_600_000,
+  M: 60_000,
+  S: 1000,
+  m: 1,
+  u: 1e-3,
+  n: 1e-6,
+};
+
+/**
+ * A `grpc-timeout` value ("1-8 digits then H, M, S, m, u or n") in
+ * milliseconds; undefined when absent, InvalidArgument when malformed.
+ */
+export function parseTimeout(value: string | undefined): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  const m = /^(\d{1,8})([HMSmun])$/.exec(value);
+  if (m === null) {
+    throw new BerthError(
+      Code.InvalidArgument,
+      `grpc: malformed grpc-timeout ${JSON.stringify(value)}`,
+    );
+  }
+  return Number(m[1]) * TIMEOUT_UNITS_MS[m[2]];
+}
+
+/** A timeout in ms as a `grpc-timeout` value (as the spec allows: at most 8 digits). */
+export function formatTimeout(ms: number): string {
+  const t = Math.max(0, Math.ceil(ms));
+  if (t < 1e8) return `${t}m`;
+  if (t / 1000 < 1e8) return `${Math.ceil(t / 1000)}S`;
+  return `${Math.min(99_999_999, Math.ceil(t / 60_000))}M`;
+}
+
+/**
+ * `grpc-message` encoding: UTF-8, with bytes outside printable ASCII and
+ * '%' itself written as %XX.
+ */
+export function encodeStatusMessage(message: string): string {
+  let plain = true;
+  for (let i = 0; i < message.length; i++) {
+    const c = message.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x25) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return message;
+  let out = "";
+  for (const b of new TextEncoder().encode(message)) {
+    out += b >= 0x20 && b <= 0x7e && b !== 0x25
+      ? String.fromCharCode(b)
+      : "%" + b.toString(16).toUpperCase().padStart(2, "0");
+  }
+  return out;
+}
+
+/** Reverses {@link encodeStatusMessage}; malformed escapes are kept as they are. */
+export function decodeStatusMessage(value: string): string {
+  if (!value.includes("%")) return value;
+  const bytes: number[] = [];
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 0x25 && /^[0-9a-fA-F]{2}$/.test(value.slice(i + 1, i + 3))) {
+      bytes.push(parseInt(value.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else bytes.push(c);
+  }
+  return new TextDecoder().decode(new Uint8Array(bytes));
+}

@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import { BerthError, Code } from "../errdefs/mod.ts";
+import {
+  decodeStatusMessage,
+  encodeStatusMessage,
+  formatTimeout,
+  frameMessage,
+  MessageReader,
+  parseTimeout,
+} from "./framing.ts";
+
+Deno.test("frameMessage writes the flag and a big-endian length", () => {
+  const f = frameMessage(new Uint8Array(300).fill(7));
+  assert.deepEqual([...f.subarray(0, 5)], [0, 0, 0, 1, 44]);
+  assert.equal(f.length, 305);
+  assert.equal(f[304], 7);
+});
+
+Deno.test("MessageReader cuts messages out of arbitrary chunks", () => {
+  const a = frameMessage(new TextEncoder().encode("hello"));
+  const b = frameMessage(new Uint8Array(0));
+  const c = frameMessage(new Uint8Array(70000).fill(1));
+  const all = new Uint8Array(a.length + b.length + c.length);
+  all.set(a);
+  all.set(b, a.length);
+  all.set(c, a.length + b.length);
+  for (const step of [1, 3, 5, 4096, all.length]) {
+    const r = new MessageReader();
+    const got: Uint8Array[] = [];
+    for (let off = 0; off < all.length; off += step) {
+      for (const m of r.push(all.slice(off, off + step))) got.push(m);
+    }
+    assert.equal(got.length, 3, `step ${step}`);
+    assert.equal(new TextDecoder().decode(got[0]), "hello");
+    assert.equal(got[1].length, 0);
+    assert.equal(got[2].length, 70000);
+    assert.equal(r.pending, 0);
+  }
+});
+
+Deno.test("MessageReader refuses compressed and oversized messages", () => {
+  const compressed = frameMessage(new Uint8Array(3));
+  compressed[0] = 1;
+  assert.throws(
+    () => new MessageReader().push(compressed),
+    (e) => e instanceof BerthError && e.code === Code.Unimplemented,
+  );
+  assert.throws(
+    () => new MessageReader(10).push(frameMessage(new Uint8Array(11))),
+    (e) => e instanceof BerthError && e.code === Code.ResourceExhausted,
+  );
+});
+
+Deno.test("grpc-timeout parses every unit and refuses malformed values", () => {
+  assert.equal(parseTimeout(undefined), undefined);
+  assert.equal(parseTimeout("2H"), 7_200_000);
+  assert.equal(parseTimeout("3M"), 180_000);
+  assert.equal(parseTimeout("5S"), 5000);
+  assert.equal(parseTimeout("250m"), 250);
+  assert.equal(parseTimeout("1500u"), 1.5);
+  assert.equal(parseTimeout("2000000n"), 2);
+  for (const bad of ["5", "S", "123456789m", "1.5S", "-1S", "5s"]) {
+    assert.throws(
+      () => parseTimeout(bad),
+      (e) => e instanceof BerthError && e.code === Code.InvalidArgument,
+      bad,
+    );
+  }
+  assert.equal(formatTimeout(1234.2), "1235m");
+  assert.equal(parseTimeout(formatTimeout(3e9)), 3e9);
+});
+
+Deno.test("grpc-message percent-encoding round-trips and leaves plain text alone", () => {
+  assert.equal(encodeStatusMessage("not found: x"), "not found: x");
+  assert.equal(encodeStatusMessage("100% \n é"), "100%25 %0A %C3%A9");
+  for (const s of ["", "plain", "100% \n é", "tab\there", "日本"]) {
+    assert.equal(decodeStatusMessage(encodeStatusMessage(s)), s);
+  }
+  assert.equal(decodeStatusMessage("bad %zz escape"), "bad %zz escape");
+});

@@ -1,0 +1,24 @@
+/**
+ * gRPC over cleartext HTTP/2 on a unix socket: how containerd's own clients
+ * (ctr, the Go client library) reach the daemon. The services and handlers
+ * are the ttrpc server's; only the transport differs.
+ *
+ * @example
+ * ```ts
+ * const server = new GrpcServer();
+ * server.register(Version, { version: () => ({ version: "1" }) });
+ * await server.listen("/run/berth/berth.sock");
+ * ```
+ * @module
+ */
+
+export { GrpcServer, type GrpcServerOptions } from "./server.ts";
+export {
+  decodeStatusMessage,
+  encodeStatusMessage,
+  formatTimeout,
+  frameMessage,
+  MAX_GRPC_MESSAGE,
+  MessageReader,
+  parseTimeout,
+} from "./framing.ts";

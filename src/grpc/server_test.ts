@@ -1,0 +1,189 @@
+import assert from "node:assert/strict";
+import http2 from "node:http2";
+import net from "node:net";
+import { BerthError, Code } from "../errdefs/mod.ts";
+import { Echo } from "../gen/berth/testing/v1/echo_pb.ts";
+import { echoImpl, type Observed } from "../ttrpc/fixture_test.ts";
+import { GrpcClient } from "./client.ts";
+import { GrpcServer } from "./server.ts";
+
+async function withEcho(
+  fn: (client: GrpcClient, observed: Observed, path: string) => Promise<void>,
+  opts: { maxRecvMessageSize?: number } = {},
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "berth-grpc-" });
+  const path = `${dir}/echo.sock`;
+  const observed: Observed = { aborted: [], finished: [] };
+  const server = new GrpcServer(opts);
+  server.register(Echo, echoImpl(observed));
+  await server.listen(path);
+  const client = new GrpcClient(path, { metadata: { "containerd-namespace": "ns1" } });
+  try {
+    await fn(client, observed, path);
+  } finally {
+    await client.close();
+    await server.shutdown({ timeoutMs: 1000 });
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const isCode = (code: Code) => (e: unknown) => e instanceof BerthError && e.code === code;
+
+Deno.test("grpc: unary calls carry metadata and a deadline; errors keep code and message", async () => {
+  await withEcho(async (client, _obs, path) => {
+    const res = await client.unary(Echo.method.say, { text: "hi" }, {
+      metadata: { "x-extra": "1" },
+      timeoutMs: 5000,
+    });
+    assert.equal(res.text, "hi");
+    assert.ok(res.metadata.includes("containerd-namespace=ns1"), res.metadata.join(","));
+    assert.ok(res.metadata.includes("x-extra=1"));
+    assert.ok(res.metadata.some((m) => m.startsWith("deadline-in-ms=")));
+    assert.ok(!res.metadata.some((m) => m.startsWith(":") || m.startsWith("content-type")));
+    await assert.rejects(
+      client.unary(Echo.method.say, { text: "gone 100% \n", failCode: Code.NotFound }),
+      (e) => isCode(Code.NotFound)(e) && (e as Error).message === "gone 100% \n",
+    );
+    await assert.rejects(
+      client.unary(Echo.method.say, { text: "plain-error" }),
+      isCode(Code.Unknown),
+    );
+    // The socket is private.
+    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+  });
+});
+
+Deno.test("grpc: a deadline that passes ends the call with DeadlineExceeded and aborts the handler", async () => {
+  await withEcho(async (client, observed, path) => {
+    // A raw request, so that the server's status is seen, not the client's own timer.
+    const session = http2.connect("http://localhost", {
+      createConnection: () => net.connect(path),
+    });
+    session.on("error", () => {});
+    const status = await new Promise<string | undefined>((resolve) => {
+      const req = session.request({
+        ":method": "POST",
+        ":path": "/berth.testing.v1.Echo/Say",
+        "content-type": "application/grpc",
+        "te": "trailers",
+        "grpc-timeout": "100m",
+      });
+      let st: string | undefined;
+      req.on("response", (h) => st ??= h["grpc-status"] as string | undefined);
+      req.on("trailers", (h) => st ??= h["grpc-status"] as string | undefined);
+      req.on("close", () => resolve(st));
+      req.on("data", () => {});
+      // text "slow", delay_ms 5000
+      req.end(new Uint8Array([0, 0, 0, 0, 9, 10, 4, 115, 108, 111, 119, 16, 136, 39]));
+    });
+    session.destroy();
+    assert.equal(status, String(Code.DeadlineExceeded));
+    for (let i = 0; i < 50 && observed.aborted.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(observed.aborted.length, 1);
+    // The connection's other calls are unaffected.
+    assert.equal((await client.unary(Echo.method.say, { text: "after" })).text, "after");
+  });
+});
+
+Deno.test("grpc: server, client and bidi streaming", async () => {
+  await withEcho(async (client) => {
+    const counted = [];
+    for await (const m of client.stream(Echo.method.count, [{ text: "c", count: 5 }])) {
+      counted.push(m.index);
+    }
+    assert.deepEqual(counted, [0, 1, 2, 3, 4]);
+
+    // A server-streaming call without its request is refused, not left hanging.
+    await assert.rejects(async () => {
+      for await (const _ of client.stream(Echo.method.count, [])) { /* none */ }
+    }, isCode(Code.Internal));
+
+    let answer;
+    for await (
+      const m of client.stream(Echo.method.join, [{ text: "a" }, { text: "b" }, { text: "c" }])
+    ) {
+      answer = m;
+    }
+    assert.equal(answer?.text, "a+b+c");
+    assert.equal(answer?.index, 3);
+
+    async function* talk() {
+      for (const t of ["x", "y", "z"]) {
+        yield { text: t };
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+    const said = [];
+    for await (const m of client.stream(Echo.method.chat, talk())) said.push(m.text);
+    assert.deepEqual(said, ["X", "Y", "Z"]);
+
+    // A status after some messages arrives after them.
+    const got: number[] = [];
+    await assert.rejects(async () => {
+      for await (
+        const m of client.stream(Echo.method.count, [{
+          text: "late",
+          count: 2,
+          failCode: Code.Aborted,
+        }])
+      ) {
+        got.push(m.index);
+      }
+    }, isCode(Code.Aborted));
+    assert.deepEqual(got, [0, 1]);
+
+    // Many messages, more than the server's queue, with back-pressure.
+    async function* many() {
+      for (let i = 0; i < 500; i++) yield { text: String(i % 10), blob: new Uint8Array(4096) };
+    }
+    let big;
+    for await (const m of client.stream(Echo.method.join, many())) big = m;
+    assert.equal(big?.index, 500);
+  });
+});
+
+Deno.test("grpc: unknown services and methods are Unimplemented; oversized requests ResourceExhausted", async () => {
+  await withEcho(async (client) => {
+    const fake = { ...Echo.method.say, name: "Nope" } as typeof Echo.method.say;
+    await assert.rejects(
+      client.unary(fake, { text: "x" }),
+      (e) => isCode(Code.Unimplemented)(e) && /Nope/.test((e as Error).message),
+    );
+    const other = {
+      ...Echo.method.say,
+      parent: { ...Echo, typeName: "no.Such" },
+    } as unknown as typeof Echo.method.say;
+    await assert.rejects(client.unary(other, { text: "x" }), isCode(Code.Unimplemented));
+    await assert.rejects(
+      client.unary(Echo.method.say, { text: "big", blob: new Uint8Array(2048) }),
+      isCode(Code.ResourceExhausted),
+    );
+    assert.equal((await client.unary(Echo.method.say, { text: "small" })).text, "small");
+  }, { maxRecvMessageSize: 1024 });
+});
+
+Deno.test("grpc: shutdown lets a call in flight finish, then refuses new connections", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "berth-grpc-" });
+  const path = `${dir}/echo.sock`;
+  const observed: Observed = { aborted: [], finished: [] };
+  const server = new GrpcServer();
+  server.register(Echo, echoImpl(observed));
+  await server.listen(path);
+  const client = new GrpcClient(path);
+  try {
+    assert.equal((await client.unary(Echo.method.say, { text: "warm" })).text, "warm");
+    const slow = client.unary(Echo.method.say, { text: "slow", delayMs: 200 });
+    await new Promise((r) => setTimeout(r, 50));
+    await server.shutdown({ timeoutMs: 3000 });
+    assert.equal((await slow).text, "slow");
+    const late = new GrpcClient(path);
+    await assert.rejects(late.unary(Echo.method.say, { text: "late" }), isCode(Code.Unavailable));
+    await late.close();
+  } finally {
+    await client.close();
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
