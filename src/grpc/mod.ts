@@ -13,6 +13,7 @@
  */
 
 export { GrpcServer, type GrpcServerOptions } from "./server.ts";
+export { type GrpcCallOptions, GrpcClient, type GrpcClientOptions, pathOf } from "./client.ts";
 export {
   decodeStatusMessage,
   encodeStatusMessage,

@@ -1,0 +1,70 @@
+/**
+ * `berth daemon` as a child process of a test: started from source on the
+ * test's temporary paths, its stderr collected, waited for until a socket
+ * answers, and stopped by pid (SIGTERM, then SIGKILL if it hangs).
+ */
+
+import { spawn } from "../../src/spawn/mod.ts";
+
+const MOD = new URL("../../mod.ts", import.meta.url).pathname;
+
+/** A daemon process started by a test. */
+export interface DaemonProc {
+  child: Deno.ChildProcess;
+  /** Everything written to stderr so far (complete once `done` resolves). */
+  log: () => string;
+  done: Promise<Deno.CommandStatus>;
+}
+
+/** Starts `deno run mod.ts daemon ...args`. */
+export function spawnDaemon(args: string[]): DaemonProc {
+  const child = spawn(Deno.execPath(), ["run", "-A", "--quiet", MOD, "daemon", ...args], {
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  });
+  let text = "";
+  const reading = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stderr) text += decoder.decode(chunk, { stream: true });
+  })();
+  return { child, log: () => text, done: Promise.all([child.status, reading]).then(([s]) => s) };
+}
+
+/** Resolves once `path` accepts a connection; fails if the daemon exits or takes too long. */
+export async function waitForSocket(
+  path: string,
+  d: DaemonProc,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  d.done.then(() => exited = true);
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`daemon exited before listening:\n${d.log()}`);
+    try {
+      (await Deno.connect({ transport: "unix", path })).close();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`daemon did not listen on ${path} in ${timeoutMs} ms:\n${d.log()}`);
+}
+
+/** Stops the daemon with SIGTERM (SIGKILL after `graceMs`); resolves with its exit status. */
+export async function stopDaemon(d: DaemonProc, graceMs = 20_000): Promise<Deno.CommandStatus> {
+  try {
+    d.child.kill("SIGTERM");
+  } catch { /* already gone */ }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<boolean>((r) => timer = setTimeout(() => r(true), graceMs));
+  const hung = await Promise.race([d.done.then(() => false), late]);
+  clearTimeout(timer);
+  if (hung) {
+    try {
+      d.child.kill("SIGKILL");
+    } catch { /* gone meanwhile */ }
+  }
+  return await d.done;
+}
