@@ -22,48 +22,10 @@ import { Version } from "../src/gen/containerd/services/version/v1/version_pb.ts
 import { spawn } from "../src/spawn/mod.ts";
 import { type Client, connect, serviceClient } from "../src/ttrpc/mod.ts";
 import { VERSION } from "../src/version.ts";
+import { spawnDaemon as startDaemon, waitForSocket } from "./support/daemon.ts";
 
 const MOD = new URL("../mod.ts", import.meta.url).pathname;
 const NS_KEY = "containerd-namespace-ttrpc";
-
-/** A daemon process started by a test, with its stderr collected. */
-interface DaemonProc {
-  child: Deno.ChildProcess;
-  /** Everything written to stderr so far (complete once `done` resolves). */
-  log: () => string;
-  done: Promise<Deno.CommandStatus>;
-}
-
-function startDaemon(args: string[]): DaemonProc {
-  const child = spawn(Deno.execPath(), ["run", "-A", "--quiet", MOD, "daemon", ...args], {
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  });
-  let text = "";
-  const reading = (async () => {
-    const decoder = new TextDecoder();
-    for await (const chunk of child.stderr) text += decoder.decode(chunk, { stream: true });
-  })();
-  const done = Promise.all([child.status, reading]).then(([s]) => s);
-  return { child, log: () => text, done };
-}
-
-async function waitForSocket(path: string, d: DaemonProc, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let exited = false;
-  d.done.then(() => exited = true);
-  while (Date.now() < deadline) {
-    if (exited) throw new Error(`daemon exited before listening:\n${d.log()}`);
-    try {
-      (await Deno.connect({ transport: "unix", path })).close();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`daemon did not listen on ${path} in ${timeoutMs} ms:\n${d.log()}`);
-}
 
 function rejectsWith(p: Promise<unknown>, code: Code, re?: RegExp): Promise<void> {
   return assert.rejects(p, (e) => {

@@ -23,6 +23,7 @@ import { Status } from "../src/gen/containerd/types/task_pb.ts";
 import { run, runChecked, spawn } from "../src/spawn/mod.ts";
 import { type Client, connect, serviceClient } from "../src/ttrpc/mod.ts";
 import { makeBusyboxRootfs } from "./support/bundle.ts";
+import { type DaemonProc, spawnDaemon } from "./support/daemon.ts";
 import { buildBusyboxImage } from "./support/image.ts";
 import { mountsUnder, unmountAllUnder } from "./support/mounts.ts";
 import { allPids, findProcesses, isAlive, killNow } from "./support/proc.ts";
@@ -38,33 +39,8 @@ const SNAPSHOTTER = "overlayfs";
 const TASK_STATE = "io.containerd.runtime.v2.task";
 const TEST_LIMIT_MS = 60_000;
 
-/** A daemon process with its stderr collected. */
-interface DaemonProc {
-  child: Deno.ChildProcess;
-  log: () => string;
-  done: Promise<Deno.CommandStatus>;
-}
-
-function spawnDaemon(root: string, state: string, address: string): DaemonProc {
-  const child = spawn(Deno.execPath(), [
-    "run",
-    "-A",
-    "--quiet",
-    MOD,
-    "daemon",
-    "--root",
-    root,
-    "--state",
-    state,
-    "--address",
-    address,
-  ], { stdin: "null", stdout: "null", stderr: "piped" });
-  let text = "";
-  const reading = (async () => {
-    const decoder = new TextDecoder();
-    for await (const chunk of child.stderr) text += decoder.decode(chunk, { stream: true });
-  })();
-  return { child, log: () => text, done: Promise.all([child.status, reading]).then(([s]) => s) };
+function daemonAt(root: string, state: string, address: string): DaemonProc {
+  return spawnDaemon(["--root", root, "--state", state, "--address", address]);
 }
 
 /**
@@ -121,7 +97,7 @@ class World {
   }
 
   async start(): Promise<void> {
-    this.daemon = spawnDaemon(this.root, this.state, this.address);
+    this.daemon = daemonAt(this.root, this.state, this.address);
     const path = `${this.address}.ttrpc`;
     const deadline = Date.now() + 60_000;
     let exited = false;
