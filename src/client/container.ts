@@ -9,6 +9,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code } from "../errdefs/mod.ts";
 import { type Container, Containers } from "../gen/containerd/services/containers/v1/containers_pb.ts";
+import { Leases } from "../gen/containerd/services/leases/v1/leases_pb.ts";
 import { Snapshots } from "../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import { OptionsSchema } from "../gen/containerd/runc/v1/options_pb.ts";
 import {
@@ -133,6 +134,30 @@ export async function buildSpec(
   return spec;
 }
 
+// containerd's client default: outlives any create, yet a lease whose client died goes by itself.
+const LEASE_EXPIRY_MS = 24 * 3600 * 1000;
+
+/**
+ * Runs `fn` under a fresh lease, deleted when it ends (containerd's
+ * client WithLease): what calls made with the lease create, such as a
+ * snapshot prepared but not yet named by a container record, is kept from
+ * a garbage collection that runs in between (after other clients' deletes).
+ */
+export async function withLease<T>(
+  conn: Connection,
+  fn: (lease: string) => Promise<T>,
+): Promise<T> {
+  const id = `berth-client-${crypto.randomUUID()}`;
+  const expire = new Date(Date.now() + LEASE_EXPIRY_MS).toISOString();
+  await conn.service(Leases).create({ id, labels: { "containerd.io/gc.expire": expire } });
+  try {
+    return await fn(id);
+  } finally {
+    // Once the container record exists it holds the snapshot itself.
+    await conn.service(Leases).delete({ id }).catch(() => {});
+  }
+}
+
 /**
  * Creates container `id` from `ref` (an image, or a rootfs directory with
  * --rootfs) and returns its record. On failure nothing is left behind.
@@ -158,7 +183,7 @@ export async function createContainer(
   }
   let spec: Spec;
   let imageName = "";
-  let snapshotKey = "";
+  let chainId = "";
   if (flags.rootfs === true) {
     const path = ref.startsWith("/") ? ref : `${Deno.cwd()}/${ref}`;
     spec = await buildSpec(conn.namespace, id, flags, undefined, args);
@@ -166,51 +191,58 @@ export async function createContainer(
   } else {
     const image = await getImage(conn, ref);
     imageName = image.name;
-    const { config, chainId } = await imageConfig(conn, image);
-    spec = await buildSpec(conn.namespace, id, flags, config.config ?? {}, args);
-    try {
-      await conn.service(Snapshots).prepare({
-        snapshotter,
-        key: id,
-        parent: chainId,
-        labels: labelArgs(list(flags, "snapshotter-label")),
-      });
-    } catch (err) {
-      if ((err as { code?: Code }).code === Code.NotFound) {
-        throw new HintedError(
-          Code.NotFound,
-          `image "${ref}" is not unpacked in snapshotter ${snapshotter} (no snapshot ${chainId || "for an empty rootfs"})`,
-          `unpack it first (berth images import unpacks what it imports), or pick its snapshotter with --snapshotter`,
-        );
+    const cfg = await imageConfig(conn, image);
+    chainId = cfg.chainId;
+    spec = await buildSpec(conn.namespace, id, flags, cfg.config.config ?? {}, args);
+  }
+  const snapshotKey = flags.rootfs === true ? "" : id;
+  // The snapshot is unreferenced between Prepare and the container record:
+  // the lease holds it there.
+  return await withLease(conn, async (lease) => {
+    if (snapshotKey) {
+      try {
+        await conn.service(Snapshots, { lease }).prepare({
+          snapshotter,
+          key: snapshotKey,
+          parent: chainId,
+          labels: labelArgs(list(flags, "snapshotter-label")),
+        });
+      } catch (err) {
+        if ((err as { code?: Code }).code === Code.NotFound) {
+          throw new HintedError(
+            Code.NotFound,
+            `image "${ref}" is not unpacked in snapshotter ${snapshotter} (no snapshot ${chainId || "for an empty rootfs"})`,
+            `unpack it first (berth images import unpacks what it imports), or pick its snapshotter with --snapshotter`,
+          );
+        }
+        if ((err as { code?: Code }).code === Code.AlreadyExists) {
+          throw new HintedError(Code.AlreadyExists, `snapshot "${id}" already exists in ${snapshotter}`, `remove it with: berth snapshots --snapshotter ${snapshotter} rm ${id}, or pick another container id`);
+        }
+        throw err;
       }
+    }
+    try {
+      const { container } = await conn.service(Containers, { lease }).create({
+        container: {
+          id,
+          labels,
+          image: imageName,
+          runtime: { name: runtime, options },
+          spec: { typeUrl: SPEC_TYPE_URL, value: encodeSpec(spec) },
+          snapshotter: snapshotKey ? snapshotter : "",
+          snapshotKey,
+        },
+      });
+      if (!container) throw new HintedError(Code.Internal, `daemon returned no record for container ${id}`, "");
+      return container;
+    } catch (err) {
+      if (snapshotKey) await conn.service(Snapshots).remove({ snapshotter, key: snapshotKey }).catch(() => {});
       if ((err as { code?: Code }).code === Code.AlreadyExists) {
-        throw new HintedError(Code.AlreadyExists, `snapshot "${id}" already exists in ${snapshotter}`, `remove it with: berth snapshots --snapshotter ${snapshotter} rm ${id}, or pick another container id`);
+        throw new HintedError(Code.AlreadyExists, `container "${id}" already exists`, `remove it with: berth containers rm ${id}, or pick another id`);
       }
       throw err;
     }
-    snapshotKey = id;
-  }
-  try {
-    const { container } = await conn.service(Containers).create({
-      container: {
-        id,
-        labels,
-        image: imageName,
-        runtime: { name: runtime, options },
-        spec: { typeUrl: SPEC_TYPE_URL, value: encodeSpec(spec) },
-        snapshotter: snapshotKey ? snapshotter : "",
-        snapshotKey,
-      },
-    });
-    if (!container) throw new HintedError(Code.Internal, `daemon returned no record for container ${id}`, "");
-    return container;
-  } catch (err) {
-    if (snapshotKey) await conn.service(Snapshots).remove({ snapshotter, key: snapshotKey }).catch(() => {});
-    if ((err as { code?: Code }).code === Code.AlreadyExists) {
-      throw new HintedError(Code.AlreadyExists, `container "${id}" already exists`, `remove it with: berth containers rm ${id}, or pick another id`);
-    }
-    throw err;
-  }
+  });
 }
 
 /** Loads a container record, with a hint when there is none. */

@@ -204,3 +204,35 @@ Deno.test("gc: deletions schedule a debounced collection", () =>
       await new Promise((r) => setTimeout(r, 20));
     }
   }, 30));
+
+Deno.test("gc: a snapshot prepared under a lease lives until a container holds it and the lease goes", () =>
+  withWorld(async (w) => {
+    const sn = w.md.snapshotter(w.native);
+    w.md.leases.create("default", "run");
+    await sn.prepare("default", "c1", "", { lease: "run" });
+    assert.deepEqual(w.md.leases.listResources("default", "run"), [
+      { type: "snapshots/native", id: "c1" },
+    ]);
+    let stats = await w.gc.collect();
+    assert.equal(stats.removed.snapshots, 0);
+    w.md.containers.create("default", {
+      id: "c1",
+      runtime: { name: "io.containerd.runc.v2" },
+      spec: { typeUrl: "spec", value: new Uint8Array() },
+      snapshotter: "native",
+      snapshotKey: "c1",
+    });
+    w.md.leases.delete("default", "run");
+    stats = await w.gc.collect();
+    assert.equal(stats.removed.snapshots, 0);
+    assert.equal((await w.native.list()).length, 1);
+
+    // A lease that ends before a container refers to its snapshot leaves it to the collector.
+    w.md.leases.create("default", "abandoned");
+    await sn.prepare("default", "c2", "", { lease: "abandoned" });
+    w.md.leases.delete("default", "abandoned");
+    stats = await w.gc.collect();
+    assert.equal(stats.removed.snapshots, 1);
+    assert.deepEqual((await sn.list("default")).map((i) => i.name), ["c1"]);
+    assert.equal((await w.native.list()).length, 1);
+  }));
