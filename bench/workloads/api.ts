@@ -23,7 +23,7 @@ function noGrpcSocket(e: Engine): string | null {
   try {
     if (Deno.lstatSync(e.address).isSocket) return null;
   } catch { /* missing */ }
-  return `no gRPC socket at ${e.address} (the daemon serves none yet)`;
+  return `no gRPC socket at ${e.address}`;
 }
 
 /** Creates the container Containers.Get asks for, through ctr on the engine's gRPC socket. */
