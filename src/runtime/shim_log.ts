@@ -6,8 +6,8 @@
  * @module
  */
 
+import { close as closeFd, isErrno, mkfifo, openFifo, readFd } from "../../ffi/mod.ts";
 import { log } from "../log/mod.ts";
-import { run, spawn } from "../spawn/mod.ts";
 
 /** A running copy of one shim log fifo. */
 export interface ShimLog {
@@ -17,45 +17,55 @@ export interface ShimLog {
 
 /**
  * Makes `<bundle>/log` as a fifo when missing and copies what comes out of
- * it to stderr. The fifo is read by a `cat` child over a pipe rather than
- * by reading the fifo here: Deno reads files on a small pool of blocking
- * threads, and one read waiting on each idle shim's fifo would use that
- * pool up (with ~32 shims every file operation of the daemon stalls). A
- * child's pipe is read asynchronously instead.
+ * it to stderr. The fifo is opened read-write and nonblocking through ffi:
+ * the open never waits for a writer, our own write end means a shim that
+ * closes and reopens it is no end of file, and the reads wait on ffi's
+ * poller. (Deno's file reads would each hold one of its few blocking
+ * threads per idle shim; a `cat` per shim costs a process.)
  */
 export async function openShimLog(bundlePath: string): Promise<ShimLog> {
   const path = `${bundlePath}/log`;
   try {
     await Deno.lstat(path);
   } catch {
-    const r = await run("mkfifo", ["-m", "0700", path]);
-    if (!r.success) {
-      throw new Error(`mkfifo ${path}: ${new TextDecoder().decode(r.stderr).trim()}`);
-    }
+    mkfifo(path, 0o700);
   }
-  const reader = spawn("cat", [path], { stdout: "piped", stderr: "null" });
-  let finished = false;
-  const status = reader.status.finally(() => finished = true);
+  const fd = openFifo(path, "readwrite");
+  const stop = new AbortController();
   const copying = (async () => {
+    const buf = new Uint8Array(16 << 10);
     try {
-      for await (const chunk of reader.stdout) await Deno.stderr.write(chunk);
+      for (;;) {
+        const n = await readFd(fd, buf, { signal: stop.signal });
+        if (n === 0) break;
+        await Deno.stderr.write(buf.subarray(0, n));
+      }
     } catch (err) {
-      log.warn("copying the shim log failed", { path, error: String(err) });
+      if (!stop.signal.aborted) {
+        log.warn("copying the shim log failed", { path, error: String(err) });
+      }
     }
   })();
   let closed: Promise<void> | undefined;
   return {
     close() {
       closed ??= (async () => {
-        // cat ends by itself once the shim closes its end; one still blocked
-        // in open (a shim that never wrote) or reading a live shim is stopped.
-        if (!finished) {
-          try {
-            reader.kill("SIGKILL");
-          } catch { /* exited meanwhile */ }
-        }
-        await status;
+        stop.abort();
         await copying;
+        // What the shim wrote last is still copied: read until the fifo is empty.
+        const buf = new Uint8Array(16 << 10);
+        try {
+          for (;;) {
+            const n = await readFd(fd, buf, { signal: AbortSignal.abort() });
+            if (n === 0) break;
+            await Deno.stderr.write(buf.subarray(0, n));
+          }
+        } catch (err) {
+          if (!(err instanceof DOMException) && !isErrno(err, "EAGAIN")) {
+            log.debug("draining the shim log failed", { path, error: String(err) });
+          }
+        }
+        closeFd(fd);
       })();
       return closed;
     },
