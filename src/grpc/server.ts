@@ -1,16 +1,15 @@
 /**
- * A gRPC server over cleartext HTTP/2 on a unix socket (node:http2), for
- * containerd's own clients (ctr, the Go client library). It serves the same
- * {@link ServiceSet} registrations and handlers as the ttrpc server: only
- * the transport differs. Unary, server-, client- and bidi-streaming calls;
- * status in `grpc-status`/`grpc-message` trailers (or a trailers-only
- * response when nothing was sent); `grpc-timeout` deadlines; request
- * headers as call metadata.
+ * A gRPC server over cleartext HTTP/2 on a unix socket (our own HTTP/2 in
+ * h2/, on Deno's unix sockets), for containerd's own clients (ctr, the Go
+ * client library). It serves the same {@link ServiceSet} registrations and
+ * handlers as the ttrpc server: only the transport differs. Unary, server-,
+ * client- and bidi-streaming calls; status in `grpc-status`/`grpc-message`
+ * trailers (or a trailers-only response when nothing was sent);
+ * `grpc-timeout` deadlines; request headers as call metadata.
  *
  * @module
  */
 
-import http2 from "node:http2";
 import { BerthError, Code, toBerthError } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import {
@@ -37,6 +36,8 @@ import {
   MessageReader,
   parseTimeout,
 } from "./framing.ts";
+import { H2Connection, type H2Handler, type H2Stream } from "./h2/connection.ts";
+import { encodeHeaders } from "./h2/hpack.ts";
 
 /** Options of {@link GrpcServer}. */
 export interface GrpcServerOptions {
@@ -60,34 +61,39 @@ const RESERVED = new Set([
   "content-length",
 ]);
 
-type Stream = http2.ServerHttp2Stream;
+// The header blocks every call sends, encoded once.
+const RESPONSE_HEADERS = encodeHeaders([":status", "200", "content-type", "application/grpc"]);
+const OK_TRAILERS = encodeHeaders(["grpc-status", "0"]);
+const NOT_GRPC_HEADERS = encodeHeaders([":status", "415", "content-type", "text/plain"]);
+const NOT_GRPC_BODY = new TextEncoder().encode(
+  "berth serves gRPC here (POST, content-type application/grpc)\n",
+);
 
 /** One call being served; it is the handler's {@link CallContext}. */
 class GrpcCall implements CallContext {
-  readonly metadata: Metadata;
-  readonly deadline: number | undefined;
   /** Set once the status went out or the stream went away. */
   finished = false;
   /** The response headers went out (a later status travels in trailers). */
   headersSent = false;
-  inbound: MessageQueue<unknown> | undefined;
+  inbound: MessageQueue<unknown> | undefined = undefined;
+  reader: MessageReader;
+  // Unary and server-streaming: the request message and how many came.
+  request: Uint8Array | undefined = undefined;
+  count = 0;
+  timer: ReturnType<typeof setTimeout> | undefined = undefined;
   #ctrl: AbortController | undefined;
   #reason: BerthError | undefined;
 
   constructor(
+    readonly stream: H2Stream,
     readonly service: string,
     readonly method: string,
     readonly entry: MethodEntry,
-    headers: http2.IncomingHttpHeaders,
-    timeoutMs: number | undefined,
+    readonly metadata: Metadata,
+    readonly deadline: number | undefined,
+    maxRecv: number,
   ) {
-    const md: Metadata = new Map();
-    for (const [k, v] of Object.entries(headers)) {
-      if (k.startsWith(":") || RESERVED.has(k) || v === undefined) continue;
-      md.set(k, Array.isArray(v) ? v : [v]);
-    }
-    this.metadata = md;
-    this.deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+    this.reader = new MessageReader(maxRecv);
   }
 
   // Made only when a handler asks: most calls never do.
@@ -109,31 +115,22 @@ class GrpcCall implements CallContext {
 }
 
 /** Serves registered services over gRPC on a unix socket. */
-export class GrpcServer {
+export class GrpcServer implements H2Handler {
   #services = new ServiceSet();
-  #server: http2.Http2Server;
-  #sessions = new Set<http2.ServerHttp2Session>();
+  #listeners = new Set<Deno.Listener>();
+  #serving = new Set<Promise<void>>();
+  #conns = new Set<H2Connection>();
   #calls = new Set<GrpcCall>();
   #maxRecv: number;
   #maxSend: number;
   #queueSize: number;
-  #listening = false;
+  #closing = false;
+  #forget = (c: H2Connection) => this.#conns.delete(c);
 
   constructor(opts: GrpcServerOptions = {}) {
     this.#maxRecv = opts.maxRecvMessageSize ?? MAX_GRPC_MESSAGE;
     this.#maxSend = opts.maxSendMessageSize ?? MAX_GRPC_MESSAGE;
     this.#queueSize = opts.streamQueue ?? 64;
-    this.#server = http2.createServer();
-    this.#server.on("session", (session: http2.ServerHttp2Session) => {
-      this.#sessions.add(session);
-      session.on("close", () => this.#sessions.delete(session));
-      // A peer that goes away mid-call is that call's business, not the server's.
-      session.on("error", (err: Error) => log.debug("grpc: session error", { error: String(err) }));
-    });
-    this.#server.on(
-      "stream",
-      (stream: Stream, headers: http2.IncomingHttpHeaders) => this.#onStream(stream, headers),
-    );
   }
 
   /** Registers `impl` for `service` (as {@link ServiceSet.register}). */
@@ -150,221 +147,326 @@ export class GrpcServer {
     return this.#services.names();
   }
 
-  /**
-   * Listens on the unix socket `path`, made 0600. A stale socket file is
-   * replaced; a live one is AlreadyExists.
-   */
-  async listen(path: string): Promise<void> {
-    await removeStaleSocket(path);
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      this.#server.once("error", onError);
-      this.#server.listen(path, () => {
-        this.#server.off("error", onError);
-        this.#listening = true;
-        resolve();
-      });
-    });
-    await Deno.chmod(path, 0o600);
+  /** Open connections. */
+  get connections(): number {
+    return this.#conns.size;
   }
 
   /**
-   * Stops accepting, lets calls in flight finish for up to `timeoutMs`,
-   * then cancels what is left and closes every connection.
+   * Listens on the unix socket `path`, made 0600, and serves it in the
+   * background. A stale socket file is replaced; a live one is
+   * AlreadyExists. The file is removed when the server closes.
+   */
+  async listen(path: string): Promise<void> {
+    if (this.#closing) throw new BerthError(Code.Unavailable, "grpc: server is shut down");
+    await removeStaleSocket(path);
+    const listener = Deno.listen({ transport: "unix", path });
+    let ino: number | null;
+    try {
+      await Deno.chmod(path, 0o600);
+      ino = (await Deno.lstat(path)).ino;
+    } catch (err) {
+      listener.close();
+      throw err;
+    }
+    this.#listeners.add(listener);
+    const done = this.#accept(listener).finally(async () => {
+      this.#listeners.delete(listener);
+      // Remove our socket file, unless someone has replaced it meanwhile.
+      try {
+        if ((await Deno.lstat(path)).ino === ino) await Deno.remove(path);
+      } catch { /* already gone */ }
+    });
+    this.#serving.add(done);
+    done.finally(() => this.#serving.delete(done));
+  }
+
+  async #accept(listener: Deno.Listener): Promise<void> {
+    let backoff = 0;
+    for (;;) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (err) {
+        if (this.#closing || !this.#listeners.has(listener) || isClosedError(err)) return;
+        // Out of descriptors and the like: wait a little and try again.
+        backoff = Math.min(backoff === 0 ? 5 : backoff * 2, 1000);
+        log.warn("grpc: accept failed", { error: String(err), retry_ms: backoff });
+        await new Promise((r) => setTimeout(r, backoff));
+        continue;
+      }
+      backoff = 0;
+      if (this.#closing) {
+        conn.close();
+        continue;
+      }
+      const c = new H2Connection(conn, this, {}, this.#forget);
+      this.#conns.add(c);
+      c.run();
+    }
+  }
+
+  /**
+   * Stops accepting, sends every connection a GOAWAY and lets calls in
+   * flight finish for up to `timeoutMs`, then cancels what is left and
+   * closes every connection.
    */
   async shutdown(opts: { timeoutMs?: number } = {}): Promise<void> {
-    const closed = this.#stopListening();
-    for (const s of this.#sessions) s.close();
+    this.#stopListening();
+    for (const c of this.#conns) c.goaway();
     const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
-    // Idle connections may stay open after GOAWAY: wait for the calls, not the sessions.
-    while (this.#calls.size > 0 && Date.now() < deadline) {
+    while ((this.#calls.size > 0 || this.#conns.size > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
     }
     await this.close();
-    await closed;
   }
 
   /** Cancels every call and closes every connection now. */
   async close(): Promise<void> {
-    const closed = this.#stopListening();
+    this.#stopListening();
     for (const call of this.#calls) {
       call.abort(new BerthError(Code.Unavailable, "grpc: server closed"));
     }
-    for (const s of this.#sessions) s.destroy();
-    this.#sessions.clear();
-    await closed;
+    for (const c of [...this.#conns]) c.close();
+    await Promise.all(this.#serving);
   }
 
-  #stopListening(): Promise<void> {
-    if (!this.#listening) return Promise.resolve();
-    this.#listening = false;
-    return new Promise((resolve) => this.#server.close(() => resolve()));
+  #stopListening(): void {
+    this.#closing = true;
+    for (const l of this.#listeners) {
+      try {
+        l.close();
+      } catch { /* already closed */ }
+    }
+    this.#listeners.clear();
   }
 
-  #onStream(stream: Stream, headers: http2.IncomingHttpHeaders): void {
-    stream.on("error", (err: Error) => log.debug("grpc: stream error", { error: String(err) }));
-    const path = headers[":path"] ?? "";
-    const ctype = headers["content-type"] ?? "";
-    if (headers[":method"] !== "POST" || !ctype.startsWith("application/grpc")) {
+  // ---- H2Handler ----
+
+  /** A new request stream. */
+  request(s: H2Stream, headers: string[], endStream: boolean): void {
+    let method = "";
+    let path = "";
+    let ctype = "";
+    let timeout: string | undefined;
+    const md: Metadata = new Map();
+    for (let i = 0; i < headers.length; i += 2) {
+      const k = headers[i];
+      const v = headers[i + 1];
+      if (k.charCodeAt(0) === 0x3a) {
+        if (k === ":method") method = v;
+        else if (k === ":path") path = v;
+        continue;
+      }
+      if (k === "content-type") ctype = v;
+      else if (k === "grpc-timeout") timeout = v;
+      if (RESERVED.has(k)) continue;
+      const list = md.get(k);
+      if (list === undefined) md.set(k, [v]);
+      else list.push(v);
+    }
+    const conn = s.conn;
+    if (method !== "POST" || !ctype.startsWith("application/grpc")) {
       // Not a gRPC request at all: answer in HTTP terms, as gRPC servers do.
-      stream.respond({ ":status": 415, "content-type": "text/plain" });
-      stream.end("berth serves gRPC here (POST, content-type application/grpc)\n");
+      conn.respond(s, NOT_GRPC_HEADERS, false);
+      conn.write(s, NOT_GRPC_BODY);
+      conn.end(s, null);
       return;
     }
     const slash = path.lastIndexOf("/");
     const service = path.slice(1, slash > 0 ? slash : 1);
-    const method = path.slice(slash + 1);
+    const name = path.slice(slash + 1);
     let entry: MethodEntry;
     let timeoutMs: number | undefined;
     try {
       if (slash <= 0) {
         throw new BerthError(Code.Unimplemented, `malformed method name ${JSON.stringify(path)}`);
       }
-      entry = this.#services.lookup(service, method);
-      timeoutMs = parseTimeout(headers["grpc-timeout"] as string | undefined);
+      entry = this.#services.lookup(service, name);
+      timeoutMs = parseTimeout(timeout);
     } catch (err) {
-      trailersOnly(stream, toBerthError(err));
+      conn.respond(s, trailersOnly(toBerthError(err)), true);
       return;
     }
-    const call = new GrpcCall(service, method, entry, headers, timeoutMs);
+    const call = new GrpcCall(
+      s,
+      service,
+      name,
+      entry,
+      md,
+      timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
+      this.#maxRecv,
+    );
+    s.user = call;
     this.#calls.add(call);
-    let timer: ReturnType<typeof setTimeout> | undefined;
     if (timeoutMs !== undefined) {
-      timer = setTimeout(() => {
+      call.timer = setTimeout(() => {
+        call.timer = undefined;
         const err = new BerthError(Code.DeadlineExceeded, "context deadline exceeded");
-        this.#finish(stream, call, err);
+        this.#finish(call, err);
         call.abort(err);
       }, timeoutMs);
     }
-    stream.on("close", () => {
-      if (timer !== undefined) clearTimeout(timer);
-      this.#calls.delete(call);
-      if (!call.finished) {
-        call.finished = true;
-        call.abort(new BerthError(Code.Canceled, "context canceled"));
-      }
-    });
-
-    const reader = new MessageReader(this.#maxRecv);
-    if (entry.kind === "unary" || entry.kind === "server_streaming") {
-      let request: Uint8Array | undefined;
-      let count = 0;
-      stream.on("data", (chunk: Uint8Array) => {
-        if (call.finished) return;
-        try {
-          for (const m of reader.push(chunk)) {
-            count++;
-            request = m;
-          }
-        } catch (err) {
-          this.#finish(stream, call, err);
-        }
-      });
-      stream.on("end", () => {
-        if (call.finished) return;
-        if (count !== 1 || reader.pending !== 0) {
-          this.#finish(
-            stream,
-            call,
-            new BerthError(
-              count === 0 ? Code.Internal : Code.Unimplemented,
-              count === 0
-                ? "grpc: the request message is missing"
-                : `grpc: ${count} request messages for a ${entry.kind} method`,
-            ),
-          );
-          return;
-        }
-        if (entry.kind === "unary") this.#unary(stream, call, request!);
-        else this.#serverStreaming(stream, call, request!);
-      });
-      return;
+    if (entry.kind === "client_streaming" || entry.kind === "bidi_streaming") {
+      this.#streaming(call);
     }
+    if (endStream) this.data(s, new Uint8Array(0), true);
+  }
 
-    // Client and bidi streaming: requests flow to the handler as they come,
-    // and the client is paused while the handler has a queue full unread.
-    const inbound = new MessageQueue<unknown>(this.#queueSize);
-    call.inbound = inbound;
-    stream.on("data", (chunk: Uint8Array) => {
-      if (call.finished) return;
+  /** Request body bytes of a stream. */
+  data(s: H2Stream, chunk: Uint8Array, endStream: boolean): Promise<void> | void {
+    const call = s.user as GrpcCall | undefined;
+    if (call === undefined || call.finished) return;
+    const inbound = call.inbound;
+    if (inbound === undefined) {
+      // Unary and server-streaming: one request message, dispatched at the end.
       try {
-        for (const m of reader.push(chunk)) inbound.push(decodeInput(entry, m));
+        for (const m of call.reader.push(chunk)) {
+          call.count++;
+          call.request = m;
+        }
       } catch (err) {
-        this.#finish(stream, call, err);
-        call.abort(toBerthError(err));
+        this.#finish(call, err);
         return;
       }
-      if (inbound.full) {
-        stream.pause();
-        inbound.whenSpace().then(() => stream.resume());
-      }
-    });
-    stream.on("end", () => inbound.end());
+      if (endStream) this.#dispatch(call);
+      return;
+    }
+    // Client and bidi streaming: requests flow to the handler as they come,
+    // and the client is paused (its window not refilled) while the handler
+    // has a queue full unread.
+    try {
+      for (const m of call.reader.push(chunk)) inbound.push(decodeInput(call.entry, m));
+    } catch (err) {
+      this.#finish(call, err);
+      call.abort(toBerthError(err));
+      return;
+    }
+    if (endStream) {
+      if (call.reader.pending !== 0) {
+        const err = new BerthError(Code.Internal, "grpc: the stream ended inside a message");
+        this.#finish(call, err);
+        call.abort(err);
+      } else inbound.end();
+      return;
+    }
+    if (inbound.full) return inbound.whenSpace();
+  }
+
+  /** A stream is over; a call still running is cancelled. */
+  closed(s: H2Stream): void {
+    const call = s.user as GrpcCall | undefined;
+    if (call === undefined) return;
+    if (call.timer !== undefined) clearTimeout(call.timer);
+    this.#calls.delete(call);
+    if (!call.finished) {
+      call.finished = true;
+      call.abort(new BerthError(Code.Canceled, "context canceled"));
+    }
+  }
+
+  // ---- calls ----
+
+  #dispatch(call: GrpcCall): void {
+    const count = call.count;
+    if (count !== 1 || call.reader.pending !== 0) {
+      this.#finish(
+        call,
+        new BerthError(
+          count === 0 ? Code.Internal : Code.Unimplemented,
+          count === 0
+            ? "grpc: the request message is missing"
+            : `grpc: ${count} request messages for a ${call.entry.kind} method`,
+        ),
+      );
+      return;
+    }
+    const request = call.request!;
+    call.request = undefined;
+    if (call.entry.kind === "unary") this.#unary(call, request);
+    else this.#serverStreaming(call, request);
+  }
+
+  #streaming(call: GrpcCall): void {
+    const entry = call.entry;
+    const inbound = new MessageQueue<unknown>(this.#queueSize);
+    call.inbound = inbound;
     let out: unknown;
     try {
       out = entry.handler!.call(entry.self, inbound, call);
     } catch (err) {
-      this.#finish(stream, call, err);
+      this.#finish(call, err);
       return;
     }
     if (entry.kind === "bidi_streaming") {
-      this.#pumpOut(stream, call, out);
+      this.#pumpOut(call, out);
     } else if (isThenable(out)) {
       Promise.resolve(out).then(
-        (v) => this.#reply(stream, call, () => encodeOutput(entry, v)),
-        (err) => this.#finish(stream, call, err),
+        (v) => this.#replyValue(call, v),
+        (err) => this.#finish(call, err),
       );
-    } else this.#reply(stream, call, () => encodeOutput(entry, out));
+    } else this.#replyValue(call, out);
   }
 
-  #unary(stream: Stream, call: GrpcCall, request: Uint8Array): void {
+  #unary(call: GrpcCall, request: Uint8Array): void {
     let out: Uint8Array | Promise<Uint8Array>;
     try {
       out = callUnary(call.entry, request, call);
     } catch (err) {
-      this.#finish(stream, call, err);
+      this.#finish(call, err);
       return;
     }
-    if (out instanceof Uint8Array) this.#reply(stream, call, () => out as Uint8Array);
+    if (out instanceof Uint8Array) this.#reply(call, out);
     else {
       out.then(
-        (bytes) => this.#reply(stream, call, () => bytes),
-        (err) => this.#finish(stream, call, err),
+        (bytes) => this.#reply(call, bytes),
+        (err) => this.#finish(call, err),
       );
     }
   }
 
-  #serverStreaming(stream: Stream, call: GrpcCall, request: Uint8Array): void {
+  #serverStreaming(call: GrpcCall, request: Uint8Array): void {
     let out: unknown;
     try {
       out = call.entry.handler!.call(call.entry.self, decodeInput(call.entry, request), call);
     } catch (err) {
-      this.#finish(stream, call, err);
+      this.#finish(call, err);
       return;
     }
-    this.#pumpOut(stream, call, out);
+    this.#pumpOut(call, out);
+  }
+
+  #replyValue(call: GrpcCall, value: unknown): void {
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeOutput(call.entry, value);
+    } catch (err) {
+      this.#finish(call, err);
+      return;
+    }
+    this.#reply(call, bytes);
   }
 
   /** Sends one message and an OK status. */
-  #reply(stream: Stream, call: GrpcCall, encode: () => Uint8Array): void {
+  #reply(call: GrpcCall, bytes: Uint8Array): void {
     if (call.finished) return;
-    let bytes: Uint8Array;
     try {
-      bytes = encode();
       this.#checkSend(call, bytes);
     } catch (err) {
-      this.#finish(stream, call, err);
+      this.#finish(call, err);
       return;
     }
-    if (stream.destroyed || stream.closed) return;
-    this.#sendHeaders(stream, call);
     call.finished = true;
-    stream.once("wantTrailers", () => sendStatus(stream, 0, ""));
-    stream.end(frameMessage(bytes));
+    call.inbound?.end();
+    const s = call.stream;
+    this.#sendHeaders(call);
+    s.conn.write(s, frameMessage(bytes));
+    s.conn.end(s, OK_TRAILERS);
   }
 
   /** Streams a handler's output messages, then the status. */
-  async #pumpOut(stream: Stream, call: GrpcCall, out: unknown): Promise<void> {
+  async #pumpOut(call: GrpcCall, out: unknown): Promise<void> {
+    const s = call.stream;
     try {
       if (out === null || typeof out !== "object" || !(Symbol.asyncIterator in out)) {
         throw new BerthError(
@@ -376,24 +478,15 @@ export class GrpcServer {
         if (call.finished) break;
         const bytes = encodeOutput(call.entry, msg);
         this.#checkSend(call, bytes);
-        this.#sendHeaders(stream, call);
-        if (!stream.write(frameMessage(bytes))) {
-          await new Promise<void>((resolve) => {
-            const done = () => {
-              stream.off("drain", done);
-              stream.off("close", done);
-              resolve();
-            };
-            stream.on("drain", done);
-            stream.on("close", done);
-          });
-        }
+        this.#sendHeaders(call);
+        s.conn.write(s, frameMessage(bytes));
+        if (!s.conn.writable(s)) await s.conn.whenWritable(s);
       }
     } catch (err) {
-      this.#finish(stream, call, err);
+      this.#finish(call, err);
       return;
     }
-    this.#finish(stream, call, undefined);
+    this.#finish(call, undefined);
   }
 
   #checkSend(call: GrpcCall, bytes: Uint8Array): void {
@@ -405,20 +498,19 @@ export class GrpcServer {
     }
   }
 
-  #sendHeaders(stream: Stream, call: GrpcCall): void {
+  #sendHeaders(call: GrpcCall): void {
     if (call.headersSent) return;
     call.headersSent = true;
-    stream.respond({ ":status": 200, "content-type": "application/grpc" }, {
-      waitForTrailers: true,
-    });
+    call.stream.conn.respond(call.stream, RESPONSE_HEADERS, false);
   }
 
   /** Ends the call with `err`'s status, or OK when there is none. */
-  #finish(stream: Stream, call: GrpcCall, err: unknown): void {
+  #finish(call: GrpcCall, err: unknown): void {
     if (call.finished) return;
     call.finished = true;
     call.inbound?.end();
-    if (stream.destroyed || stream.closed) return;
+    const s = call.stream;
+    if (s.gone) return;
     const e = err === undefined ? undefined : toBerthError(err);
     if (e !== undefined && (e.code === Code.Unknown || e.code === Code.Internal)) {
       log.debug("grpc: handler failed", {
@@ -428,31 +520,29 @@ export class GrpcServer {
     }
     if (!call.headersSent) {
       call.headersSent = true;
-      trailersOnly(stream, e);
+      s.conn.respond(s, trailersOnly(e), true);
       return;
     }
-    stream.once("wantTrailers", () => sendStatus(stream, e?.code ?? 0, e?.message ?? ""));
-    stream.end();
+    s.conn.end(s, e === undefined ? OK_TRAILERS : statusBlock(e));
   }
 }
 
-/** A response that is only a status (nothing else was sent). */
-function trailersOnly(stream: Stream, err: BerthError | undefined): void {
-  if (stream.destroyed || stream.closed) return;
-  const headers: http2.OutgoingHttpHeaders = {
-    ":status": 200,
-    "content-type": "application/grpc",
-    "grpc-status": String(err?.code ?? 0),
-  };
+/** A trailers-only response: the whole answer is a status. */
+function trailersOnly(err: BerthError | undefined): Uint8Array {
+  const fields = [":status", "200", "content-type", "application/grpc", "grpc-status"];
+  fields.push(String(err?.code ?? 0));
   if (err !== undefined && err.message !== "") {
-    headers["grpc-message"] = encodeStatusMessage(err.message);
+    fields.push("grpc-message", encodeStatusMessage(err.message));
   }
-  stream.respond(headers, { endStream: true });
+  return encodeHeaders(fields);
 }
 
-function sendStatus(stream: Stream, code: number, message: string): void {
-  if (stream.destroyed || stream.closed) return;
-  const trailers: http2.OutgoingHttpHeaders = { "grpc-status": String(code) };
-  if (message !== "") trailers["grpc-message"] = encodeStatusMessage(message);
-  stream.sendTrailers(trailers);
+function statusBlock(err: BerthError): Uint8Array {
+  const fields = ["grpc-status", String(err.code)];
+  if (err.message !== "") fields.push("grpc-message", encodeStatusMessage(err.message));
+  return encodeHeaders(fields);
+}
+
+function isClosedError(err: unknown): boolean {
+  return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted;
 }

@@ -187,3 +187,50 @@ Deno.test("grpc: shutdown lets a call in flight finish, then refuses new connect
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("grpc: a client that sends GOAWAY after 300 calls does not hurt the server", async () => {
+  // Deno's node:http2 server aborted the process here (denoland/deno#36788).
+  await withEcho(async (client, _obs, path) => {
+    for (let round = 0; round < 2; round++) {
+      const c = new GrpcClient(path);
+      for (let i = 0; i < 300; i++) await c.unary(Echo.method.say, { text: String(i) });
+      await c.close();
+    }
+    assert.equal((await client.unary(Echo.method.say, { text: "after" })).text, "after");
+  });
+});
+
+Deno.test("grpc: 8 MiB each way flows through the windows; 200 calls in flight on one connection", async () => {
+  await withEcho(async (client) => {
+    const blob = new Uint8Array(8 << 20);
+    for (let i = 0; i < blob.length; i += 4093) blob[i] = i & 0xff;
+    const res = await client.unary(Echo.method.say, { text: "big", blob });
+    assert.equal(res.blob.length, blob.length);
+    assert.deepEqual(res.blob, blob);
+    const many = await Promise.all(
+      Array.from(
+        { length: 200 },
+        (_, i) => client.unary(Echo.method.say, { text: `c${i}`, delayMs: 50 }),
+      ),
+    );
+    assert.deepEqual(many.map((r) => r.text), Array.from({ length: 200 }, (_, i) => `c${i}`));
+  });
+});
+
+Deno.test("grpc: a client's RST_STREAM aborts the handler's signal", async () => {
+  await withEcho(async (client, observed) => {
+    const ctrl = new AbortController();
+    const call = client.unary(Echo.method.say, { text: "cancel-me", delayMs: 5000 }, {
+      signal: ctrl.signal,
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    ctrl.abort();
+    await assert.rejects(call, isCode(Code.Canceled));
+    for (let i = 0; i < 100 && observed.aborted.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(observed.aborted.length, 1);
+    assert.equal(observed.aborted[0].text, "cancel-me");
+    assert.ok(isCode(Code.Canceled)(observed.aborted[0].reason));
+  });
+});
