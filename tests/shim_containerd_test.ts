@@ -360,6 +360,85 @@ Deno.test({
         await assertNothingLeft(env);
       });
 
+      await step("a group of 3 in one shim: each deleted in turn, the shim exits last", async () => {
+        // The shim starts in the first container's bundle, which containerd
+        // removes once that container is deleted; the others must still work.
+        const ids = ["gd0", "gd1", "gd2"];
+        for (const id of ids) {
+          const group = ["--annotation", "io.containerd.runc.v2.group=gd"];
+          await ctrOk(env, ["run", "-d", "--runtime", RUNTIME, ...group, env.img.ref, id, "sleep", "1000"]);
+        }
+        const listed = () => ctrOk(env, ["tasks", "ls"]);
+        const inits = (await listed()).split("\n").map((l) => l.trim().split(/\s+/))
+          .filter(([id]) => ids.includes(id))
+          .sort(([a], [b]) => a.localeCompare(b))
+          .map(([, pid]) => Number(pid));
+        assert.equal(inits.length, 3);
+        const shim = await shimOf(env, ids[0]);
+        for (const id of ids) assert.equal(await shimOf(env, id), shim, `${id} shares the group's shim`);
+        const bundles = ids.map((id) => bundleOf(env, id));
+        // Deleted means: no task, its init reaped, nothing mounted under its bundle, no runc state.
+        const assertGone = async (i: number) => {
+          assert.doesNotMatch(await listed(), new RegExp(`^${ids[i]}\\s`, "m"));
+          await waitFor(`${ids[i]}'s init to be reaped`, () => !isAlive(inits[i]));
+          assert.deepEqual(mountsUnder(bundles[i]), [], `mounts left under ${ids[i]}'s bundle`);
+          const runcState = safeReadDir(`${BERTH_RUNC_ROOT}/${ctd.namespace}`);
+          assert.ok(!runcState.includes(ids[i]), `runc state of ${ids[i]} left`);
+        };
+        const assertServing = async (left: string[]) => {
+          assert.ok(isAlive(shim), "the group's shim still runs");
+          for (const id of left) {
+            assert.equal(await shimOf(env, id), shim);
+            assert.match(await listed(), new RegExp(`^${id}\\s+\\d+\\s+RUNNING`, "m"));
+          }
+          // runc still starts for them, also once the shim's first bundle is gone.
+          assert.match(await ctrOk(env, ["tasks", "ps", left[0]]), /PID/);
+        };
+        // containerd calls Shutdown after every Delete: a shim that holds containers stays.
+        const askShutdown = async () => {
+          const address = (await Deno.readTextFile(`${bundles[2]}/address`))
+            .replace(/^unix:\/\//, "");
+          const client = await connect(address);
+          try {
+            const metadata = { [NAMESPACE_METADATA_KEY]: ctd.namespace };
+            const task = serviceClient(client, Task, { defaults: { metadata } });
+            await task.shutdown({ id: ids[2] });
+          } finally {
+            client.close();
+            await client.done;
+          }
+        };
+        const killAndDelete = async (id: string) => {
+          await ctrOk(env, ["tasks", "kill", "-s", "SIGKILL", id]);
+          const stopped = new RegExp(`^${id}\\s+\\d+\\s+STOPPED`, "m");
+          await waitFor(`${id} to stop`, async () => stopped.test(await listed()));
+          await ctrOk(env, ["tasks", "delete", id], 30_000);
+        };
+        try {
+          await askShutdown();
+          await assertServing(ids);
+
+          await killAndDelete(ids[0]);
+          await assertGone(0);
+          await assertServing(ids.slice(1));
+          await askShutdown();
+          await assertServing(ids.slice(1));
+
+          // A running one: delete -f kills all its processes, waits for the exit, deletes.
+          await ctrOk(env, ["tasks", "delete", "-f", ids[1]], 30_000);
+          await assertGone(1);
+          await assertServing(ids.slice(2));
+
+          await killAndDelete(ids[2]);
+          await assertGone(2);
+          await waitFor("the group's shim to exit", () => !isAlive(shim));
+        } finally {
+          for (const id of ids) await ctd.ctr(["tasks", "delete", "-f", id], { timeoutMs: 30_000 });
+          await ctd.ctr(["containers", "rm", ...ids]);
+        }
+        await assertNothingLeft(env);
+      });
+
       await step("containerd SIGKILLed and restarted: tasks still run and can be ended", async () => {
         await ctrOk(env, ["run", "-d", "--runtime", RUNTIME, env.img.ref, "r1", "sleep", "1000"]);
         await ctrOk(env, ["run", "-d", "--runtime", RUNTIME, "--annotation", "io.containerd.runc.v2.group=g2", env.img.ref, "r2", "sleep", "1000"]);

@@ -266,6 +266,40 @@ Deno.test("process: runtime options choose the binary (BinaryName) and its state
   });
 });
 
+Deno.test("process: a runtime that cannot start fails kill --all as Internal, not NotFound", async () => {
+  // NotFound means "already gone" to containerd's client, which then waits for an exit for ever.
+  await withFixture(async ({ dir, env }) => {
+    const wrapper = `${dir}/gone-runc`;
+    const script = `#!/bin/sh\nexec runc "$@"\n`;
+    await Deno.writeTextFile(wrapper, script, { mode: 0o755 });
+    const b = await bundle(dir, "b9", ["sleep", "1000"]);
+    const c = await Container.create({
+      id: "p9",
+      bundle: b,
+      rootfs: [],
+      stdio: { stdin: "", stdout: "", stderr: "", terminal: false },
+      checkpoint: "",
+      options: packEvent(OptionsSchema, { binaryName: wrapper }),
+    }, env);
+    try {
+      await c.start("", () => {});
+      await Deno.remove(wrapper);
+      await assert.rejects(
+        c.kill("", 9, true),
+        (e) => e instanceof BerthError && e.code === Code.Internal && /OCI runtime kill failed/.test(e.message),
+      );
+      assert.equal(c.init.state, "running");
+    } finally {
+      await Deno.writeTextFile(wrapper, script, { mode: 0o755 });
+      await c.kill("", 9, true);
+      await c.init.exited;
+      await c.delete("");
+    }
+    assert.deepEqual([...Deno.readDirSync(`/run/berth/runc/${NS}`)], []);
+    assert.deepEqual(zombieChildren(), []);
+  });
+});
+
 Deno.test("process: an exec with a terminal: input, resize (TIOCSWINSZ), output, CloseIO hangs it up", async () => {
   await withFixture(async ({ dir, env }) => {
     const b = await bundle(dir, "b9", ["sleep", "60"]);

@@ -290,7 +290,10 @@ export class Container {
     try {
       await runcDelete(this.runc, this.id, p.state === "created");
     } catch (e) {
-      if (!(e instanceof BerthError && e.code === Code.NotFound)) err = prefixed(e, "failed to delete task");
+      if (runtimeNotStarted(e)) err = notStartedError(e, "failed to delete task");
+      else if (!(e instanceof BerthError && e.code === Code.NotFound)) {
+        err = prefixed(e, "failed to delete task");
+      }
     }
     p.state = "deleted";
     await p.releaseIO();
@@ -416,8 +419,24 @@ function prefixed(err: unknown, what: string): BerthError {
   return new BerthError(Code.Unknown, `${what}: ${(err as Error).message ?? err}`, { cause: err });
 }
 
+/**
+ * True when the runtime could not be started at all (spawn's NotFound, e.g.
+ * no such binary or no working directory): unlike the runtime's own "does
+ * not exist", it says nothing about the container.
+ */
+function runtimeNotStarted(err: unknown): boolean {
+  return (err as Error)?.cause instanceof Deno.errors.NotFound;
+}
+
+/** The error for a runtime that did not start: Internal, never NotFound (read as "already gone"). */
+function notStartedError(err: unknown, what: string): BerthError {
+  return new BerthError(Code.Internal, `${what}: ${(err as Error).message}`, { cause: err });
+}
+
 function killError(err: unknown): BerthError {
   const msg = (err as Error).message ?? String(err);
+  // A NotFound here would have the client wait for an exit that never comes.
+  if (runtimeNotStarted(err)) return notStartedError(err, "OCI runtime kill failed");
   if (/container not running|no such process|process already finished/i.test(msg)) {
     return new BerthError(Code.NotFound, "process already finished: not found");
   }

@@ -26,12 +26,18 @@ const STOP_DEADLINE_MS = 15_000;
 /** Log lines waiting for a slow log reader; beyond this many bytes, lines are dropped. */
 const LOG_BACKLOG_BYTES = 1 << 20;
 
+/** A log destination: where lines go, and how to let go of it. */
+interface LogFifo {
+  sink: (line: string) => void;
+  close: () => void;
+}
+
 /**
- * Sends log lines to the bundle's `log` fifo (containerd reads it and
- * copies it into its own log) when there is one. Writes are queued so a
- * slow reader never blocks the shim.
+ * Opens the bundle's `log` fifo (containerd reads it and copies it into its
+ * own log) when there is one. Writes are queued so a slow reader never
+ * blocks the shim.
  */
-async function logToFifo(bundle: string): Promise<(() => void) | null> {
+async function logToFifo(bundle: string): Promise<LogFifo | null> {
   const path = `${bundle}/log`;
   try {
     if (!(await Deno.stat(path)).isFifo) return null;
@@ -41,12 +47,16 @@ async function logToFifo(bundle: string): Promise<(() => void) | null> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   // containerd holds the fifo open for reading, so this open returns at once;
   // a fifo nobody reads would block it, hence the timeout.
+  const opening = Deno.open(path, { write: true });
   const file = await Promise.race([
-    Deno.open(path, { write: true }),
+    opening,
     new Promise<null>((r) => (timer = setTimeout(() => r(null), 1000))),
   ]);
   clearTimeout(timer);
-  if (!file) return null;
+  if (!file) {
+    opening.then((f) => f.close(), () => {}); // a reader came too late: let go of it
+    return null;
+  }
   const enc = new TextEncoder();
   let queue: Uint8Array[] = [];
   let queued = 0;
@@ -68,14 +78,14 @@ async function logToFifo(bundle: string): Promise<(() => void) | null> {
     }
     writing = false;
   };
-  setLogSink((line) => {
+  const sink = (line: string) => {
     if (closed || queued > LOG_BACKLOG_BYTES) return;
     const bytes = enc.encode(line);
     queue.push(bytes);
     queued += bytes.length;
     if (!writing) pump();
-  });
-  return () => {
+  };
+  const close = () => {
     closed = true;
     try {
       file.close();
@@ -83,6 +93,76 @@ async function logToFifo(bundle: string): Promise<(() => void) | null> {
       // already closed
     }
   };
+  return { sink, close };
+}
+
+/**
+ * Where the shim lives: the bundle it works in (its cwd) and whose `log`
+ * fifo carries its log, at first the bundle of the container it was started
+ * for. A group shim outlives that container, and containerd removes a
+ * bundle once its container is deleted: Deno then starts no process at all
+ * (not even runc by absolute path), and that log fifo has no reader any
+ * more. So when the home bundle is released, the shim moves into the bundle
+ * of a container it still serves (containerd reads every bundle's log
+ * fifo), or to "/" when none is left.
+ */
+class Home {
+  private fifo: LogFifo | null = null;
+  /** Counts moves, so a slow log open never installs the log of a home already left. */
+  private moves = 0;
+
+  /** Opens the log fifo of `bundle`, the first home (once, at start). */
+  async openLog(bundle: string): Promise<void> {
+    this.use(await logToFifo(bundle));
+  }
+
+  private use(next: LogFifo | null): void {
+    if (!next) return;
+    setLogSink(next.sink);
+    this.fifo?.close();
+    this.fifo = next;
+  }
+
+  /** `bundle` goes away: when it is home (or home is gone already), move to one of `serving`. */
+  leave(bundle: string, serving: string[]): void {
+    // Compared as directories, not names: containerd's path and the cwd may spell it differently.
+    const here = statOrNull(".");
+    const there = statOrNull(bundle);
+    if (here && (!there || here.dev !== there.dev || here.ino !== there.ino)) return;
+    const move = ++this.moves;
+    let next = "/";
+    for (const b of serving) {
+      try {
+        Deno.chdir(b);
+        next = b;
+        break;
+      } catch {
+        // that bundle is going too: try the next
+      }
+    }
+    if (next === "/") Deno.chdir("/");
+    log.info("shim moved to another bundle", { from: bundle, to: next });
+    // With no bundle left the old log stays: it may still carry the last lines.
+    if (next === "/") return;
+    logToFifo(next).then((fifo) => {
+      if (move === this.moves) this.use(fifo);
+      else fifo?.close();
+    }, (err) => log.warn("could not open the log of the new home", { bundle: next, error: err }));
+  }
+
+  /** Closes the log (the shim is exiting). */
+  close(): void {
+    this.fifo?.close();
+    this.fifo = null;
+  }
+}
+
+function statOrNull(path: string): Deno.FileInfo | null {
+  try {
+    return Deno.statSync(path);
+  } catch {
+    return null;
+  }
 }
 
 /** A listener made before the shim knew its identity (an adopted spare), and whom to tell once it serves. */
@@ -94,8 +174,8 @@ export interface Preset {
 /** Runs the serve action until the shim is told to stop; returns the exit status. */
 export async function serveShim(flags: ShimFlags, preset?: Preset): Promise<number> {
   if (flags.debug) setLogLevel("debug");
-  const bundle = flags.bundle || Deno.cwd();
-  const closeLog = await logToFifo(bundle);
+  const home = new Home();
+  await home.openLog(flags.bundle || Deno.cwd());
   if (!flags.socket) {
     log.error("serve needs -socket");
     return 2;
@@ -117,6 +197,7 @@ export async function serveShim(flags: ShimFlags, preset?: Preset): Promise<numb
     publisher,
     debug: flags.debug,
     shutdown: () => stop(),
+    released: (bundle, serving) => home.leave(bundle, serving),
     // Once a container runs, the start that made it is done: a good moment
     // to have a spare boot for the next one.
     started: () => {
@@ -177,6 +258,6 @@ export async function serveShim(flags: ShimFlags, preset?: Preset): Promise<numb
   Deno.removeSignalListener("SIGPIPE", onPipe);
   clearTimeout(forced);
   log.info("shim exited");
-  closeLog?.();
+  home.close();
   return 0;
 }

@@ -53,6 +53,12 @@ export interface ServiceDeps {
   shutdown: () => void;
   /** Told after each container's init started (the serve process then makes sure a spare waits). */
   started?: () => void;
+  /**
+   * Told when this shim lets go of a container's bundle (its init deleted,
+   * or its Create failed): containerd removes the directory next. `serving`
+   * lists the bundles of the containers still here.
+   */
+  released?: (bundle: string, serving: string[]) => void;
 }
 
 /** The shim's state behind the Task API. */
@@ -99,6 +105,14 @@ export class TaskService {
     });
   }
 
+  private releaseBundle(bundle: string): void {
+    try {
+      this.deps.released?.(bundle, [...this.containers.values()].map((c) => c.bundle));
+    } catch (err) {
+      log.warn("releasing a bundle failed", { bundle, error: err });
+    }
+  }
+
   /** A readable dump of containers, processes and pending waits (SIGUSR1). */
   dump(): string {
     const lines = [`containers: ${this.containers.size}, events queued: ${this.pub.pending}`];
@@ -129,7 +143,10 @@ export class TaskService {
             stdio: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
             options: req.options,
             checkpoint: req.checkpoint,
-          }, this.env);
+          }, this.env).catch((err) => {
+            this.releaseBundle(req.bundle);
+            throw err;
+          });
           this.containers.set(req.id, c);
           this.pub.publish(TOPICS.create, ev.TaskCreateSchema, {
             containerId: req.id,
@@ -167,6 +184,7 @@ export class TaskService {
         const exitedAt = p.exit ? timestampFromDate(p.exit.at) : undefined;
         if (p.isInit) {
           this.containers.delete(c.id);
+          this.releaseBundle(c.bundle);
           this.pub.publish(TOPICS.delete, ev.TaskDeleteSchema, {
             containerId: c.id,
             pid: p.pid,
