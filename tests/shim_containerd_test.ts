@@ -105,7 +105,8 @@ function bundleOf(env: Env, id: string): string {
 
 /** Asserts that nothing of the test is left: shims, runc/container processes, mounts, sockets, fifos. */
 async function assertNothingLeft(env: Env): Promise<void> {
-  await waitFor("shims and spares to exit", () => shimPids(env).length === 0, 15_000, () =>
+  // 30 s: a spare that lost its socket to a racing start exits on its own after ~20 s.
+  await waitFor("shims and spares to exit", () => shimPids(env).length === 0, 30_000, () =>
     shimPids(env).map((pid) => {
       let cwd = "?";
       try {
