@@ -1,6 +1,5 @@
 // Unpacking a layer into a directory, as containerd's archive.Apply does.
 
-import { lchown, lutimes } from "node:fs/promises";
 import { Digester } from "../content/mod.ts";
 import { invalidArgument } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
@@ -9,6 +8,10 @@ import { cleanEntryPath, resolveInRoot } from "./path.ts";
 import { lsetxattr } from "../../ffi/mod.ts";
 import { makeNode, setLayerXattr } from "./sys.ts";
 import { mtimeOf, readTar, type TarHeader, xattrsOf } from "./tar.ts";
+
+// Imported dynamically: a bundle evaluates its static node: imports at every
+// start, whatever the mode, and this one costs tens of ms.
+const { lchown, lutimes } = await import("node:fs/promises");
 
 /** OCI whiteout prefix: `.wh.<name>` deletes `<name>` from the layers below. */
 export const WHITEOUT_PREFIX = ".wh.";

@@ -5,8 +5,10 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { BerthError, Code } from "../errdefs/mod.ts";
+
+// Imported dynamically: a bundle evaluates its static node: imports at every start.
+const { parseArgs } = await import("node:util");
 
 /** One flag of a command, as a table row. */
 export interface FlagSpec {

@@ -1,7 +1,11 @@
 // Digest strings ("<algorithm>:<hex>") and streaming digesters.
 
-import { createHash, type Hash } from "node:crypto";
+import type { Hash } from "node:crypto";
 import { invalidArgument } from "../errdefs/mod.ts";
+
+// Imported dynamically: a bundle evaluates its static node: imports at every
+// start, whatever the mode, and this one costs tens of ms.
+const { createHash } = await import("node:crypto");
 
 /** Hex length of each supported algorithm, as the OCI image spec registers them. */
 const HEX_LENGTH: Record<string, number> = { sha256: 64, sha384: 96, sha512: 128 };

@@ -1,10 +1,15 @@
 // The metadata database: one SQLite file, a versioned schema, and the
 // transaction and lock discipline every store in this folder follows.
 
-import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import type { SQLInputValue } from "node:sqlite";
 import { failedPrecondition, invalidArgument } from "../errdefs/mod.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";
 import { validateLabels } from "../labels/mod.ts";
+
+// Imported dynamically: a bundle evaluates its static node: imports at every
+// start, whatever the mode.
+const { DatabaseSync } = await import("node:sqlite");
+type DatabaseSync = InstanceType<typeof DatabaseSync>;
 
 /** Directory of the metadata database inside berth's state root. */
 export const METADATA_PLUGIN_DIR = "io.containerd.metadata.v1.sqlite";

@@ -1,10 +1,14 @@
 // A snapshotter's own metadata: which snapshots exist, their kind, parent,
 // labels and recorded usage, in SQLite beside the snapshot directories.
 
-import { DatabaseSync } from "node:sqlite";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../errdefs/mod.ts";
 import { validateLabels } from "../labels/mod.ts";
 import type { Kind, SnapshotInfo, Usage } from "./types.ts";
+
+// Imported dynamically: a bundle evaluates its static node: imports at every
+// start, whatever the mode.
+const { DatabaseSync } = await import("node:sqlite");
+type DatabaseSync = InstanceType<typeof DatabaseSync>;
 
 /** One stored snapshot with its internal id and its ancestors' ids. */
 export interface StoredSnapshot {
