@@ -8,7 +8,9 @@
 
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { BerthError, Code } from "../errdefs/mod.ts";
-import { type Client, connect, NAMESPACE_METADATA_KEY, type ServiceClient, serviceClient } from "../ttrpc/mod.ts";
+// The client half of ttrpc only: ttrpc/mod.ts would also load the server and its peer check (ffi).
+import { type Client, connect, type ServiceClient, serviceClient } from "../ttrpc/client.ts";
+import { NAMESPACE_METADATA_KEY } from "../ttrpc/context.ts";
 import { DEFAULT_ADDRESS, type GlobalOptions } from "./cli.ts";
 import { HintedError } from "./errors.ts";
 

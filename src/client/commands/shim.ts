@@ -2,7 +2,8 @@
 import { Code } from "../../errdefs/mod.ts";
 import { Task } from "../../gen/containerd/task/v2/shim_pb.ts";
 import { socketDir, socketPath } from "../../shim/socket.ts";
-import { connect, NAMESPACE_METADATA_KEY, serviceClient } from "../../ttrpc/mod.ts";
+import { connect, serviceClient } from "../../ttrpc/client.ts";
+import { NAMESPACE_METADATA_KEY } from "../../ttrpc/context.ts";
 import { type GlobalOptions, type GroupSpec, str, usageError } from "../cli.ts";
 import { HintedError } from "../errors.ts";
 import { printJSON, timestampText } from "../output.ts";

@@ -16,8 +16,11 @@ export const command: CommandSpec = {
     const client = `Client:\n  Version:  ${VERSION}\n  Revision: \n  Deno version: ${Deno.version.deno}\n\n`;
     if (!json) write(client);
     return await withConnection(global, async (conn) => {
-      const v = await conn.service(Version).version({});
-      const server = await conn.service(Introspection).server({});
+      // One round trip for both (the connection carries many calls at once).
+      const [v, server] = await Promise.all([
+        conn.service(Version).version({}),
+        conn.service(Introspection).server({}),
+      ]);
       if (json) {
         printJSON({
           client: { version: VERSION, deno: Deno.version.deno },
