@@ -12,13 +12,14 @@ const { parseArgs } = await import("node:util");
 /** Usage text of `berth daemon`. */
 export const DAEMON_USAGE = `Usage: berth daemon [flags]
 
-Runs the berth daemon: containerd's services over ttrpc at <address>.ttrpc.
+Runs the berth daemon: containerd's services over gRPC at <address> (for ctr and other
+containerd clients) and over ttrpc at <address>.ttrpc.
 
 Flags:
   -c, --config FILE       config file in containerd's TOML shape (default ${DEFAULT_CONFIG_PATH}, if present)
       --root DIR          persistent data (default /var/lib/berth)
       --state DIR         runtime state (default /run/berth)
-  -a, --address SOCK      API address; ttrpc listens on SOCK.ttrpc (default /run/berth/berth.sock)
+  -a, --address SOCK      gRPC socket; ttrpc listens on SOCK.ttrpc (default /run/berth/berth.sock)
   -l, --log-level LEVEL   trace, debug, info, warn, error or fatal (default info)
   -h, --help              show this help
 `;
