@@ -255,6 +255,7 @@ class World {
         (id === undefined || argv.includes(id))
       )
     ) pids.add(pid);
+
     // A shim works in its bundle: any process whose cwd is (or was) a bundle here.
     const bundle = id === undefined ? this.bundles : `${this.bundles}/${id}`;
     for (const pid of allPids()) {
@@ -266,10 +267,17 @@ class World {
     return [...pids];
   }
 
+  /** Every shim process whose argv names this world's daemon (its idle warm spares among them). */
+  daemonShims(): number[] {
+    return findProcesses((_pid, argv) =>
+      argv.some((a) => a.includes("containerd-shim")) && argv.includes(this.address)
+    );
+  }
+
   /** Removes whatever is left, whatever happened. */
   async cleanup(): Promise<void> {
     await this.stop().catch(() => {});
-    await killNow(await this.shimPids());
+    await killNow([...await this.shimPids(), ...this.daemonShims()]);
     // Containers the shims left: runc removes them (and their cgroups).
     for (const runcRoot of [`${RUNC_SHIM_ROOT}/${this.ns}`, `${BERTH_RUNC_ROOT}/${this.ns}`]) {
       let ids: string[] = [];
@@ -297,6 +305,7 @@ class World {
   /** Fails when anything of this world is still there (processes, mounts, sockets). */
   async assertClean(): Promise<void> {
     assert.deepEqual(await this.shimPids(), [], "no shim left");
+    assert.deepEqual(this.daemonShims(), [], "no shim or warm spare of the daemon left");
     assert.deepEqual(mountsUnder(this.tmp), [], "no mount left");
     for (const a of this.shimAddresses) {
       await assert.rejects(

@@ -85,7 +85,8 @@ function shimArgs(env: ShimEnvironment, bundle: Bundle, extra: string[]): string
   ];
 }
 
-function shimEnv(env: ShimEnvironment): Record<string, string> {
+/** The environment a shim runs with (containerd's: TTRPC_ADDRESS, GOMAXPROCS). */
+export function shimEnv(env: ShimEnvironment): Record<string, string> {
   return { GOMAXPROCS: "2", TTRPC_ADDRESS: env.ttrpcAddress };
 }
 

@@ -8,8 +8,8 @@
  * @module
  */
 
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { type Any, timestampNow } from "@bufbuild/protobuf/wkt";
+import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { type Any, AnySchema, timestampNow } from "@bufbuild/protobuf/wkt";
 import { type Config, resolveRuntime } from "../config/mod.ts";
 import { alreadyExists, notFound } from "../errdefs/mod.ts";
 import { type Exchange, Topic } from "../events/mod.ts";
@@ -18,6 +18,7 @@ import { type DeleteResponse, Task } from "../gen/containerd/task/v2/shim_pb.ts"
 import type { MountSchema } from "../gen/containerd/types/mount_pb.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";
 import { log } from "../log/mod.ts";
+import { startShim } from "../shim/start.ts";
 import { type Client, connect, type ServiceClient, serviceClient } from "../ttrpc/mod.ts";
 import { type Bundle, bundleOf, createBundle, deleteBundle, readBundleFile } from "./bundle.ts";
 import {
@@ -28,6 +29,7 @@ import {
 } from "./binary.ts";
 import { configRuntimeOptions } from "./options.ts";
 import { openShimLog, type ShimLog } from "./shim_log.ts";
+import { isBerthShim, WarmShims } from "./warm.ts";
 
 /** The ttrpc client of one shim's Task service. */
 export type ShimTaskClient = ServiceClient<typeof Task>;
@@ -114,10 +116,12 @@ export class TaskManager {
   #conns = new Map<string, ConnectionEntry>();
   #cleanups = new Set<Promise<void>>();
   #closing = false;
+  #warm: WarmShims;
 
   /** A manager with no tasks; call {@link recover} to reload those of an earlier run. */
   constructor(opts: TaskManagerOptions) {
     this.#opts = opts;
+    this.#warm = new WarmShims(opts.env);
   }
 
   /** The task `id` in `namespace`; NotFound when there is none. */
@@ -276,12 +280,7 @@ export class TaskManager {
       let task: ShimTaskClient | undefined;
       try {
         shimLog = await openShimLog(bundle.path);
-        const address = await startShimBinary(
-          binary,
-          this.#opts.env,
-          bundle,
-          shimOptions,
-        );
+        const address = await this.#startShim(binary, bundle, shimOptions);
         // Kept so that a restarted daemon finds the same binary.
         await Deno.writeTextFile(`${bundle.path}/shim-binary-path`, binary, { mode: 0o600 });
         conn = await this.#connection(address);
@@ -300,6 +299,8 @@ export class TaskManager {
         });
         const t: ShimTask = { namespace, id, bundle, binary, task, conn, log: shimLog };
         this.#tasks.set(key, t);
+        // Off the path of this start: a warm shim for the next one.
+        if (isBerthShim(binary)) this.#warm.refill(binary);
         return { task: t, pid: resp.pid };
       } catch (err) {
         await this.#undoCreate(bundle, binary, task, conn, key, shimLog);
@@ -307,6 +308,39 @@ export class TaskManager {
       }
     } finally {
       this.#pending.delete(key);
+    }
+  }
+
+  /**
+   * Starts (or finds) the shim of a new task and returns its address:
+   * berth's own shim through its start logic run here, served by a warm
+   * spare (no process start), any other shim through its `start` action.
+   */
+  async #startShim(binary: string, bundle: Bundle, options: Any | undefined): Promise<string> {
+    const env = this.#opts.env;
+    if (!isBerthShim(binary)) return await startShimBinary(binary, env, bundle, options);
+    try {
+      return await startShim({
+        namespace: bundle.namespace,
+        address: env.address,
+        publishBinary: env.publishBinary,
+        id: bundle.id,
+        bundle: bundle.path,
+        debug: env.debug,
+        socket: "",
+        action: "start",
+        ttrpcAddress: env.ttrpcAddress,
+      }, {
+        options: options === undefined ? new Uint8Array() : toBinary(AnySchema, options),
+        parentPid: Deno.pid,
+        launch: (flags) => this.#warm.launch(binary, flags),
+      });
+    } catch (err) {
+      log.warn("starting a warm shim failed; running the shim's start action", {
+        id: bundle.id,
+        error: String(err),
+      });
+      return await startShimBinary(binary, env, bundle, options);
     }
   }
 
@@ -435,10 +469,11 @@ export class TaskManager {
 
   /**
    * Lets go of every shim without touching it: shims and their containers
-   * keep running, and the next daemon reloads them.
+   * keep running, and the next daemon reloads them. Idle warm shims stop.
    */
   async close(): Promise<void> {
     this.#closing = true;
+    await this.#warm.close();
     await this.settle();
     for (const e of this.#conns.values()) {
       await e.promise.then((c) => c.client.close(), () => {});

@@ -165,9 +165,13 @@ function statOrNull(path: string): Deno.FileInfo | null {
   }
 }
 
-/** A listener made before the shim knew its identity (an adopted spare), and whom to tell once it serves. */
+/**
+ * How an adopted spare serves: a listener it made before it knew its
+ * identity (none: it listens on the socket of its flags), and whom to tell
+ * once it serves.
+ */
 export interface Preset {
-  listener: Deno.UnixListener;
+  listener?: Deno.UnixListener;
   ready: () => Promise<void>;
 }
 
@@ -208,16 +212,23 @@ export async function serveShim(flags: ShimFlags, preset?: Preset): Promise<numb
   const impl = service.impl();
   server.register(TaskV2, impl);
   server.register(TaskV3, impl, { name: "containerd.task.v3.Task" });
-  if (preset) {
+  if (preset?.listener) {
     server.serve(preset.listener).catch((err) => log.error("serving stopped", { error: err }));
-    await preset.ready();
   } else {
     await server.listen(flags.socket);
   }
-  log.info("shim serving", { pid: Deno.pid, socket: flags.socket, namespace: flags.namespace, id: flags.id, adopted: !!preset });
+  await preset?.ready();
+  log.info("shim serving", {
+    pid: Deno.pid,
+    socket: flags.socket,
+    namespace: flags.namespace,
+    id: flags.id,
+    adopted: !!preset,
+  });
 
   const onStop = () => stop();
-  const onDump = () => log.info(`=== shim state dump ===\n${service.dump()}\n${reaper.dump()}\n=== end of dump ===`);
+  const onDump = () =>
+    log.info(`=== shim state dump ===\n${service.dump()}\n${reaper.dump()}\n=== end of dump ===`);
   const onPipe = () => {};
   Deno.addSignalListener("SIGTERM", onStop);
   Deno.addSignalListener("SIGINT", onStop);

@@ -93,7 +93,9 @@ export async function adoptSpare(dir: string, path: string, flags: ShimFlags): P
         }
       }
       await Deno.remove(path).catch(() => {});
-      Deno.stderr.writeSync(new TextEncoder().encode(`berth shim: spare not adopted: ${(err as Error).message}\n`));
+      Deno.stderr.writeSync(
+        new TextEncoder().encode(`berth shim: spare not adopted: ${(err as Error).message}\n`),
+      );
       return 0;
     } finally {
       conn?.close();
@@ -148,7 +150,13 @@ export async function ensureSpare(dir: string): Promise<void> {
       await Deno.writeTextFile(marker, String(Date.now()));
     }
     const self = selfCommand(["shim", "-socket", sparePath(dir), "spare"]);
-    const child = spawn(self.cmd, self.args, { cwd: "/", detached: true, stdin: "null", stdout: "null", stderr: "null" });
+    const child = spawn(self.cmd, self.args, {
+      cwd: "/",
+      detached: true,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    });
     child.unref();
     child.status.catch(() => {});
   } catch (err) {
@@ -178,9 +186,11 @@ async function anyShimAlive(dir: string): Promise<boolean> {
 /**
  * The spare action: listens at the spare path and waits to be adopted;
  * then becomes the shim described by the adoption (see {@link adoptSpare}).
+ * With no path, it is a spare of its parent instead ({@link runOwnedSpare}).
  * Returns the process exit status.
  */
 export async function runSpare(path: string): Promise<number> {
+  if (path === "") return await runOwnedSpare();
   const dir = path.slice(0, path.lastIndexOf("/"));
   // Load the serving code before offering itself: adoption must be quick.
   const { serveShim } = await import("./serve.ts");
@@ -268,4 +278,46 @@ export async function runSpare(path: string): Promise<number> {
       conn.close();
     },
   });
+}
+
+/**
+ * A spare owned by the process that started it (berth's daemon keeps one
+ * warm for its own shim): it loads the serving code, then reads one
+ * {@link Adoption} line from stdin, listens on the adoption's `socket`,
+ * answers "ok" on stdout and serves. End of stdin before that (the owner
+ * stopped it, or died) ends it. Nothing of it is in the file system until
+ * it is adopted, so no lock, probe or timer is needed.
+ */
+export async function runOwnedSpare(): Promise<number> {
+  const { serveShim } = await import("./serve.ts");
+  const line = await readStdinLine();
+  if (line === "") return 0;
+  const msg = JSON.parse(line) as Adoption;
+  if (!msg?.flags?.socket) throw new Error("adoption without a socket");
+  for (const [k, v] of Object.entries(msg.env ?? {})) Deno.env.set(k, v);
+  if (msg.flags.bundle) Deno.chdir(msg.flags.bundle);
+  return await serveShim(msg.flags, {
+    ready: async () => {
+      await Deno.stdout.write(new TextEncoder().encode("ok\n"));
+    },
+  });
+}
+
+/** One line of stdin (without its newline); "" at end of input. */
+async function readStdinLine(): Promise<string> {
+  const reader = Deno.stdin.readable.getReader();
+  const chunks: Uint8Array[] = [];
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      if (value.includes(10)) break;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  const text = new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+  const nl = text.indexOf("\n");
+  return nl >= 0 ? text.slice(0, nl) : "";
 }

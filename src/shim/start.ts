@@ -8,6 +8,8 @@
  * This is on the path of every `ctr run`: it imports no protobuf and no
  * ttrpc, and does one process start at most: none when the group's shim is
  * already up, none when a warm spare shim can be adopted (spare.ts, opt-in).
+ * berth's daemon runs the same logic in its own process for its own shim
+ * ({@link StartHooks}), with a spare it keeps warm itself.
  * @module
  */
 
@@ -25,7 +27,10 @@ const SERVE_READY_TIMEOUT_MS = 20_000;
 const POLL_MS = 4;
 
 /** The group a bundle's container belongs to: its group annotation, else its own id. */
-export function groupOf(config: { annotations?: Record<string, string> } | null, id: string): string {
+export function groupOf(
+  config: { annotations?: Record<string, string> } | null,
+  id: string,
+): string {
   for (const key of GROUP_ANNOTATIONS) {
     const value = config?.annotations?.[key];
     if (value) return value;
@@ -85,14 +90,18 @@ export function shimCgroupOf(any: Uint8Array): string {
   const fields = wireFields(any);
   const typeUrl = new TextDecoder().decode(fields.get(1) ?? new Uint8Array());
   if (!typeUrl.endsWith("containerd.runc.v1.Options")) return "";
-  return new TextDecoder().decode(wireFields(fields.get(2) ?? new Uint8Array()).get(3) ?? new Uint8Array());
+  return new TextDecoder().decode(
+    wireFields(fields.get(2) ?? new Uint8Array()).get(3) ?? new Uint8Array(),
+  );
 }
 
 /** Moves `pid` into cgroup `path` (every v1 hierarchy that has it, or the unified one), as containerd's runc shim does. */
 async function joinCgroup(pid: number, path: string): Promise<void> {
   const root = "/sys/fs/cgroup";
   const unified = await Deno.stat(`${root}/cgroup.controllers`).then(() => true, () => false);
-  const dirs = unified ? [root] : [...Deno.readDirSync(root)].filter((e) => e.isDirectory).map((e) => `${root}/${e.name}`);
+  const dirs = unified
+    ? [root]
+    : [...Deno.readDirSync(root)].filter((e) => e.isDirectory).map((e) => `${root}/${e.name}`);
   let joined = 0;
   for (const d of dirs) {
     try {
@@ -106,25 +115,45 @@ async function joinCgroup(pid: number, path: string): Promise<void> {
 }
 
 /** Gives the shim containerd's OOM score plus one, so the kernel picks the shim before containerd. */
-async function adjustOomScore(pid: number): Promise<void> {
-  const parent = Number((await Deno.readTextFile(`/proc/${Deno.ppid}/oom_score_adj`)).trim());
+async function adjustOomScore(pid: number, parentPid: number): Promise<void> {
+  const parent = Number((await Deno.readTextFile(`/proc/${parentPid}/oom_score_adj`)).trim());
   await Deno.writeTextFile(`/proc/${pid}/oom_score_adj`, String(Math.min(parent + 1, 1000)));
+}
+
+/**
+ * How {@link startShim} is run: by the `start` action (the defaults), or by
+ * berth's daemon in its own process for its own shim.
+ */
+export interface StartHooks {
+  /** The runtime options Any (default: read from stdin, where containerd writes it). */
+  options?: Uint8Array;
+  /** The process whose OOM score the shim's is based on (default: the parent, containerd). */
+  parentPid?: number;
+  /**
+   * Starts the serving shim for `flags` (its `socket` set), listening once
+   * this resolves; returns its pid. Default: adopt a spare (when enabled),
+   * else start the serve process.
+   */
+  launch?: (flags: ShimFlags) => Promise<number>;
 }
 
 /**
  * Runs `start`: returns the address (`unix://...`) of the shim serving
  * this container's group, starting one when none is up.
  */
-export async function startShim(flags: ShimFlags): Promise<string> {
+export async function startShim(flags: ShimFlags, hooks: StartHooks = {}): Promise<string> {
   if (!flags.namespace) throw invalidArgument("shim namespace cannot be empty");
   if (!flags.id) throw invalidArgument("shim id cannot be empty");
   const bundle = flags.bundle || Deno.cwd();
-  const stdinDone = readStdin();
+  const stdinDone = hooks.options !== undefined ? Promise.resolve(hooks.options) : readStdin();
   let config = null;
   try {
     config = JSON.parse(await Deno.readTextFile(`${bundle}/config.json`));
   } catch (err) {
-    throw new BerthError(Code.InvalidArgument, `read ${bundle}/config.json: ${(err as Error).message}`);
+    throw new BerthError(
+      Code.InvalidArgument,
+      `read ${bundle}/config.json: ${(err as Error).message}`,
+    );
   }
   const dir = socketDir();
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -134,8 +163,13 @@ export async function startShim(flags: ShimFlags): Promise<string> {
   try {
     if (!(await canConnect(path))) {
       await Deno.remove(path).catch(() => {}); // a stale socket of a shim that died
-      let pid = sparesEnabled() ? await adoptSpare(dir, path, { ...flags, bundle, socket: path }) : 0;
-      if (!pid) pid = await startServe(flags, bundle, path);
+      const serving = { ...flags, bundle, socket: path };
+      let pid = 0;
+      if (hooks.launch) pid = await hooks.launch(serving);
+      else {
+        if (sparesEnabled()) pid = await adoptSpare(dir, path, serving);
+        if (!pid) pid = await startServe(flags, bundle, path);
+      }
       try {
         const cgroup = shimCgroupOf(await stdinDone);
         if (cgroup) await joinCgroup(pid, cgroup);
@@ -149,7 +183,8 @@ export async function startShim(flags: ShimFlags): Promise<string> {
         await Deno.remove(path).catch(() => {});
         throw err;
       }
-      await adjustOomScore(pid).catch(() => {}); // best effort (it fails in user namespaces)
+      // best effort (it fails in user namespaces)
+      await adjustOomScore(pid, hooks.parentPid ?? Deno.ppid).catch(() => {});
     }
     await writeAddress(bundle, address);
   } finally {
@@ -161,9 +196,19 @@ export async function startShim(flags: ShimFlags): Promise<string> {
 
 /** Starts the serve process detached, waits until it accepts connections on `path`, returns its pid. */
 async function startServe(flags: ShimFlags, bundle: string, path: string): Promise<number> {
-  const self = selfCommand(["shim", ...formatShimFlags({ ...flags, bundle, socket: path }), "serve"]);
+  const self = selfCommand([
+    "shim",
+    ...formatShimFlags({ ...flags, bundle, socket: path }),
+    "serve",
+  ]);
   // stderr is a fresh pipe, not ours: read only if the serve process dies before it is ready.
-  const child = spawn(self.cmd, self.args, { cwd: bundle, detached: true, stdin: "null", stdout: "null", stderr: "piped" });
+  const child = spawn(self.cmd, self.args, {
+    cwd: bundle,
+    detached: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  });
   let exited: Deno.CommandStatus | null = null;
   child.status.then((s) => exited = s);
   const deadline = Date.now() + SERVE_READY_TIMEOUT_MS;
@@ -180,11 +225,17 @@ async function startServe(flags: ShimFlags, bundle: string, path: string): Promi
         // gone meanwhile
       }
       await child.status;
-      throw new BerthError(Code.DeadlineExceeded, `shim serve process did not listen on ${path} within ${SERVE_READY_TIMEOUT_MS} ms`);
+      throw new BerthError(
+        Code.DeadlineExceeded,
+        `shim serve process did not listen on ${path} within ${SERVE_READY_TIMEOUT_MS} ms`,
+      );
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
   const err = new TextDecoder().decode(await new Response(child.stderr).arrayBuffer()).trim();
   const status: Deno.CommandStatus = exited;
-  throw new BerthError(Code.Internal, `shim serve process exited (status ${status.code}) before listening: ${err || "no output"}`);
+  throw new BerthError(
+    Code.Internal,
+    `shim serve process exited (status ${status.code}) before listening: ${err || "no output"}`,
+  );
 }
