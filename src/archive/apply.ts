@@ -11,7 +11,7 @@ import { mtimeOf, readTar, type TarHeader, xattrsOf } from "./tar.ts";
 
 // Imported dynamically: a bundle evaluates its static node: imports at every
 // start, whatever the mode, and this one costs tens of ms.
-const { lchown, lutimes } = await import("node:fs/promises");
+const { lchownSync, lutimesSync } = await import("node:fs");
 
 /** OCI whiteout prefix: `.wh.<name>` deletes `<name>` from the layers below. */
 export const WHITEOUT_PREFIX = ".wh.";
@@ -41,9 +41,9 @@ export interface ApplyResult {
   size: number;
 }
 
-async function lstatOrUndefined(path: string): Promise<Deno.FileInfo | undefined> {
+function lstatOrUndefined(path: string): Deno.FileInfo | undefined {
   try {
-    return await Deno.lstat(path);
+    return Deno.lstatSync(path);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return undefined;
     throw err;
@@ -85,39 +85,53 @@ export async function applyLayer(
   // Paths this layer created: an opaque marker hides only what was below.
   const unpacked = new Set<string>();
   const dirTimes: { path: string; atime: Date; mtime: Date }[] = [];
+  // Parent directories resolved (and made) already, by entry path: most
+  // entries share a few parents. Anything removed may have been one of
+  // them, or a symlink on the way to one, so a removal forgets them all.
+  const parents = new Map<string, string>();
+  const remove = (path: string) => {
+    Deno.removeSync(path, { recursive: true });
+    parents.clear();
+  };
 
+  // Metadata calls are synchronous: each is one short syscall, and an
+  // async op's round trip through Deno's thread pool costs more than the
+  // call itself (a layer of many small files is made of little else).
   for await (const { header: h, data } of readTar(hashed)) {
     const parts = cleanEntryPath(h.name);
     if (parts.length === 0) continue; // the root itself keeps the snapshot's own attributes
     const base = parts[parts.length - 1];
-    const parentPath = await resolveInRoot(root, parts.slice(0, -1));
-    await Deno.mkdir(parentPath, { recursive: true, mode: 0o755 });
+    const parentKey = parts.slice(0, -1).join("/");
+    let parentPath = parents.get(parentKey);
+    if (parentPath === undefined) {
+      parentPath = await resolveInRoot(root, parts.slice(0, -1));
+      Deno.mkdirSync(parentPath, { recursive: true, mode: 0o755 });
+      parents.set(parentKey, parentPath);
+    }
 
     if (base.startsWith(WHITEOUT_PREFIX)) {
-      await applyWhiteout(parentPath, base, h, overlay, unpacked);
+      applyWhiteout(parentPath, base, h, overlay, unpacked, remove);
       continue;
     }
 
     const path = `${parentPath}/${base}`;
-    const existing = await lstatOrUndefined(path);
-    if (existing && !(existing.isDirectory && h.type === "directory")) {
-      await Deno.remove(path, { recursive: true });
-    }
+    const existing = lstatOrUndefined(path);
+    if (existing && !(existing.isDirectory && h.type === "directory")) remove(path);
 
     const uid = numberFromPax(h, "uid", h.uid);
     const gid = numberFromPax(h, "gid", h.gid);
     const mode = h.mode & 0o7777;
     switch (h.type) {
       case "directory":
-        if (!existing?.isDirectory) await Deno.mkdir(path, { mode: 0o700 });
+        if (!existing?.isDirectory) Deno.mkdirSync(path, { mode: 0o700 });
         break;
       case "file":
       case "contiguous-file": {
-        const f = await Deno.open(path, { write: true, createNew: true, mode: 0o600 });
+        const f = Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
         try {
           for await (const chunk of data) {
             let n = 0;
-            while (n < chunk.length) n += await f.write(chunk.subarray(n));
+            while (n < chunk.length) n += f.writeSync(chunk.subarray(n));
           }
         } finally {
           f.close();
@@ -128,11 +142,11 @@ export async function applyLayer(
         const linkParts = cleanEntryPath(h.linkname ?? "");
         if (linkParts.length === 0) throw invalidArgument(`hard link ${h.name} has no target`);
         const target = await resolveInRoot(root, linkParts, false);
-        await Deno.link(target, path);
+        Deno.linkSync(target, path);
         break;
       }
       case "symlink":
-        await Deno.symlink(h.linkname ?? "", path);
+        Deno.symlinkSync(h.linkname ?? "", path);
         break;
       case "character-device":
       case "block-device":
@@ -155,11 +169,13 @@ export async function applyLayer(
 
     // Owner first: chown clears set-id bits and file capabilities, so the
     // mode and then the xattrs go on after it.
-    await lchown(path, uid, gid);
-    if (h.type !== "symlink") await Deno.chmod(path, mode);
+    lchownSync(path, uid, gid);
+    if (h.type !== "symlink") Deno.chmodSync(path, mode);
     const fileOrDir = h.type === "directory" || h.type === "file" || h.type === "contiguous-file";
-    for (const [name, value] of Object.entries(xattrsOf(h))) {
-      setLayerXattr(path, name, value, fileOrDir);
+    if (h.pax) {
+      for (const [name, value] of Object.entries(xattrsOf(h))) {
+        setLayerXattr(path, name, value, fileOrDir);
+      }
     }
     const mtime = mtimeOf(h);
     const atimeText = h.pax?.atime;
@@ -168,28 +184,29 @@ export async function applyLayer(
       : mtime;
     // Directory times are set last: creating their children changes them.
     if (h.type === "directory") dirTimes.push({ path, atime, mtime });
-    else await lutimes(path, atime, mtime);
+    else lutimesSync(path, atime, mtime);
   }
 
-  for (const d of dirTimes.reverse()) await Deno.utime(d.path, d.atime, d.mtime);
+  for (const d of dirTimes.reverse()) Deno.utimeSync(d.path, d.atime, d.mtime);
   return { digest: digester.digest(), size };
 }
 
-async function applyWhiteout(
+function applyWhiteout(
   parentPath: string,
   base: string,
   h: TarHeader,
   overlay: boolean,
   unpacked: Set<string>,
-): Promise<void> {
+  remove: (path: string) => void,
+): void {
   if (base === WHITEOUT_OPAQUE) {
     if (overlay) {
       lsetxattr(parentPath, OVERLAY_OPAQUE_XATTR, OPAQUE_VALUE);
       return;
     }
-    for await (const e of Deno.readDir(parentPath)) {
+    for (const e of Deno.readDirSync(parentPath)) {
       const p = `${parentPath}/${e.name}`;
-      if (!unpacked.has(p)) await Deno.remove(p, { recursive: true });
+      if (!unpacked.has(p)) remove(p);
     }
     return;
   }
@@ -198,10 +215,10 @@ async function applyWhiteout(
     throw invalidArgument(`invalid whiteout entry ${JSON.stringify(h.name)}`);
   }
   const target = `${parentPath}/${name}`;
-  if (await lstatOrUndefined(target)) await Deno.remove(target, { recursive: true });
+  if (lstatOrUndefined(target)) remove(target);
   if (overlay) {
     // overlayfs hides a lower file behind a 0/0 character device of the same name.
     makeNode(target, "char", 0, 0, 0);
-    await lchown(target, numberFromPax(h, "uid", h.uid), numberFromPax(h, "gid", h.gid));
+    lchownSync(target, numberFromPax(h, "uid", h.uid), numberFromPax(h, "gid", h.gid));
   }
 }

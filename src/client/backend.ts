@@ -8,14 +8,14 @@
 
 import { Code, isCode } from "../errdefs/mod.ts";
 import { Content, WriteAction } from "../gen/containerd/services/content/v1/content_pb.ts";
+import { Diff } from "../gen/containerd/services/diff/v1/diff_pb.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { WriteContentRequestSchema } from "../gen/containerd/services/content/v1/content_pb.ts";
 import { Images } from "../gen/containerd/services/images/v1/images_pb.ts";
 import type { Image as ImageProto } from "../gen/containerd/services/images/v1/images_pb.ts";
 import { Leases } from "../gen/containerd/services/leases/v1/leases_pb.ts";
 import { Snapshots } from "../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
-import type { BlobWriter, ContentAccess, Image, ImageBackend, ImageRecords, LayerSnapshots } from "../images/mod.ts";
-import { localDiffer } from "../images/mod.ts";
+import type { BlobWriter, ContentAccess, Descriptor, Image, ImageBackend, ImageRecords, LayerDiffer, LayerSnapshots } from "../images/mod.ts";
 import type { Connection } from "./connection.ts";
 
 type WriteInit = MessageInitShape<typeof WriteContentRequestSchema>;
@@ -50,18 +50,28 @@ class RequestQueue implements AsyncIterable<WriteInit> {
 }
 
 const CHUNK = 1 << 20;
+// Writes sent before their answers are awaited: the daemon writes one chunk while the next is read and sent.
+const WINDOW = 4;
 
 async function remoteWriter(conn: Connection, lease: string | undefined, ref: string, opts: { total?: number; expected?: string }): Promise<BlobWriter> {
   const queue = new RequestQueue();
   const responses = conn.service(Content, { lease }).write(queue)[Symbol.asyncIterator]();
-  const call = async (req: WriteInit) => {
-    queue.push(req);
+  let unanswered = 0;
+  const answer = async () => {
     const r = await responses.next();
     if (r.done) throw new Error("content write stream ended early");
+    unanswered--;
     return r.value;
+  };
+  const call = async (req: WriteInit) => {
+    while (unanswered > 0) await answer();
+    queue.push(req);
+    unanswered++;
+    return await answer();
   };
   const first: WriteInit = { action: WriteAction.STAT, ref, total: BigInt(opts.total ?? 0), expected: opts.expected ?? "" };
   const st = await call(first);
+  // Bytes sent; the daemon takes requests in order, so each write's offset is known before its answer.
   let offset = Number(st.offset);
   let closed = false;
   const finish = () => {
@@ -77,8 +87,10 @@ async function remoteWriter(conn: Connection, lease: string | undefined, ref: st
     async write(chunk) {
       for (let i = 0; i < chunk.length; i += CHUNK) {
         const part = chunk.subarray(i, i + CHUNK);
-        const r = await call({ action: WriteAction.WRITE, ref, offset: BigInt(offset), data: part });
-        offset = Number(r.offset);
+        queue.push({ action: WriteAction.WRITE, ref, offset: BigInt(offset), data: part });
+        unanswered++;
+        offset += part.length;
+        while (unanswered > WINDOW) await answer();
       }
     },
     async truncate() {
@@ -210,13 +222,35 @@ function layerSnapshots(conn: Connection, snapshotter: string, lease?: string): 
   };
 }
 
+const toProto = (d: Descriptor) => ({ mediaType: d.mediaType, digest: d.digest, size: BigInt(d.size), annotations: d.annotations ?? {} });
+const fromDescProto = (d: { mediaType: string; digest: string; size: bigint } | undefined): Descriptor => ({ mediaType: d?.mediaType ?? "", digest: d?.digest ?? "", size: Number(d?.size ?? 0n) });
+
+/**
+ * The daemon's Diff service, as ctr unpacks through containerd's: the daemon
+ * reads the layer from its own content store, so the blob is not sent back
+ * over the socket.
+ */
+function remoteDiffer(conn: Connection, lease?: string): LayerDiffer {
+  const svc = () => conn.service(Diff, { lease });
+  return {
+    async apply(desc, mounts) {
+      const r = await svc().apply({ diff: toProto(desc), mounts });
+      return fromDescProto(r.applied);
+    },
+    async diff(lower, upper, opts = {}) {
+      const r = await svc().diff({ left: lower, right: upper, labels: opts.labels ?? {}, ref: opts.ref ?? "", mediaType: opts.mediaType ?? "" });
+      return fromDescProto(r.diff);
+    },
+  };
+}
+
 /** An ImageBackend over the daemon's services on `conn`; writes held by `lease` when given. */
 export function remoteBackend(conn: Connection, lease?: string): ImageBackend {
   const content = contentAccess(conn, lease);
   return {
     content,
     images: imageRecords(conn, lease),
-    differ: localDiffer(content),
+    differ: remoteDiffer(conn, lease),
     snapshots: (name = "overlayfs") => layerSnapshots(conn, name, lease),
     async withLease(fn) {
       const id = `berth-client-${crypto.randomUUID()}`;

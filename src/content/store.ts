@@ -95,17 +95,6 @@ async function readText(path: string): Promise<string | undefined> {
   }
 }
 
-async function fsyncDir(path: string): Promise<void> {
-  const dir = await Deno.open(path, { read: true });
-  try {
-    await dir.sync();
-  } catch {
-    // Some file systems refuse fsync on directories; the rename still happened.
-  } finally {
-    dir.close();
-  }
-}
-
 /**
  * The content store of one berth root, laid out as containerd's:
  * `<root>/blobs/<alg>/<hex>` and `<root>/ingest/<sha256(ref)>/{data,ref,startedat,updatedat,total}`.
@@ -455,8 +444,8 @@ export class ContentStore {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
       throw alreadyExists(`content ${digest}`);
     }
+    // The data was synced before the rename; like containerd, the directory is not.
     await Deno.rename(`${dir}/data`, target);
-    await fsyncDir(parent);
     // Blobs are immutable: nobody should write to them once committed.
     await Deno.chmod(target, mode & 0o444).catch(() => {});
     const now = new Date();
@@ -517,9 +506,11 @@ export class ContentWriter {
   /** Appends `chunk` at the current offset. */
   async write(chunk: Uint8Array): Promise<void> {
     const file = this.open();
-    let n = 0;
-    while (n < chunk.length) n += await file.write(chunk.subarray(n));
+    // The write runs on Deno's I/O thread while this one hashes.
+    const first = file.write(chunk);
     this.digester.update(chunk);
+    let n = await first;
+    while (n < chunk.length) n += await file.write(chunk.subarray(n));
     this.state.offset += chunk.length;
     this.state.updatedAt = new Date();
   }

@@ -34,6 +34,42 @@ export async function openWriter(
   }
 }
 
+/** Bytes per write when streaming into a writer: a remote writer pays a round trip per write. */
+export const WRITE_CHUNK = 1 << 20;
+
+/**
+ * Regroups `data` into chunks of `size` bytes (the last may be shorter):
+ * file and tar streams yield 16-64 KiB pieces, and every write costs a
+ * call. Chunks already that large pass through uncopied.
+ */
+export async function* coalesce(
+  data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  size: number,
+): AsyncGenerator<Uint8Array> {
+  let buf: Uint8Array | undefined;
+  let n = 0;
+  for await (const chunk of data) {
+    if (n === 0 && chunk.length >= size) {
+      yield chunk;
+      continue;
+    }
+    let off = 0;
+    while (off < chunk.length) {
+      buf ??= new Uint8Array(size);
+      const take = Math.min(size - n, chunk.length - off);
+      buf.set(chunk.subarray(off, off + take), n);
+      n += take;
+      off += take;
+      if (n === size) {
+        yield buf;
+        buf = undefined; // the writer may keep it (queued requests), so never reuse it
+        n = 0;
+      }
+    }
+  }
+  if (n > 0) yield buf!.subarray(0, n);
+}
+
 /**
  * Writes `data` (appended after the writer's offset) and commits it
  * against `size`/`expected`. A mismatch aborts the ingest, so nothing of a
@@ -47,7 +83,7 @@ export async function finishBlob(
   opts: { size?: number; expected?: string; labels?: Record<string, string>; what?: string },
 ): Promise<string> {
   try {
-    if (data) { for await (const chunk of data) await w.write(chunk); }
+    if (data) { for await (const chunk of coalesce(data, WRITE_CHUNK)) await w.write(chunk); }
     return await w.commit(opts.size ?? 0, opts.expected, opts.labels);
   } catch (err) {
     await w.close().catch(() => {});
