@@ -39,8 +39,10 @@ export const WRITE_CHUNK = 1 << 20;
 
 /**
  * Regroups `data` into chunks of `size` bytes (the last may be shorter):
- * file and tar streams yield 16-64 KiB pieces, and every write costs a
- * call. Chunks already that large pass through uncopied.
+ * file, tar and HTTP streams yield 16-64 KiB pieces, and every write costs
+ * a call. Chunks already that large pass through uncopied. When `data`
+ * fails, what was gathered is yielded before the error is thrown, so a
+ * resumable download keeps every byte it received.
  */
 export async function* coalesce(
   data: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
@@ -48,24 +50,30 @@ export async function* coalesce(
 ): AsyncGenerator<Uint8Array> {
   let buf: Uint8Array | undefined;
   let n = 0;
-  for await (const chunk of data) {
-    if (n === 0 && chunk.length >= size) {
-      yield chunk;
-      continue;
-    }
-    let off = 0;
-    while (off < chunk.length) {
-      buf ??= new Uint8Array(size);
-      const take = Math.min(size - n, chunk.length - off);
-      buf.set(chunk.subarray(off, off + take), n);
-      n += take;
-      off += take;
-      if (n === size) {
-        yield buf;
-        buf = undefined; // the writer may keep it (queued requests), so never reuse it
-        n = 0;
+  try {
+    for await (const chunk of data) {
+      if (n === 0 && chunk.length >= size) {
+        yield chunk;
+        continue;
+      }
+      let off = 0;
+      while (off < chunk.length) {
+        buf ??= new Uint8Array(size);
+        const take = Math.min(size - n, chunk.length - off);
+        buf.set(chunk.subarray(off, off + take), n);
+        n += take;
+        off += take;
+        if (n === size) {
+          const full = buf;
+          buf = undefined; // the writer may keep it (queued requests), so never reuse it
+          n = 0;
+          yield full;
+        }
       }
     }
+  } catch (err) {
+    if (n > 0) yield buf!.subarray(0, n);
+    throw err;
   }
   if (n > 0) yield buf!.subarray(0, n);
 }

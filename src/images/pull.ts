@@ -6,6 +6,7 @@
 import { Code, failedPrecondition, invalidArgument, isCode, unavailable } from "../errdefs/mod.ts";
 import type { ContentAccess, Descriptor, Image, ImageBackend } from "./backend.ts";
 import {
+  coalesce,
   finishBlob,
   type IndexJson,
   type JsonDescriptor,
@@ -14,6 +15,7 @@ import {
   pickManifest,
   putBytes,
   toDescriptor,
+  WRITE_CHUNK,
 } from "./blobs.ts";
 import { labelChildren } from "./gclabels.ts";
 import { isIndex, isManifest } from "./mediatypes.ts";
@@ -92,7 +94,7 @@ async function fetchBlob(
       if (from > 0 && res.status !== 206) await w.truncate(); // the registry sent it whole
       report({ ...base, status: "downloading", offset: w.offset, resumedAt: w.offset });
       let lastReport = w.offset;
-      for await (const chunk of res.body ?? []) {
+      for await (const chunk of coalesce(res.body ?? [], WRITE_CHUNK)) {
         if (w.offset + chunk.length > desc.size) {
           await res.body?.cancel().catch(() => {});
           throw failedPrecondition(`${what}: more than the ${desc.size} bytes its descriptor says`);
@@ -121,6 +123,18 @@ async function fetchBlob(
   await finishBlob(content, w, ref, undefined, { size: desc.size, expected: desc.digest, what });
   report({ ...base, status: "done", offset: desc.size });
   return true;
+}
+
+/** A promise with its settle functions; settling twice does nothing, and nobody waiting is no error. */
+function deferred(): { promise: Promise<void>; resolve(): void; reject(err: unknown): void } {
+  let resolve!: () => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => {});
+  return { promise, resolve, reject };
 }
 
 /** Runs `tasks` with at most `limit` at a time; the first failure is thrown after all settle. */
@@ -181,20 +195,35 @@ export function pullImage(
     if (!manifest.config || !Array.isArray(manifest.layers)) {
       throw invalidArgument(`${name}: manifest lacks config or layers`);
     }
-    // Largest first, so the long downloads start early.
-    const blobs = [manifest.config, ...manifest.layers].sort((x, y) => y.size - x.size);
+    // In manifest order (config first), so that unpacking, which goes
+    // layer by layer from the bottom, can start while later layers download.
+    const blobs = [manifest.config, ...manifest.layers];
     const unique = [...new Map(blobs.map((d) => [d.digest, d])).values()];
-    await pool(unique, opts.concurrency ?? 3, async (d) => {
+    const fetchedBlobs = new Map(unique.map((d) => [d.digest, deferred()]));
+    const fetching = pool(unique, opts.concurrency ?? 3, async (d) => {
       if (await fetchBlob(b.content, reg, d, report)) fetched++;
       else existing++;
+      fetchedBlobs.get(d.digest)!.resolve();
+    }).finally(() => {
+      // A failed pull starts nothing new: whatever waits on a blob not fetched stops too.
+      for (const f of fetchedBlobs.values()) f.reject(unavailable("pull stopped before this blob"));
     });
-    await labelChildren(b.content, top.desc, opts.platform);
     let unpacked: UnpackResult | undefined;
-    if (opts.unpack !== false) {
+    const unpacking = opts.unpack === false ? Promise.resolve() : (async () => {
       report({ ...top.desc, status: "unpacking", offset: 0, total: top.desc.size });
-      unpacked = await unpackImage(b, top.desc, opts);
+      unpacked = await unpackImage(b, top.desc, {
+        ...opts,
+        ready: (digest) => fetchedBlobs.get(digest)?.promise ?? Promise.resolve(),
+      });
       report({ ...top.desc, status: "unpacked", offset: top.desc.size, total: top.desc.size });
-    }
+    })();
+    // Both run to the end (nothing is left writing once the lease goes); the first failure is thrown.
+    const [f, u] = await Promise.allSettled([
+      fetching.then(() => labelChildren(b.content, top.desc, opts.platform)),
+      unpacking,
+    ]);
+    if (f.status === "rejected") throw f.reason;
+    if (u.status === "rejected") throw u.reason;
     const image = await b.images.put({ name, target: top.desc });
     return { image, fetched, existing, unpacked };
   });

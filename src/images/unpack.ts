@@ -15,6 +15,12 @@ export interface UnpackOptions {
   /** Snapshotter name (default overlayfs). */
   snapshotter?: string;
   platform?: Platform;
+  /**
+   * Resolves once blob `digest` is in the content store (a pull still
+   * fetching it): the config and each layer are awaited before use, so
+   * layers unpack in order while later ones download.
+   */
+  ready?: (digest: string) => Promise<void>;
 }
 
 /** What {@link unpackImage} did. */
@@ -59,6 +65,7 @@ export async function unpackImage(
   opts: UnpackOptions = {},
 ): Promise<UnpackResult> {
   const { manifest } = await resolveManifest(b.content, target, opts.platform);
+  await opts.ready?.(manifest.config.digest);
   const diffIds = await diffIdsOf(b, manifest.config);
   if (diffIds.length !== manifest.layers.length) {
     throw invalidArgument(
@@ -72,6 +79,7 @@ export async function unpackImage(
   for (let i = 0; i < chain.length; i++) {
     const chainId = chain[i];
     if (!await sn.exists(chainId)) {
+      await opts.ready?.(manifest.layers[i].digest);
       const key = `extract-${crypto.randomUUID()} ${chainId}`;
       const mounts = await sn.prepare(key, parent, { "containerd.io/snapshot.ref": chainId });
       try {
