@@ -38,6 +38,43 @@ function zstdStream(): TransformStream<Uint8Array, Uint8Array> {
   });
 }
 
+// gzip with node:zlib: it inflates on a worker thread, where Deno's
+// DecompressionStream inflates on the calling one (the daemon's event loop,
+// which also hashes and writes), and it is about twice as fast here.
+async function gunzipStream(): Promise<TransformStream<Uint8Array, Uint8Array>> {
+  const { createGunzip } = await import("node:zlib");
+  const g = createGunzip({ chunkSize: 256 << 10 });
+  let failed: Error | undefined;
+  let ended: (() => void) | undefined;
+  let ctl: TransformStreamDefaultController<Uint8Array> | undefined;
+  g.on("data", (chunk: Uint8Array) => ctl?.enqueue(chunk));
+  g.on("error", (err: Error) => {
+    failed = err;
+    ctl?.error(err);
+  });
+  g.on("end", () => ended?.());
+  const written = (chunk?: Uint8Array) =>
+    new Promise<void>((resolve, reject) => {
+      const done = (err?: Error | null) => (err ?? failed) ? reject(err ?? failed) : resolve();
+      if (chunk) g.write(chunk, done);
+      else {
+        ended = resolve;
+        g.once("error", reject);
+        g.end();
+      }
+    });
+  return new TransformStream<Uint8Array, Uint8Array>({
+    start(c) {
+      ctl = c;
+    },
+    transform: (chunk) => written(chunk),
+    flush: () => written(),
+    cancel() {
+      g.destroy();
+    },
+  });
+}
+
 /**
  * The uncompressed form of `input`, whatever its compression. Unsupported
  * formats are Unimplemented, naming the media type when given.
@@ -85,9 +122,7 @@ export async function decompress(
       return { stream: joined, compression };
     case "gzip":
       return {
-        stream: joined.pipeThrough(
-          new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>,
-        ),
+        stream: joined.pipeThrough(await gunzipStream()),
         compression,
       };
     case "zstd":
