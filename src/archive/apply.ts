@@ -50,6 +50,11 @@ function lstatOrUndefined(path: string): Deno.FileInfo | undefined {
   }
 }
 
+async function writeAll(f: Deno.FsFile, chunk: Uint8Array): Promise<void> {
+  let n = 0;
+  while (n < chunk.length) n += await f.write(chunk.subarray(n));
+}
+
 function numberFromPax(h: TarHeader, key: string, fallback: number): number {
   const v = h.pax?.[key];
   return v && /^\d+$/.test(v) ? Number(v) : fallback;
@@ -128,12 +133,17 @@ export async function applyLayer(
       case "file":
       case "contiguous-file": {
         const f = Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
+        // One write in flight on Deno's I/O thread while the next chunk is
+        // inflated, hashed and parsed (chunks are never reused once passed on).
+        let writing: Promise<void> | undefined;
         try {
           for await (const chunk of data) {
-            let n = 0;
-            while (n < chunk.length) n += f.writeSync(chunk.subarray(n));
+            await writing;
+            writing = writeAll(f, chunk);
           }
+          await writing;
         } finally {
+          await writing?.catch(() => {}); // the error, if any, was thrown above
           f.close();
         }
         break;
