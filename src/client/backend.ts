@@ -1,8 +1,8 @@
 /**
  * src/images' ImageBackend over the daemon's services, so `images import`
  * streams from the client into the daemon's content store as ctr does.
- * Layers are applied in this process (the client runs as root on the
- * daemon's host, like ctr) onto mounts the daemon's snapshotter returns.
+ * Layers are applied by the daemon's Diff service onto mounts its
+ * snapshotter returns, as ctr unpacks through containerd's.
  * @module
  */
 
