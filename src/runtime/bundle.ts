@@ -7,10 +7,10 @@
  * @module
  */
 
+import { isErrno, umount2, Unmount } from "../../ffi/mod.ts";
 import { alreadyExists, invalidArgument } from "../errdefs/mod.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";
 import { log } from "../log/mod.ts";
-import { run } from "../spawn/mod.ts";
 
 /** A bundle on disk. */
 export interface Bundle {
@@ -103,39 +103,24 @@ async function removeTree(path: string): Promise<void> {
   }
 }
 
-/** Mount points at or below `dir`, deepest first (from /proc/self/mountinfo). */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  const text = await Deno.readTextFile("/proc/self/mountinfo");
-  const out: string[] = [];
-  for (const line of text.split("\n")) {
-    const fields = line.split(" ");
-    if (fields.length < 5) continue;
-    // mountinfo escapes spaces and the like as octal.
-    const target = fields[4].replace(
-      /\\([0-7]{3})/g,
-      (_, o) => String.fromCharCode(parseInt(o, 8)),
-    );
-    if (target === dir || target.startsWith(dir + "/")) out.push(target);
-  }
-  return out.sort((a, b) => b.length - a.length);
-}
+/** How many mounts stacked on one rootfs are taken off at most. */
+const MAX_STACKED_MOUNTS = 64;
 
 /**
  * Unmounts whatever is still mounted on the bundle's rootfs (a shim that
- * died before unmounting), lazily so a busy mount cannot keep it.
+ * died before unmounting), lazily so a busy mount cannot keep it (a lazy
+ * unmount takes the mounts below along), until the kernel says nothing is
+ * mounted there: no process and no mount table read, as containerd's bundle
+ * removal does.
  */
-async function unmountRootfs(rootfs: string): Promise<void> {
-  for (let round = 0; round < 8; round++) {
-    const targets = await mountsUnder(rootfs);
-    if (targets.length === 0) return;
-    for (const t of targets) {
-      const r = await run("umount", ["-l", t]);
-      if (!r.success) {
-        log.warn("cannot unmount bundle rootfs", {
-          target: t,
-          error: new TextDecoder().decode(r.stderr).trim(),
-        });
-      }
+function unmountRootfs(rootfs: string): void {
+  for (let i = 0; i < MAX_STACKED_MOUNTS; i++) {
+    try {
+      umount2(rootfs, Unmount.DETACH | Unmount.NOFOLLOW);
+    } catch (err) {
+      if (isErrno(err, "EINVAL") || isErrno(err, "ENOENT")) return; // nothing (more) mounted
+      log.warn("cannot unmount bundle rootfs", { target: rootfs, error: String(err) });
+      return;
     }
   }
 }
@@ -149,7 +134,7 @@ export async function deleteBundle(b: Bundle): Promise<void> {
   try {
     work = await Deno.readLink(`${b.path}/work`);
   } catch { /* no work link: nothing to remove there */ }
-  await unmountRootfs(`${b.path}/rootfs`);
+  unmountRootfs(`${b.path}/rootfs`);
   await removeTree(b.path);
   if (work !== undefined) await removeTree(work);
 }

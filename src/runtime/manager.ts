@@ -299,8 +299,8 @@ export class TaskManager {
         });
         const t: ShimTask = { namespace, id, bundle, binary, task, conn, log: shimLog };
         this.#tasks.set(key, t);
-        // Off the path of this start: a warm shim for the next one.
-        if (isBerthShim(binary)) this.#warm.refill(binary);
+        // A warm shim for the next start, once this one has its answer.
+        if (isBerthShim(binary)) setTimeout(() => this.#warm.refill(binary), 0);
         return { task: t, pid: resp.pid };
       } catch (err) {
         await this.#undoCreate(bundle, binary, task, conn, key, shimLog);

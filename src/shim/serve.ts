@@ -8,7 +8,7 @@
  * @module
  */
 
-import { setChildSubreaper } from "../../ffi/mod.ts";
+import { close as closeFd, openFifo, setChildSubreaper, writeFd } from "../../ffi/mod.ts";
 import { log, setLogLevel, setLogSink } from "../log/mod.ts";
 import { Server } from "../ttrpc/mod.ts";
 import { Task as TaskV2 } from "../gen/containerd/task/v2/shim_pb.ts";
@@ -35,26 +35,18 @@ interface LogFifo {
 /**
  * Opens the bundle's `log` fifo (containerd reads it and copies it into its
  * own log) when there is one. Writes are queued so a slow reader never
- * blocks the shim.
+ * blocks the shim. The fifo is a raw nonblocking fd opened read-write: the
+ * open never waits for a reader, and neither it nor the writes take one of
+ * Deno's blocking threads (on the path of every container start). While
+ * nobody reads (containerd restarting), lines wait in the pipe.
  */
-async function logToFifo(bundle: string): Promise<LogFifo | null> {
+function logToFifo(bundle: string): LogFifo | null {
   const path = `${bundle}/log`;
+  let fd: number;
   try {
-    if (!(await Deno.stat(path)).isFifo) return null;
+    if (!Deno.statSync(path).isFifo) return null;
+    fd = openFifo(path, "readwrite");
   } catch {
-    return null;
-  }
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  // containerd holds the fifo open for reading, so this open returns at once;
-  // a fifo nobody reads would block it, hence the timeout.
-  const opening = Deno.open(path, { write: true });
-  const file = await Promise.race([
-    opening,
-    new Promise<null>((r) => (timer = setTimeout(() => r(null), 1000))),
-  ]);
-  clearTimeout(timer);
-  if (!file) {
-    opening.then((f) => f.close(), () => {}); // a reader came too late: let go of it
     return null;
   }
   const enc = new TextEncoder();
@@ -70,9 +62,9 @@ async function logToFifo(bundle: string): Promise<LogFifo | null> {
       queued = 0;
       for (const chunk of batch) {
         try {
-          for (let off = 0; off < chunk.length;) off += await file.write(chunk.subarray(off));
+          await writeFd(fd, chunk);
         } catch {
-          // no reader right now (containerd restarting): the line is lost, not the shim
+          // closed meanwhile: the line is lost, not the shim
         }
       }
     }
@@ -86,9 +78,10 @@ async function logToFifo(bundle: string): Promise<LogFifo | null> {
     if (!writing) pump();
   };
   const close = () => {
+    if (closed) return;
     closed = true;
     try {
-      file.close();
+      closeFd(fd);
     } catch {
       // already closed
     }
@@ -108,12 +101,10 @@ async function logToFifo(bundle: string): Promise<LogFifo | null> {
  */
 class Home {
   private fifo: LogFifo | null = null;
-  /** Counts moves, so a slow log open never installs the log of a home already left. */
-  private moves = 0;
 
   /** Opens the log fifo of `bundle`, the first home (once, at start). */
-  async openLog(bundle: string): Promise<void> {
-    this.use(await logToFifo(bundle));
+  openLog(bundle: string): void {
+    this.use(logToFifo(bundle));
   }
 
   private use(next: LogFifo | null): void {
@@ -129,7 +120,6 @@ class Home {
     const here = statOrNull(".");
     const there = statOrNull(bundle);
     if (here && (!there || here.dev !== there.dev || here.ino !== there.ino)) return;
-    const move = ++this.moves;
     let next = "/";
     for (const b of serving) {
       try {
@@ -144,10 +134,7 @@ class Home {
     log.info("shim moved to another bundle", { from: bundle, to: next });
     // With no bundle left the old log stays: it may still carry the last lines.
     if (next === "/") return;
-    logToFifo(next).then((fifo) => {
-      if (move === this.moves) this.use(fifo);
-      else fifo?.close();
-    }, (err) => log.warn("could not open the log of the new home", { bundle: next, error: err }));
+    this.use(logToFifo(next));
   }
 
   /** Closes the log (the shim is exiting). */
@@ -175,11 +162,19 @@ export interface Preset {
   ready: () => Promise<void>;
 }
 
+/**
+ * What a spare does ahead of adoption, whoever it will serve: becomes a
+ * child subreaper (so libc is loaded through ffi, as serving needs it).
+ */
+export function prepareServe(): void {
+  setChildSubreaper(true);
+}
+
 /** Runs the serve action until the shim is told to stop; returns the exit status. */
 export async function serveShim(flags: ShimFlags, preset?: Preset): Promise<number> {
   if (flags.debug) setLogLevel("debug");
   const home = new Home();
-  await home.openLog(flags.bundle || Deno.cwd());
+  home.openLog(flags.bundle || Deno.cwd());
   if (!flags.socket) {
     log.error("serve needs -socket");
     return 2;

@@ -289,7 +289,8 @@ export async function runSpare(path: string): Promise<number> {
  * it is adopted, so no lock, probe or timer is needed.
  */
 export async function runOwnedSpare(): Promise<number> {
-  const { serveShim } = await import("./serve.ts");
+  const { prepareServe, serveShim } = await import("./serve.ts");
+  prepareServe();
   const line = await readStdinLine();
   if (line === "") return 0;
   const msg = JSON.parse(line) as Adoption;
