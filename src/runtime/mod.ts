@@ -2,7 +2,9 @@
  * berth's runtime v2: tasks run by shims that the daemon starts, talks to
  * over ttrpc, reloads after its own restart and cleans up after when they
  * die, all as containerd's runtime v2 does, so berth's shim and Debian's
- * containerd-shim-runc-v2 are driven alike.
+ * containerd-shim-runc-v2 are driven alike. For berth's own shim the
+ * daemon runs the shim's start logic itself and a warm spare it keeps
+ * serves (warm.ts): no process starts before the shim's Create.
  *
  * @example
  * ```ts
