@@ -39,10 +39,7 @@ const BOOL_FLAGS = new Set(["debug", "v"]);
  * `-name=value`, `--name` as well as `-name`, booleans without a value;
  * parsing stops at the first non-flag, which is the action.
  */
-export function parseShimFlags(
-  args: string[],
-  env: (name: string) => string | undefined = Deno.env.get,
-): ShimFlags {
+export function parseShimFlags(args: string[], env: (name: string) => string | undefined = Deno.env.get): ShimFlags {
   const flags: ShimFlags = {
     namespace: "",
     address: "",
@@ -72,9 +69,7 @@ export function parseShimFlags(
       if (name === "v") flags.action = "version";
       continue;
     }
-    if (!STRING_FLAGS.has(name)) {
-      throw invalidArgument(`shim: flag provided but not defined: -${name}`);
-    }
+    if (!STRING_FLAGS.has(name)) throw invalidArgument(`shim: flag provided but not defined: -${name}`);
     if (value === undefined) {
       if (i + 1 >= args.length) throw invalidArgument(`shim: flag needs an argument: -${name}`);
       value = args[++i];
@@ -106,23 +101,10 @@ export function parseShimFlags(
 
 /** The argv that reproduces `flags` (for the serve process `start` spawns). */
 export function formatShimFlags(flags: ShimFlags): string[] {
-  const out = [
-    "-namespace",
-    flags.namespace,
-    "-address",
-    flags.address,
-    "-publish-binary",
-    flags.publishBinary,
-  ];
+  const out = ["-namespace", flags.namespace, "-address", flags.address, "-publish-binary", flags.publishBinary];
   if (flags.id) out.push("-id", flags.id);
   if (flags.bundle) out.push("-bundle", flags.bundle);
   if (flags.socket) out.push("-socket", flags.socket);
   if (flags.debug) out.push("-debug");
   return out;
 }
-
-/**
- * Set in the environment of a serve process that `start` starts: once it
- * listens, it writes "ok" and a newline on its stdout (a pipe `start` reads).
- */
-export const READY_ENV = "BERTH_SHIM_READY_ON_STDOUT";

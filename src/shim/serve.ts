@@ -13,7 +13,7 @@ import { log, setLogLevel, setLogSink } from "../log/mod.ts";
 import { Server } from "../ttrpc/mod.ts";
 import { Task as TaskV2 } from "../gen/containerd/task/v2/shim_pb.ts";
 import { Task as TaskV3 } from "../gen/containerd/task/v3/shim_pb.ts";
-import { READY_ENV, type ShimFlags } from "./flags.ts";
+import type { ShimFlags } from "./flags.ts";
 import { Publisher } from "./publisher.ts";
 import { Reaper } from "./reaper.ts";
 import { TaskService } from "./service.ts";
@@ -213,11 +213,6 @@ export async function serveShim(flags: ShimFlags, preset?: Preset): Promise<numb
     await server.listen(flags.socket);
   }
   await preset?.ready();
-  if (Deno.env.get(READY_ENV) === "1") {
-    // `start` waits for this line; runc and the containers need not see the variable.
-    Deno.env.delete(READY_ENV);
-    await Deno.stdout.write(new TextEncoder().encode("ok\n")).catch(() => {});
-  }
   log.info("shim serving", {
     pid: Deno.pid,
     socket: flags.socket,

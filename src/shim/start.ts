@@ -15,7 +15,7 @@
 
 import { BerthError, Code, invalidArgument } from "../errdefs/mod.ts";
 import { selfCommand, spawn } from "../spawn/mod.ts";
-import { formatShimFlags, READY_ENV, type ShimFlags } from "./flags.ts";
+import { formatShimFlags, type ShimFlags } from "./flags.ts";
 import { canConnect, lockGroup, socketDir, socketPath } from "./socket.ts";
 import { adoptSpare, sparesEnabled } from "./spare.ts";
 
@@ -24,6 +24,7 @@ export const GROUP_ANNOTATIONS = ["io.containerd.runc.v2.group", "io.kubernetes.
 
 /** How long a new serve process may take to accept connections. */
 const SERVE_READY_TIMEOUT_MS = 20_000;
+const POLL_MS = 4;
 
 /** The group a bundle's container belongs to: its group annotation, else its own id. */
 export function groupOf(
@@ -193,72 +194,46 @@ export async function startShim(flags: ShimFlags, hooks: StartHooks = {}): Promi
   return address;
 }
 
-/**
- * Starts the serve process detached and returns its pid once it listens on
- * `path`: it says so with a line on a pipe of its own ({@link READY_ENV}),
- * so nothing polls the socket.
- */
+/** Starts the serve process detached, waits until it accepts connections on `path`, returns its pid. */
 async function startServe(flags: ShimFlags, bundle: string, path: string): Promise<number> {
   const self = selfCommand([
     "shim",
     ...formatShimFlags({ ...flags, bundle, socket: path }),
     "serve",
   ]);
-  // Fresh pipes, not ours (containerd waits for the end of ours): stdout
-  // carries the ready line, stderr is read only if the process dies first.
+  // stderr is a fresh pipe, not ours: read only if the serve process dies before it is ready.
   const child = spawn(self.cmd, self.args, {
     cwd: bundle,
-    env: { [READY_ENV]: "1" },
     detached: true,
     stdin: "null",
-    stdout: "piped",
+    stdout: "null",
     stderr: "piped",
   });
-  const reader = child.stdout.getReader();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"late">((r) =>
-    timer = setTimeout(() => r("late"), SERVE_READY_TIMEOUT_MS)
-  );
-  let said = "";
-  let outcome: "ready" | "exited" | "late" = "exited";
-  try {
-    for (;;) {
-      const r = await Promise.race([reader.read(), late]);
-      if (r === "late") {
-        outcome = "late";
-        break;
-      }
-      if (r.done) break;
-      said += new TextDecoder().decode(r.value);
-      if (said.includes("\n")) {
-        outcome = said.startsWith("ok\n") ? "ready" : "exited";
-        break;
-      }
+  let exited: Deno.CommandStatus | null = null;
+  child.status.then((s) => exited = s);
+  const deadline = Date.now() + SERVE_READY_TIMEOUT_MS;
+  while (!exited) {
+    if (await canConnect(path)) {
+      child.unref();
+      await child.stderr.cancel().catch(() => {});
+      return child.pid;
     }
-  } finally {
-    clearTimeout(timer);
-    await reader.cancel().catch(() => {});
-  }
-  if (outcome === "ready") {
-    child.unref();
-    await child.stderr.cancel().catch(() => {});
-    return child.pid;
-  }
-  if (outcome === "late") {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // gone meanwhile
+    if (Date.now() > deadline) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // gone meanwhile
+      }
+      await child.status;
+      throw new BerthError(
+        Code.DeadlineExceeded,
+        `shim serve process did not listen on ${path} within ${SERVE_READY_TIMEOUT_MS} ms`,
+      );
     }
-    await child.stderr.cancel().catch(() => {});
-    await child.status;
-    throw new BerthError(
-      Code.DeadlineExceeded,
-      `shim serve process did not listen on ${path} within ${SERVE_READY_TIMEOUT_MS} ms`,
-    );
+    await new Promise((r) => setTimeout(r, POLL_MS));
   }
   const err = new TextDecoder().decode(await new Response(child.stderr).arrayBuffer()).trim();
-  const status = await child.status;
+  const status: Deno.CommandStatus = exited;
   throw new BerthError(
     Code.Internal,
     `shim serve process exited (status ${status.code}) before listening: ${err || "no output"}`,
