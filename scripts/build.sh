@@ -27,6 +27,13 @@ else
     -e 's/var ([A-Za-z_$][A-Za-z0-9_$]*) ?= ?__deno_internal_createRequire\(import\.meta\.url\);/var \1 = (id) => (__deno_internal_require ??= process.getBuiltinModule("node:module").createRequire(import.meta.url))(id);/' \
     bin/berth.js > bin/berth.lazy.js
   mv bin/berth.lazy.js bin/berth.js
+  # Some bundles leave CommonJS requires to esbuild's polyfill instead, which
+  # throws "Dynamic require of ... is not supported" unless a `require` is in
+  # scope: give it the same lazy one (it looks the name up when called).
+  if grep -q 'Dynamic require of' bin/berth.js; then
+    { echo 'var require = (id) => (globalThis.__berthRequire ??= process.getBuiltinModule("node:module").createRequire(import.meta.url))(id);'; cat bin/berth.js; } > bin/berth.lazy.js
+    mv bin/berth.lazy.js bin/berth.js
+  fi
   eager=$(grep -oE '(^|[;}])import[^;("'"'"']*from ?"node:[^"]*"' bin/berth.js | sed -E 's/.*"(node:[^"]*)"/\1/' | sort -u | paste -sd ' ' -)
   [ -z "$eager" ] || echo "build: warning: bin/berth evaluates $eager at every start, in every mode (tens of ms each): import dynamically where used" >&2
   # --ext=js: the file has no extension, and deno would otherwise transpile it as
