@@ -293,6 +293,31 @@ Deno.test("metadata: mutations notify, rollbacks leave nothing, transactions are
     assert.throws(() => md.db.tx(() => Promise.resolve(1)));
   }));
 
+Deno.test("metadata: reused statements answer each call's own parameters, past the cache bound", () =>
+  withMetadata((md) => {
+    for (const id of ["a", "b"]) {
+      md.containers.create("default", {
+        id,
+        labels: { id },
+        image: "",
+        runtime: { name: "r" },
+        spec,
+        snapshotter: "",
+        snapshotKey: "",
+        extensions: {},
+      });
+    }
+    assert.equal(md.containers.get("default", "a").labels.id, "a");
+    assert.equal(md.containers.get("default", "b").labels.id, "b");
+    // More distinct statements than the cache keeps: each still runs its own text.
+    for (let i = 0; i < 600; i++) {
+      assert.deepEqual({ ...md.db.get<{ v: number }>(`SELECT ${i} + ? AS v`, 1) }, { v: i + 1 });
+    }
+    md.containers.delete("default", "a");
+    assert.throws(() => md.containers.get("default", "a"), code(Code.NotFound));
+    assert.equal(md.containers.get("default", "b").labels.id, "b");
+  }));
+
 Deno.test("metadata: namespaced snapshotter maps names per namespace", async () => {
   const state = await Deno.makeTempDir({ prefix: "berth-md-sn-" });
   const md = await openMetadata(state);
