@@ -60,6 +60,7 @@ Deno.test("content: write, commit, info, read, list, delete", () =>
       ),
       "ber",
     );
+    await assert.rejects(store.read(want, { offset: 12 }), code(Code.InvalidArgument));
     const ra = await store.readerAt(want);
     const buf = new Uint8Array(4);
     assert.equal(await ra.readAt(buf, 7), 4);
