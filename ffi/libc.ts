@@ -33,6 +33,7 @@ const SYMBOLS = {
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
   prctl_ptr: { name: "prctl", parameters: ["i32", "buffer", "u64", "u64", "u64"], result: "i32" },
   setsid: { parameters: [], result: "i32" },
+  malloc_trim: { parameters: ["usize"], result: "i32" },
   setns: { parameters: ["i32", "i32"], result: "i32" },
   // pidfd_open and pidfd_send_signal through syscall(2): glibc only wraps
   // them since 2.36, the kernel has had them since 5.3.

@@ -28,6 +28,7 @@ export {
   getPdeathsig,
   getProcessName,
   Namespace,
+  releaseFreeMemory,
   setChildSubreaper,
   setns,
   setPdeathsig,

@@ -115,3 +115,14 @@ export function setns(fd: number, nstype: number): void {
   if (!Number.isInteger(fd) || fd < 0) throw invalid("setns", `bad fd ${fd}`);
   check(libc().setns(fd, nstype), "setns", `${fd}, ${nstype}`);
 }
+
+/**
+ * Gives the memory that glibc's allocator holds free back to the kernel
+ * (malloc_trim(0), which walks every arena). Deno's start-up frees a lot
+ * that stays resident otherwise: on a start without Deno's caches (the first
+ * run of a new build) parsing the bundle leaves ~18 MB in a thread's arena.
+ * Returns true when some memory was released.
+ */
+export function releaseFreeMemory(): boolean {
+  return libc().malloc_trim(0n) === 1;
+}

@@ -6,7 +6,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 DENO="$(pwd)/.tools/node_modules/deno/deno"
-FLAGS="-A --quiet --no-prompt"
+# The same as RUNTIME_FLAGS in src/spawn/mod.ts (why each is there is said there).
+FLAGS="-A --quiet --no-prompt --v8-flags=--max-semi-space-size=1"
 mkdir -p bin
 rm -f bin/berth bin/containerd-shim-berth-v2 bin/berth.tmp
 form=""

@@ -8,6 +8,18 @@
 import { parseShimFlags } from "../shim/flags.ts";
 import { VERSION } from "../version.ts";
 
+/**
+ * `serve` hands back what loading it left free in malloc's arenas (see
+ * releaseFreeMemory), once start-up is over and off the path of the first
+ * request: a shim lives as long as its containers.
+ */
+function releaseStartupGarbage(): void {
+  const timer = setTimeout(() => {
+    import("../../ffi/mod.ts").then((ffi) => ffi.releaseFreeMemory()).catch(() => {});
+  }, 1000);
+  Deno.unrefTimer(timer);
+}
+
 /** Runs the shim mode; returns the process exit status. */
 export async function shimMain(args: string[]): Promise<number> {
   let flags;
@@ -33,6 +45,7 @@ export async function shimMain(args: string[]): Promise<number> {
       }
       case "serve": {
         const { serveShim } = await import("../shim/serve.ts");
+        releaseStartupGarbage();
         return await serveShim(flags);
       }
       case "spare": {
@@ -50,7 +63,9 @@ export async function shimMain(args: string[]): Promise<number> {
     }
   } catch (err) {
     // containerd shows this text (with stdout) when an action fails.
-    await Deno.stderr.write(new TextEncoder().encode(`berth shim ${flags.action}: ${(err as Error).message}\n`)).catch(() => {});
+    await Deno.stderr.write(
+      new TextEncoder().encode(`berth shim ${flags.action}: ${(err as Error).message}\n`),
+    ).catch(() => {});
     return 1;
   }
 }
