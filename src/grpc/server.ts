@@ -14,9 +14,9 @@ import { BerthError, Code, toBerthError } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import {
   type CallContext,
+  listenPrivate,
   type Metadata,
   type RegisterOptions,
-  removeStaleSocket,
   type ServiceImpl,
 } from "../ttrpc/mod.ts";
 import { MessageQueue } from "../ttrpc/queue.ts";
@@ -159,23 +159,11 @@ export class GrpcServer implements H2Handler {
    */
   async listen(path: string): Promise<void> {
     if (this.#closing) throw new BerthError(Code.Unavailable, "grpc: server is shut down");
-    await removeStaleSocket(path);
-    const listener = Deno.listen({ transport: "unix", path });
-    let ino: number | null;
-    try {
-      await Deno.chmod(path, 0o600);
-      ino = (await Deno.lstat(path)).ino;
-    } catch (err) {
-      listener.close();
-      throw err;
-    }
+    const { listener, removeFile } = await listenPrivate(path);
     this.#listeners.add(listener);
-    const done = this.#accept(listener).finally(async () => {
+    const done = this.#accept(listener).finally(() => {
       this.#listeners.delete(listener);
-      // Remove our socket file, unless someone has replaced it meanwhile.
-      try {
-        if ((await Deno.lstat(path)).ino === ino) await Deno.remove(path);
-      } catch { /* already gone */ }
+      return removeFile();
     });
     this.#serving.add(done);
     done.finally(() => this.#serving.delete(done));

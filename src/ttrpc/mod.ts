@@ -17,7 +17,14 @@
  * @module
  */
 
-export { removeStaleSocket, Server, type ServerOptions, type ShutdownOptions } from "./server.ts";
+export {
+  listenPrivate,
+  type PrivateSocket,
+  removeStaleSocket,
+  Server,
+  type ServerOptions,
+  type ShutdownOptions,
+} from "./server.ts";
 export {
   type CallOptions,
   Client,

@@ -110,24 +110,10 @@ export class Server {
    */
   async listen(path: string): Promise<void> {
     if (this.#closing) throw new BerthError(Code.Unavailable, "ttrpc: server is shut down");
-    await removeStaleSocket(path);
-    const listener = Deno.listen({ transport: "unix", path });
-    let ino: number | null;
-    try {
-      await Deno.chmod(path, 0o600);
-      ino = (await Deno.lstat(path)).ino;
-    } catch (err) {
-      listener.close();
-      throw err;
-    }
+    const { listener, removeFile } = await listenPrivate(path);
     const done = this.serve(listener).catch((err) => {
       log.error("ttrpc: serving stopped", { path, error: String(err) });
-    }).finally(async () => {
-      // Remove our socket file, unless someone has replaced it meanwhile.
-      try {
-        if ((await Deno.lstat(path)).ino === ino) await Deno.remove(path);
-      } catch { /* already gone */ }
-    });
+    }).finally(removeFile);
     this.#serving.add(done);
     done.finally(() => this.#serving.delete(done));
   }
@@ -257,9 +243,43 @@ export class Server {
   }
 }
 
+/** A listener on a private unix socket, and how to remove its file afterwards. */
+export interface PrivateSocket {
+  listener: Deno.UnixListener;
+  /** Removes the socket file, unless someone has replaced it meanwhile. */
+  removeFile(): Promise<void>;
+}
+
+/**
+ * Listens on the unix socket `path`, made 0600 (under the usual umask it is
+ * never writable by others, even before the chmod). A stale socket file is
+ * replaced; a live one is AlreadyExists. Every listener the daemon and the
+ * shim open goes through here.
+ */
+export async function listenPrivate(path: string): Promise<PrivateSocket> {
+  await removeStaleSocket(path);
+  const listener = Deno.listen({ transport: "unix", path });
+  let ino: number | null;
+  try {
+    await Deno.chmod(path, 0o600);
+    ino = (await Deno.lstat(path)).ino;
+  } catch (err) {
+    listener.close();
+    throw err;
+  }
+  return {
+    listener,
+    async removeFile() {
+      try {
+        if ((await Deno.lstat(path)).ino === ino) await Deno.remove(path);
+      } catch { /* already gone */ }
+    },
+  };
+}
+
 /**
  * Removes `path` if it is a socket nobody listens on; refuses live sockets
- * and other files (AlreadyExists). Used by every listener the daemon opens.
+ * and other files (AlreadyExists).
  */
 export async function removeStaleSocket(path: string): Promise<void> {
   let info: Deno.FileInfo;
