@@ -76,6 +76,10 @@ Deno.test({
           }
         }
       }
+      // berth's side of the core paths exists today: run, ttrpc, gRPC, client start-up.
+      for (const f of figures.filter((f) => /^(1|4|6|7)[a-z]?\. /.test(f.workload))) {
+        assert.equal(f.berth.na, undefined, `${f.workload}: berth side not measured`);
+      }
       const run = figures.find((f) => f.workload.startsWith("1. "))!;
       assert.ok(run.runc && run.runc.na === undefined, "runc floor measured");
 
