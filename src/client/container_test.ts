@@ -72,6 +72,7 @@ const KEEP = new Set([
   "io.containerd.grpc.v1.images",
   "io.containerd.grpc.v1.leases",
   "io.containerd.grpc.v1.content",
+  "io.containerd.grpc.v1.diff",
 ]);
 
 Deno.test("createContainer: a collection between the snapshot's prepare and the container record keeps the snapshot", async () => {
