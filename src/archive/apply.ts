@@ -9,9 +9,10 @@ import { lsetxattr } from "../../ffi/mod.ts";
 import { makeNode, setLayerXattr } from "./sys.ts";
 import { mtimeOf, readTar, type TarHeader, xattrsOf } from "./tar.ts";
 
-// Imported dynamically: a bundle evaluates its static node: imports at every
-// start, whatever the mode, and this one costs tens of ms.
-const { lchownSync, lutimesSync } = await import("node:fs");
+// Loaded on first use: a static node: import is evaluated at every start of
+// the bundle, whatever the mode, and this one costs tens of ms and ~4 MB.
+let nodeFs: typeof import("node:fs") | undefined;
+const fs = () => nodeFs ??= process.getBuiltinModule("node:fs") as typeof import("node:fs");
 
 /** OCI whiteout prefix: `.wh.<name>` deletes `<name>` from the layers below. */
 export const WHITEOUT_PREFIX = ".wh.";
@@ -179,7 +180,7 @@ export async function applyLayer(
 
     // Owner first: chown clears set-id bits and file capabilities, so the
     // mode and then the xattrs go on after it.
-    lchownSync(path, uid, gid);
+    fs().lchownSync(path, uid, gid);
     if (h.type !== "symlink") Deno.chmodSync(path, mode);
     const fileOrDir = h.type === "directory" || h.type === "file" || h.type === "contiguous-file";
     if (h.pax) {
@@ -194,7 +195,7 @@ export async function applyLayer(
       : mtime;
     // Directory times are set last: creating their children changes them.
     if (h.type === "directory") dirTimes.push({ path, atime, mtime });
-    else lutimesSync(path, atime, mtime);
+    else fs().lutimesSync(path, atime, mtime);
   }
 
   for (const d of dirTimes.reverse()) Deno.utimeSync(d.path, d.atime, d.mtime);
@@ -229,6 +230,6 @@ function applyWhiteout(
   if (overlay) {
     // overlayfs hides a lower file behind a 0/0 character device of the same name.
     makeNode(target, "char", 0, 0, 0);
-    lchownSync(target, numberFromPax(h, "uid", h.uid), numberFromPax(h, "gid", h.gid));
+    fs().lchownSync(target, numberFromPax(h, "uid", h.uid), numberFromPax(h, "gid", h.gid));
   }
 }
