@@ -167,6 +167,10 @@ Deno.test("client: every command against a real berth daemon", async () => {
     const rootDir = await makeRootDir(d.dir);
     const imp = ok(await b(["-n", N1, "images", "import", "--from-dir", rootDir, "bb:1", "--cmd", "sh", "--cmd=-c", "--cmd", "echo hello"]), "import --from-dir");
     assert.match(imp, /^docker\.io\/library\/bb:1 sha256:[0-9a-f]{64} unpacked \(overlayfs\)\n$/);
+    // Again, from the same directory: its layer blob is in the store already, which is no error.
+    const again = ok(await b(["-n", N1, "images", "import", "--from-dir", rootDir, "bb:0", "--cmd", "true"]), "import --from-dir again");
+    assert.match(again, /^docker\.io\/library\/bb:0 sha256:[0-9a-f]{64} unpacked \(overlayfs\)\n$/);
+    ok(await b(["-n", N1, "images", "rm", "docker.io/library/bb:0"]), "rm bb:0");
     const ils = ok(await b(["-n", N1, "images", "ls"]), "images ls");
     assert.deepEqual(header(ils), ["REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"]);
     assert.match(ils, /docker\.io\/library\/bb:1 application\/vnd\.oci\.image\.index\.v1\+json sha256:\S+ \d+(\.\d+)? [KM]iB linux\/amd64 -/);

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { Digester } from "../content/digest.ts";
 import { Code, isCode } from "../errdefs/mod.ts";
 import { Content, WriteAction } from "../gen/containerd/services/content/v1/content_pb.ts";
 import { Diff } from "../gen/containerd/services/diff/v1/diff_pb.ts";
@@ -73,6 +74,13 @@ async function remoteWriter(conn: Connection, lease: string | undefined, ref: st
   const st = await call(first);
   // Bytes sent; the daemon takes requests in order, so each write's offset is known before its answer.
   let offset = Number(st.offset);
+  // With no expected digest, the client hashes what it sends: a commit of a
+  // blob the store already has answers AlreadyExists, and the write still
+  // succeeded (as containerd's clients treat it) with the digest it computed.
+  let digester = opts.expected ? undefined : new Digester();
+  if (digester !== undefined && offset > 0) {
+    offset = Number((await call({ action: WriteAction.WRITE, ref, offset: 0n })).offset);
+  }
   let closed = false;
   const finish = () => {
     if (!closed) {
@@ -85,6 +93,7 @@ async function remoteWriter(conn: Connection, lease: string | undefined, ref: st
       return offset;
     },
     async write(chunk) {
+      digester?.update(chunk);
       for (let i = 0; i < chunk.length; i += CHUNK) {
         const part = chunk.subarray(i, i + CHUNK);
         queue.push({ action: WriteAction.WRITE, ref, offset: BigInt(offset), data: part });
@@ -96,6 +105,7 @@ async function remoteWriter(conn: Connection, lease: string | undefined, ref: st
     async truncate() {
       const r = await call({ action: WriteAction.WRITE, ref, offset: 0n });
       offset = Number(r.offset);
+      if (digester !== undefined) digester = new Digester();
     },
     async commit(size, expected, labels = {}) {
       try {
@@ -104,10 +114,11 @@ async function remoteWriter(conn: Connection, lease: string | undefined, ref: st
         return r.digest;
       } catch (err) {
         finish();
-        if (!isCode(err, Code.AlreadyExists) || !expected) throw err;
+        const digest = expected || digester?.digest();
+        if (!isCode(err, Code.AlreadyExists) || !digest) throw err;
         await conn.service(Content, { lease }).abort({ ref }).catch(() => {});
-        if (Object.keys(labels).length) await setLabels(conn, expected, labels);
-        return expected;
+        if (Object.keys(labels).length) await setLabels(conn, digest, labels);
+        return digest;
       }
     },
     close() {
