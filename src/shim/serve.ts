@@ -131,7 +131,7 @@ class Home {
       }
     }
     if (next === "/") Deno.chdir("/");
-    log.info("shim moved to another bundle", { from: bundle, to: next });
+    log.debug("shim moved to another bundle", { from: bundle, to: next });
     // With no bundle left the old log stays: it may still carry the last lines.
     if (next === "/") return;
     this.use(logToFifo(next));
@@ -213,7 +213,7 @@ export async function serveShim(flags: ShimFlags, preset?: Preset): Promise<numb
     await server.listen(flags.socket);
   }
   await preset?.ready();
-  log.info("shim serving", {
+  log.debug("shim serving", {
     pid: Deno.pid,
     socket: flags.socket,
     namespace: flags.namespace,
@@ -231,7 +231,7 @@ export async function serveShim(flags: ShimFlags, preset?: Preset): Promise<numb
   Deno.addSignalListener("SIGPIPE", onPipe);
 
   await stopped;
-  log.info("shim stopping", { containers: service.containers.size });
+  log.debug("shim stopping", { containers: service.containers.size });
   // Cleanup is bounded: whatever hangs (a runtime call, a stuck fifo), the shim still exits.
   const forced = setTimeout(() => {
     log.error("shim cleanup took too long; exiting anyway");
@@ -263,7 +263,7 @@ export async function serveShim(flags: ShimFlags, preset?: Preset): Promise<numb
   Deno.removeSignalListener("SIGUSR1", onDump);
   Deno.removeSignalListener("SIGPIPE", onPipe);
   clearTimeout(forced);
-  log.info("shim exited");
+  log.debug("shim exited");
   home.close();
   return 0;
 }

@@ -307,7 +307,7 @@ export class TaskService {
       shutdown: () => {
         // A group shim stays while it manages any container.
         if (this.containers.size === 0 && this.creating.size === 0) {
-          log.info("shutdown requested; no containers left");
+          log.debug("shutdown requested; no containers left");
           setTimeout(() => this.deps.shutdown(), 0);
         }
         return {};
