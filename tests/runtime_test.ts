@@ -20,8 +20,9 @@ import { Snapshots } from "../src/gen/containerd/services/snapshots/v1/snapshots
 import { Tasks } from "../src/gen/containerd/services/tasks/v1/tasks_pb.ts";
 import { Task } from "../src/gen/containerd/task/v2/shim_pb.ts";
 import { Status } from "../src/gen/containerd/types/task_pb.ts";
-import { run, runChecked, spawn } from "../src/spawn/mod.ts";
+import { run, runChecked } from "../src/spawn/mod.ts";
 import { type Client, connect, serviceClient } from "../src/ttrpc/mod.ts";
+import { close as closeFd, mkfifo, openFifo, readFd } from "../ffi/mod.ts";
 import { makeBusyboxRootfs } from "./support/bundle.ts";
 import { type DaemonProc, spawnDaemon } from "./support/daemon.ts";
 import { buildBusyboxImage } from "./support/image.ts";
@@ -68,7 +69,8 @@ class World {
   ns = `rt${crypto.randomUUID().slice(0, 8)}`;
   daemon?: DaemonProc;
   client?: Client;
-  readers: Deno.ChildProcess[] = [];
+  /** Stops each fifo reader and closes its fd. */
+  readers: Array<() => Promise<void>> = [];
   /** What the test was doing last (named in a timeout). */
   step = "setup";
   /** Addresses of shims seen, for removing sockets a killed shim left. */
@@ -204,24 +206,37 @@ class World {
   }
 
   /**
-   * A fifo that a `cat` reads; `until(text)` resolves with what came so far
-   * once it holds `text` (shims differ in when they close their write end,
-   * so the test does not wait for EOF).
+   * A fifo read by this process through ffi: opened read-write and
+   * nonblocking, so the open never waits and the shim's open for writing
+   * always finds a reader at once (a `cat` started for it now and then was
+   * not reading yet when Go's shim gave up its open after 30 s).
+   * `until(text)` resolves with what came so far once it holds `text`
+   * (shims differ in when they close their write end, so no EOF is awaited).
    */
-  async fifoReader(name: string): Promise<{ path: string; until: (t: string) => Promise<string> }> {
+  fifoReader(name: string): { path: string; until: (t: string) => Promise<string> } {
     const path = `${this.tmp}/fifos/${name}`;
-    await runChecked("mkfifo", [path]);
-    const cat = spawn("cat", [path], { stdout: "piped", stderr: "null" });
-    this.readers.push(cat);
+    mkfifo(path, 0o600);
+    const fd = openFifo(path, "readwrite");
+    const stop = new AbortController();
     let text = "";
     const waiters: (() => void)[] = [];
-    (async () => {
+    const reading = (async () => {
       const decoder = new TextDecoder();
-      for await (const chunk of cat.stdout) {
-        text += decoder.decode(chunk, { stream: true });
-        for (const w of waiters.splice(0)) w();
-      }
+      const buf = new Uint8Array(64 << 10);
+      try {
+        for (;;) {
+          const n = await readFd(fd, buf, { signal: stop.signal });
+          if (n === 0) break;
+          text += decoder.decode(buf.subarray(0, n), { stream: true });
+          for (const w of waiters.splice(0)) w();
+        }
+      } catch { /* stopped */ }
     })();
+    this.readers.push(async () => {
+      stop.abort();
+      await reading;
+      closeFd(fd);
+    });
     const until = async (want: string) => {
       while (!text.includes(want)) await new Promise<void>((r) => waiters.push(r));
       return text;
@@ -287,12 +302,7 @@ class World {
       for (const id of ids) await run("runc", ["--root", runcRoot, "delete", "--force", id]);
       await Deno.remove(runcRoot, { recursive: true }).catch(() => {});
     }
-    for (const r of this.readers) {
-      try {
-        r.kill("SIGKILL");
-      } catch { /* done */ }
-      await r.status;
-    }
+    for (const stop of this.readers) await stop();
     await unmountAllUnder(this.tmp);
     for (const a of this.shimAddresses) {
       await Deno.remove(a.replace(/^unix:\/\//, "")).catch(() => {});
@@ -383,13 +393,14 @@ async function lifecycle(w: World, runtime: string): Promise<void> {
   })();
   await tasks.list({}); // the subscription is in place once a later call returns
   await w.makeContainer(c1, ["sh", "-c", "echo hello from $(hostname); exit 3"], runtime);
-  const out1 = await w.fifoReader("c1-out");
+  const out1 = w.fifoReader("c1-out");
   w.step = "create c1";
   const created = await tasks.create({ containerId: c1, stdout: out1.path, stderr: out1.path });
   assert.ok(created.pid > 0);
   await w.rememberShim(c1);
   assert.equal((await tasks.get({ containerId: c1 })).process?.status, Status.CREATED);
   const waiting = tasks.wait({ containerId: c1 });
+  waiting.catch(() => {}); // awaited below; a failure before that must not leave it unhandled
   w.step = "start c1";
   await tasks.start({ containerId: c1 });
   w.step = "read c1 output";
@@ -435,7 +446,7 @@ async function lifecycle(w: World, runtime: string): Promise<void> {
   await assert.rejects(tasks.checkpoint({ containerId: c2 }), new RegExp(`checkpoint task ${c2}`));
   assert.equal((await tasks.get({ containerId: c2 })).process?.status, Status.RUNNING);
 
-  const execOut = await w.fifoReader("exec-out");
+  const execOut = w.fifoReader("exec-out");
   const spec = (await w.baseSpec()).process;
   spec.args = ["sh", "-c", "echo exec says hi; exit 5"];
   await tasks.exec({
@@ -450,6 +461,7 @@ async function lifecycle(w: World, runtime: string): Promise<void> {
   });
   w.step = "exec e1";
   const execWait = tasks.wait({ containerId: c2, execId: "e1" });
+  execWait.catch(() => {}); // awaited below; a failure before that must not leave it unhandled
   const execStart = await tasks.start({ containerId: c2, execId: "e1" });
   assert.ok(execStart.pid > 0 && execStart.pid !== pid);
   w.step = "read e1 output";
@@ -464,6 +476,7 @@ async function lifecycle(w: World, runtime: string): Promise<void> {
   await assert.rejects(tasks.delete({ containerId: c2 }), /running/);
   w.step = "kill c2";
   const exit2 = tasks.wait({ containerId: c2 });
+  exit2.catch(() => {}); // awaited below; a failure before that must not leave it unhandled
   await tasks.kill({ containerId: c2, signal: 9 });
   assert.equal((await exit2).exitStatus, 137);
   w.step = "delete c2";
@@ -562,7 +575,7 @@ for (const runtime of ["io.containerd.runc.v2", "io.containerd.berth.v2"]) {
       const ids = Array.from({ length: live + 1 }, (_, i) => `${w.ns}-r${i + 1}`);
       const pids = new Map<string, number>();
       // The first one writes a line every 100 ms to a fifo read here, through the restart.
-      const ticks = await w.fifoReader("ticks");
+      const ticks = w.fifoReader("ticks");
       for (const id of ids) {
         const args = id === ids[0]
           ? ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"]
@@ -597,6 +610,7 @@ for (const runtime of ["io.containerd.runc.v2", "io.containerd.berth.v2"]) {
       for (const id of ids.slice(0, live)) {
         w.step = `kill ${id} after restart`;
         const exited = w.tasks.wait({ containerId: id });
+        exited.catch(() => {}); // awaited below; a failure before that must not leave it unhandled
         await w.tasks.kill({ containerId: id, signal: 9 });
         assert.equal((await exited).exitStatus, 137);
         await w.tasks.delete({ containerId: id });
@@ -624,12 +638,14 @@ Deno.test("runtime: tasks of one group share a shim and its connection", async (
     await w.tasks.start({ containerId: b });
     // Deleting the first leaves the shim serving the second.
     const exitA = w.tasks.wait({ containerId: a });
+    exitA.catch(() => {}); // awaited below; a failure before that must not leave it unhandled
     await w.tasks.kill({ containerId: a, signal: 9 });
     assert.equal((await exitA).exitStatus, 137);
     await w.tasks.delete({ containerId: a });
     assert.equal((await w.shimPids()).length, 1, "the shim stays for b");
     assert.equal((await w.tasks.get({ containerId: b })).process?.status, Status.RUNNING);
     const exitB = w.tasks.wait({ containerId: b });
+    exitB.catch(() => {}); // awaited below; a failure before that must not leave it unhandled
     await w.tasks.kill({ containerId: b, signal: 9 });
     assert.equal((await exitB).exitStatus, 137);
     await w.tasks.delete({ containerId: b });
@@ -702,6 +718,7 @@ Deno.test("runtime: 50 tasks started in parallel all run and are all cleaned up"
     w.step = "kill and delete tasks";
     await Promise.all(ids.map(async (id) => {
       const exited = w.tasks.wait({ containerId: id });
+      exited.catch(() => {}); // awaited below; a failure before that must not leave it unhandled
       await w.tasks.kill({ containerId: id, signal: 9 });
       assert.equal((await exited).exitStatus, 137);
       await w.tasks.delete({ containerId: id });
@@ -729,6 +746,7 @@ Deno.test("runtime: a daemon stopped with SIGTERM leaves its tasks running for t
     assert.equal(t?.id, id);
     assert.equal(t?.pid, pid);
     const exited = w.tasks.wait({ containerId: id });
+    exited.catch(() => {}); // awaited below; a failure before that must not leave it unhandled
     await w.tasks.kill({ containerId: id, signal: 9 });
     assert.equal((await exited).exitStatus, 137);
     await w.tasks.delete({ containerId: id });
