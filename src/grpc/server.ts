@@ -13,6 +13,7 @@
 import { BerthError, Code, toBerthError } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import {
+  acceptEach,
   type CallContext,
   listenPrivate,
   type Metadata,
@@ -169,29 +170,16 @@ export class GrpcServer implements H2Handler {
     done.finally(() => this.#serving.delete(done));
   }
 
-  async #accept(listener: Deno.Listener): Promise<void> {
-    let backoff = 0;
-    for (;;) {
-      let conn: Deno.Conn;
-      try {
-        conn = await listener.accept();
-      } catch (err) {
-        if (this.#closing || !this.#listeners.has(listener) || isClosedError(err)) return;
-        // Out of descriptors and the like: wait a little and try again.
-        backoff = Math.min(backoff === 0 ? 5 : backoff * 2, 1000);
-        log.warn("grpc: accept failed", { error: String(err), retry_ms: backoff });
-        await new Promise((r) => setTimeout(r, backoff));
-        continue;
-      }
-      backoff = 0;
-      if (this.#closing) {
-        conn.close();
-        continue;
-      }
-      const c = new H2Connection(conn, this, {}, this.#forget);
-      this.#conns.add(c);
-      c.run();
-    }
+  #accept(listener: Deno.Listener): Promise<void> {
+    return acceptEach(listener, {
+      label: "grpc",
+      stopped: () => this.#closing || !this.#listeners.has(listener),
+      onConn: (conn) => {
+        const c = new H2Connection(conn, this, {}, this.#forget);
+        this.#conns.add(c);
+        c.run();
+      },
+    });
   }
 
   /**
@@ -529,8 +517,4 @@ function statusBlock(err: BerthError): Uint8Array {
   const fields = ["grpc-status", String(err.code)];
   if (err.message !== "") fields.push("grpc-message", encodeStatusMessage(err.message));
   return encodeHeaders(fields);
-}
-
-function isClosedError(err: unknown): boolean {
-  return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted;
 }

@@ -18,6 +18,8 @@
  */
 
 export {
+  acceptEach,
+  isClosedError,
   listenPrivate,
   type PrivateSocket,
   removeStaleSocket,

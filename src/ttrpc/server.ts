@@ -125,27 +125,12 @@ export class Server {
       throw new BerthError(Code.Unavailable, "ttrpc: server is shut down");
     }
     this.#listeners.add(listener);
-    let backoff = 0;
     try {
-      for (;;) {
-        let conn: Deno.UnixConn;
-        try {
-          conn = await listener.accept() as Deno.UnixConn;
-        } catch (err) {
-          if (this.#closing || !this.#listeners.has(listener) || isClosedError(err)) return;
-          // Out of descriptors and the like: wait a little and try again.
-          backoff = Math.min(backoff === 0 ? 5 : backoff * 2, 1000);
-          log.warn("ttrpc: accept failed", { error: String(err), retry_ms: backoff });
-          await new Promise((r) => setTimeout(r, backoff));
-          continue;
-        }
-        backoff = 0;
-        if (this.#closing) {
-          conn.close();
-          continue;
-        }
-        this.#accept(conn);
-      }
+      await acceptEach(listener, {
+        label: "ttrpc",
+        stopped: () => this.#closing || !this.#listeners.has(listener),
+        onConn: (conn) => this.#accept(conn as Deno.UnixConn),
+      });
     } finally {
       this.#listeners.delete(listener);
       try {
@@ -311,8 +296,40 @@ function refuse(conn: Deno.UnixConn, err: unknown): void {
   } catch { /* already closed */ }
 }
 
-function isClosedError(err: unknown): boolean {
+/** True for the errors a closed listener or connection gives. */
+export function isClosedError(err: unknown): boolean {
   return err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted;
+}
+
+/**
+ * Accepts connections from `listener` and hands each to `onConn` until the
+ * listener is closed or `stopped()`; one accepted while stopping is closed.
+ * A failing accept (out of descriptors and the like) is retried after a
+ * growing pause, up to a second. Both the ttrpc and the gRPC server use it.
+ */
+export async function acceptEach(
+  listener: Deno.Listener,
+  opts: { label: string; stopped: () => boolean; onConn: (conn: Deno.Conn) => void },
+): Promise<void> {
+  let backoff = 0;
+  for (;;) {
+    let conn: Deno.Conn;
+    try {
+      conn = await listener.accept();
+    } catch (err) {
+      if (opts.stopped() || isClosedError(err)) return;
+      backoff = Math.min(backoff === 0 ? 5 : backoff * 2, 1000);
+      log.warn(`${opts.label}: accept failed`, { error: String(err), retry_ms: backoff });
+      await new Promise((r) => setTimeout(r, backoff));
+      continue;
+    }
+    backoff = 0;
+    if (opts.stopped()) {
+      conn.close();
+      continue;
+    }
+    opts.onConn(conn);
+  }
 }
 
 /** One call being served; it is the handler's {@link CallContext}. */
