@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "../src/spawn/mod.ts";
 import { startContainerd } from "./support/containerd.ts";
+import { removeIfEmpty } from "./support/mounts.ts";
 import { runTool, type ToolResult } from "./support/tool.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -379,6 +380,8 @@ Deno.test("client: every command against a real berth daemon", async () => {
       await d.berth(["-n", N1, "tasks", "rm", "-f", id]);
     }
     await d.stop();
+    // runc's root for the namespace stays behind its last container (as with containerd's shim).
+    removeIfEmpty(`/run/berth/runc/${N1}`);
   }
 });
 
