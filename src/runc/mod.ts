@@ -85,8 +85,23 @@ async function runtimeError(cfg: RuncConfig, command: string, stderr: Uint8Array
   return new BerthError(kind, `${cfg.binary} ${command} failed: ${reason}`);
 }
 
+/**
+ * The error for a runtime that could not be started at all (no binary, no
+ * working directory): Internal, since unlike the runtime's own "does not
+ * exist" it says nothing about the container, and NotFound would read as
+ * "already gone" to every caller.
+ */
+function notStarted(cfg: RuncConfig, command: string, err: unknown): BerthError {
+  return new BerthError(Code.Internal, `cannot run ${cfg.binary} ${command}: ${(err as Error).message}`, { cause: err });
+}
+
 async function runtimeCall(cfg: RuncConfig, command: string, args: string[], input?: Uint8Array): Promise<Uint8Array> {
-  const r = await run(cfg.binary, [...globalArgs(cfg), command, ...args], { input });
+  let r;
+  try {
+    r = await run(cfg.binary, [...globalArgs(cfg), command, ...args], { input });
+  } catch (err) {
+    throw notStarted(cfg, command, err);
+  }
   if (!r.success) throw await runtimeError(cfg, command, r.stderr, r.code);
   return r.stdout;
 }
@@ -114,11 +129,16 @@ async function startDetached(
   if (opts.noPivot) full.push("--no-pivot");
   if (opts.noNewKeyring) full.push("--no-new-keyring");
   full.push(...args);
-  const child = spawn(cfg.binary, full, {
-    stdin: opts.stdin ?? "null",
-    stdout: opts.stdout ?? "null",
-    stderr: opts.stderr ?? "null",
-  });
+  let child: Deno.ChildProcess;
+  try {
+    child = spawn(cfg.binary, full, {
+      stdin: opts.stdin ?? "null",
+      stdout: opts.stdout ?? "null",
+      stderr: opts.stderr ?? "null",
+    });
+  } catch (err) {
+    throw notStarted(cfg, command, err);
+  }
   const status = await child.status;
   if (!status.success) {
     // The container never started, so nothing else holds these pipes.

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { alreadyExists, BerthError, Code, failedPrecondition, invalidArgument, notFound } from "../errdefs/mod.ts";
+import { alreadyExists, BerthError, Code, failedPrecondition, internal, invalidArgument, isCode, notFound } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import {
   type RuncConfig,
@@ -290,10 +290,8 @@ export class Container {
     try {
       await runcDelete(this.runc, this.id, p.state === "created");
     } catch (e) {
-      if (runtimeNotStarted(e)) err = notStartedError(e, "failed to delete task");
-      else if (!(e instanceof BerthError && e.code === Code.NotFound)) {
-        err = prefixed(e, "failed to delete task");
-      }
+      if (isCode(e, Code.Internal)) err = internal(`failed to delete task: ${(e as Error).message}`, e);
+      else if (!isCode(e, Code.NotFound)) err = prefixed(e, "failed to delete task");
     }
     p.state = "deleted";
     await p.releaseIO();
@@ -419,24 +417,11 @@ function prefixed(err: unknown, what: string): BerthError {
   return new BerthError(Code.Unknown, `${what}: ${(err as Error).message ?? err}`, { cause: err });
 }
 
-/**
- * True when the runtime could not be started at all (spawn's NotFound, e.g.
- * no such binary or no working directory): unlike the runtime's own "does
- * not exist", it says nothing about the container.
- */
-function runtimeNotStarted(err: unknown): boolean {
-  return (err as Error)?.cause instanceof Deno.errors.NotFound;
-}
-
-/** The error for a runtime that did not start: Internal, never NotFound (read as "already gone"). */
-function notStartedError(err: unknown, what: string): BerthError {
-  return new BerthError(Code.Internal, `${what}: ${(err as Error).message}`, { cause: err });
-}
-
 function killError(err: unknown): BerthError {
   const msg = (err as Error).message ?? String(err);
-  // A NotFound here would have the client wait for an exit that never comes.
-  if (runtimeNotStarted(err)) return notStartedError(err, "OCI runtime kill failed");
+  // A runtime that did not run (Internal) says nothing about the process: a
+  // NotFound here would have the client wait for an exit that never comes.
+  if (isCode(err, Code.Internal)) return internal(`OCI runtime kill failed: ${msg}`, err);
   if (/container not running|no such process|process already finished/i.test(msg)) {
     return new BerthError(Code.NotFound, "process already finished: not found");
   }

@@ -71,7 +71,12 @@ export function spawn(cmd: string, args: string[], opts: SpawnOptions = {}): Den
     }).spawn();
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
-      throw new BerthError(Code.NotFound, `${cmd}: executable not found in PATH`, { cause: err });
+      // Deno says NotFound both for a missing executable and for a working
+      // directory that is gone (an inherited cwd whose directory was removed).
+      const why = /cwd/.test(err.message)
+        ? `cannot start ${cmd}: its working directory is gone`
+        : `${cmd}: executable not found in PATH`;
+      throw new BerthError(Code.NotFound, why, { cause: err });
     }
     throw err;
   }
