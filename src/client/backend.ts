@@ -14,10 +14,10 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { WriteContentRequestSchema } from "../gen/containerd/services/content/v1/content_pb.ts";
 import { Images } from "../gen/containerd/services/images/v1/images_pb.ts";
 import type { Image as ImageProto } from "../gen/containerd/services/images/v1/images_pb.ts";
-import { Leases } from "../gen/containerd/services/leases/v1/leases_pb.ts";
 import { Snapshots } from "../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import type { BlobWriter, ContentAccess, Descriptor, Image, ImageBackend, ImageRecords, LayerDiffer, LayerSnapshots } from "../images/mod.ts";
 import type { Connection } from "./connection.ts";
+import { withLease } from "./lease.ts";
 
 type WriteInit = MessageInitShape<typeof WriteContentRequestSchema>;
 
@@ -263,15 +263,6 @@ export function remoteBackend(conn: Connection, lease?: string): ImageBackend {
     images: imageRecords(conn, lease),
     differ: remoteDiffer(conn, lease),
     snapshots: (name = "overlayfs") => layerSnapshots(conn, name, lease),
-    async withLease(fn) {
-      const id = `berth-client-${crypto.randomUUID()}`;
-      const expire = new Date(Date.now() + 24 * 3600 * 1000).toISOString();
-      await conn.service(Leases).create({ id, labels: { "containerd.io/gc.expire": expire } });
-      try {
-        return await fn(remoteBackend(conn, id));
-      } finally {
-        await conn.service(Leases).delete({ id }).catch(() => {});
-      }
-    },
+    withLease: (fn) => withLease(conn, (id) => fn(remoteBackend(conn, id))),
   };
 }

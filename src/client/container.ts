@@ -9,7 +9,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code } from "../errdefs/mod.ts";
 import { type Container, Containers } from "../gen/containerd/services/containers/v1/containers_pb.ts";
-import { Leases } from "../gen/containerd/services/leases/v1/leases_pb.ts";
 import { Snapshots } from "../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import { OptionsSchema } from "../gen/containerd/runc/v1/options_pb.ts";
 import {
@@ -24,6 +23,7 @@ import {
 } from "../oci/mod.ts";
 import { type FlagSpec, type FlagValues, labelArgs, list, str, usageError } from "./cli.ts";
 import type { Connection } from "./connection.ts";
+import { withLease } from "./lease.ts";
 import { HintedError, hintNotFound } from "./errors.ts";
 import { getImage, imageConfig } from "./image.ts";
 
@@ -132,30 +132,6 @@ export async function buildSpec(
     throw usageError("no command to run: the image has no entrypoint or cmd; name one after the container id");
   }
   return spec;
-}
-
-// containerd's client default: outlives any create, yet a lease whose client died goes by itself.
-const LEASE_EXPIRY_MS = 24 * 3600 * 1000;
-
-/**
- * Runs `fn` under a fresh lease, deleted when it ends (containerd's
- * client WithLease): what calls made with the lease create, such as a
- * snapshot prepared but not yet named by a container record, is kept from
- * a garbage collection that runs in between (after other clients' deletes).
- */
-export async function withLease<T>(
-  conn: Connection,
-  fn: (lease: string) => Promise<T>,
-): Promise<T> {
-  const id = `berth-client-${crypto.randomUUID()}`;
-  const expire = new Date(Date.now() + LEASE_EXPIRY_MS).toISOString();
-  await conn.service(Leases).create({ id, labels: { "containerd.io/gc.expire": expire } });
-  try {
-    return await fn(id);
-  } finally {
-    // Once the container record exists it holds the snapshot itself.
-    await conn.service(Leases).delete({ id }).catch(() => {});
-  }
 }
 
 /**
