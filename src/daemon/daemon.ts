@@ -23,9 +23,7 @@ import {
   Registry,
   RequiredPluginError,
 } from "../plugin/mod.ts";
-// server.ts, not mod.ts: mod.ts also exports the test client, whose static node:http2 and
-// node:net imports a bundle would evaluate at every start, in every mode.
-import { GrpcServer } from "../grpc/server.ts";
+import { GrpcServer } from "../grpc/mod.ts";
 import { isRPCService } from "../services/service.ts";
 import { Server } from "../ttrpc/mod.ts";
 import { VERSION } from "../version.ts";

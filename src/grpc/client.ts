@@ -13,8 +13,7 @@
  * @module
  */
 
-import http2 from "node:http2";
-import net from "node:net";
+import type http2 from "node:http2";
 import {
   create,
   type DescMethod,
@@ -27,6 +26,12 @@ import { BerthError, Code } from "../errdefs/mod.ts";
 import { MessageQueue } from "../ttrpc/queue.ts";
 import { errorFromStatus } from "../ttrpc/status.ts";
 import { decodeStatusMessage, formatTimeout, frameMessage, MessageReader } from "./framing.ts";
+
+// Loaded when a client is made: a static node: import would be evaluated at
+// every start of the bundle, in every mode, though only tests and benches
+// make gRPC clients (~45 ms).
+let nodeHttp2: typeof import("node:http2") | undefined;
+const h2 = () => nodeHttp2 ??= process.getBuiltinModule("node:http2") as typeof import("node:http2");
 
 /** Options of one call. */
 export interface GrpcCallOptions {
@@ -55,7 +60,8 @@ export class GrpcClient {
 
   constructor(socketPath: string, opts: GrpcClientOptions = {}) {
     this.#metadata = opts.metadata ?? {};
-    this.#session = http2.connect("http://localhost", {
+    const net = process.getBuiltinModule("node:net") as typeof import("node:net");
+    this.#session = h2().connect("http://localhost", {
       createConnection: () => net.connect(socketPath),
     });
     // Failures reach the calls; the session's own error event must not crash the process.
@@ -110,7 +116,7 @@ export class GrpcClient {
       if (failed) return;
       failed = true;
       answers.fail(err);
-      if (!req.closed) req.close(http2.constants.NGHTTP2_CANCEL);
+      if (!req.closed) req.close(h2().constants.NGHTTP2_CANCEL);
     };
     const takeStatus = (h: http2.IncomingHttpHeaders) => {
       if (h["grpc-status"] !== undefined) {
