@@ -184,30 +184,17 @@ export class ContentStore {
     digest: string,
     opts: { offset?: number; length?: number },
   ): ReadableStream<Uint8Array> | undefined {
-    let file: Deno.FsFile;
+    const path = this.blobPath(digest);
+    let size: number;
     try {
-      file = Deno.openSync(this.blobPath(digest), { read: true });
+      size = Deno.statSync(path).size;
     } catch (err) {
       if (err instanceof Deno.errors.NotFound) throw notFound(`content ${digest}`);
       throw err;
     }
-    let data: Uint8Array;
-    try {
-      const size = file.statSync().size;
-      if (size > SMALL_READ) return undefined;
-      const [offset, end] = readRange(digest, size, opts);
-      data = new Uint8Array(end - offset);
-      file.seekSync(offset, Deno.SeekMode.Start);
-      let n = 0;
-      while (n < data.length) {
-        const r = file.readSync(data.subarray(n));
-        if (r === null) break;
-        n += r;
-      }
-      data = data.subarray(0, n);
-    } finally {
-      file.close();
-    }
+    if (size > SMALL_READ) return undefined;
+    const [offset, end] = readRange(digest, size, opts);
+    const data = Deno.readFileSync(path).subarray(offset, end);
     return new ReadableStream<Uint8Array>({
       start(controller) {
         if (data.length > 0) controller.enqueue(data);
