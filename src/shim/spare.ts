@@ -109,15 +109,23 @@ async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
   for (let off = 0; off < data.length;) off += await conn.write(data.subarray(off));
 }
 
-/** Reads one line (without its newline) within `timeoutMs`; "" on EOF or timeout. */
-async function readLine(conn: Deno.Conn, timeoutMs: number): Promise<string> {
+/**
+ * Reads one line (without its newline) from `src` within `timeoutMs` (none
+ * when omitted); what came before EOF or the timeout when no newline did.
+ */
+async function readLine(
+  src: { read(p: Uint8Array): Promise<number | null> },
+  timeoutMs?: number,
+): Promise<string> {
   const chunks: Uint8Array[] = [];
   const buf = new Uint8Array(64 * 1024);
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<null>((r) => (timer = setTimeout(() => r(null), timeoutMs)));
+  const timeout = timeoutMs === undefined
+    ? new Promise<null>(() => {})
+    : new Promise<null>((r) => (timer = setTimeout(() => r(null), timeoutMs)));
   try {
     for (;;) {
-      const n = await Promise.race([conn.read(buf), timeout]);
+      const n = await Promise.race([src.read(buf), timeout]);
       if (n === null) break;
       chunks.push(buf.slice(0, n));
       if (buf.subarray(0, n).includes(10)) break;
@@ -291,7 +299,7 @@ export async function runSpare(path: string): Promise<number> {
 export async function runOwnedSpare(): Promise<number> {
   const { prepareServe, serveShim } = await import("./serve.ts");
   prepareServe();
-  const line = await readStdinLine();
+  const line = await readLine(Deno.stdin);
   if (line === "") return 0;
   const msg = JSON.parse(line) as Adoption;
   if (!msg?.flags?.socket) throw new Error("adoption without a socket");
@@ -302,23 +310,4 @@ export async function runOwnedSpare(): Promise<number> {
       await Deno.stdout.write(new TextEncoder().encode("ok\n"));
     },
   });
-}
-
-/** One line of stdin (without its newline); "" at end of input. */
-async function readStdinLine(): Promise<string> {
-  const reader = Deno.stdin.readable.getReader();
-  const chunks: Uint8Array[] = [];
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      if (value.includes(10)) break;
-    }
-  } finally {
-    reader.releaseLock();
-  }
-  const text = new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
-  const nl = text.indexOf("\n");
-  return nl >= 0 ? text.slice(0, nl) : "";
 }
