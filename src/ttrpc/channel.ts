@@ -203,15 +203,14 @@ export function putHeader(
 const WRITE_BUFFER = 64 << 10;
 
 /**
- * Queues frames and writes everything queued in the same tick with one
- * write, so 32 calls answered together cost one system call, not 32. While
- * a write is in progress new frames gather for the next one.
- *
- * Frames are appended to an internal buffer; callers that encode their own
- * payload use {@link FrameWriter.reserve} and fill {@link FrameWriter.buffer}
- * directly, which saves a copy on the hot path.
+ * Bytes that a protocol's frame writer queues, written together: everything
+ * queued in the same tick goes out with one write, so 32 answers given
+ * together cost one system call, not 32. While a write is in progress new
+ * bytes gather in a second buffer for the next one. Callers reserve room
+ * and fill {@link BatchWriter.buffer} themselves (no copy on the hot path).
+ * ttrpc's {@link FrameWriter} and gRPC's HTTP/2 writer are built on it.
  */
-export class FrameWriter {
+export class BatchWriter {
   #sink: ByteSink;
   #buf = new Uint8Array(WRITE_BUFFER);
   #spare = new Uint8Array(WRITE_BUFFER);
@@ -225,7 +224,7 @@ export class FrameWriter {
 
   /**
    * Writes to `sink`. `onError` is called once, with the first write error;
-   * after it every frame is dropped (the owner closes the connection).
+   * after it (or after {@link close}) everything is dropped.
    */
   constructor(sink: ByteSink, onError: (err: unknown) => void = () => {}) {
     this.#sink = sink;
@@ -242,49 +241,38 @@ export class FrameWriter {
     return this.#len;
   }
 
-  /** The write error that stopped this writer, if any. */
+  /** Why writing stopped (the first write error, or {@link close}), if it did. */
   get error(): unknown {
     return this.#error;
   }
 
   /**
-   * Appends a header for a frame of `length` payload bytes and returns the
-   * offset in {@link buffer} where the caller must write exactly `length`
-   * bytes, synchronously, before anything else touches the writer.
+   * Appends room for `length` bytes and returns their offset in
+   * {@link buffer}; the caller fills exactly those bytes, synchronously,
+   * before anything else touches the writer.
    */
-  reserve(streamId: number, type: number, flags: number, length: number): number {
-    if (length > MAX_MESSAGE_LENGTH) {
-      throw new RangeError(
-        `ttrpc: message of ${length} bytes exceeds the limit of ${MAX_MESSAGE_LENGTH} bytes`,
-      );
-    }
-    // After a write error frames are dropped: keep only the one being built.
+  reserve(length: number): number {
+    // Once writing stopped bytes are dropped: keep only what is being built.
     if (this.#error !== undefined) this.#len = 0;
-    const need = this.#len + HEADER_LENGTH + length;
+    const need = this.#len + length;
     if (need > this.#buf.length) this.#grow(need);
     const at = this.#len;
-    putHeader(this.#buf, at, length, streamId, type, flags);
     this.#len = need;
     if (!this.#scheduled && !this.#writing && this.#error === undefined) {
       this.#scheduled = true;
       queueMicrotask(this.#flushFn);
     }
-    return at + HEADER_LENGTH;
+    return at;
   }
 
-  /** Queues one frame carrying `payload`. */
-  frame(streamId: number, type: number, flags: number, payload: Uint8Array): void {
-    const at = this.reserve(streamId, type, flags, payload.length);
-    this.#buf.set(payload, at);
-  }
-
-  /** Stops writing: frames queued or added later are dropped (the connection is gone). */
+  /** Stops writing: what is queued or added later is dropped (the connection is gone). */
   close(): void {
-    if (this.#error === undefined) this.#error = new Error("ttrpc: writer closed");
+    if (this.#error === undefined) this.#error = new Error("writer closed");
     this.#len = 0;
+    this.#wake();
   }
 
-  /** Resolves once everything queued so far has been written (or writing failed). */
+  /** Resolves once everything queued so far has been written (or writing stopped). */
   drained(): Promise<void> {
     if ((this.#len === 0 && !this.#writing) || this.#error !== undefined) return Promise.resolve();
     return new Promise((resolve) => this.#drainWaiters.push(resolve));
@@ -306,7 +294,7 @@ export class FrameWriter {
       while (this.#len > 0 && this.#error === undefined) {
         const out = this.#buf;
         const len = this.#len;
-        // New frames go into the spare buffer while this one is written.
+        // New bytes go into the spare buffer while this one is written.
         this.#buf = this.#spare.length >= WRITE_BUFFER ? this.#spare : new Uint8Array(WRITE_BUFFER);
         this.#len = 0;
         let off = 0;
@@ -315,16 +303,82 @@ export class FrameWriter {
         this.#spare = out.length > 4 * WRITE_BUFFER ? new Uint8Array(WRITE_BUFFER) : out;
       }
     } catch (err) {
-      this.#error = err;
-      this.#len = 0;
-      this.#onError(err);
+      if (this.#error === undefined) {
+        this.#error = err;
+        this.#len = 0;
+        this.#onError(err);
+      }
     } finally {
       this.#writing = false;
-      const waiters = this.#drainWaiters;
-      if (waiters.length > 0) {
-        this.#drainWaiters = [];
-        for (const w of waiters) w();
-      }
+      this.#wake();
     }
+  }
+
+  #wake(): void {
+    const waiters = this.#drainWaiters;
+    if (waiters.length === 0) return;
+    this.#drainWaiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+/**
+ * Queues ttrpc frames on a {@link BatchWriter}. Callers that encode their
+ * own payload use {@link FrameWriter.reserve} and fill
+ * {@link FrameWriter.buffer} directly, which saves a copy on the hot path.
+ */
+export class FrameWriter {
+  #w: BatchWriter;
+
+  /** See {@link BatchWriter}'s constructor. */
+  constructor(sink: ByteSink, onError: (err: unknown) => void = () => {}) {
+    this.#w = new BatchWriter(sink, onError);
+  }
+
+  /** The buffer that {@link reserve} offsets point into (valid until the next reserve). */
+  get buffer(): Uint8Array {
+    return this.#w.buffer;
+  }
+
+  /** Bytes queued and not yet handed to the sink. */
+  get pendingBytes(): number {
+    return this.#w.pendingBytes;
+  }
+
+  /** Why writing stopped (a write error, or close), if it did. */
+  get error(): unknown {
+    return this.#w.error;
+  }
+
+  /**
+   * Appends a header for a frame of `length` payload bytes and returns the
+   * offset in {@link buffer} where the caller must write exactly `length`
+   * bytes, synchronously, before anything else touches the writer.
+   */
+  reserve(streamId: number, type: number, flags: number, length: number): number {
+    if (length > MAX_MESSAGE_LENGTH) {
+      throw new RangeError(
+        `ttrpc: message of ${length} bytes exceeds the limit of ${MAX_MESSAGE_LENGTH} bytes`,
+      );
+    }
+    const at = this.#w.reserve(HEADER_LENGTH + length);
+    putHeader(this.#w.buffer, at, length, streamId, type, flags);
+    return at + HEADER_LENGTH;
+  }
+
+  /** Queues one frame carrying `payload`. */
+  frame(streamId: number, type: number, flags: number, payload: Uint8Array): void {
+    const at = this.reserve(streamId, type, flags, payload.length);
+    this.#w.buffer.set(payload, at);
+  }
+
+  /** Stops writing: frames queued or added later are dropped (the connection is gone). */
+  close(): void {
+    this.#w.close();
+  }
+
+  /** Resolves once everything queued so far has been written (or writing failed). */
+  drained(): Promise<void> {
+    return this.#w.drained();
   }
 }

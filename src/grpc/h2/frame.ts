@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { ByteSink } from "../../ttrpc/channel.ts";
+import { BatchWriter, type ByteSink } from "../../ttrpc/channel.ts";
 
 /** Bytes of a frame header. */
 export const FRAME_HEADER = 9;
@@ -84,34 +84,21 @@ export class H2Error extends Error {
   }
 }
 
-const WRITE_BUFFER = 64 << 10;
-
 /**
- * Queues frames and writes everything queued in one tick with one write
- * (many small answers cost one system call). While a write is in progress
- * new frames gather in a second buffer for the next one.
+ * Queues HTTP/2 frames on a {@link BatchWriter}: everything queued in one
+ * tick goes out with one write.
  */
 export class H2Writer {
-  #sink: ByteSink;
-  #buf = new Uint8Array(WRITE_BUFFER);
-  #spare = new Uint8Array(WRITE_BUFFER);
-  #len = 0;
-  #scheduled = false;
-  #writing = false;
-  #closed = false;
-  #drainWaiters: Array<() => void> = [];
-  #onError: (err: unknown) => void;
-  #flushFn = () => this.#flush();
+  #w: BatchWriter;
 
   /** `onError` is called once, with the first write error; later frames are dropped. */
   constructor(sink: ByteSink, onError: (err: unknown) => void) {
-    this.#sink = sink;
-    this.#onError = onError;
+    this.#w = new BatchWriter(sink, onError);
   }
 
   /** Bytes queued and not yet handed to the sink. */
   get pendingBytes(): number {
-    return this.#len;
+    return this.#w.pendingBytes;
   }
 
   /**
@@ -119,17 +106,8 @@ export class H2Writer {
    * {@link buffer} where the caller writes them, synchronously.
    */
   reserve(type: number, flags: number, streamId: number, length: number): number {
-    if (this.#closed) this.#len = 0;
-    const need = this.#len + FRAME_HEADER + length;
-    if (need > this.#buf.length) {
-      let size = this.#buf.length * 2;
-      while (size < need) size *= 2;
-      const bigger = new Uint8Array(size);
-      bigger.set(this.#buf.subarray(0, this.#len));
-      this.#buf = bigger;
-    }
-    const b = this.#buf;
-    const at = this.#len;
+    const at = this.#w.reserve(FRAME_HEADER + length);
+    const b = this.#w.buffer;
     b[at] = length >>> 16;
     b[at + 1] = length >>> 8;
     b[at + 2] = length;
@@ -139,17 +117,12 @@ export class H2Writer {
     b[at + 6] = streamId >>> 16;
     b[at + 7] = streamId >>> 8;
     b[at + 8] = streamId;
-    this.#len = need;
-    if (!this.#scheduled && !this.#writing && !this.#closed) {
-      this.#scheduled = true;
-      queueMicrotask(this.#flushFn);
-    }
     return at + FRAME_HEADER;
   }
 
   /** The buffer {@link reserve} offsets point into (valid until the next reserve). */
   get buffer(): Uint8Array {
-    return this.#buf;
+    return this.#w.buffer;
   }
 
   /** Queues a frame with `payload` (or the part `from`..`to` of it). */
@@ -162,13 +135,16 @@ export class H2Writer {
     to = payload.length,
   ): void {
     const at = this.reserve(type, flags, streamId, to - from);
-    this.#buf.set(from === 0 && to === payload.length ? payload : payload.subarray(from, to), at);
+    this.#w.buffer.set(
+      from === 0 && to === payload.length ? payload : payload.subarray(from, to),
+      at,
+    );
   }
 
   /** Queues a frame whose payload is one 32-bit value (RST_STREAM, WINDOW_UPDATE). */
   frame32(type: number, flags: number, streamId: number, value: number): void {
     const at = this.reserve(type, flags, streamId, 4);
-    const b = this.#buf;
+    const b = this.#w.buffer;
     b[at] = value >>> 24;
     b[at + 1] = value >>> 16;
     b[at + 2] = value >>> 8;
@@ -177,48 +153,11 @@ export class H2Writer {
 
   /** Drops whatever is queued and everything later (the connection is gone). */
   close(): void {
-    this.#closed = true;
-    this.#len = 0;
-    this.#wake();
+    this.#w.close();
   }
 
   /** Resolves once everything queued so far is written (or writing stopped). */
   drained(): Promise<void> {
-    if ((this.#len === 0 && !this.#writing) || this.#closed) return Promise.resolve();
-    return new Promise((resolve) => this.#drainWaiters.push(resolve));
-  }
-
-  async #flush(): Promise<void> {
-    this.#scheduled = false;
-    if (this.#writing) return;
-    this.#writing = true;
-    try {
-      while (this.#len > 0 && !this.#closed) {
-        const out = this.#buf;
-        const len = this.#len;
-        this.#buf = this.#spare.length >= WRITE_BUFFER ? this.#spare : new Uint8Array(WRITE_BUFFER);
-        this.#len = 0;
-        let off = 0;
-        while (off < len) off += await this.#sink.write(out.subarray(off, len));
-        // Keep a grown buffer only while traffic needs it.
-        this.#spare = out.length > 4 * WRITE_BUFFER ? new Uint8Array(WRITE_BUFFER) : out;
-      }
-    } catch (err) {
-      if (!this.#closed) {
-        this.#closed = true;
-        this.#len = 0;
-        this.#onError(err);
-      }
-    } finally {
-      this.#writing = false;
-      this.#wake();
-    }
-  }
-
-  #wake(): void {
-    const waiters = this.#drainWaiters;
-    if (waiters.length === 0) return;
-    this.#drainWaiters = [];
-    for (const w of waiters) w();
+    return this.#w.drained();
   }
 }
