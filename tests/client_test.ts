@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "../src/spawn/mod.ts";
 import { startContainerd } from "./support/containerd.ts";
+import { spawnDaemon, stopDaemon, waitForSocket } from "./support/daemon.ts";
 import { removeIfEmpty } from "./support/mounts.ts";
 import { runTool, type ToolResult } from "./support/tool.ts";
 
@@ -45,41 +46,15 @@ interface Daemon {
 async function startDaemon(): Promise<Daemon> {
   const dir = await Deno.makeTempDir({ prefix: "berth-client-test-" });
   const address = `${dir}/berth.sock`;
-  const child = spawn(BERTH, ["daemon", "--root", `${dir}/root`, "--state", `${dir}/state`, "--address", address], {
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  });
-  let log = "";
-  const reading = (async () => {
-    const dec = new TextDecoder();
-    for await (const c of child.stderr) log += dec.decode(c, { stream: true });
-  })();
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
-  });
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (exited) throw new Error(`daemon exited during start-up:\n${log}`);
-    try {
-      (await Deno.connect({ transport: "unix", path: `${address}.ttrpc` })).close();
-      break;
-    } catch {
-      if (Date.now() > deadline) throw new Error(`daemon did not listen:\n${log}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  const d = spawnDaemon(["--root", `${dir}/root`, "--state", `${dir}/state`, "--address", address], BERTH);
+  await waitForSocket(`${address}.ttrpc`, d);
   return {
     dir,
     address,
     berth: (args, opts = {}) =>
       runTool(BERTH, ["--address", address, ...args], { env: opts.env, timeoutMs: opts.timeoutMs ?? 60_000 }),
     async stop() {
-      if (!exited) child.kill("SIGTERM");
-      await status;
-      await reading;
+      await stopDaemon(d);
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };

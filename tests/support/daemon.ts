@@ -16,9 +16,15 @@ export interface DaemonProc {
   done: Promise<Deno.CommandStatus>;
 }
 
-/** Starts `deno run mod.ts daemon ...args`. */
-export function spawnDaemon(args: string[]): DaemonProc {
-  const child = spawn(Deno.execPath(), ["run", "-A", "--quiet", MOD, "daemon", ...args], {
+/**
+ * Starts `deno run mod.ts daemon ...args`, or `binary daemon ...args` when
+ * a built executable (bin/berth) is named.
+ */
+export function spawnDaemon(args: string[], binary?: string): DaemonProc {
+  const [cmd, argv] = binary === undefined
+    ? [Deno.execPath(), ["run", "-A", "--quiet", MOD, "daemon", ...args]]
+    : [binary, ["daemon", ...args]];
+  const child = spawn(cmd, argv, {
     stdin: "null",
     stdout: "null",
     stderr: "piped",
