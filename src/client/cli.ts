@@ -1,14 +1,13 @@
 /**
- * A small table-driven layer over node:util parseArgs: commands declare
+ * A small table-driven layer over parseArgs (src/args): commands declare
  * their flags as data, and the same table drives parsing, `--help` text and
  * bash completion. Nothing here talks to the daemon.
  * @module
  */
 
 import { BerthError, Code } from "../errdefs/mod.ts";
+import { parseArgs } from "../args/mod.ts";
 
-// Imported dynamically: a bundle evaluates its static node: imports at every start.
-const { parseArgs } = await import("node:util");
 
 /** One flag of a command, as a table row. */
 export interface FlagSpec {
@@ -161,7 +160,6 @@ export function parseFlags(
       options,
       strict: true,
       allowPositionals: true,
-      allowNegative: false,
     });
     return { flags: values as FlagValues, args: positionals };
   } catch (err) {

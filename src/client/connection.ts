@@ -67,7 +67,8 @@ export class Connection {
         { cause: err },
       );
     } finally {
-      clearTimeout(timer);
+      // Guarded: the first touch of clearTimeout loads Deno's timers (~10 ms of every start).
+      if (timer !== undefined) clearTimeout(timer);
     }
   }
 

@@ -5,9 +5,8 @@
  */
 
 import { configToToml, defaultConfig, effectiveConfig, loadConfig } from "./config.ts";
+import { parseArgs } from "../args/mod.ts";
 
-// Imported dynamically: a bundle evaluates its static node: imports at every start.
-const { parseArgs } = await import("node:util");
 
 /** Where the daemon reads its config when `--config` is not given (only if the file exists). */
 export const DEFAULT_CONFIG_PATH = "/etc/berth/config.toml";

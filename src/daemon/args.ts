@@ -5,9 +5,8 @@
 
 import { type ConfigOverrides, DEFAULT_CONFIG_PATH } from "../config/mod.ts";
 import { invalidArgument } from "../errdefs/mod.ts";
+import { parseArgs } from "../args/mod.ts";
 
-// Imported dynamically: a bundle evaluates its static node: imports at every start.
-const { parseArgs } = await import("node:util");
 
 /** Usage text of `berth daemon`. */
 export const DAEMON_USAGE = `Usage: berth daemon [flags]

@@ -13,9 +13,8 @@ import { invalidArgument } from "../errdefs/mod.ts";
 import { Events } from "../gen/containerd/services/events/ttrpc/v1/events_pb.ts";
 import { connect, serviceClient } from "../ttrpc/mod.ts";
 import { validateEnvelope } from "./exchange.ts";
+import { parseArgs } from "../args/mod.ts";
 
-// Imported dynamically: a bundle evaluates its static node: imports at every start.
-const { parseArgs } = await import("node:util");
 
 /** The daemon address shims are given when none is named. */
 const DEFAULT_ADDRESS = "/run/berth/berth.sock";

@@ -1,0 +1,13 @@
+/**
+ * Command-line flag parsing for every mode: Node's `util.parseArgs`, taken
+ * from its reference implementation on npm (@pkgjs/parseargs, the code Node's
+ * own was made from) rather than from `node:util`. Loading `node:util` starts
+ * Deno's Node compatibility layer, ~12 ms of every client start; the npm
+ * package is plain JavaScript that the bundle inlines.
+ * @module
+ */
+
+import * as reference from "@pkgjs/parseargs";
+
+/** `util.parseArgs`: same options, same results, same error messages. */
+export const parseArgs = reference.parseArgs as unknown as typeof import("node:util").parseArgs;
