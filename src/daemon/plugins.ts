@@ -102,8 +102,8 @@ export const overlayfsPlugin = snapshotterPlugin(
 export const nativePlugin = snapshotterPlugin("native", (root) => NativeSnapshotter.open(root));
 
 /**
- * The garbage collector: collects after deletes (debounced by
- * `schedule_delay`) and once `startup_delay` after start. It sweeps the
+ * The garbage collector: collects after deletes (`schedule_delay` after
+ * them, paced by `pause_threshold`) and once `startup_delay` after start. It sweeps the
  * snapshotters loaded before it, so it is registered after them.
  */
 export const gcPlugin: Registration<GarbageCollector> = {
@@ -122,6 +122,7 @@ export const gcPlugin: Registration<GarbageCollector> = {
       content: ctx.first<ContentStore>("io.containerd.content.v1"),
       snapshotters: ctx.all<Snapshotter>("io.containerd.snapshotter.v1"),
       delayMs: delay,
+      pauseThreshold: Number(ctx.config.pause_threshold ?? 0.02),
     });
     gc.watch();
     gc.scheduleCollect(startup);

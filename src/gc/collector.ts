@@ -36,6 +36,13 @@ export interface CollectorOptions {
   snapshotters: ReadonlyMap<string, Snapshotter> | Record<string, Snapshotter>;
   /** Quiet time after the last deletion before a scheduled collection runs (ms, default 1000). */
   delayMs?: number;
+  /**
+   * containerd's `pause_threshold`: the share of time collections may take.
+   * After each one, the next waits at least average-collection-time /
+   * threshold, so a stream of deletions (a container run after another) is
+   * collected in batches instead of once per delete. 0: no pacing.
+   */
+  pauseThreshold?: number;
 }
 
 interface Labeled {
@@ -69,7 +76,7 @@ function splitSnapshotKey(key: string): [string, string] {
 
 /**
  * Garbage collection on demand ({@link collect}) and after deletions
- * ({@link scheduleCollect}, debounced). Collections hold the metadata's
+ * ({@link scheduleCollect}, paced). Collections hold the metadata's
  * gcLock, so they never interleave with namespaced snapshot changes.
  */
 export class GarbageCollector {
@@ -77,7 +84,14 @@ export class GarbageCollector {
   private readonly content: ContentStore;
   private readonly snapshotters: Map<string, Snapshotter>;
   private readonly delayMs: number;
+  private readonly pauseThreshold: number;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the scheduled collection runs (epoch ms), while one is. */
+  private timerAt = 0;
+  /** End of the last collection (epoch ms), and the totals that pace the next. */
+  private lastEnd = 0;
+  private gcTimeMs = 0;
+  private collections = 0;
   private running: Promise<CollectStats> | undefined;
   private closed = false;
 
@@ -88,6 +102,7 @@ export class GarbageCollector {
       ? new Map(opts.snapshotters)
       : new Map(Object.entries(opts.snapshotters));
     this.delayMs = opts.delayMs ?? 1000;
+    this.pauseThreshold = Math.min(Math.max(opts.pauseThreshold ?? 0, 0), 0.5);
   }
 
   /** Schedules a collection after every change that removed something. */
@@ -98,16 +113,34 @@ export class GarbageCollector {
   }
 
   /**
-   * Runs a collection once nothing was deleted for the configured delay.
-   * Repeated calls push it back; errors are logged.
+   * Runs a collection `delayMs` from now, or later when pacing asks for a
+   * pause since the last one. Calls while one is scheduled keep the earlier
+   * time, as containerd's scheduler does; errors are logged.
    */
   scheduleCollect(delayMs = this.delayMs): void {
     if (this.closed) return;
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    const at = Math.max(Date.now() + delayMs, this.lastEnd + this.pacingMs());
+    if (this.timer !== undefined) {
+      if (this.timerAt <= at) return;
+      clearTimeout(this.timer);
+    }
+    this.timerAt = at;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.collect().catch((err) => log.error("garbage collection failed", { error: String(err) }));
-    }, delayMs);
+    }, at - Date.now());
+  }
+
+  /** When the scheduled collection will run (epoch ms), or undefined when none is scheduled. */
+  get scheduledAt(): number | undefined {
+    return this.timer === undefined ? undefined : this.timerAt;
+  }
+
+  /** The pause after a collection: average collection time / threshold, less the collection itself. */
+  private pacingMs(): number {
+    if (this.pauseThreshold <= 0 || this.collections === 0) return 0;
+    const avg = this.gcTimeMs / this.collections;
+    return avg / this.pauseThreshold - avg;
   }
 
   /** Cancels a scheduled collection and waits for a running one. */
@@ -134,6 +167,9 @@ export class GarbageCollector {
       snapshotsRemoved += await this.sweepSnapshotter(name, sn);
     }
     const stats = { removed, blobsDeleted, snapshotsRemoved, elapsedMs: performance.now() - start };
+    this.gcTimeMs += stats.elapsedMs;
+    this.collections++;
+    this.lastEnd = Date.now();
     log.debug("garbage collected", {
       content: removed.content,
       snapshots: removed.snapshots,

@@ -192,7 +192,7 @@ Deno.test("gc: snapshots live through containers, parents and labels; the rest i
     w.md.namespaces.delete("default");
   }));
 
-Deno.test("gc: deletions schedule a debounced collection", () =>
+Deno.test("gc: deletions schedule a collection", () =>
   withWorld(async (w) => {
     w.gc.watch();
     const d = await w.blob("default", "scheduled");
@@ -204,6 +204,48 @@ Deno.test("gc: deletions schedule a debounced collection", () =>
       await new Promise((r) => setTimeout(r, 20));
     }
   }, 30));
+
+Deno.test("gc: pause_threshold spaces collections by their average time", () =>
+  withWorld(async (w) => {
+    const paced = new GarbageCollector({
+      metadata: w.md,
+      content: w.content,
+      snapshotters: { native: w.native },
+      delayMs: 0,
+      pauseThreshold: 0.01,
+    });
+    try {
+      // Before any collection there is nothing to pace by.
+      const now = Date.now();
+      paced.scheduleCollect();
+      assert.ok(paced.scheduledAt! <= now + 1);
+    } finally {
+      await paced.close();
+    }
+    const gc = new GarbageCollector({
+      metadata: w.md,
+      content: w.content,
+      snapshotters: { native: w.native },
+      delayMs: 0,
+      pauseThreshold: 0.01,
+    });
+    try {
+      const before = Date.now();
+      const stats = await gc.collect();
+      const after = Date.now();
+      gc.scheduleCollect();
+      // The next one waits 99 times the collection's own time after it ended.
+      const pause = stats.elapsedMs * 99;
+      assert.ok(gc.scheduledAt! >= before + pause - 1, `${gc.scheduledAt} < ${before} + ${pause}`);
+      assert.ok(gc.scheduledAt! <= after + pause + 1, `${gc.scheduledAt} > ${after} + ${pause}`);
+      // A request for later keeps the earlier time.
+      const at = gc.scheduledAt;
+      gc.scheduleCollect(60_000);
+      assert.equal(gc.scheduledAt, at);
+    } finally {
+      await gc.close();
+    }
+  }));
 
 Deno.test("gc: a snapshot prepared under a lease lives until a container holds it and the lease goes", () =>
   withWorld(async (w) => {
