@@ -20,6 +20,13 @@ export interface Attached {
   tty: boolean;
   /** Starts the process (after the wait is registered, so no exit is missed); undefined when running already. */
   start?: () => Promise<void>;
+  /**
+   * Removes the process once it exited (task delete, or delete of the exec),
+   * before the output is drained: removing it has the shim flush and close
+   * its ends of the fifos, so the copies end without a timeout being armed.
+   * Its errors are ignored (the exit status is what counts).
+   */
+  remove?: () => Promise<unknown>;
 }
 
 /** Runs a process attached to this terminal and returns its exit status. */
@@ -39,6 +46,7 @@ export async function runAttached(conn: Connection, a: Attached): Promise<number
     if (a.start) await a.start();
     if (!a.tty) stops.push(forwardSignals(conn, a.containerId, a.execId));
     const { exitStatus } = await waiting;
+    if (a.remove) await a.remove().catch(() => {});
     await a.io?.drain();
     return exitStatus;
   } finally {

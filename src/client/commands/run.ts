@@ -60,8 +60,8 @@ export const command: CommandSpec = {
           start: async () => {
             await conn.service(Tasks).start({ containerId: id });
           },
+          remove: () => conn.service(Tasks).delete({ containerId: id }),
         });
-        await conn.service(Tasks).delete({ containerId: id }).catch(() => {});
       } catch (err) {
         // Leave nothing half-made behind a failed foreground run.
         if (!detach) {

@@ -172,8 +172,8 @@ export const group: GroupSpec = {
             start: async () => {
               await tasks.start({ containerId: id, execId });
             },
+            remove: () => tasks.deleteProcess({ containerId: id, execId }),
           });
-          await tasks.deleteProcess({ containerId: id, execId }).catch(() => {});
           return status;
         });
       },
@@ -309,8 +309,14 @@ export const group: GroupSpec = {
             return 0;
           }
           try {
-            const status = await runAttached(conn, { containerId: id, execId: "", io, tty, start: async () => void await tasks.start({ containerId: id }) });
-            await tasks.delete({ containerId: id }).catch(() => {});
+            const status = await runAttached(conn, {
+              containerId: id,
+              execId: "",
+              io,
+              tty,
+              start: async () => void await tasks.start({ containerId: id }),
+              remove: () => tasks.delete({ containerId: id }),
+            });
             return status;
           } catch (err) {
             await tasks.delete({ containerId: id }).catch(() => {});
