@@ -153,8 +153,11 @@ export async function createContainer(
     : undefined;
   const labels = labelArgs(list(flags, "label"));
   // Say "container exists" rather than the snapshot conflict it would cause.
-  const existing = await conn.service(Containers).get({ id }).then(() => true, () => false);
-  if (existing) {
+  // The image is looked up meanwhile; its error, if any, comes second.
+  const existing = conn.service(Containers).get({ id }).then(() => true, () => false);
+  const found = flags.rootfs === true ? undefined : getImage(conn, ref);
+  found?.catch(() => {});
+  if (await existing) {
     throw new HintedError(Code.AlreadyExists, `container "${id}" already exists`, `remove it with: berth containers rm ${id}, or pick another id`);
   }
   let spec: Spec;
@@ -165,7 +168,7 @@ export async function createContainer(
     spec = await buildSpec(conn.namespace, id, flags, undefined, args);
     spec.root.path = path;
   } else {
-    const image = await getImage(conn, ref);
+    const image = await found!;
     imageName = image.name;
     const cfg = await imageConfig(conn, image);
     chainId = cfg.chainId;

@@ -118,6 +118,8 @@ export interface Walk {
   platforms: string[];
   /** The manifest for this platform, when found. */
   manifest?: { config: Descriptor; layers: Descriptor[] };
+  /** The manifest's config, when the walk read it (to learn the platform). */
+  config?: ImageConfig;
   /** False when a blob needed to go further (an index or manifest) is missing. */
   available: boolean;
 }
@@ -142,13 +144,14 @@ export async function walkImage(conn: Connection, target: Descriptor): Promise<W
     if (MANIFEST_TYPES.has(d.mediaType)) {
       const m = await readJSON<{ config: Descriptor; layers?: Descriptor[] }>(conn, d.digest);
       w.manifest = { config: m.config, layers: m.layers ?? [] };
-      for (const child of [m.config, ...(m.layers ?? [])]) {
-        w.required.push(child);
-        if (await hasBlob(conn, child.digest)) w.present.push(child);
-      }
-      if (top && w.platforms.length === 0 && w.present.includes(m.config)) {
-        const cfg = await readJSON<ImageConfig>(conn, m.config.digest);
-        w.platforms.push(platformString({ os: cfg.os, architecture: cfg.architecture }));
+      const children = [m.config, ...(m.layers ?? [])];
+      w.required.push(...children);
+      // One round trip for all of them, not one after another.
+      const have = await Promise.all(children.map((c) => hasBlob(conn, c.digest)));
+      w.present.push(...children.filter((_, i) => have[i]));
+      if (top && w.platforms.length === 0 && have[0]) {
+        w.config = await readJSON<ImageConfig>(conn, m.config.digest);
+        w.platforms.push(platformString({ os: w.config.os, architecture: w.config.architecture }));
       }
     }
   };
@@ -175,7 +178,7 @@ export async function imageConfig(conn: Connection, image: Image): Promise<{ con
   if (!walk.manifest) {
     throw notFound(`a manifest for ${platformString(hostPlatform())} in image "${image.name}"`);
   }
-  const config = await readJSON<ImageConfig>(conn, walk.manifest.config.digest);
+  const config = walk.config ?? await readJSON<ImageConfig>(conn, walk.manifest.config.digest);
   return { config, chainId: await chainId(config.rootfs?.diff_ids ?? []) };
 }
 
