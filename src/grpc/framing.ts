@@ -1,7 +1,8 @@
 /**
  * The pieces of the gRPC-over-HTTP/2 wire format that are not HTTP/2
- * itself: length-prefixed messages, the `grpc-timeout` header and the
- * percent-encoding of `grpc-message`. Pure functions, no I/O.
+ * itself: length-prefixed messages (gzip-compressed ones included), the
+ * `grpc-timeout` header and the percent-encoding of `grpc-message`. Pure
+ * functions, no I/O.
  *
  * @module
  */
@@ -14,10 +15,56 @@ export const PREFIX_LENGTH = 5;
 /** containerd's default limit for a message in either direction (16 MiB). */
 export const MAX_GRPC_MESSAGE = 16 << 20;
 
-/** One message with its 5-byte prefix (uncompressed). */
-export function frameMessage(message: Uint8Array): Uint8Array {
+/** The message encodings berth decodes besides identity, as `grpc-accept-encoding` lists them. */
+export const ACCEPT_ENCODING = "gzip";
+
+// Loaded on the first compressed message: most peers never compress, and a
+// static node: import costs every start of the bundle (~25 ms). Its sync
+// gunzip with maxOutputLength stops inflating at the limit (a zip bomb costs
+// a few ms); DecompressionStream inflates a whole chunk before the reader
+// can refuse it, and costs ~5x more per small message.
+let nodeZlib: typeof import("node:zlib") | undefined;
+const zlib = () => nodeZlib ??= process.getBuiltinModule("node:zlib") as typeof import("node:zlib");
+
+/**
+ * Inflates a gzip-compressed message, refusing (ResourceExhausted) to
+ * produce more than `limit` bytes; corrupt input is Internal.
+ */
+export function gunzipMessage(data: Uint8Array, limit: number): Uint8Array {
+  let out: Uint8Array;
+  try {
+    out = zlib().gunzipSync(data, { maxOutputLength: Math.max(1, limit) });
+  } catch (err) {
+    if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") out = tooLarge(limit);
+    else {
+      throw new BerthError(
+        Code.Internal,
+        `grpc: failed to decompress the received message: ${(err as Error).message}`,
+      );
+    }
+  }
+  if (out.length > limit) tooLarge(limit);
+  // A plain view of node's Buffer: the same bytes, the type callers expect.
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
+}
+
+function tooLarge(limit: number): never {
+  throw new BerthError(
+    Code.ResourceExhausted,
+    `grpc: received message after decompression larger than max (${limit})`,
+  );
+}
+
+/** `message` gzip-compressed (for a peer that sends or accepts `grpc-encoding: gzip`). */
+export function gzipMessage(message: Uint8Array): Uint8Array {
+  return zlib().gzipSync(message);
+}
+
+/** One message with its 5-byte prefix; `compressed` sets the flag (the bytes are already compressed). */
+export function frameMessage(message: Uint8Array, compressed = false): Uint8Array {
   const out = new Uint8Array(PREFIX_LENGTH + message.length);
   const len = message.length;
+  if (compressed) out[0] = 1;
   out[1] = len >>> 24;
   out[2] = (len >>> 16) & 0xff;
   out[3] = (len >>> 8) & 0xff;
@@ -36,9 +83,16 @@ export class MessageReader {
   #chunks: Uint8Array[] = [];
   #held = 0;
   #limit: number;
+  /**
+   * The stream's `grpc-encoding` when it is gzip: messages flagged
+   * compressed are inflated. Undefined (identity or no header): a flagged
+   * message is Internal, as grpc-go answers.
+   */
+  encoding: "gzip" | undefined;
 
-  constructor(limit = MAX_GRPC_MESSAGE) {
+  constructor(limit = MAX_GRPC_MESSAGE, encoding?: "gzip") {
     this.#limit = limit;
+    this.encoding = encoding;
   }
 
   /** Bytes held for a message not yet complete. */
@@ -47,10 +101,11 @@ export class MessageReader {
   }
 
   /**
-   * Adds a chunk; returns the complete messages. Throws ResourceExhausted
-   * for a message over the limit and Unimplemented for a compressed one
-   * (berth negotiates no compression, so a peer must not send any). The
-   * chunk is kept, not copied: callers hand over buffers they do not reuse.
+   * Adds a chunk; returns the complete messages, inflated when compressed.
+   * Throws ResourceExhausted for a message over the limit (on the wire, or
+   * once inflated) and Internal for a compressed one on a stream without
+   * an encoding, or a bad flag. The chunk is kept, not copied: callers
+   * hand over buffers they do not reuse.
    */
   push(chunk: Uint8Array): Uint8Array[] {
     if (chunk.length > 0) {
@@ -62,11 +117,11 @@ export class MessageReader {
       const head = this.#peek(PREFIX_LENGTH);
       const flag = head[0];
       const len = ((head[1] << 24) >>> 0) + (head[2] << 16) + (head[3] << 8) + head[4];
-      if (flag !== 0) {
+      if (flag !== 0 && (flag !== 1 || this.encoding === undefined)) {
         throw new BerthError(
-          Code.Unimplemented,
+          Code.Internal,
           flag === 1
-            ? "grpc: compressed messages are not supported"
+            ? "grpc: compressed flag set with identity or empty encoding"
             : `grpc: bad message flag ${flag}`,
         );
       }
@@ -77,7 +132,8 @@ export class MessageReader {
         );
       }
       if (this.#held < PREFIX_LENGTH + len) break;
-      out.push(this.#take(PREFIX_LENGTH + len).subarray(PREFIX_LENGTH));
+      const message = this.#take(PREFIX_LENGTH + len).subarray(PREFIX_LENGTH);
+      out.push(flag === 0 ? message : gunzipMessage(message, this.#limit));
     }
     return out;
   }

@@ -5,6 +5,8 @@ import {
   encodeStatusMessage,
   formatTimeout,
   frameMessage,
+  gunzipMessage,
+  gzipMessage,
   MessageReader,
   parseTimeout,
 } from "./framing.ts";
@@ -38,16 +40,61 @@ Deno.test("MessageReader cuts messages out of arbitrary chunks", () => {
   }
 });
 
-Deno.test("MessageReader refuses compressed and oversized messages", () => {
-  const compressed = frameMessage(new Uint8Array(3));
-  compressed[0] = 1;
+Deno.test("MessageReader refuses oversized messages, and compressed ones on a stream without an encoding", () => {
+  const compressed = frameMessage(gzipMessage(new Uint8Array(3)), true);
   assert.throws(
-    () => new MessageReader().push(compressed),
-    (e) => e instanceof BerthError && e.code === Code.Unimplemented,
+    () => new MessageReader(100).push(compressed),
+    (e) => e instanceof BerthError && e.code === Code.Internal,
+  );
+  const badFlag = frameMessage(new Uint8Array(3));
+  badFlag[0] = 2;
+  assert.throws(
+    () => new MessageReader(100, "gzip").push(badFlag),
+    (e) => e instanceof BerthError && e.code === Code.Internal,
   );
   assert.throws(
     () => new MessageReader(10).push(frameMessage(new Uint8Array(11))),
     (e) => e instanceof BerthError && e.code === Code.ResourceExhausted,
+  );
+});
+
+Deno.test("MessageReader inflates gzip messages, split anywhere, mixed with plain ones", () => {
+  const text = new TextEncoder().encode("compressible ".repeat(200));
+  const a = frameMessage(gzipMessage(text), true);
+  const b = frameMessage(new TextEncoder().encode("plain"));
+  const c = frameMessage(gzipMessage(new Uint8Array(0)), true);
+  const all = new Uint8Array(a.length + b.length + c.length);
+  all.set(a);
+  all.set(b, a.length);
+  all.set(c, a.length + b.length);
+  for (const step of [1, 7, all.length]) {
+    const r = new MessageReader(text.length, "gzip");
+    const got: Uint8Array[] = [];
+    for (let off = 0; off < all.length; off += step) {
+      for (const m of r.push(all.slice(off, off + step))) got.push(m);
+    }
+    assert.equal(got.length, 3, `step ${step}`);
+    assert.deepEqual(got[0], text);
+    assert.equal(new TextDecoder().decode(got[1]), "plain");
+    assert.equal(got[2].length, 0);
+  }
+});
+
+Deno.test("gunzip stops at the limit (a zip bomb is ResourceExhausted) and refuses corrupt input", () => {
+  // 32 MiB of zeros compresses to ~32 KiB: small on the wire, over the limit inflated.
+  const bomb = gzipMessage(new Uint8Array(32 << 20));
+  assert.ok(bomb.length < 64 << 10);
+  const exhausted = (e: unknown) => e instanceof BerthError && e.code === Code.ResourceExhausted;
+  assert.throws(() => gunzipMessage(bomb, 1 << 20), exhausted);
+  assert.throws(() => new MessageReader(1 << 20, "gzip").push(frameMessage(bomb, true)), exhausted);
+  // Exactly the limit is allowed, one byte over is not.
+  const ten = gzipMessage(new Uint8Array(10).fill(1));
+  assert.equal(gunzipMessage(ten, 10).length, 10);
+  assert.throws(() => gunzipMessage(ten, 9), exhausted);
+  assert.throws(() => gunzipMessage(ten, 0), exhausted);
+  assert.throws(
+    () => gunzipMessage(new Uint8Array([0x1f, 0x8b, 8, 0, 1, 2, 3]), 100),
+    (e) => e instanceof BerthError && e.code === Code.Internal,
   );
 });
 

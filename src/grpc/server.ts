@@ -5,7 +5,11 @@
  * handlers as the ttrpc server: only the transport differs. Unary, server-,
  * client- and bidi-streaming calls; status in `grpc-status`/`grpc-message`
  * trailers (or a trailers-only response when nothing was sent);
- * `grpc-timeout` deadlines; request headers as call metadata.
+ * `grpc-timeout` deadlines; request headers as call metadata; requests in
+ * `grpc-encoding: gzip` (advertised in `grpc-accept-encoding`). Answers are
+ * never compressed (the spec lets a server answer identity whatever the
+ * client accepts): berth's messages are small and local, and gzip would
+ * cost each call CPU time to save bytes on a unix socket.
  *
  * @module
  */
@@ -31,6 +35,7 @@ import {
 } from "../ttrpc/services.ts";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import {
+  ACCEPT_ENCODING,
   encodeStatusMessage,
   frameMessage,
   MAX_GRPC_MESSAGE,
@@ -63,7 +68,14 @@ const RESERVED = new Set([
 ]);
 
 // The header blocks every call sends, encoded once.
-const RESPONSE_HEADERS = encodeHeaders([":status", "200", "content-type", "application/grpc"]);
+const RESPONSE_HEADERS = encodeHeaders([
+  ":status",
+  "200",
+  "content-type",
+  "application/grpc",
+  "grpc-accept-encoding",
+  ACCEPT_ENCODING,
+]);
 const OK_TRAILERS = encodeHeaders(["grpc-status", "0"]);
 const NOT_GRPC_HEADERS = encodeHeaders([":status", "415", "content-type", "text/plain"]);
 const NOT_GRPC_BODY = new TextEncoder().encode(
@@ -93,8 +105,9 @@ class GrpcCall implements CallContext {
     readonly metadata: Metadata,
     readonly deadline: number | undefined,
     maxRecv: number,
+    encoding: "gzip" | undefined,
   ) {
-    this.reader = new MessageReader(maxRecv);
+    this.reader = new MessageReader(maxRecv, encoding);
   }
 
   // Made only when a handler asks: most calls never do.
@@ -225,6 +238,7 @@ export class GrpcServer implements H2Handler {
     let path = "";
     let ctype = "";
     let timeout: string | undefined;
+    let encoding: string | undefined;
     const md: Metadata = new Map();
     for (let i = 0; i < headers.length; i += 2) {
       const k = headers[i];
@@ -236,6 +250,7 @@ export class GrpcServer implements H2Handler {
       }
       if (k === "content-type") ctype = v;
       else if (k === "grpc-timeout") timeout = v;
+      else if (k === "grpc-encoding") encoding = v;
       if (RESERVED.has(k)) continue;
       const list = md.get(k);
       if (list === undefined) md.set(k, [v]);
@@ -258,6 +273,16 @@ export class GrpcServer implements H2Handler {
       if (slash <= 0) {
         throw new BerthError(Code.Unimplemented, `malformed method name ${JSON.stringify(path)}`);
       }
+      if (encoding !== undefined && encoding !== "identity" && encoding !== "gzip") {
+        // The spec's answer: Unimplemented, with what is accepted (every
+        // trailers-only answer carries grpc-accept-encoding).
+        throw new BerthError(
+          Code.Unimplemented,
+          `grpc: grpc-encoding ${
+            JSON.stringify(encoding)
+          } is not supported (accepted: identity, ${ACCEPT_ENCODING})`,
+        );
+      }
       entry = this.#services.lookup(service, name);
       timeoutMs = parseTimeout(timeout);
     } catch (err) {
@@ -272,6 +297,7 @@ export class GrpcServer implements H2Handler {
       md,
       timeoutMs === undefined ? undefined : Date.now() + timeoutMs,
       this.#maxRecv,
+      encoding === "gzip" ? "gzip" : undefined,
     );
     s.user = call;
     this.#calls.add(call);
@@ -505,8 +531,16 @@ export class GrpcServer implements H2Handler {
 
 /** A trailers-only response: the whole answer is a status. */
 function trailersOnly(err: BerthError | undefined): Uint8Array {
-  const fields = [":status", "200", "content-type", "application/grpc", "grpc-status"];
-  fields.push(String(err?.code ?? 0));
+  const fields = [
+    ":status",
+    "200",
+    "content-type",
+    "application/grpc",
+    "grpc-accept-encoding",
+    ACCEPT_ENCODING,
+    "grpc-status",
+    String(err?.code ?? 0),
+  ];
   if (err !== undefined && err.message !== "") {
     fields.push("grpc-message", encodeStatusMessage(err.message));
   }

@@ -4,7 +4,10 @@ import net from "node:net";
 import { BerthError, Code } from "../errdefs/mod.ts";
 import { Echo } from "../gen/berth/testing/v1/echo_pb.ts";
 import { echoImpl, type Observed } from "../ttrpc/fixture_test.ts";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { EchoRequestSchema } from "../gen/berth/testing/v1/echo_pb.ts";
 import { GrpcClient } from "./client.ts";
+import { frameMessage, gzipMessage } from "./framing.ts";
 import { GrpcServer } from "./server.ts";
 
 async function withEcho(
@@ -28,6 +31,39 @@ async function withEcho(
 }
 
 const isCode = (code: Code) => (e: unknown) => e instanceof BerthError && e.code === code;
+
+/** One Echo/Say request over a raw node:http2 session: the response headers and trailers, merged. */
+async function rawSay(
+  path: string,
+  extra: Record<string, string>,
+  body: Uint8Array,
+): Promise<http2.IncomingHttpHeaders> {
+  const session = http2.connect("http://localhost", { createConnection: () => net.connect(path) });
+  session.on("error", () => {});
+  try {
+    return await new Promise((resolve, reject) => {
+      const req = session.request({
+        ":method": "POST",
+        ":path": "/berth.testing.v1.Echo/Say",
+        "content-type": "application/grpc",
+        "te": "trailers",
+        ...extra,
+      });
+      const seen: http2.IncomingHttpHeaders = {};
+      req.on("response", (h) => Object.assign(seen, h));
+      req.on("trailers", (h) => Object.assign(seen, h));
+      req.on("data", () => {});
+      req.on("error", reject);
+      req.on("close", () => resolve(seen));
+      req.end(body);
+    });
+  } finally {
+    session.destroy();
+  }
+}
+
+const sayBytes = (text: string, blob = new Uint8Array(0)) =>
+  toBinary(EchoRequestSchema, create(EchoRequestSchema, { text, blob }));
 
 Deno.test("grpc: unary calls carry metadata and a deadline; errors keep code and message", async () => {
   await withEcho(async (client, _obs, path) => {
@@ -233,4 +269,50 @@ Deno.test("grpc: a client's RST_STREAM aborts the handler's signal", async () =>
     assert.equal(observed.aborted[0].text, "cancel-me");
     assert.ok(isCode(Code.Canceled)(observed.aborted[0].reason));
   });
+});
+
+Deno.test("grpc: gzip-compressed requests are inflated, within the size limit; other encodings are Unimplemented", async () => {
+  await withEcho(async (client, _obs, path) => {
+    const blob = new Uint8Array(20_000).fill(0x61);
+    const res = await client.unary(Echo.method.say, { text: "zipped", blob }, { gzip: true });
+    assert.equal(res.text, "zipped");
+    assert.deepEqual(res.blob, blob);
+    async function* parts() {
+      for (const t of ["a", "b", "c"]) yield { text: t };
+    }
+    let joined;
+    for await (const m of client.stream(Echo.method.join, parts(), { gzip: true })) joined = m;
+    assert.equal(joined?.text, "a+b+c");
+
+    // Every answer says what the server accepts, and answers identity.
+    const ok = await rawSay(
+      path,
+      { "grpc-encoding": "gzip", "grpc-accept-encoding": "gzip" },
+      frameMessage(gzipMessage(sayBytes("hi")), true),
+    );
+    assert.equal(ok["grpc-status"], "0");
+    assert.equal(ok["grpc-accept-encoding"], "gzip");
+    assert.equal(ok["grpc-encoding"], undefined);
+    // A plain message on a gzip stream is fine too (the flag says which).
+    const plain = await rawSay(path, { "grpc-encoding": "gzip" }, frameMessage(sayBytes("p")));
+    assert.equal(plain["grpc-status"], "0");
+
+    // An encoding berth does not know: Unimplemented, naming what it accepts.
+    const br = await rawSay(path, { "grpc-encoding": "br" }, frameMessage(sayBytes("x"), true));
+    assert.equal(br["grpc-status"], String(Code.Unimplemented));
+    assert.equal(br["grpc-accept-encoding"], "gzip");
+    assert.match(String(br["grpc-message"]), /br/);
+    // A compressed flag without an encoding (or with identity) is Internal.
+    const noEncoding: Record<string, string>[] = [{}, { "grpc-encoding": "identity" }];
+    for (const extra of noEncoding) {
+      const bad = await rawSay(path, extra, frameMessage(gzipMessage(sayBytes("x")), true));
+      assert.equal(bad["grpc-status"], String(Code.Internal), JSON.stringify(extra));
+    }
+    // A small message that inflates past max_recv_message_size is refused.
+    const bomb = gzipMessage(sayBytes("bomb", new Uint8Array(4 << 20)));
+    assert.ok(bomb.length < 64 << 10);
+    const big = await rawSay(path, { "grpc-encoding": "gzip" }, frameMessage(bomb, true));
+    assert.equal(big["grpc-status"], String(Code.ResourceExhausted));
+    assert.equal((await client.unary(Echo.method.say, { text: "after" })).text, "after");
+  }, { maxRecvMessageSize: 64 << 10 });
 });
