@@ -220,10 +220,21 @@ export function formatTimeout(ms: number): string {
 }
 
 /**
- * `grpc-message` encoding: UTF-8, with bytes outside printable ASCII and
- * '%' itself written as %XX.
+ * Longest `grpc-message` value sent, encoded (8 KiB): an error that quotes
+ * a whole log or file must not make a trailer block larger than the
+ * peer's header list limit, which would cost the call its status.
  */
-export function encodeStatusMessage(message: string): string {
+export const MAX_STATUS_MESSAGE = 8 << 10;
+
+const TRUNCATED = "...";
+
+/**
+ * `grpc-message` encoding: UTF-8, with bytes outside printable ASCII and
+ * '%' itself written as %XX. A value longer than `max` is cut at a
+ * character boundary (never inside an escape or a UTF-8 sequence) and
+ * ends in "...".
+ */
+export function encodeStatusMessage(message: string, max = MAX_STATUS_MESSAGE): string {
   let plain = true;
   for (let i = 0; i < message.length; i++) {
     const c = message.charCodeAt(i);
@@ -232,12 +243,23 @@ export function encodeStatusMessage(message: string): string {
       break;
     }
   }
-  if (plain) return message;
+  if (plain) {
+    return message.length <= max ? message : message.slice(0, max - TRUNCATED.length) + TRUNCATED;
+  }
   let out = "";
-  for (const b of new TextEncoder().encode(message)) {
-    out += b >= 0x20 && b <= 0x7e && b !== 0x25
-      ? String.fromCharCode(b)
-      : "%" + b.toString(16).toUpperCase().padStart(2, "0");
+  const enc = new TextEncoder();
+  const room = max - TRUNCATED.length;
+  let fits = 0; // how much of `out` fits with the marker after it
+  for (const ch of message) {
+    let part = "";
+    for (const b of enc.encode(ch)) {
+      part += b >= 0x20 && b <= 0x7e && b !== 0x25
+        ? String.fromCharCode(b)
+        : "%" + b.toString(16).toUpperCase().padStart(2, "0");
+    }
+    if (out.length + part.length > max) return out.slice(0, fits) + TRUNCATED;
+    out += part;
+    if (out.length <= room) fits = out.length;
   }
   return out;
 }

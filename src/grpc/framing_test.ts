@@ -7,6 +7,7 @@ import {
   frameMessage,
   gunzipMessage,
   gzipMessage,
+  MAX_STATUS_MESSAGE,
   MessageReader,
   parseTimeout,
 } from "./framing.ts";
@@ -124,4 +125,26 @@ Deno.test("grpc-message percent-encoding round-trips and leaves plain text alone
     assert.equal(decodeStatusMessage(encodeStatusMessage(s)), s);
   }
   assert.equal(decodeStatusMessage("bad %zz escape"), "bad %zz escape");
+});
+
+Deno.test("grpc-message longer than the bound is cut at a character, never inside an escape", () => {
+  const plain = "x".repeat(100_000);
+  const cut = encodeStatusMessage(plain);
+  assert.equal(cut.length, MAX_STATUS_MESSAGE);
+  assert.ok(cut.endsWith("..."));
+  for (const unit of ["é", "日", "%", "\n", "a😀"]) {
+    for (const max of [MAX_STATUS_MESSAGE, 7, 10, 11, 12]) {
+      const long = unit.repeat(MAX_STATUS_MESSAGE);
+      const enc = encodeStatusMessage(long, max);
+      assert.ok(enc.length <= max, `${unit} ${max}: ${enc.length}`);
+      assert.ok(enc.endsWith("..."));
+      // Every % starts a whole escape, and what it decodes to is whole characters of the original.
+      assert.ok(/^(?:[^%]|%[0-9A-F]{2})*$/.test(enc), enc.slice(-12));
+      const back = decodeStatusMessage(enc);
+      assert.ok(!back.includes("\ufffd"), `${unit} ${max}`);
+      assert.ok(long.startsWith(back.slice(0, -3)), `${unit} ${max}`);
+    }
+  }
+  // Short messages are untouched.
+  assert.equal(encodeStatusMessage("é".repeat(100)), "%C3%A9".repeat(100));
 });

@@ -42,7 +42,7 @@ import {
   MessageReader,
   parseTimeout,
 } from "./framing.ts";
-import { H2Connection, type H2Handler, type H2Stream } from "./h2/connection.ts";
+import { H2Connection, type H2Handler, type H2Options, type H2Stream } from "./h2/connection.ts";
 import { encodeHeaders } from "./h2/hpack.ts";
 
 /** Options of {@link GrpcServer}. */
@@ -53,6 +53,8 @@ export interface GrpcServerOptions {
   maxSendMessageSize?: number;
   /** Messages a streaming handler may have unread before the client is paused (default 64). */
   streamQueue?: number;
+  /** HTTP/2 settings and timeouts of every connection. */
+  http2?: H2Options;
 }
 
 // Headers that are HTTP/2 or gRPC plumbing, not the caller's metadata.
@@ -138,6 +140,7 @@ export class GrpcServer implements H2Handler {
   #maxRecv: number;
   #maxSend: number;
   #queueSize: number;
+  #h2: H2Options;
   #closing = false;
   #forget = (c: H2Connection) => this.#conns.delete(c);
 
@@ -145,6 +148,7 @@ export class GrpcServer implements H2Handler {
     this.#maxRecv = opts.maxRecvMessageSize ?? MAX_GRPC_MESSAGE;
     this.#maxSend = opts.maxSendMessageSize ?? MAX_GRPC_MESSAGE;
     this.#queueSize = opts.streamQueue ?? 64;
+    this.#h2 = opts.http2 ?? {};
   }
 
   /** Registers `impl` for `service` (as {@link ServiceSet.register}). */
@@ -188,7 +192,7 @@ export class GrpcServer implements H2Handler {
       label: "grpc",
       stopped: () => this.#closing || !this.#listeners.has(listener),
       onConn: (conn) => {
-        const c = new H2Connection(conn, this, {}, this.#forget);
+        const c = new H2Connection(conn, this, this.#h2, this.#forget);
         this.#conns.add(c);
         c.run();
       },

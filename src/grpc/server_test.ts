@@ -84,6 +84,13 @@ Deno.test("grpc: unary calls carry metadata and a deadline; errors keep code and
       client.unary(Echo.method.say, { text: "plain-error" }),
       isCode(Code.Unknown),
     );
+    // A huge error message arrives cut to a bounded trailer, with its code.
+    await assert.rejects(
+      client.unary(Echo.method.say, { text: "é".repeat(200_000), failCode: Code.NotFound }),
+      (e) =>
+        isCode(Code.NotFound)(e) && (e as Error).message.length < 8192 &&
+        /^(é)+\.\.\.$/.test((e as Error).message),
+    );
     // The socket is private.
     assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
   });

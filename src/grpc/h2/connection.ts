@@ -1,8 +1,10 @@
 /**
  * The server side of one HTTP/2 connection (RFC 9113, cleartext with prior
- * knowledge, as gRPC over a unix socket uses it): preface and SETTINGS,
- * PING, HEADERS/CONTINUATION with HPACK, DATA with flow control both ways,
- * RST_STREAM, GOAWAY either way. What a stream carries is the
+ * knowledge, as gRPC over a unix socket uses it): preface and SETTINGS
+ * (whose ACK must come in time), PING, HEADERS/CONTINUATION with HPACK, DATA
+ * with flow control both ways, RST_STREAM, GOAWAY either way (ours in two
+ * steps on a graceful end, so that streams in flight are not refused). What
+ * a stream carries is the
  * {@link H2Handler}'s business; a misbehaving peer costs its own stream or
  * its own connection, never the process.
  *
@@ -49,6 +51,13 @@ export interface H2Options {
   connectionWindow?: number;
   /** Largest header block accepted, compressed or not (default 1 MiB). */
   maxHeaderListSize?: number;
+  /** How long the peer has to acknowledge our SETTINGS before SETTINGS_TIMEOUT (default 10 s). */
+  settingsTimeoutMs?: number;
+  /**
+   * On a graceful end, how long to wait for the PING that follows the first
+   * GOAWAY before the final one is sent anyway (default 1 s).
+   */
+  drainPingMs?: number;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -58,6 +67,15 @@ const STREAM_HIGH_WATER = 1 << 20;
 // Outbound bytes queued on the connection before its peer's input is paused
 // (a peer that sends without reading must not grow our buffers without end).
 const WRITE_HIGH_WATER = 16 << 20;
+// Streams we reset whose late frames are ignored (RFC 9113 5.1); the oldest
+// are forgotten past this many (a later frame on one then gets a
+// STREAM_CLOSED reset, which costs the peer nothing).
+const RESET_MEMORY = 256;
+// The last stream id of the first GOAWAY of a graceful end: every stream
+// the peer may have opened is still taken (RFC 9113 6.8).
+const ALL_STREAMS = 0x7fffffff;
+// The opaque data of the PING that follows it.
+const DRAIN_PING = new Uint8Array([0x62, 0x65, 0x72, 0x74, 0x68, 0x2d, 0x67, 0x61]);
 const CONNECTION_SPECIFIC = new Set([
   "connection",
   "keep-alive",
@@ -106,10 +124,21 @@ export class H2Connection {
   #writer: H2Writer;
   #decoder: HpackDecoder;
   #streams = new Map<number, H2Stream>();
+  // The last stream taken (what a final GOAWAY names), and the highest the
+  // peer opened, taken or not (streams above it are idle).
   #lastId = 0;
+  #maxSeen = 0;
+  // Closed streams whose late frames are ignored: those we reset.
+  #resetIds = new Set<number>();
   #closed = false;
+  // The first GOAWAY of a graceful end went out; the final one not yet.
+  #draining = false;
   #goawaySent = false;
   #peerGoaway = false;
+  #settingsTimeout: number;
+  #drainPingMs: number;
+  #settingsTimer: ReturnType<typeof setTimeout> | undefined = undefined;
+  #drainTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   #onClose: (c: H2Connection) => void;
   // Our settings.
   #maxStreams: number;
@@ -144,6 +173,8 @@ export class H2Connection {
     this.#streamWindow = opts.streamWindow ?? 1 << 20;
     this.#connWindow = opts.connectionWindow ?? 16 << 20;
     this.#maxHeaderList = opts.maxHeaderListSize ?? 1 << 20;
+    this.#settingsTimeout = opts.settingsTimeoutMs ?? 10_000;
+    this.#drainPingMs = opts.drainPingMs ?? 1000;
     this.#recvWindow = this.#connWindow;
     this.#decoder = new HpackDecoder(4096);
     this.#writer = new H2Writer(conn, (err) => {
@@ -179,6 +210,14 @@ export class H2Connection {
     if (this.#connWindow > DEFAULT_WINDOW) {
       this.#writer.frame32(FrameType.WINDOW_UPDATE, 0, 0, this.#connWindow - DEFAULT_WINDOW);
     }
+    // A peer that never acknowledges our SETTINGS is not speaking HTTP/2
+    // (RFC 9113 6.5.3); unref'd, so that it keeps no process alive.
+    const settingsTimer = setTimeout(() => {
+      this.#settingsTimer = undefined;
+      this.#abort(new H2Error(ErrorCode.SETTINGS_TIMEOUT, "SETTINGS not acknowledged"));
+    }, this.#settingsTimeout);
+    Deno.unrefTimer(settingsTimer);
+    this.#settingsTimer = settingsTimer;
     try {
       await this.#read();
     } catch (err) {
@@ -196,12 +235,33 @@ export class H2Connection {
   }
 
   /**
-   * Graceful end (server shutdown): GOAWAY naming the last stream taken,
-   * no new streams, and the connection closes once its streams are done.
+   * Graceful end (server shutdown), in two steps (RFC 9113 6.8): a GOAWAY
+   * naming stream 2^31-1 and a PING; once the PING comes back (or after a
+   * bound), every stream the peer sent before seeing the GOAWAY has
+   * arrived, and the final GOAWAY names the last one taken. Then no new
+   * streams, and the connection closes once its streams are done.
    */
   goaway(): void {
+    if (this.#closed || this.#goawaySent || this.#draining) return;
+    this.#draining = true;
+    this.#sendGoaway(ErrorCode.NO_ERROR, "", ALL_STREAMS);
+    this.#writer.frame(FrameType.PING, 0, 0, DRAIN_PING);
+    const drainTimer = setTimeout(() => {
+      this.#drainTimer = undefined;
+      this.#finalGoaway();
+    }, this.#drainPingMs);
+    Deno.unrefTimer(drainTimer);
+    this.#drainTimer = drainTimer;
+  }
+
+  #finalGoaway(): void {
+    if (this.#drainTimer !== undefined) {
+      clearTimeout(this.#drainTimer);
+      this.#drainTimer = undefined;
+    }
     if (this.#closed || this.#goawaySent) return;
-    this.#sendGoaway(ErrorCode.NO_ERROR, "");
+    this.#goawaySent = true;
+    this.#sendGoaway(ErrorCode.NO_ERROR, "", this.#lastId);
     this.#maybeIdleClose();
   }
 
@@ -209,6 +269,8 @@ export class H2Connection {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#settingsTimer !== undefined) clearTimeout(this.#settingsTimer);
+    if (this.#drainTimer !== undefined) clearTimeout(this.#drainTimer);
     this.#writer.close();
     try {
       this.#conn.close();
@@ -250,7 +312,23 @@ export class H2Connection {
   reset(s: H2Stream, code: number): void {
     if (s.gone) return;
     this.#writer.frame32(FrameType.RST_STREAM, 0, s.id, code);
+    this.#remember(s.id);
     this.#drop(s);
+  }
+
+  // A stream we reset: the peer may have sent frames on it already, which
+  // are ignored when they come (RFC 9113 5.1, "closed").
+  #remember(id: number): void {
+    this.#resetIds.add(id);
+    if (this.#resetIds.size > RESET_MEMORY) {
+      this.#resetIds.delete(this.#resetIds.values().next().value!);
+    }
+  }
+
+  // A frame on a stream that is not open and not idle: ignored when we
+  // reset the stream or never took it (above a final GOAWAY's last id).
+  #lateFrame(id: number): boolean {
+    return id > this.#lastId || this.#resetIds.has(id);
   }
 
   /** Resolves when the stream may take more data (its queue and the connection's are short), or is gone. */
@@ -359,12 +437,10 @@ export class H2Connection {
     });
   }
 
-  #sendGoaway(code: number, debug: string): void {
-    this.#goawaySent = true;
+  #sendGoaway(code: number, debug: string, last: number): void {
     const msg = new TextEncoder().encode(debug);
     const at = this.#writer.reserve(FrameType.GOAWAY, 0, 0, 8 + msg.length);
     const b = this.#writer.buffer;
-    const last = this.#lastId;
     b[at] = (last >>> 24) & 0x7f;
     b[at + 1] = last >>> 16;
     b[at + 2] = last >>> 8;
@@ -381,8 +457,17 @@ export class H2Connection {
     if (this.#closed) return;
     log.debug("http2: connection error", { error: err.message });
     if (!this.#goawaySent || err.code !== ErrorCode.NO_ERROR) {
-      this.#sendGoaway(err.code, err.message);
+      this.#goawaySent = true;
+      this.#sendGoaway(err.code, err.message, this.#lastId);
     }
+  }
+
+  // A connection error found outside the read loop (a timer): GOAWAY, then
+  // close once it is written.
+  #abort(err: H2Error): void {
+    if (this.#closed) return;
+    this.#fail(err);
+    this.#writer.drained().then(() => this.close());
   }
 
   // ---- receiving ----
@@ -476,6 +561,7 @@ export class H2Connection {
           if (id !== 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, "PING on a stream");
           if (payload.length !== 8) throw new H2Error(ErrorCode.FRAME_SIZE_ERROR, "PING size");
           if ((flags & Flags.ACK) === 0) this.#writer.frame(FrameType.PING, Flags.ACK, 0, payload);
+          else if (this.#draining && isDrainPing(payload)) this.#finalGoaway();
           return;
         case FrameType.GOAWAY:
           if (id !== 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");
@@ -495,7 +581,10 @@ export class H2Connection {
       log.debug("http2: stream error", { stream: err.streamId, error: err.message });
       const s = this.#streams.get(err.streamId);
       if (s !== undefined) this.reset(s, err.code);
-      else this.#writer.frame32(FrameType.RST_STREAM, 0, err.streamId, err.code);
+      else {
+        this.#writer.frame32(FrameType.RST_STREAM, 0, err.streamId, err.code);
+        this.#remember(err.streamId);
+      }
     }
   }
 
@@ -523,8 +612,11 @@ export class H2Connection {
     }
     const s = this.#streams.get(id);
     if (s === undefined) {
-      if (id > this.#lastId) throw new H2Error(ErrorCode.PROTOCOL_ERROR, "DATA on an idle stream");
-      return; // A stream we closed or reset: late data is dropped.
+      if (id > this.#maxSeen) throw new H2Error(ErrorCode.PROTOCOL_ERROR, "DATA on an idle stream");
+      if (this.#lateFrame(id)) return;
+      // Both sides ended it, or the peer reset it: the peer must not send
+      // DATA (RFC 9113 6.1, a stream error).
+      throw new H2Error(ErrorCode.STREAM_CLOSED, "DATA on a closed stream", id);
     }
     if (s.remoteClosed) {
       throw new H2Error(ErrorCode.STREAM_CLOSED, "DATA after END_STREAM", id);
@@ -635,9 +727,14 @@ export class H2Connection {
       if (s.localClosed && s.queued === 0 && s.ending === undefined) this.#drop(s);
       return;
     }
-    if (id <= this.#lastId) return; // A stream already closed: ignored.
+    if (id <= this.#maxSeen) {
+      if (this.#lateFrame(id)) return;
+      throw new H2Error(ErrorCode.STREAM_CLOSED, "HEADERS on a closed stream", id);
+    }
     if ((id & 1) === 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, `even stream id ${id}`);
-    if (this.#goawaySent) return; // After our GOAWAY no new streams are taken.
+    this.#maxSeen = id;
+    // After our final GOAWAY no new streams are taken (and their frames are ignored).
+    if (this.#goawaySent) return;
     this.#lastId = id;
     if (this.#streams.size >= this.#maxStreams) {
       throw new H2Error(ErrorCode.REFUSED_STREAM, "too many streams", id);
@@ -655,7 +752,7 @@ export class H2Connection {
     if (payload.length !== 4) throw new H2Error(ErrorCode.FRAME_SIZE_ERROR, "RST_STREAM size");
     const s = this.#streams.get(id);
     if (s === undefined) {
-      if (id > this.#lastId) {
+      if (id > this.#maxSeen) {
         throw new H2Error(ErrorCode.PROTOCOL_ERROR, "RST_STREAM on an idle stream");
       }
       return;
@@ -668,6 +765,10 @@ export class H2Connection {
     if (id !== 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, "SETTINGS on a stream");
     if (flags & Flags.ACK) {
       if (payload.length !== 0) throw new H2Error(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ACK size");
+      if (this.#settingsTimer !== undefined) {
+        clearTimeout(this.#settingsTimer);
+        this.#settingsTimer = undefined;
+      }
       return;
     }
     if (payload.length % 6 !== 0) throw new H2Error(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS size");
@@ -725,7 +826,7 @@ export class H2Connection {
     }
     const s = this.#streams.get(id);
     if (s === undefined) {
-      if (id > this.#lastId) {
+      if (id > this.#maxSeen) {
         throw new H2Error(ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream");
       }
       return;
@@ -741,6 +842,11 @@ export class H2Connection {
 
 function u32(b: Uint8Array, o: number): number {
   return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+}
+
+function isDrainPing(b: Uint8Array): boolean {
+  for (let i = 0; i < 8; i++) if (b[i] !== DRAIN_PING[i]) return false;
+  return true;
 }
 
 function wake(s: H2Stream): void {

@@ -5,7 +5,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { Echo, EchoRequestSchema } from "../../gen/berth/testing/v1/echo_pb.ts";
 import { frameMessage } from "../framing.ts";
 import { echoImpl, type Observed } from "../../ttrpc/fixture_test.ts";
-import { GrpcServer } from "../server.ts";
+import { GrpcServer, type GrpcServerOptions } from "../server.ts";
 import { ErrorCode, Flags, FrameType, PREFACE, Setting } from "./frame.ts";
 import { encodeHeaders, HpackDecoder } from "./hpack.ts";
 
@@ -128,11 +128,14 @@ function sayMessage(text: string, blob = 0): Uint8Array {
   );
 }
 
-async function withServer(fn: (path: string, server: GrpcServer, o: Observed) => Promise<void>) {
+async function withServer(
+  fn: (path: string, server: GrpcServer, o: Observed) => Promise<void>,
+  opts: GrpcServerOptions = {},
+) {
   const dir = await Deno.makeTempDir({ prefix: "berth-h2-" });
   const path = `${dir}/s.sock`;
   const observed: Observed = { aborted: [], finished: [] };
-  const server = new GrpcServer();
+  const server = new GrpcServer(opts);
   server.register(Echo, echoImpl(observed));
   await server.listen(path);
   try {
@@ -329,4 +332,168 @@ Deno.test("h2: the server never sends past the client's windows, and resumes on 
       r.close();
     }
   });
+});
+
+const PING = (data: number[]) => frame(FrameType.PING, 0, 0, data);
+const isPingAck = (data: number[]) => (f: Frame) =>
+  f.type === FrameType.PING && f.flags === Flags.ACK && f.payload[0] === data[0];
+
+// A whole Echo/Say call on stream `id`: its frames up to the one that ends it.
+async function call(r: Raw, id: number, text: string): Promise<Frame[]> {
+  await r.send(
+    frame(FrameType.HEADERS, Flags.END_HEADERS, id, request("/berth.testing.v1.Echo/Say")),
+    frame(FrameType.DATA, Flags.END_STREAM, id, sayMessage(text)),
+  );
+  const seen: Frame[] = [];
+  const end = await r.until((f) => f.id === id && (f.flags & Flags.END_STREAM) !== 0, seen);
+  assert.ok(end !== null, `stream ${id} answered`);
+  return [...seen, end];
+}
+
+Deno.test("h2: frames on a closed stream get RST_STREAM(STREAM_CLOSED), unless we reset it first", async () => {
+  await withServer(async (path) => {
+    const r = await Raw.open(path);
+    try {
+      await call(r, 1, "one");
+      await call(r, 3, "three");
+      // A malformed request: the server resets stream 5.
+      const upper = encodeHeaders([
+        ":method",
+        "POST",
+        ":scheme",
+        "http",
+        ":path",
+        "/a/b",
+        "X",
+        "1",
+      ]);
+      await r.send(frame(FrameType.HEADERS, Flags.END_HEADERS, 5, upper));
+      const rst5 = await r.until((f) => f.type === FrameType.RST_STREAM && f.id === 5);
+      assert.equal(readU32(rst5!.payload), ErrorCode.PROTOCOL_ERROR);
+      // DATA on stream 1 and HEADERS on stream 3 (both ended on both sides):
+      // stream errors. DATA on stream 5 (which the server reset): ignored.
+      // WINDOW_UPDATE and RST_STREAM on closed streams: ignored.
+      await r.send(
+        frame(FrameType.DATA, 0, 1, sayMessage("late")),
+        frame(
+          FrameType.HEADERS,
+          Flags.END_HEADERS | Flags.END_STREAM,
+          3,
+          encodeHeaders(["x-trailer", "1"]),
+        ),
+        frame(FrameType.DATA, Flags.END_STREAM, 5, sayMessage("late")),
+        frame(FrameType.WINDOW_UPDATE, 0, 1, u32(100)),
+        frame(FrameType.RST_STREAM, 0, 3, u32(ErrorCode.CANCEL)),
+        PING([7, 0, 0, 0, 0, 0, 0, 0]),
+      );
+      const seen: Frame[] = [];
+      assert.ok(await r.until(isPingAck([7]), seen) !== null);
+      const resets = seen.filter((f) => f.type === FrameType.RST_STREAM);
+      assert.deepEqual(
+        resets.map((f) => [f.id, readU32(f.payload)]),
+        [[1, ErrorCode.STREAM_CLOSED], [3, ErrorCode.STREAM_CLOSED]],
+      );
+      assert.ok(!seen.some((f) => f.type === FrameType.GOAWAY));
+      // A second late frame on stream 1 is ignored now (it was reset).
+      await r.send(frame(FrameType.DATA, 0, 1, [0]), PING([8, 0, 0, 0, 0, 0, 0, 0]));
+      const again: Frame[] = [];
+      assert.ok(await r.until(isPingAck([8]), again) !== null);
+      assert.deepEqual(again.filter((f) => f.type === FrameType.RST_STREAM), []);
+      // The connection still serves.
+      await call(r, 7, "seven");
+    } finally {
+      r.close();
+    }
+  });
+});
+
+Deno.test("h2: SETTINGS not acknowledged in time end the connection with SETTINGS_TIMEOUT", async () => {
+  await withServer(async (path) => {
+    const silent = await Raw.open(path);
+    const polite = await Raw.open(path);
+    try {
+      await polite.send(frame(FrameType.SETTINGS, Flags.ACK, 0));
+      // Bounded, so that a server without the timeout fails the test instead of hanging it.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const goaway = await Promise.race([
+        silent.until((f) => f.type === FrameType.GOAWAY),
+        new Promise<null>((r) => timer = setTimeout(() => r(null), 10_000)),
+      ]);
+      clearTimeout(timer);
+      assert.ok(goaway !== null);
+      assert.equal(readU32(goaway.payload, 4), ErrorCode.SETTINGS_TIMEOUT);
+      assert.equal(await silent.until(() => false), null, "the connection closes");
+      // The peer that acknowledged is still served, well after the timeout.
+      await new Promise((r) => setTimeout(r, 300));
+      await call(polite, 1, "polite");
+    } finally {
+      silent.close();
+      polite.close();
+    }
+  }, { http2: { settingsTimeoutMs: 100 } });
+});
+
+Deno.test("h2: graceful shutdown takes streams sent before the client saw GOAWAY, then names the last one", async () => {
+  await withServer(async (path, server) => {
+    const a = await Raw.open(path);
+    const b = await Raw.open(path);
+    let shutdown: Promise<void> | undefined;
+    try {
+      const slow = (id: number, ms: number) =>
+        frame(
+          FrameType.DATA,
+          Flags.END_STREAM,
+          id,
+          frameMessage(
+            toBinary(EchoRequestSchema, create(EchoRequestSchema, { text: "slow", delayMs: ms })),
+          ),
+        );
+      const say = request("/berth.testing.v1.Echo/Say");
+      await a.send(frame(FrameType.HEADERS, Flags.END_HEADERS, 1, say), slow(1, 300));
+      await b.send(frame(FrameType.HEADERS, Flags.END_HEADERS, 1, say), slow(1, 600));
+      // Both calls are running once a PING round trip is done.
+      await a.send(PING([1, 0, 0, 0, 0, 0, 0, 0]));
+      await b.send(PING([1, 0, 0, 0, 0, 0, 0, 0]));
+      assert.ok(await a.until(isPingAck([1])) !== null);
+      assert.ok(await b.until(isPingAck([1])) !== null);
+      shutdown = server.shutdown({ timeoutMs: 5000 });
+
+      // First GOAWAY: every stream is still taken; then a PING.
+      const first = await a.until((f) => f.type === FrameType.GOAWAY);
+      assert.equal(readU32(first!.payload) & 0x7fffffff, 0x7fffffff);
+      assert.equal(readU32(first!.payload, 4), ErrorCode.NO_ERROR);
+      const ping = await a.until((f) => f.type === FrameType.PING && f.flags === 0);
+      assert.ok(ping !== null);
+      // A stream the client sent before it saw the GOAWAY is served.
+      const late = await call(a, 3, "in-flight");
+      const trailers = a.decoder.decode(late[late.length - 1].payload);
+      assert.deepEqual(trailers, ["grpc-status", "0"]);
+      // The PING comes back: the final GOAWAY names stream 3.
+      await a.send(frame(FrameType.PING, Flags.ACK, 0, ping!.payload));
+      const final = await a.until((f) => f.type === FrameType.GOAWAY);
+      assert.equal(readU32(final!.payload) & 0x7fffffff, 3);
+      assert.equal(readU32(final!.payload, 4), ErrorCode.NO_ERROR);
+      const rest: Frame[] = [];
+      assert.equal(await a.until(() => false, rest), null, "a closes once its streams are done");
+      assert.ok(rest.some((f) => f.id === 1 && (f.flags & Flags.END_STREAM) !== 0));
+
+      // b never answers the PING: its final GOAWAY comes after the bound, and
+      // frames of a stream opened after it are ignored, not a connection error.
+      const bFinal = await b.until((f) =>
+        f.type === FrameType.GOAWAY && (readU32(f.payload) & 0x7fffffff) !== 0x7fffffff
+      );
+      assert.equal(readU32(bFinal!.payload) & 0x7fffffff, 1);
+      await b.send(frame(FrameType.HEADERS, Flags.END_HEADERS, 3, say), slow(3, 0));
+      const bRest: Frame[] = [];
+      assert.equal(await b.until(() => false, bRest), null, "b closes once stream 1 is done");
+      assert.ok(bRest.some((f) => f.id === 1 && (f.flags & Flags.END_STREAM) !== 0));
+      assert.ok(!bRest.some((f) => f.id === 3), "stream 3 was not taken");
+      assert.ok(!bRest.some((f) => f.type === FrameType.GOAWAY), "no connection error");
+      await shutdown;
+    } finally {
+      a.close();
+      b.close();
+      await shutdown;
+    }
+  }, { http2: { drainPingMs: 200 } });
 });
