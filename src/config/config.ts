@@ -40,6 +40,14 @@ export interface Config {
     gid: number;
     max_recv_message_size: number;
     max_send_message_size: number;
+    /** Also serve gRPC on TCP at "host:port" (empty: not); plaintext unless tcp_tls_cert/key are set. */
+    tcp_address: string;
+    /** A CA for verifying clients' certificates: refused, berth's TLS cannot verify clients. */
+    tcp_tls_ca: string;
+    /** PEM certificate (chain) file for TLS on tcp_address. */
+    tcp_tls_cert: string;
+    /** PEM private key file for TLS on tcp_address. */
+    tcp_tls_key: string;
   };
   ttrpc: {
     /** ttrpc socket; empty: `<grpc.address>.ttrpc`. */
@@ -94,10 +102,10 @@ const CONFIG_SHAPE: Shape = table({
     gid: int,
     max_recv_message_size: int,
     max_send_message_size: int,
-    tcp_address: ignored("gRPC over TCP is " + NOT_SERVED),
-    tcp_tls_ca: ignored("gRPC over TCP is " + NOT_SERVED),
-    tcp_tls_cert: ignored("gRPC over TCP is " + NOT_SERVED),
-    tcp_tls_key: ignored("gRPC over TCP is " + NOT_SERVED),
+    tcp_address: str,
+    tcp_tls_ca: str,
+    tcp_tls_cert: str,
+    tcp_tls_key: str,
   }),
   ttrpc: table({ address: str, uid: int, gid: int }),
   debug: table({
@@ -160,6 +168,10 @@ export function defaultConfig(): Config {
       gid: 0,
       max_recv_message_size: 16 << 20,
       max_send_message_size: 16 << 20,
+      tcp_address: "",
+      tcp_tls_ca: "",
+      tcp_tls_cert: "",
+      tcp_tls_key: "",
     },
     ttrpc: { address: "", uid: 0, gid: 0 },
     debug: { level: "info", format: "text" },
@@ -265,6 +277,46 @@ function validate(c: Config, source: string): void {
   }
   if (c.root === c.state) throw bad("state", "must differ from root");
   if (c.grpc.address === "") throw bad("grpc.address", "must not be empty");
+  if (c.grpc.tcp_address !== "") {
+    try {
+      parseTcpAddress(c.grpc.tcp_address);
+    } catch (err) {
+      throw bad("grpc.tcp_address", (err as Error).message);
+    }
+    if ((c.grpc.tcp_tls_cert === "") !== (c.grpc.tcp_tls_key === "")) {
+      throw bad("grpc.tcp_tls_cert", "tcp_tls_cert and tcp_tls_key go together");
+    }
+    if (c.grpc.tcp_tls_ca !== "") {
+      // Deno's TLS server cannot ask for and verify client certificates:
+      // serving without the check the config asks for would be worse than not starting.
+      throw bad(
+        "grpc.tcp_tls_ca",
+        "verifying client certificates (mutual TLS) is not supported by berth; remove it to serve TLS without client certificates",
+      );
+    }
+  }
+}
+
+/** A TCP listen address as containerd's `grpc.tcp_address` writes it. */
+export interface TcpAddress {
+  /** An IP address or host name; "0.0.0.0" when the address names none (":port"). */
+  hostname: string;
+  port: number;
+}
+
+/**
+ * Parses "host:port", "[v6]:port" or ":port" (every interface);
+ * InvalidArgument otherwise.
+ */
+export function parseTcpAddress(text: string): TcpAddress {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]\s]*)):(\d{1,5})$/.exec(text);
+  const port = m === null ? NaN : Number(m[3]);
+  if (m === null || port > 65535) {
+    throw invalidArgument(
+      `${JSON.stringify(text)} is not a TCP address (like "127.0.0.1:1234", "[::1]:1234", ":1234")`,
+    );
+  }
+  return { hostname: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
 /**

@@ -28,10 +28,12 @@ export {
   type LoadedConfig,
   parseConfig,
   parseDuration,
+  parseTcpAddress,
   type ResolvedRuntime,
   resolveRuntime,
   type RuntimeEntry,
   shimBinaryName,
+  type TcpAddress,
   ttrpcAddress,
 } from "./config.ts";
 export { keyPath } from "./shape.ts";

@@ -10,9 +10,10 @@ import {
   type Config,
   DESCRIBED_PLUGIN_SECTIONS,
   effectiveConfig,
+  parseTcpAddress,
   ttrpcAddress,
 } from "../config/mod.ts";
-import { toBerthError } from "../errdefs/mod.ts";
+import { BerthError, Code, toBerthError } from "../errdefs/mod.ts";
 import type { Exchange } from "../events/mod.ts";
 import { log } from "../log/mod.ts";
 import {
@@ -58,6 +59,8 @@ export interface RunningDaemon {
   readonly ttrpcAddress: string;
   /** The gRPC socket it listens on (`grpc.address`). */
   readonly grpcAddress: string;
+  /** Where it also serves gRPC over TCP (`grpc.tcp_address`, the port bound), if it does. */
+  readonly grpcTcpAddress: Deno.NetAddr | undefined;
   /**
    * Stops accepting, lets calls in flight finish (up to `timeoutMs`),
    * closes the plugins, removes the sockets and releases the root.
@@ -127,6 +130,7 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
   let grpc: GrpcServer | undefined;
   let listening = false;
   let grpcListening = false;
+  let grpcTcp: Deno.NetAddr | undefined;
   try {
     await makeDir(cfg.state, 0o711);
     await applyOomScore(cfg.oom_score);
@@ -188,6 +192,7 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
     if (cfg.grpc.uid !== 0 || cfg.grpc.gid !== 0) {
       await Deno.chown(grpcAddress, cfg.grpc.uid, cfg.grpc.gid);
     }
+    if (cfg.grpc.tcp_address !== "") grpcTcp = await listenTcp(grpc, cfg);
     log.info("serving...", { address: grpcAddress, ttrpc: address });
   } catch (err) {
     if (server !== undefined) {
@@ -242,6 +247,45 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
     plugins: running,
     ttrpcAddress: address,
     grpcAddress: cfg.grpc.address,
+    grpcTcpAddress: grpcTcp,
     stop,
   };
+}
+
+/**
+ * Serves `grpc` on `grpc.tcp_address` as well: TLS when tcp_tls_cert and
+ * tcp_tls_key name PEM files, plaintext otherwise (as containerd does). The
+ * config check has refused tcp_tls_ca already (no client certificates).
+ */
+async function listenTcp(grpc: GrpcServer, cfg: Config): Promise<Deno.NetAddr> {
+  const { hostname, port } = parseTcpAddress(cfg.grpc.tcp_address);
+  let tls: { cert: string; key: string } | undefined;
+  if (cfg.grpc.tcp_tls_cert !== "") {
+    const read = async (key: string, path: string) => {
+      try {
+        return await Deno.readTextFile(path);
+      } catch (err) {
+        throw new BerthError(Code.InvalidArgument, `grpc.${key}: ${(err as Error).message}`);
+      }
+    };
+    tls = {
+      cert: await read("tcp_tls_cert", cfg.grpc.tcp_tls_cert),
+      key: await read("tcp_tls_key", cfg.grpc.tcp_tls_key),
+    };
+  }
+  let addr: Deno.NetAddr;
+  try {
+    addr = grpc.listenTcp({ hostname, port, tls });
+  } catch (err) {
+    throw new BerthError(
+      err instanceof Deno.errors.AddrInUse ? Code.AlreadyExists : Code.InvalidArgument,
+      `grpc.tcp_address ${cfg.grpc.tcp_address}: ${(err as Error).message}`,
+    );
+  }
+  const where = { tcp_address: `${addr.hostname}:${addr.port}` };
+  if (tls === undefined) {
+    // containerd's behaviour too, but worth saying: the port is not private as the socket is.
+    log.warn("serving gRPC over plaintext TCP: whoever can reach it controls the daemon", where);
+  } else log.info("serving gRPC over TLS", where);
+  return addr;
 }

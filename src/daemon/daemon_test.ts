@@ -1,10 +1,18 @@
 import assert from "node:assert/strict";
-import { applyOverrides, defaultConfig, parseConfig } from "../config/mod.ts";
+import {
+  applyOverrides,
+  configMain,
+  defaultConfig,
+  parseConfig,
+  parseTcpAddress,
+} from "../config/mod.ts";
 import { Code, isCode } from "../errdefs/mod.ts";
 import { Version } from "../gen/containerd/services/version/v1/version_pb.ts";
+import { GrpcClient } from "../grpc/mod.ts";
 import { setLogSink } from "../log/mod.ts";
 import { type Registration, RequiredPluginError } from "../plugin/mod.ts";
 import { versionPlugin } from "../services/version/mod.ts";
+import { runChecked } from "../spawn/mod.ts";
 import { connect, serviceClient } from "../ttrpc/mod.ts";
 import { VERSION } from "../version.ts";
 import { DAEMON_USAGE, parseDaemonArgs, startDaemon } from "./mod.ts";
@@ -146,3 +154,114 @@ Deno.test("daemon: command line", () => {
   assert.match(DAEMON_USAGE, /--address SOCK/);
   assert.equal(defaultConfig().grpc.address, "/run/berth/berth.sock");
 });
+
+/** A TCP port nobody listens on now. */
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/** Resolves true when something accepts connections on 127.0.0.1:`port`. */
+async function listening(port: number): Promise<boolean> {
+  try {
+    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("daemon: grpc.tcp_address serves gRPC over plaintext TCP as well as the socket; config dump shows it", () =>
+  withDirs(async (tmp, logs) => {
+    const port = freePort();
+    const extra = `[grpc]\ntcp_address = "127.0.0.1:${port}"\n`;
+    await Deno.writeTextFile(`${tmp}/c.toml`, `version = 2\n${extra}`);
+    const out: string[] = [];
+    assert.equal(await configMain(["dump", "-c", `${tmp}/c.toml`], (s) => out.push(s)), 0);
+    assert.match(out.join(""), new RegExp(`tcp_address = "127\\.0\\.0\\.1:${port}"`));
+
+    const d = await startDaemon(configIn(tmp, extra), { plugins: [versionPlugin] });
+    try {
+      assert.equal(d.grpcTcpAddress?.port, port);
+      for (const address of [`tcp://127.0.0.1:${port}`, d.grpcAddress]) {
+        const client = new GrpcClient(address);
+        try {
+          assert.equal((await client.unary(Version.method.version, {})).version, VERSION, address);
+        } finally {
+          await client.close();
+        }
+      }
+      assert.ok(logs.some((l) => /plaintext TCP/.test(l)));
+    } finally {
+      await d.stop();
+    }
+    assert.equal(await listening(port), false, "the port is closed after stop");
+
+    // A port in use stops start-up, and leaves neither socket nor lock behind.
+    const taken = Deno.listen({ hostname: "127.0.0.1", port });
+    try {
+      await assert.rejects(
+        startDaemon(configIn(tmp, extra), { plugins: [versionPlugin] }),
+        (e) => isCode(e, Code.AlreadyExists) && /grpc\.tcp_address/.test(String(e)),
+      );
+    } finally {
+      taken.close();
+    }
+    await assert.rejects(Deno.lstat(`${tmp}/state/b.sock`), Deno.errors.NotFound);
+    await (await startDaemon(configIn(tmp), { plugins: [versionPlugin] })).stop();
+  }));
+
+Deno.test("daemon: grpc.tcp_address with tcp_tls_cert/key serves TLS; tcp_tls_ca and bad addresses refuse to start", () =>
+  withDirs(async (tmp) => {
+    // A throw-away self-signed certificate for 127.0.0.1.
+    await runChecked("openssl", [
+      ..."req -x509 -nodes -days 1 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1".split(" "),
+      ..."-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1".split(" "),
+      ...["-keyout", `${tmp}/key.pem`, "-out", `${tmp}/cert.pem`],
+    ]);
+    const port = freePort();
+    const tls = `tcp_tls_cert = "${tmp}/cert.pem"\ntcp_tls_key = "${tmp}/key.pem"\n`;
+    const d = await startDaemon(
+      configIn(tmp, `[grpc]\ntcp_address = "127.0.0.1:${port}"\n${tls}`),
+      { plugins: [versionPlugin] },
+    );
+    try {
+      const ca = await Deno.readTextFile(`${tmp}/cert.pem`);
+      const client = new GrpcClient(`tcp://127.0.0.1:${port}`, { tls: { ca } });
+      try {
+        assert.equal((await client.unary(Version.method.version, {})).version, VERSION);
+      } finally {
+        await client.close();
+      }
+      // A plaintext client gets no answer from the TLS port.
+      const plain = new GrpcClient(`tcp://127.0.0.1:${port}`);
+      try {
+        await assert.rejects(plain.unary(Version.method.version, {}, { timeoutMs: 5000 }));
+      } finally {
+        await plain.close();
+      }
+    } finally {
+      await d.stop();
+    }
+
+    const refused: Array<[string, RegExp]> = [
+      [`tcp_address = "127.0.0.1:${port}"\ntcp_tls_ca = "${tmp}/cert.pem"\n${tls}`, /mutual TLS/],
+      [`tcp_address = "127.0.0.1:${port}"\ntcp_tls_cert = "${tmp}/cert.pem"\n`, /go together/],
+      [`tcp_address = "127.0.0.1"`, /grpc\.tcp_address: "127\.0\.0\.1" is not a TCP address/],
+      [`tcp_address = "127.0.0.1:70000"`, /is not a TCP address/],
+    ];
+    for (const [grpc, why] of refused) {
+      assert.throws(
+        () => configIn(tmp, `[grpc]\n${grpc}`),
+        (e) => isCode(e, Code.InvalidArgument) && why.test(String(e)),
+        grpc,
+      );
+    }
+    assert.equal(await listening(port), false);
+    // The address forms containerd's config takes.
+    assert.deepEqual(parseTcpAddress("[::1]:10010"), { hostname: "::1", port: 10010 });
+    assert.deepEqual(parseTcpAddress(":10010"), { hostname: "0.0.0.0", port: 10010 });
+    assert.deepEqual(parseTcpAddress("localhost:1"), { hostname: "localhost", port: 1 });
+  }));

@@ -1,5 +1,5 @@
 /**
- * A gRPC client over cleartext HTTP/2 on a unix socket (node:http2), typed
+ * A gRPC client over HTTP/2 (node:http2) on a unix socket or TCP, typed
  * by protobuf-es method descriptors: unary calls and streams of every kind.
  * What berth's tests and benchmarks use to talk gRPC to a daemon (berth's
  * or containerd's); berth's own client speaks ttrpc.
@@ -56,23 +56,40 @@ export interface GrpcCallOptions {
 export interface GrpcClientOptions {
   /** Headers sent with every call (e.g. containerd-namespace). */
   metadata?: Record<string, string>;
+  /** For a `tcp://` address: TLS, trusting `ca` (PEM), checking the name `servername`. */
+  tls?: { ca: string; servername?: string };
 }
 
 type In<M extends DescMethod> = M["input"];
 type Out<M extends DescMethod> = M["output"];
 
-/** One HTTP/2 connection to a gRPC server on a unix socket. */
+/** One HTTP/2 connection to a gRPC server on a unix socket or TCP. */
 export class GrpcClient {
   #session: http2.ClientHttp2Session;
   #metadata: Record<string, string>;
   #active = 0;
 
-  constructor(socketPath: string, opts: GrpcClientOptions = {}) {
+  /**
+   * `address` is a unix socket path (optionally `unix://`), or
+   * `tcp://host:port` (TLS with `opts.tls`, else plaintext).
+   */
+  constructor(address: string, opts: GrpcClientOptions = {}) {
     this.#metadata = opts.metadata ?? {};
-    const net = process.getBuiltinModule("node:net") as typeof import("node:net");
-    this.#session = h2().connect("http://localhost", {
-      createConnection: () => net.connect(socketPath),
-    });
+    if (address.startsWith("tcp://")) {
+      const hostPort = address.slice("tcp://".length);
+      this.#session = opts.tls === undefined
+        ? h2().connect(`http://${hostPort}`)
+        : h2().connect(`https://${hostPort}`, {
+          ca: opts.tls.ca,
+          servername: opts.tls.servername,
+        });
+    } else {
+      const path = address.startsWith("unix://") ? address.slice("unix://".length) : address;
+      const net = process.getBuiltinModule("node:net") as typeof import("node:net");
+      this.#session = h2().connect("http://localhost", {
+        createConnection: () => net.connect(path),
+      });
+    }
     // Failures reach the calls; the session's own error event must not crash the process.
     this.#session.on("error", () => {});
   }

@@ -1,7 +1,8 @@
 /**
- * gRPC over cleartext HTTP/2 on a unix socket: how containerd's own clients
- * (ctr, the Go client library) reach the daemon. The services and handlers
- * are the ttrpc server's; only the transport differs.
+ * gRPC over cleartext HTTP/2 on a unix socket (and on TCP, plaintext or
+ * TLS, when configured): how containerd's own clients (ctr, the Go client
+ * library) reach the daemon. The services and handlers are the ttrpc
+ * server's; only the transport differs.
  *
  * @example
  * ```ts
@@ -12,7 +13,7 @@
  * @module
  */
 
-export { GrpcServer, type GrpcServerOptions } from "./server.ts";
+export { GrpcServer, type GrpcServerOptions, type TcpListenOptions } from "./server.ts";
 export { type GrpcCallOptions, GrpcClient, type GrpcClientOptions, pathOf } from "./client.ts";
 export {
   decodeStatusMessage,

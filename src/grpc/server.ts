@@ -130,7 +130,17 @@ class GrpcCall implements CallContext {
   }
 }
 
-/** Serves registered services over gRPC on a unix socket. */
+/** Where {@link GrpcServer.listenTcp} listens, and with what TLS identity if any. */
+export interface TcpListenOptions {
+  /** An IP address or host name to bind. */
+  hostname: string;
+  /** The port (0: any free one; the bound one is returned). */
+  port: number;
+  /** PEM certificate chain and key: TLS (ALPN "h2"); without them, plaintext HTTP/2. */
+  tls?: { cert: string; key: string };
+}
+
+/** Serves registered services over gRPC on unix sockets, and on TCP when asked. */
 export class GrpcServer implements H2Handler {
   #services = new ServiceSet();
   #listeners = new Set<Deno.Listener>();
@@ -187,11 +197,41 @@ export class GrpcServer implements H2Handler {
     done.finally(() => this.#serving.delete(done));
   }
 
+  /**
+   * Listens on TCP (containerd's `grpc.tcp_address`) and serves it in the
+   * background, the same services as the unix socket; returns the address
+   * bound. Plaintext HTTP/2 unless `tls` is given. TCP has no peer
+   * credentials or file modes: whoever reaches the port is a client.
+   */
+  listenTcp(opts: TcpListenOptions): Deno.NetAddr {
+    if (this.#closing) throw new BerthError(Code.Unavailable, "grpc: server is shut down");
+    const listener: Deno.Listener = opts.tls === undefined
+      ? Deno.listen({ transport: "tcp", hostname: opts.hostname, port: opts.port })
+      : Deno.listenTls({
+        hostname: opts.hostname,
+        port: opts.port,
+        cert: opts.tls.cert,
+        key: opts.tls.key,
+        // gRPC clients ask for h2 and refuse a TLS server that does not agree on it.
+        alpnProtocols: ["h2"],
+      });
+    this.#listeners.add(listener);
+    const done = this.#accept(listener).finally(() => {
+      this.#listeners.delete(listener);
+    });
+    this.#serving.add(done);
+    done.finally(() => this.#serving.delete(done));
+    return listener.addr as Deno.NetAddr;
+  }
+
   #accept(listener: Deno.Listener): Promise<void> {
     return acceptEach(listener, {
       label: "grpc",
       stopped: () => this.#closing || !this.#listeners.has(listener),
       onConn: (conn) => {
+        // Small frames, one write per tick: Nagle's wait would only add
+        // latency (unix and TLS connections have no such switch).
+        (conn as Partial<Deno.TcpConn>).setNoDelay?.(true);
         const c = new H2Connection(conn, this, this.#h2, this.#forget);
         this.#conns.add(c);
         c.run();
