@@ -25,7 +25,7 @@ import {
   PREFACE,
   Setting,
 } from "./frame.ts";
-import { HpackDecoder, HpackError } from "./hpack.ts";
+import { HeaderListTooLarge, HpackDecoder, HpackError } from "./hpack.ts";
 
 /** What a connection hands its streams to. */
 export interface H2Handler {
@@ -707,8 +707,11 @@ export class H2Connection {
   #block(id: number, flags: number, block: Uint8Array): void {
     let fields: string[];
     try {
-      fields = this.#decoder.decode(block);
+      fields = this.#decoder.decode(block, this.#maxHeaderList);
     } catch (err) {
+      if (err instanceof HeaderListTooLarge) {
+        throw new H2Error(ErrorCode.ENHANCE_YOUR_CALM, err.message);
+      }
       if (err instanceof HpackError) throw new H2Error(ErrorCode.COMPRESSION_ERROR, err.message);
       throw err;
     }

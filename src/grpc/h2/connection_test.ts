@@ -232,6 +232,18 @@ Deno.test("h2: a bad preface or a bad frame ends only that connection, with GOAW
         frame(FrameType.HEADERS, 0, 1, request("/x/y")),
         frame(FrameType.PING, 0, 0, new Uint8Array(8)),
       ], ErrorCode.PROTOCOL_ERROR],
+      // 4 KB put in the dynamic table once, then named by 1-byte references
+      // until the decoded list passes the 1 MiB the server advertises.
+      ["HPACK bomb", [
+        PREFACE,
+        frame(FrameType.SETTINGS, 0, 0),
+        frame(FrameType.HEADERS, Flags.END_HEADERS, 1, [
+          ...request("/x/y"),
+          ...[0x40, 5, ...new TextEncoder().encode("x-big"), 0x7f, 0xa1, 0x1e],
+          ...new Uint8Array(4000).fill(0x61),
+          ...new Uint8Array(300).fill(0x80 | 62),
+        ]),
+      ], ErrorCode.ENHANCE_YOUR_CALM],
       ["WINDOW_UPDATE of 0", [
         PREFACE,
         frame(FrameType.SETTINGS, 0, 0),

@@ -21,6 +21,19 @@ export class HpackError extends Error {
   }
 }
 
+/**
+ * A header list that decodes to more than the limit: a few bytes of
+ * indexed references can expand without bound, so decoding stops there
+ * (and the connection must end: its table state is lost).
+ */
+export class HeaderListTooLarge extends HpackError {
+  /** Makes the error for a list past `limit` octets. */
+  constructor(limit: number) {
+    super(`header list larger than ${limit} octets`);
+    this.name = "HeaderListTooLarge";
+  }
+}
+
 // Per-entry overhead of the table size accounting (RFC 7541 4.1).
 const ENTRY_OVERHEAD = 32;
 const EOS = 256;
@@ -111,6 +124,13 @@ function octets(a: ArrayLike<number>, from: number, to: number): string {
   return s;
 }
 
+/** Adds the field just decoded (the last two of `out`) to the list's size; throws past `max`. */
+function countField(out: string[], size: number, max: number): number {
+  const total = size + out[out.length - 2].length + out[out.length - 1].length + ENTRY_OVERHEAD;
+  if (total > max) throw new HeaderListTooLarge(max);
+  return total;
+}
+
 /**
  * Decodes header blocks of one connection (the decoder keeps the dynamic
  * table between blocks, so every block of the connection must go through it,
@@ -139,11 +159,16 @@ export class HpackDecoder {
     return this.#size;
   }
 
-  /** Decodes one complete header block into a flat [name, value, name, value, ...] list. */
-  decode(block: Uint8Array): string[] {
+  /**
+   * Decodes one complete header block into a flat [name, value, name, value,
+   * ...] list. Past `maxListSize` octets of decoded list (RFC 9113 6.5.2:
+   * name + value + 32 per field) it throws {@link HeaderListTooLarge}.
+   */
+  decode(block: Uint8Array, maxListSize = Infinity): string[] {
     const out: string[] = [];
     const r = { pos: 0 };
     let fieldSeen = false;
+    let listSize = 0;
     while (r.pos < block.length) {
       const b = block[r.pos];
       if (b & 0x80) {
@@ -151,11 +176,13 @@ export class HpackDecoder {
         const idx = readInt(block, r, 7);
         if (idx === 0) throw new HpackError("index 0");
         this.#push(out, idx);
+        listSize = countField(out, listSize, maxListSize);
         fieldSeen = true;
       } else if (b & 0x40) {
         // Literal with incremental indexing.
         const [name, value] = this.#literal(block, r, 6);
         out.push(name, value);
+        listSize = countField(out, listSize, maxListSize);
         this.#add(name, value);
         fieldSeen = true;
       } else if (b & 0x20) {
@@ -171,6 +198,7 @@ export class HpackDecoder {
         // Literal without indexing (0000) or never indexed (0001).
         const [name, value] = this.#literal(block, r, 4);
         out.push(name, value);
+        listSize = countField(out, listSize, maxListSize);
         fieldSeen = true;
       }
     }

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { encodeHeaders, HpackDecoder, HpackError, huffmanDecode, huffmanEncode } from "./hpack.ts";
+import {
+  encodeHeaders,
+  HeaderListTooLarge,
+  HpackDecoder,
+  HpackError,
+  huffmanDecode,
+  huffmanEncode,
+} from "./hpack.ts";
 
 // Test vectors of RFC 7541 Appendix C.
 const hex = (s: string) =>
@@ -168,4 +175,21 @@ Deno.test("hpack: what the encoder writes decodes back, with a size update when 
   assert.equal(upd[0], 0x20);
   assert.deepEqual(d.decode(upd), fields);
   assert.equal(d.tableLength, 0);
+});
+
+Deno.test("hpack: decoding stops once the header list passes the limit", () => {
+  // One 100-byte value in the table, then referenced: each reference is one
+  // byte on the wire and 105 + 32 octets of list.
+  const block = new Uint8Array([
+    0x40,
+    1,
+    0x78,
+    100,
+    ...new Uint8Array(100).fill(0x61), // "x": "aaa...", indexed
+    ...new Uint8Array(20).fill(0x80 | 62),
+  ]);
+  assert.equal(new HpackDecoder().decode(block).length, 42);
+  assert.throws(() => new HpackDecoder().decode(block, 1000), HeaderListTooLarge);
+  // Exactly at the limit is fine: 21 fields of 1 + 100 + 32.
+  assert.equal(new HpackDecoder().decode(block, 21 * 133).length, 42);
 });
