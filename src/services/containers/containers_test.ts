@@ -118,3 +118,35 @@ Deno.test("containers service: records round-trip; filters, masks, stream, event
     ]);
     await seen.return?.();
   }));
+
+Deno.test("containers service: Get answers what the store holds now, after every kind of change", () =>
+  withFixture(async ({ md, events }) => {
+    const h = handlersOf(
+      containersService(md, events),
+      "containerd.services.containers.v1.Containers",
+    );
+    const ctx = callIn("ns1");
+    const other = callIn("ns2");
+    await unary(h, "create", container("c1", { v: "1" }), ctx);
+    await unary(h, "create", container("c1", { v: "other" }), other);
+    const get = (c = ctx) => unary<CRes>(h, "get", { id: "c1" }, c);
+    assert.equal((await get()).container.labels.v, "1");
+    assert.equal((await get()).container.labels.v, "1");
+    assert.equal((await get(other)).container.labels.v, "other");
+    // Changed through the service...
+    await unary(h, "update", {
+      container: { id: "c1", labels: { v: "2" } },
+      updateMask: { paths: ["labels"] },
+    }, ctx);
+    assert.equal((await get()).container.labels.v, "2");
+    // ... or in the store directly (as the tasks service and the GC may).
+    md.containers.update("ns1", { ...md.containers.get("ns1", "c1"), labels: { v: "3" } }, [
+      "labels",
+    ]);
+    assert.equal((await get()).container.labels.v, "3");
+    assert.equal((await get(other)).container.labels.v, "other");
+    await unary(h, "delete", { id: "c1" }, ctx);
+    await assert.rejects(get(), code(Code.NotFound));
+    await unary(h, "create", container("c1", { v: "again" }), ctx);
+    assert.equal((await get()).container.labels.v, "again");
+  }));

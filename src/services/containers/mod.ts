@@ -76,14 +76,31 @@ export function containerFromProto(
   };
 }
 
+/** Containers answered by Get, kept until anything in the metadata changes. */
+const GET_CACHE_ENTRIES = 1024;
+
 /** The Containers service on `md`, publishing to `events`. */
 export function containersService(md: Metadata, events: Exchange): RPCService {
   const list = (filters: string[], ns: string) =>
     md.containers.list(ns, filters).map(containerToProto);
+  // Clients look the same container up again and again (every task command
+  // does): the answer is kept as built, and any committed change to the
+  // metadata, whatever it is, drops them all. The messages are only encoded,
+  // never changed.
+  const got = new Map<string, ContainerProto>();
+  md.db.onMutation(() => got.clear());
   return rpcService(Containers, {
-    get: (req, ctx) => ({
-      container: containerToProto(md.containers.get(namespaceRequired(ctx), req.id)),
-    }),
+    get: (req, ctx) => {
+      const ns = namespaceRequired(ctx);
+      const key = `${ns}\u0000${req.id}`;
+      let container = got.get(key);
+      if (container === undefined) {
+        container = containerToProto(md.containers.get(ns, req.id));
+        if (got.size >= GET_CACHE_ENTRIES) got.clear();
+        got.set(key, container);
+      }
+      return { container };
+    },
     list: (req, ctx) => ({ containers: list(req.filters, namespaceRequired(ctx)) }),
     async *listStream(req, ctx) {
       for (const container of list(req.filters, namespaceRequired(ctx))) yield { container };
