@@ -207,28 +207,24 @@ Deno.test("gc: deletions schedule a collection", () =>
 
 Deno.test("gc: pause_threshold spaces collections by their average time", () =>
   withWorld(async (w) => {
-    const paced = new GarbageCollector({
-      metadata: w.md,
-      content: w.content,
-      snapshotters: { native: w.native },
-      delayMs: 0,
-      pauseThreshold: 0.01,
-    });
+    const paced = () =>
+      new GarbageCollector({
+        metadata: w.md,
+        content: w.content,
+        snapshotters: { native: w.native },
+        delayMs: 0,
+        pauseThreshold: 0.01,
+      });
+    const fresh = paced();
     try {
       // Before any collection there is nothing to pace by.
       const now = Date.now();
-      paced.scheduleCollect();
-      assert.ok(paced.scheduledAt! <= now + 1);
+      fresh.scheduleCollect();
+      assert.ok(fresh.scheduledAt! <= now + 1);
     } finally {
-      await paced.close();
+      await fresh.close();
     }
-    const gc = new GarbageCollector({
-      metadata: w.md,
-      content: w.content,
-      snapshotters: { native: w.native },
-      delayMs: 0,
-      pauseThreshold: 0.01,
-    });
+    const gc = paced();
     try {
       const before = Date.now();
       const stats = await gc.collect();

@@ -69,15 +69,16 @@ const RESERVED = new Set([
   "content-length",
 ]);
 
-// The header blocks every call sends, encoded once.
-const RESPONSE_HEADERS = encodeHeaders([
+// What every answer's headers say, and the block, encoded once.
+const RESPONSE_FIELDS = [
   ":status",
   "200",
   "content-type",
   "application/grpc",
   "grpc-accept-encoding",
   ACCEPT_ENCODING,
-]);
+];
+const RESPONSE_HEADERS = encodeHeaders(RESPONSE_FIELDS);
 const OK_TRAILERS = encodeHeaders(["grpc-status", "0"]);
 const NOT_GRPC_HEADERS = encodeHeaders([":status", "415", "content-type", "text/plain"]);
 const NOT_GRPC_BODY = new TextEncoder().encode(
@@ -575,16 +576,7 @@ export class GrpcServer implements H2Handler {
 
 /** A trailers-only response: the whole answer is a status. */
 function trailersOnly(err: BerthError | undefined): Uint8Array {
-  const fields = [
-    ":status",
-    "200",
-    "content-type",
-    "application/grpc",
-    "grpc-accept-encoding",
-    ACCEPT_ENCODING,
-    "grpc-status",
-    String(err?.code ?? 0),
-  ];
+  const fields = [...RESPONSE_FIELDS, "grpc-status", String(err?.code ?? 0)];
   if (err !== undefined && err.message !== "") {
     fields.push("grpc-message", encodeStatusMessage(err.message));
   }
