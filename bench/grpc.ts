@@ -15,6 +15,7 @@ import {
   GetContainerResponseSchema,
 } from "../src/gen/containerd/services/containers/v1/containers_pb.ts";
 import { VersionResponseSchema } from "../src/gen/containerd/services/version/v1/version_pb.ts";
+import { closeSession } from "../src/grpc/client.ts";
 import { decodeStatusMessage, frameMessage } from "../src/grpc/framing.ts";
 import { Unavailable } from "./interleave.ts";
 
@@ -107,16 +108,7 @@ export class GrpcConnection {
 
   /** Closes the connection; streams still pending after a second are cut. */
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#session.destroy();
-        resolve();
-      }, 1000);
-      this.#session.close(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    return closeSession(this.#session);
   }
 }
 

@@ -218,17 +218,22 @@ export class GrpcClient {
       this.#session.destroy();
       return Promise.resolve();
     }
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#session.destroy();
-        resolve();
-      }, 1000);
-      this.#session.close(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    return closeSession(this.#session);
   }
+}
+
+/** Closes an HTTP/2 client session gracefully; streams still open after `graceMs` are cut. */
+export function closeSession(session: http2.ClientHttp2Session, graceMs = 1000): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      session.destroy();
+      resolve();
+    }, graceMs);
+    session.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 /** The HTTP/2 path of a method: /package.Service/Method. */
