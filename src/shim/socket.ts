@@ -44,7 +44,8 @@ export async function canConnect(path: string): Promise<boolean> {
  * Takes the group's lock file (`<socket>.lock`, flock), retrying when the
  * file was replaced while waiting (a shim that exits unlinks it while holding
  * it, so a waiter may end up holding the lock of a dead inode).
- * Returns the release function.
+ * Returns the release function, which also removes the lock file when no
+ * socket is there to own it.
  */
 export async function lockGroup(socket: string): Promise<() => void> {
   const path = `${socket}.lock`;
@@ -56,6 +57,18 @@ export async function lockGroup(socket: string): Promise<() => void> {
       const now = await Deno.stat(path).catch(() => null);
       if (now && now.ino === held.ino && now.dev === held.dev) {
         return () => {
+          // A lock file never outlives its socket: released with no socket
+          // beside it (a start that lost a race, a failed start, a retiring
+          // spare that was adopted meanwhile), it goes; waiters on it retry.
+          try {
+            Deno.lstatSync(socket);
+          } catch {
+            try {
+              Deno.removeSync(path);
+            } catch {
+              // gone already
+            }
+          }
           try {
             file.close();
           } catch {

@@ -61,10 +61,7 @@ export async function adoptSpare(dir: string, path: string, flags: ShimFlags): P
     try {
       await Deno.rename(spare, path);
     } catch {
-      // Taken by another start, or retired. Waiting for the lock may have
-      // made a fresh lock file; with no spare left to own it, it goes too.
-      if (!(await Deno.lstat(spare).then(() => true, () => false))) removeGroupFiles(spare);
-      return 0;
+      return 0; // taken by another start, or retired
     }
     // The next spare makes its own lock; a waiter on this one retries on the new file.
     removeGroupFiles(spare);
