@@ -12,7 +12,15 @@
  */
 
 /** Flags containerd puts before a shim's action; the client never uses single-dash long flags. */
-const SHIM_FLAGS = new Set(["-namespace", "-address", "-publish-binary", "-id", "-bundle", "-debug", "-socket"]);
+const SHIM_FLAGS = new Set([
+  "-namespace",
+  "-address",
+  "-publish-binary",
+  "-id",
+  "-bundle",
+  "-debug",
+  "-socket",
+]);
 
 /** Decides which mode an argv selects. */
 export function chooseMode(args: string[], invokedAs: string): "daemon" | "shim" | "client" {
@@ -24,7 +32,9 @@ export function chooseMode(args: string[], invokedAs: string): "daemon" | "shim"
 }
 
 function invokedName(): string {
-  const path = Deno.build.standalone ? Deno.execPath() : decodeURIComponent(new URL(Deno.mainModule).pathname);
+  const path = Deno.build.standalone
+    ? Deno.execPath()
+    : decodeURIComponent(new URL(Deno.mainModule).pathname);
   return path.slice(path.lastIndexOf("/") + 1);
 }
 

@@ -10,7 +10,17 @@ Deno.test("chooseMode: daemon and shim by first word, the rest is the client", (
 });
 
 Deno.test("chooseMode: containerd's call of a v2 shim selects the shim, by name or by flags", () => {
-  const argv = ["-namespace", "default", "-address", "/run/c.sock", "-publish-binary", "/bin/c", "-id", "c1", "start"];
+  const argv = [
+    "-namespace",
+    "default",
+    "-address",
+    "/run/c.sock",
+    "-publish-binary",
+    "/bin/c",
+    "-id",
+    "c1",
+    "start",
+  ];
   assert.equal(chooseMode(argv, "containerd-shim-berth-v2"), "shim");
   assert.equal(chooseMode(argv, "berth"), "shim");
   assert.equal(chooseMode(["-id", "c1", "delete"], "berth"), "shim");

@@ -12,7 +12,14 @@ import { packEvent } from "../src/shim/publisher.ts";
 import { OptionsSchema } from "../src/gen/containerd/runc/v1/options_pb.ts";
 import type { Process } from "../src/shim/process.ts";
 import { Reaper } from "../src/shim/reaper.ts";
-import { close as closeFd, mkfifo, openFifo, readFd, setChildSubreaper, writeFd } from "../ffi/mod.ts";
+import {
+  close as closeFd,
+  mkfifo,
+  openFifo,
+  readFd,
+  setChildSubreaper,
+  writeFd,
+} from "../ffi/mod.ts";
 import { makeBundle } from "./support/bundle.ts";
 
 const NS = `shimtest${crypto.randomUUID().slice(0, 6)}`;
@@ -35,7 +42,8 @@ async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
     namespace: NS,
     reaper,
     debug: false,
-    onExit: (c: Container, p: Process) => exits.push({ id: p.execId || c.id, status: p.exit!.status }),
+    onExit: (c: Container, p: Process) =>
+      exits.push({ id: p.execId || c.id, status: p.exit!.status }),
   };
   try {
     await fn({ dir, env, reaper, exits });
@@ -46,7 +54,12 @@ async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
   }
 }
 
-async function bundle(dir: string, name: string, args: string[], edit?: (spec: Record<string, unknown>) => void): Promise<string> {
+async function bundle(
+  dir: string,
+  name: string,
+  args: string[],
+  edit?: (spec: Record<string, unknown>) => void,
+): Promise<string> {
   const b = `${dir}/${name}`;
   await makeBundle(b, { args });
   if (edit) {
@@ -79,7 +92,11 @@ async function readAllFrom(path: string): Promise<string> {
 
 Deno.test("process: a fast exit is never lost; its output is complete before the exit is reported", async () => {
   await withFixture(async ({ dir, env, exits }) => {
-    const b = await bundle(dir, "b1", ["sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done; exit 3"]);
+    const b = await bundle(dir, "b1", [
+      "sh",
+      "-c",
+      "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done; exit 3",
+    ]);
     mkfifo(`${dir}/out`, 0o600);
     const text = readAllFrom(`${dir}/out`);
     const c = await Container.create({
@@ -103,10 +120,15 @@ Deno.test("process: a fast exit is never lost; its output is complete before the
 
 Deno.test("process: orphans left by a container without its own pid namespace are reaped", async () => {
   await withFixture(async ({ dir, env, reaper }) => {
-    const b = await bundle(dir, "b2", ["sh", "-c", "(sleep 0.2 &); (sleep 0.3 &); exit 0"], (spec) => {
-      const linux = spec.linux as { namespaces: { type: string }[] };
-      linux.namespaces = linux.namespaces.filter((n) => n.type !== "pid");
-    });
+    const b = await bundle(
+      dir,
+      "b2",
+      ["sh", "-c", "(sleep 0.2 &); (sleep 0.3 &); exit 0"],
+      (spec) => {
+        const linux = spec.linux as { namespaces: { type: string }[] };
+        linux.namespaces = linux.namespaces.filter((n) => n.type !== "pid");
+      },
+    );
     const c = await Container.create({
       id: "p2",
       bundle: b,
@@ -118,7 +140,9 @@ Deno.test("process: orphans left by a container without its own pid namespace ar
     assert.equal((await c.init.exited).status, 0);
     await c.delete("");
     const deadline = Date.now() + 5000;
-    while (reaper.orphansReaped < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (reaper.orphansReaped < 2 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
     assert.ok(reaper.orphansReaped >= 2, `orphans reaped: ${reaper.orphansReaped}`);
     assert.deepEqual(zombieChildren(), []);
   });
@@ -136,26 +160,55 @@ Deno.test("process: exec, kill through the pidfd, NotFound once it is gone, dupl
     }, env);
     try {
       await c.start("", () => {});
-      await assert.rejects(c.start("", () => {}), (e) => e instanceof BerthError && e.code === Code.FailedPrecondition);
-      const spec = { $typeName: "google.protobuf.Any" as const, typeUrl: "p", value: new TextEncoder().encode(JSON.stringify({ args: ["/bin/sleep", "60"], cwd: "/" })) };
+      await assert.rejects(
+        c.start("", () => {}),
+        (e) => e instanceof BerthError && e.code === Code.FailedPrecondition,
+      );
+      const spec = {
+        $typeName: "google.protobuf.Any" as const,
+        typeUrl: "p",
+        value: new TextEncoder().encode(JSON.stringify({ args: ["/bin/sleep", "60"], cwd: "/" })),
+      };
       c.exec("e1", { stdin: "", stdout: "", stderr: "", terminal: false }, spec);
-      assert.throws(() => c.exec("e1", { stdin: "", stdout: "", stderr: "", terminal: false }, spec), (e) => e instanceof BerthError && e.code === Code.AlreadyExists);
-      assert.throws(() => c.process("nope"), (e) => e instanceof BerthError && e.code === Code.NotFound);
-      await assert.rejects(c.kill("e1", 15, false), (e) => e instanceof BerthError && e.code === Code.FailedPrecondition);
+      assert.throws(
+        () => c.exec("e1", { stdin: "", stdout: "", stderr: "", terminal: false }, spec),
+        (e) => e instanceof BerthError && e.code === Code.AlreadyExists,
+      );
+      assert.throws(
+        () => c.process("nope"),
+        (e) => e instanceof BerthError && e.code === Code.NotFound,
+      );
+      await assert.rejects(
+        c.kill("e1", 15, false),
+        (e) => e instanceof BerthError && e.code === Code.FailedPrecondition,
+      );
       const started: string[] = [];
       await c.start("e1", (p) => started.push(p.execId));
       assert.deepEqual(started, ["e1"]);
       assert.ok(c.process("e1").pid > 0);
       await c.kill("e1", 9, false);
       assert.equal((await c.process("e1").exited).status, 137);
-      await assert.rejects(c.kill("e1", 9, false), (e) => e instanceof BerthError && e.code === Code.NotFound);
+      await assert.rejects(
+        c.kill("e1", 9, false),
+        (e) => e instanceof BerthError && e.code === Code.NotFound,
+      );
       await c.delete("e1");
-      assert.throws(() => c.process("e1"), (e) => e instanceof BerthError && e.code === Code.NotFound);
-      await assert.rejects(c.delete(""), (e) => e instanceof BerthError && e.code === Code.FailedPrecondition);
+      assert.throws(
+        () => c.process("e1"),
+        (e) => e instanceof BerthError && e.code === Code.NotFound,
+      );
+      await assert.rejects(
+        c.delete(""),
+        (e) => e instanceof BerthError && e.code === Code.FailedPrecondition,
+      );
       await c.pause();
       assert.equal(c.stateOf(c.init), "paused");
       await c.resume();
-      await c.update({ $typeName: "google.protobuf.Any", typeUrl: "r", value: new TextEncoder().encode(JSON.stringify({ pids: { limit: 100 } })) });
+      await c.update({
+        $typeName: "google.protobuf.Any",
+        typeUrl: "r",
+        value: new TextEncoder().encode(JSON.stringify({ pids: { limit: 100 } })),
+      });
       await assert.rejects(
         c.checkpoint(`${dir}/ckpt`, { exit: false, workPath: "" }),
         (e) => {
@@ -192,7 +245,10 @@ Deno.test("process: file:// and binary:// output", async () => {
     await c.start("", () => {});
     await c.init.exited;
     await c.delete("");
-    assert.deepEqual((await Deno.readTextFile(log)).split("\n").filter((l) => l).sort(), ["to-err", "to-out"]);
+    assert.deepEqual((await Deno.readTextFile(log)).split("\n").filter((l) => l).sort(), [
+      "to-err",
+      "to-out",
+    ]);
 
     // A logging program with containerd's protocol: fd 3 stdout, fd 4 stderr, fd 5 closed when ready.
     const logger = `${dir}/logger`;
@@ -206,7 +262,12 @@ Deno.test("process: file:// and binary:// output", async () => {
       id: "p5",
       bundle: b5,
       rootfs: [],
-      stdio: { stdin: "", stdout: `binary://${logger}?level=debug`, stderr: `binary://${logger}?level=debug`, terminal: false },
+      stdio: {
+        stdin: "",
+        stdout: `binary://${logger}?level=debug`,
+        stderr: `binary://${logger}?level=debug`,
+        terminal: false,
+      },
       checkpoint: "",
     }, env);
     await c5.start("", () => {});
@@ -222,8 +283,16 @@ Deno.test("process: a broken bundle fails Create with runc's own message and lea
   await withFixture(async ({ dir, env }) => {
     const b = await bundle(dir, "b6", ["/no/such/binary"]);
     await assert.rejects(
-      Container.create({ id: "p6", bundle: b, rootfs: [], stdio: { stdin: "", stdout: "", stderr: "", terminal: false }, checkpoint: "" }, env),
-      (e) => e instanceof Error && /OCI runtime create failed: .*no such file or directory/.test(e.message),
+      Container.create({
+        id: "p6",
+        bundle: b,
+        rootfs: [],
+        stdio: { stdin: "", stdout: "", stderr: "", terminal: false },
+        checkpoint: "",
+      }, env),
+      (e) =>
+        e instanceof Error &&
+        /OCI runtime create failed: .*no such file or directory/.test(e.message),
     );
     assert.deepEqual([...Deno.readDirSync(`/run/berth/runc/${NS}`)], []);
     assert.deepEqual(zombieChildren(), []);
@@ -233,7 +302,9 @@ Deno.test("process: a broken bundle fails Create with runc's own message and lea
 Deno.test("process: runtime options choose the binary (BinaryName) and its state root (Root)", async () => {
   await withFixture(async ({ dir, env }) => {
     const wrapper = `${dir}/my-runc`;
-    await Deno.writeTextFile(wrapper, `#!/bin/sh\necho "$@" >> ${dir}/calls\nexec runc "$@"\n`, { mode: 0o755 });
+    await Deno.writeTextFile(wrapper, `#!/bin/sh\necho "$@" >> ${dir}/calls\nexec runc "$@"\n`, {
+      mode: 0o755,
+    });
     const b = await bundle(dir, "b7", ["true"]);
     const c = await Container.create({
       id: "p7",
@@ -241,7 +312,11 @@ Deno.test("process: runtime options choose the binary (BinaryName) and its state
       rootfs: [],
       stdio: { stdin: "", stdout: "", stderr: "", terminal: false },
       checkpoint: "",
-      options: packEvent(OptionsSchema, { binaryName: wrapper, root: `${dir}/rroot`, noNewKeyring: true }),
+      options: packEvent(OptionsSchema, {
+        binaryName: wrapper,
+        root: `${dir}/rroot`,
+        noNewKeyring: true,
+      }),
     }, env);
     assert.ok(Deno.statSync(`${dir}/rroot/${NS}/p7/state.json`).isFile);
     await c.start("", () => {});
@@ -259,7 +334,11 @@ Deno.test("process: runtime options choose the binary (BinaryName) and its state
         rootfs: [],
         stdio: { stdin: "", stdout: "", stderr: "", terminal: false },
         checkpoint: "",
-        options: { $typeName: "google.protobuf.Any", typeUrl: "containerd.linux.runc.RuncOptions", value: new Uint8Array() },
+        options: {
+          $typeName: "google.protobuf.Any",
+          typeUrl: "containerd.linux.runc.RuncOptions",
+          value: new Uint8Array(),
+        },
       }, env),
       (e) => e instanceof BerthError && e.code === Code.InvalidArgument,
     );
@@ -286,7 +365,9 @@ Deno.test("process: a runtime that cannot start fails kill --all as Internal, no
       await Deno.remove(wrapper);
       await assert.rejects(
         c.kill("", 9, true),
-        (e) => e instanceof BerthError && e.code === Code.Internal && /OCI runtime kill failed/.test(e.message),
+        (e) =>
+          e instanceof BerthError && e.code === Code.Internal &&
+          /OCI runtime kill failed/.test(e.message),
       );
       assert.equal(c.init.state, "running");
     } finally {
@@ -326,7 +407,11 @@ Deno.test("process: an exec with a terminal: input, resize (TIOCSWINSZ), output,
           env: ["PATH=/bin"],
         })),
       };
-      c.exec("t1", { stdin: `${dir}/tin`, stdout: `${dir}/tout`, stderr: "", terminal: true }, spec);
+      c.exec(
+        "t1",
+        { stdin: `${dir}/tin`, stdout: `${dir}/tout`, stderr: "", terminal: true },
+        spec,
+      );
       await c.start("t1", () => {});
       const [win, wout] = await Promise.all([clientIn, clientOut]);
       let out = "";
@@ -341,7 +426,9 @@ Deno.test("process: an exec with a terminal: input, resize (TIOCSWINSZ), output,
       c.process("t1").resize(50, 20);
       await win.write(new TextEncoder().encode("xyz\n"));
       const deadline = Date.now() + 10_000;
-      while (!out.includes("20 50") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while (!out.includes("20 50") && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
       assert.match(out, /got-xyz/);
       assert.match(out, /20 50/);
       // The client is done: its end closes and CloseIO comes; the terminal is hung up and the shell ends.
@@ -373,7 +460,10 @@ Deno.test("process: 40 containers in one shim with idle stdin fifos (no blocking
       for (let i = 0; i < n; i++) {
         mkfifo(`${dir}/in${i}`, 0o600);
         mkfifo(`${dir}/out${i}`, 0o600);
-        clients.push({ win: openFifo(`${dir}/in${i}`, "readwrite"), rout: openFifo(`${dir}/out${i}`, "read") });
+        clients.push({
+          win: openFifo(`${dir}/in${i}`, "readwrite"),
+          rout: openFifo(`${dir}/out${i}`, "read"),
+        });
         const c = await Container.create({
           id: `many${i}`,
           bundle: b,

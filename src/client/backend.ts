@@ -15,7 +15,16 @@ import type { WriteContentRequestSchema } from "../gen/containerd/services/conte
 import { Images } from "../gen/containerd/services/images/v1/images_pb.ts";
 import type { Image as ImageProto } from "../gen/containerd/services/images/v1/images_pb.ts";
 import { Snapshots } from "../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
-import type { BlobWriter, ContentAccess, Descriptor, Image, ImageBackend, ImageRecords, LayerDiffer, LayerSnapshots } from "../images/mod.ts";
+import type {
+  BlobWriter,
+  ContentAccess,
+  Descriptor,
+  Image,
+  ImageBackend,
+  ImageRecords,
+  LayerDiffer,
+  LayerSnapshots,
+} from "../images/mod.ts";
 import type { Connection } from "./connection.ts";
 import { withLease } from "./lease.ts";
 
@@ -54,7 +63,12 @@ const CHUNK = 1 << 20;
 // Writes sent before their answers are awaited: the daemon writes one chunk while the next is read and sent.
 const WINDOW = 4;
 
-async function remoteWriter(conn: Connection, lease: string | undefined, ref: string, opts: { total?: number; expected?: string }): Promise<BlobWriter> {
+async function remoteWriter(
+  conn: Connection,
+  lease: string | undefined,
+  ref: string,
+  opts: { total?: number; expected?: string },
+): Promise<BlobWriter> {
   const queue = new RequestQueue();
   const responses = conn.service(Content, { lease }).write(queue)[Symbol.asyncIterator]();
   let unanswered = 0;
@@ -70,7 +84,12 @@ async function remoteWriter(conn: Connection, lease: string | undefined, ref: st
     unanswered++;
     return await answer();
   };
-  const first: WriteInit = { action: WriteAction.STAT, ref, total: BigInt(opts.total ?? 0), expected: opts.expected ?? "" };
+  const first: WriteInit = {
+    action: WriteAction.STAT,
+    ref,
+    total: BigInt(opts.total ?? 0),
+    expected: opts.expected ?? "",
+  };
   const st = await call(first);
   // Bytes sent; the daemon takes requests in order, so each write's offset is known before its answer.
   let offset = Number(st.offset);
@@ -109,7 +128,14 @@ async function remoteWriter(conn: Connection, lease: string | undefined, ref: st
     },
     async commit(size, expected, labels = {}) {
       try {
-        const r = await call({ action: WriteAction.COMMIT, ref, offset: BigInt(offset), total: BigInt(size), expected: expected ?? "", labels });
+        const r = await call({
+          action: WriteAction.COMMIT,
+          ref,
+          offset: BigInt(offset),
+          total: BigInt(size),
+          expected: expected ?? "",
+          labels,
+        });
         finish();
         return r.digest;
       } catch (err) {
@@ -128,9 +154,16 @@ async function remoteWriter(conn: Connection, lease: string | undefined, ref: st
   };
 }
 
-async function setLabels(conn: Connection, digest: string, labels: Record<string, string>): Promise<void> {
+async function setLabels(
+  conn: Connection,
+  digest: string,
+  labels: Record<string, string>,
+): Promise<void> {
   if (Object.keys(labels).length === 0) return;
-  await conn.service(Content).update({ info: { digest, labels }, updateMask: { paths: Object.keys(labels).map((k) => `labels.${k}`) } });
+  await conn.service(Content).update({
+    info: { digest, labels },
+    updateMask: { paths: Object.keys(labels).map((k) => `labels.${k}`) },
+  });
 }
 
 function contentAccess(conn: Connection, lease?: string): ContentAccess {
@@ -140,17 +173,20 @@ function contentAccess(conn: Connection, lease?: string): ContentAccess {
       return { digest, size: Number(info?.size ?? 0), labels: info?.labels ?? {} };
     },
     read(digest, offset = 0) {
-      const it = conn.service(Content).read({ digest, offset: BigInt(offset) })[Symbol.asyncIterator]();
-      return Promise.resolve(new ReadableStream<Uint8Array>({
-        async pull(ctl) {
-          const r = await it.next();
-          if (r.done) ctl.close();
-          else ctl.enqueue(r.value.data);
-        },
-        async cancel() {
-          await it.return?.();
-        },
-      }));
+      const it = conn.service(Content).read({ digest, offset: BigInt(offset) })
+        [Symbol.asyncIterator]();
+      return Promise.resolve(
+        new ReadableStream<Uint8Array>({
+          async pull(ctl) {
+            const r = await it.next();
+            if (r.done) ctl.close();
+            else ctl.enqueue(r.value.data);
+          },
+          async cancel() {
+            await it.return?.();
+          },
+        }),
+      );
     },
     writer: (ref, opts = {}) => remoteWriter(conn, lease, ref, opts),
     async abort(ref) {
@@ -169,7 +205,12 @@ function fromProto(i: ImageProto): Image {
   return {
     name: i.name,
     labels: i.labels,
-    target: { mediaType: t.mediaType, digest: t.digest, size: Number(t.size), annotations: t.annotations },
+    target: {
+      mediaType: t.mediaType,
+      digest: t.digest,
+      size: Number(t.size),
+      annotations: t.annotations,
+    },
     createdAt: new Date(Number(i.createdAt?.seconds ?? 0n) * 1000),
     updatedAt: new Date(Number(i.updatedAt?.seconds ?? 0n) * 1000),
   };
@@ -188,7 +229,11 @@ function imageRecords(conn: Connection, lease?: string): ImageRecords {
       }
     },
     async put(image) {
-      const msg = { name: image.name, labels: image.labels ?? {}, target: { ...image.target, size: BigInt(image.target.size) } };
+      const msg = {
+        name: image.name,
+        labels: image.labels ?? {},
+        target: { ...image.target, size: BigInt(image.target.size) },
+      };
       try {
         const { image: out } = await svc().create({ image: msg });
         return fromProto(out!);
@@ -222,7 +267,8 @@ function layerSnapshots(conn: Connection, snapshotter: string, lease?: string): 
         throw err;
       }
     },
-    prepare: async (key, parent, labels) => (await svc().prepare({ snapshotter, key, parent, labels: labels ?? {} })).mounts,
+    prepare: async (key, parent, labels) =>
+      (await svc().prepare({ snapshotter, key, parent, labels: labels ?? {} })).mounts,
     commit: async (name, key, labels) => {
       await svc().commit({ snapshotter, name, key, labels: labels ?? {} });
     },
@@ -233,8 +279,19 @@ function layerSnapshots(conn: Connection, snapshotter: string, lease?: string): 
   };
 }
 
-const toProto = (d: Descriptor) => ({ mediaType: d.mediaType, digest: d.digest, size: BigInt(d.size), annotations: d.annotations ?? {} });
-const fromDescProto = (d: { mediaType: string; digest: string; size: bigint } | undefined): Descriptor => ({ mediaType: d?.mediaType ?? "", digest: d?.digest ?? "", size: Number(d?.size ?? 0n) });
+const toProto = (d: Descriptor) => ({
+  mediaType: d.mediaType,
+  digest: d.digest,
+  size: BigInt(d.size),
+  annotations: d.annotations ?? {},
+});
+const fromDescProto = (
+  d: { mediaType: string; digest: string; size: bigint } | undefined,
+): Descriptor => ({
+  mediaType: d?.mediaType ?? "",
+  digest: d?.digest ?? "",
+  size: Number(d?.size ?? 0n),
+});
 
 /**
  * The daemon's Diff service, as ctr unpacks through containerd's: the daemon
@@ -249,7 +306,13 @@ function remoteDiffer(conn: Connection, lease?: string): LayerDiffer {
       return fromDescProto(r.applied);
     },
     async diff(lower, upper, opts = {}) {
-      const r = await svc().diff({ left: lower, right: upper, labels: opts.labels ?? {}, ref: opts.ref ?? "", mediaType: opts.mediaType ?? "" });
+      const r = await svc().diff({
+        left: lower,
+        right: upper,
+        labels: opts.labels ?? {},
+        ref: opts.ref ?? "",
+        mediaType: opts.mediaType ?? "",
+      });
       return fromDescProto(r.diff);
     },
   };

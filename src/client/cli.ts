@@ -8,7 +8,6 @@
 import { BerthError, Code } from "../errdefs/mod.ts";
 import { parseArgs } from "../args/mod.ts";
 
-
 /** One flag of a command, as a table row. */
 export interface FlagSpec {
   /** "boolean" flags take no value; "string" flags take one. */
@@ -82,8 +81,16 @@ export const DEFAULT_ADDRESS = "/run/berth/berth.sock";
 
 /** The global flags, as a table (also used for --help and completion). */
 export const GLOBAL_FLAGS: Record<string, FlagSpec> = {
-  address: { type: "string", short: "a", help: `address of berth daemon (env BERTH_ADDRESS, default ${DEFAULT_ADDRESS})` },
-  namespace: { type: "string", short: "n", help: "namespace to use (env BERTH_NAMESPACE or CONTAINERD_NAMESPACE, default \"default\")" },
+  address: {
+    type: "string",
+    short: "a",
+    help: `address of berth daemon (env BERTH_ADDRESS, default ${DEFAULT_ADDRESS})`,
+  },
+  namespace: {
+    type: "string",
+    short: "n",
+    help: 'namespace to use (env BERTH_NAMESPACE or CONTAINERD_NAMESPACE, default "default")',
+  },
   timeout: { type: "string", help: "total timeout for the command, e.g. 10s, 1m30s" },
   "connect-timeout": { type: "string", help: "timeout for connecting to the daemon" },
   debug: { type: "boolean", help: "show debug output (and stack traces of errors)" },
@@ -100,7 +107,10 @@ export function usageError(message: string): BerthError {
  * Splits argv at the first word that is not a global flag (or the value of
  * one): returns the global flags' part and the command's part.
  */
-export function splitGlobal(argv: string[], table: Record<string, FlagSpec> = GLOBAL_FLAGS): [string[], string[]] {
+export function splitGlobal(
+  argv: string[],
+  table: Record<string, FlagSpec> = GLOBAL_FLAGS,
+): [string[], string[]] {
   const takesValue = new Set<string>();
   for (const [name, f] of Object.entries(table)) {
     if (f.type !== "string") continue;
@@ -121,7 +131,11 @@ export function splitGlobal(argv: string[], table: Record<string, FlagSpec> = GL
  * Splits argv after its `n`-th positional argument: the head has the flags
  * and those positionals, the tail is everything after (flags included).
  */
-export function splitAfterPositionals(argv: string[], table: Record<string, FlagSpec>, n: number): [string[], string[]] {
+export function splitAfterPositionals(
+  argv: string[],
+  table: Record<string, FlagSpec>,
+  n: number,
+): [string[], string[]] {
   const takesValue = new Set<string>();
   for (const [name, f] of Object.entries(table)) {
     if (f.type !== "string") continue;
@@ -147,7 +161,10 @@ export function parseFlags(
   flags: Record<string, FlagSpec>,
   where: string,
 ): { flags: FlagValues; args: string[] } {
-  const options: Record<string, { type: "boolean" | "string"; short?: string; multiple?: boolean; default?: string }> = {};
+  const options: Record<
+    string,
+    { type: "boolean" | "string"; short?: string; multiple?: boolean; default?: string }
+  > = {};
   for (const [name, f] of Object.entries(flags)) {
     options[name] = { type: f.type };
     if (f.short) options[name].short = f.short;
@@ -164,13 +181,25 @@ export function parseFlags(
     return { flags: values as FlagValues, args: positionals };
   } catch (err) {
     const msg = err instanceof Error ? err.message : String(err);
-    throw usageError(`${where}: ${msg.split("\n")[0].replace(/\. To specify a positional.*$/, "")} (see ${where} --help)`);
+    throw usageError(
+      `${where}: ${
+        msg.split("\n")[0].replace(/\. To specify a positional.*$/, "")
+      } (see ${where} --help)`,
+    );
   }
 }
 
 /** Parses a Go-style duration ("1m30s", "500ms", "10s", plain seconds) into milliseconds. */
 export function parseDuration(text: string): number {
-  const units: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  const units: Record<string, number> = {
+    ns: 1e-6,
+    us: 1e-3,
+    "µs": 1e-3,
+    ms: 1,
+    s: 1000,
+    m: 60_000,
+    h: 3_600_000,
+  };
   if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
   const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy;
   let total = 0;
@@ -186,13 +215,17 @@ export function parseDuration(text: string): number {
 }
 
 /** Resolves global options from parsed global flags and the environment. */
-export function globalOptions(values: FlagValues, env: (k: string) => string | undefined): GlobalOptions {
+export function globalOptions(
+  values: FlagValues,
+  env: (k: string) => string | undefined,
+): GlobalOptions {
   const str = (k: string) => typeof values[k] === "string" ? values[k] as string : undefined;
   const timeout = str("timeout");
   const connect = str("connect-timeout");
   return {
     address: (str("address") || env("BERTH_ADDRESS") || DEFAULT_ADDRESS).replace(/^unix:\/\//, ""),
-    namespace: str("namespace") || env("BERTH_NAMESPACE") || env("CONTAINERD_NAMESPACE") || "default",
+    namespace: str("namespace") || env("BERTH_NAMESPACE") || env("CONTAINERD_NAMESPACE") ||
+      "default",
     timeoutMs: timeout === undefined ? 0 : parseDuration(timeout),
     connectTimeoutMs: connect === undefined ? 0 : parseDuration(connect),
     debug: values.debug === true,
@@ -209,7 +242,9 @@ export function findByName<T extends { name: string; aliases?: string[] }>(
 
 function flagLines(flags: Record<string, FlagSpec>): string[] {
   const rows = Object.entries(flags).map(([name, f]) => {
-    const left = `${f.short ? `-${f.short}, ` : "    "}--${name}${f.type === "string" ? " value" : ""}`;
+    const left = `${f.short ? `-${f.short}, ` : "    "}--${name}${
+      f.type === "string" ? " value" : ""
+    }`;
     const def = f.default !== undefined ? ` (default "${f.default}")` : "";
     return [left, f.help + def + (f.multiple ? " (repeatable)" : "")];
   });
@@ -219,22 +254,37 @@ function flagLines(flags: Record<string, FlagSpec>): string[] {
 
 /** --help text of a leaf command. */
 export function commandHelp(path: string, cmd: CommandSpec): string {
-  const lines = [`NAME:\n   ${path} - ${cmd.usage}`, "", `USAGE:\n   ${path} [command options] ${cmd.argsUsage ?? ""}`.trimEnd()];
+  const lines = [
+    `NAME:\n   ${path} - ${cmd.usage}`,
+    "",
+    `USAGE:\n   ${path} [command options] ${cmd.argsUsage ?? ""}`.trimEnd(),
+  ];
   if (cmd.aliases?.length) lines.push("", `ALIASES:\n   ${cmd.aliases.join(", ")}`);
-  lines.push("", "OPTIONS:", ...flagLines({ ...(cmd.flags ?? {}), help: { type: "boolean", short: "h", help: "show help" } }));
+  lines.push(
+    "",
+    "OPTIONS:",
+    ...flagLines({
+      ...(cmd.flags ?? {}),
+      help: { type: "boolean", short: "h", help: "show help" },
+    }),
+  );
   return lines.join("\n");
 }
 
 /** --help text of a group: its subcommands. */
 export function groupHelp(path: string, group: GroupSpec): string {
-  const width = Math.max(...group.commands.map((c) => [c.name, ...(c.aliases ?? [])].join(", ").length));
+  const width = Math.max(
+    ...group.commands.map((c) => [c.name, ...(c.aliases ?? [])].join(", ").length),
+  );
   const lines = [
     `NAME:\n   ${path} - ${group.usage}`,
     "",
     `USAGE:\n   ${path} command [command options] [arguments...]`,
     "",
     "COMMANDS:",
-    ...group.commands.map((c) => `   ${[c.name, ...(c.aliases ?? [])].join(", ").padEnd(width)}   ${c.usage}`),
+    ...group.commands.map((c) =>
+      `   ${[c.name, ...(c.aliases ?? [])].join(", ").padEnd(width)}   ${c.usage}`
+    ),
   ];
   return lines.join("\n");
 }
@@ -243,11 +293,22 @@ export function groupHelp(path: string, group: GroupSpec): string {
  * Runs a group: picks the subcommand from `argv[0]`, parses its flags and
  * runs it. `--help` at any level prints that level's help.
  */
-export async function runGroup(group: GroupSpec, argv: string[], global: GlobalOptions, path: string): Promise<number> {
+export async function runGroup(
+  group: GroupSpec,
+  argv: string[],
+  global: GlobalOptions,
+  path: string,
+): Promise<number> {
   let groupFlags: FlagValues = {};
   if (group.flags) {
-    const [mine, rest] = splitGlobal(argv, { ...group.flags, help: { type: "boolean", short: "h", help: "" } });
-    const parsed = parseFlags(mine, { ...group.flags, help: { type: "boolean", short: "h", help: "show help" } }, path);
+    const [mine, rest] = splitGlobal(argv, {
+      ...group.flags,
+      help: { type: "boolean", short: "h", help: "" },
+    });
+    const parsed = parseFlags(mine, {
+      ...group.flags,
+      help: { type: "boolean", short: "h", help: "show help" },
+    }, path);
     groupFlags = parsed.flags;
     argv = parsed.flags.help === true ? ["--help"] : rest;
     delete groupFlags.help;
@@ -259,7 +320,11 @@ export async function runGroup(group: GroupSpec, argv: string[], global: GlobalO
   }
   const cmd = findByName(group.commands, word);
   if (cmd === undefined) {
-    throw usageError(`${path}: unknown command "${word}" (commands: ${group.commands.map((c) => c.name).join(", ")})`);
+    throw usageError(
+      `${path}: unknown command "${word}" (commands: ${
+        group.commands.map((c) => c.name).join(", ")
+      })`,
+    );
   }
   return await runCommand(cmd, argv.slice(1), global, `${path} ${cmd.name}`, groupFlags);
 }
@@ -273,14 +338,23 @@ export async function runCommand(
   inherited: FlagValues = {},
 ): Promise<number> {
   if (cmd.resolve) cmd = await cmd.resolve();
-  const table = { ...(cmd.flags ?? {}), help: { type: "boolean", short: "h", help: "show help" } as FlagSpec };
+  const table = {
+    ...(cmd.flags ?? {}),
+    help: { type: "boolean", short: "h", help: "show help" } as FlagSpec,
+  };
   let tail: string[] = [];
-  if (cmd.passthrough !== undefined) [argv, tail] = splitAfterPositionals(argv, table, cmd.passthrough);
+  if (cmd.passthrough !== undefined) {
+    [argv, tail] = splitAfterPositionals(argv, table, cmd.passthrough);
+  }
   const parsed = parseFlags(argv, table, path);
   parsed.args.push(...tail);
   // A flag the group took applies unless the subcommand was given it too.
   const flags = { ...parsed.flags };
-  for (const [k, v] of Object.entries(inherited)) if (v !== undefined && !(k in parsed.flags && argv.some((a) => a.startsWith(`--${k}`)))) flags[k] = v;
+  for (const [k, v] of Object.entries(inherited)) {
+    if (v !== undefined && !(k in parsed.flags && argv.some((a) => a.startsWith(`--${k}`)))) {
+      flags[k] = v;
+    }
+  }
   const args = parsed.args;
   if (flags.help === true) {
     console.log(commandHelp(path, cmd));

@@ -45,7 +45,14 @@ export class Connection {
           connecting,
           new Promise<never>((_, reject) => {
             timer = setTimeout(
-              () => reject(new HintedError(Code.DeadlineExceeded, `timed out connecting to berth daemon at ${path}`, "is the daemon busy or stuck? check its log")),
+              () =>
+                reject(
+                  new HintedError(
+                    Code.DeadlineExceeded,
+                    `timed out connecting to berth daemon at ${path}`,
+                    "is the daemon busy or stuck? check its log",
+                  ),
+                ),
               limit,
             );
           }),
@@ -57,10 +64,17 @@ export class Connection {
       const cause = (err as Error)?.cause;
       const denied = cause instanceof Deno.errors.PermissionDenied;
       if (denied) {
-        throw new HintedError(Code.PermissionDenied, `permission denied connecting to berth daemon at ${path}`, "run the client as the user the daemon runs as (usually root)", { cause: err });
+        throw new HintedError(
+          Code.PermissionDenied,
+          `permission denied connecting to berth daemon at ${path}`,
+          "run the client as the user the daemon runs as (usually root)",
+          { cause: err },
+        );
       }
       // One line, as people paste it into searches and bug reports.
-      const start = `berth daemon${global.address === DEFAULT_ADDRESS ? "" : ` --address ${global.address}`}`;
+      const start = `berth daemon${
+        global.address === DEFAULT_ADDRESS ? "" : ` --address ${global.address}`
+      }`;
       throw new BerthError(
         Code.Unavailable,
         `cannot connect to berth daemon at ${path}: is it running? start it with: ${start}`,
@@ -78,7 +92,10 @@ export class Connection {
   }
 
   /** A typed stub of `service`, sending the namespace and the remaining --timeout with each call. */
-  service<S extends GenService<GenServiceMethods>>(service: S, opts: { lease?: string } = {}): ServiceClient<S> {
+  service<S extends GenService<GenServiceMethods>>(
+    service: S,
+    opts: { lease?: string } = {},
+  ): ServiceClient<S> {
     const remaining = this.#deadline > 0 ? Math.max(1, this.#deadline - Date.now()) : undefined;
     const metadata: Record<string, string> = { [NAMESPACE_METADATA_KEY]: this.#global.namespace };
     // containerd's key for "hold what this call creates under that lease".
@@ -99,7 +116,10 @@ export class Connection {
 }
 
 /** Runs `fn` with an open connection, always closing it. */
-export async function withConnection<T>(global: GlobalOptions, fn: (c: Connection) => Promise<T>): Promise<T> {
+export async function withConnection<T>(
+  global: GlobalOptions,
+  fn: (c: Connection) => Promise<T>,
+): Promise<T> {
   const conn = await Connection.open(global);
   try {
     return await fn(conn);

@@ -8,7 +8,10 @@
 
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code } from "../errdefs/mod.ts";
-import { type Container, Containers } from "../gen/containerd/services/containers/v1/containers_pb.ts";
+import {
+  type Container,
+  Containers,
+} from "../gen/containerd/services/containers/v1/containers_pb.ts";
 import { Snapshots } from "../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import { OptionsSchema } from "../gen/containerd/runc/v1/options_pb.ts";
 import {
@@ -33,14 +36,22 @@ export const DEFAULT_RUNTIME = "io.containerd.berth.v2";
 /** Flags shared by `run` and `containers create` (ctr's ContainerFlags and snapshotter flags). */
 export const CONTAINER_FLAGS: Record<string, FlagSpec> = {
   snapshotter: { type: "string", help: "snapshotter name", default: "overlayfs" },
-  "snapshotter-label": { type: "string", multiple: true, help: "labels added to the new snapshot (KEY=VALUE)" },
+  "snapshotter-label": {
+    type: "string",
+    multiple: true,
+    help: "labels added to the new snapshot (KEY=VALUE)",
+  },
   config: { type: "string", short: "c", help: "path to a runtime-specific spec config file" },
   cwd: { type: "string", help: "working directory of the process" },
   env: { type: "string", multiple: true, help: "environment variable (KEY=VALUE)" },
   "env-file": { type: "string", help: "file of environment variables, one KEY=VALUE a line" },
   label: { type: "string", multiple: true, help: "container label (KEY=VALUE)" },
   annotation: { type: "string", multiple: true, help: "OCI annotation (KEY=VALUE)" },
-  mount: { type: "string", multiple: true, help: "mount, e.g. type=bind,src=/a,dst=/b,options=rbind:ro" },
+  mount: {
+    type: "string",
+    multiple: true,
+    help: "mount, e.g. type=bind,src=/a,dst=/b,options=rbind:ro",
+  },
   "net-host": { type: "boolean", help: "use the host's network namespace" },
   privileged: { type: "boolean", help: "all capabilities, devices and unmasked paths" },
   "read-only": { type: "boolean", help: "mount the rootfs read-only" },
@@ -63,7 +74,9 @@ function numberFlag(flags: FlagValues, name: string): number | undefined {
   const v = str(flags, name);
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw usageError(`--${name} "${v}": expected a non-negative number`);
+  if (!Number.isFinite(n) || n < 0) {
+    throw usageError(`--${name} "${v}": expected a non-negative number`);
+  }
   return n;
 }
 
@@ -129,7 +142,9 @@ export async function buildSpec(
     hostCaps: await hostCaps(),
   });
   if (spec.process.args.length === 0) {
-    throw usageError("no command to run: the image has no entrypoint or cmd; name one after the container id");
+    throw usageError(
+      "no command to run: the image has no entrypoint or cmd; name one after the container id",
+    );
   }
   return spec;
 }
@@ -149,7 +164,10 @@ export async function createContainer(
   const runtime = str(flags, "runtime") ?? DEFAULT_RUNTIME;
   const runcBinary = str(flags, "runc-binary");
   const options = runcBinary
-    ? { typeUrl: "containerd.runc.v1.Options", value: toBinary(OptionsSchema, create(OptionsSchema, { binaryName: runcBinary })) }
+    ? {
+      typeUrl: "containerd.runc.v1.Options",
+      value: toBinary(OptionsSchema, create(OptionsSchema, { binaryName: runcBinary })),
+    }
     : undefined;
   const labels = labelArgs(list(flags, "label"));
   // Say "container exists" rather than the snapshot conflict it would cause.
@@ -158,7 +176,11 @@ export async function createContainer(
   const found = flags.rootfs === true ? undefined : getImage(conn, ref);
   found?.catch(() => {});
   if (await existing) {
-    throw new HintedError(Code.AlreadyExists, `container "${id}" already exists`, `remove it with: berth containers rm ${id}, or pick another id`);
+    throw new HintedError(
+      Code.AlreadyExists,
+      `container "${id}" already exists`,
+      `remove it with: berth containers rm ${id}, or pick another id`,
+    );
   }
   let spec: Spec;
   let imageName = "";
@@ -190,12 +212,18 @@ export async function createContainer(
         if ((err as { code?: Code }).code === Code.NotFound) {
           throw new HintedError(
             Code.NotFound,
-            `image "${ref}" is not unpacked in snapshotter ${snapshotter} (no snapshot ${chainId || "for an empty rootfs"})`,
+            `image "${ref}" is not unpacked in snapshotter ${snapshotter} (no snapshot ${
+              chainId || "for an empty rootfs"
+            })`,
             `unpack it first (berth images import unpacks what it imports), or pick its snapshotter with --snapshotter`,
           );
         }
         if ((err as { code?: Code }).code === Code.AlreadyExists) {
-          throw new HintedError(Code.AlreadyExists, `snapshot "${id}" already exists in ${snapshotter}`, `remove it with: berth snapshots --snapshotter ${snapshotter} rm ${id}, or pick another container id`);
+          throw new HintedError(
+            Code.AlreadyExists,
+            `snapshot "${id}" already exists in ${snapshotter}`,
+            `remove it with: berth snapshots --snapshotter ${snapshotter} rm ${id}, or pick another container id`,
+          );
         }
         throw err;
       }
@@ -212,12 +240,20 @@ export async function createContainer(
           snapshotKey,
         },
       });
-      if (!container) throw new HintedError(Code.Internal, `daemon returned no record for container ${id}`, "");
+      if (!container) {
+        throw new HintedError(Code.Internal, `daemon returned no record for container ${id}`, "");
+      }
       return container;
     } catch (err) {
-      if (snapshotKey) await conn.service(Snapshots).remove({ snapshotter, key: snapshotKey }).catch(() => {});
+      if (snapshotKey) {
+        await conn.service(Snapshots).remove({ snapshotter, key: snapshotKey }).catch(() => {});
+      }
       if ((err as { code?: Code }).code === Code.AlreadyExists) {
-        throw new HintedError(Code.AlreadyExists, `container "${id}" already exists`, `remove it with: berth containers rm ${id}, or pick another id`);
+        throw new HintedError(
+          Code.AlreadyExists,
+          `container "${id}" already exists`,
+          `remove it with: berth containers rm ${id}, or pick another id`,
+        );
       }
       throw err;
     }

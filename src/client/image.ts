@@ -49,7 +49,8 @@ const MANIFEST_TYPES = new Set([
 
 /** This machine's platform in OCI terms. */
 export function hostPlatform(): { os: string; architecture: string } {
-  const arch = ({ x86_64: "amd64", aarch64: "arm64" } as Record<string, string>)[Deno.build.arch] ?? Deno.build.arch;
+  const arch = ({ x86_64: "amd64", aarch64: "arm64" } as Record<string, string>)[Deno.build.arch] ??
+    Deno.build.arch;
   return { os: "linux", architecture: arch };
 }
 
@@ -60,7 +61,9 @@ function matchesHost(p: Descriptor["platform"]): boolean {
 }
 
 /** Formats a platform like containerd's platforms.Format ("linux/amd64"). */
-export function platformString(p: { os?: string; architecture?: string; variant?: string }): string {
+export function platformString(
+  p: { os?: string; architecture?: string; variant?: string },
+): string {
   return [p.os ?? "unknown", p.architecture ?? "unknown", p.variant].filter((s) => s).join("/");
 }
 
@@ -104,7 +107,10 @@ export async function getImage(conn: Connection, name: string): Promise<Image> {
     if (!image) throw notFound(`image "${name}"`);
     return image;
   } catch (err) {
-    throw hintNotFound(err, `list images with: berth images ls; import one with: berth images import FILE.tar`);
+    throw hintNotFound(
+      err,
+      `list images with: berth images ls; import one with: berth images import FILE.tar`,
+    );
   }
 }
 
@@ -136,8 +142,12 @@ export async function walkImage(conn: Connection, target: Descriptor): Promise<W
     w.present.push(d);
     if (INDEX_TYPES.has(d.mediaType)) {
       const index = await readJSON<{ manifests?: Descriptor[] }>(conn, d.digest);
-      for (const m of index.manifests ?? []) if (m.platform) w.platforms.push(platformString(m.platform));
-      const pick = (index.manifests ?? []).find((m) => MANIFEST_TYPES.has(m.mediaType) && matchesHost(m.platform));
+      for (const m of index.manifests ?? []) {
+        if (m.platform) w.platforms.push(platformString(m.platform));
+      }
+      const pick = (index.manifests ?? []).find((m) =>
+        MANIFEST_TYPES.has(m.mediaType) && matchesHost(m.platform)
+      );
       if (pick) await visit(pick, false);
       return;
     }
@@ -169,11 +179,19 @@ export function totalSize(ds: Descriptor[]): number {
 export function targetOf(image: Image): Descriptor {
   const t = image.target;
   if (!t) throw notFound(`target of image "${image.name}"`);
-  return { mediaType: t.mediaType, digest: t.digest, size: Number(t.size), annotations: t.annotations };
+  return {
+    mediaType: t.mediaType,
+    digest: t.digest,
+    size: Number(t.size),
+    annotations: t.annotations,
+  };
 }
 
 /** The image config for this platform, and the chain id of its rootfs. */
-export async function imageConfig(conn: Connection, image: Image): Promise<{ config: ImageConfig; chainId: string }> {
+export async function imageConfig(
+  conn: Connection,
+  image: Image,
+): Promise<{ config: ImageConfig; chainId: string }> {
   const walk = await walkImage(conn, targetOf(image));
   if (!walk.manifest) {
     throw notFound(`a manifest for ${platformString(hostPlatform())} in image "${image.name}"`);
@@ -191,7 +209,8 @@ export async function chainId(diffIds: string[]): Promise<string> {
       continue;
     }
     const sum = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${chain} ${d}`));
-    chain = "sha256:" + [...new Uint8Array(sum)].map((b) => b.toString(16).padStart(2, "0")).join("");
+    chain = "sha256:" +
+      [...new Uint8Array(sum)].map((b) => b.toString(16).padStart(2, "0")).join("");
   }
   return chain;
 }

@@ -8,6 +8,7 @@
 
 import { toBerthError } from "../errdefs/mod.ts";
 import {
+  type CommandSpec,
   findByName,
   type FlagValues,
   GLOBAL_FLAGS,
@@ -18,7 +19,6 @@ import {
   runCommand,
   runGroup,
   splitGlobal,
-  type CommandSpec,
 } from "./cli.ts";
 import { describeError, exitStatusFor } from "./errors.ts";
 
@@ -32,26 +32,90 @@ export interface TopCommand {
 
 /** Every client command, in the order --help lists them (ctr's names and aliases). */
 export const COMMANDS: readonly TopCommand[] = [
-  { name: "plugins", aliases: ["plugin"], usage: "provides information about berth plugins", load: () => import("./commands/plugins.ts").then((m) => m.group) },
-  { name: "version", usage: "print the client and server versions", load: () => import("./commands/version.ts").then((m) => m.command) },
-  { name: "containers", aliases: ["c", "container"], usage: "manage containers", load: () => import("./commands/containers.ts").then((m) => m.group) },
-  { name: "content", usage: "manage content", load: () => import("./commands/content.ts").then((m) => m.group) },
-  { name: "events", aliases: ["event"], usage: "display berth events", load: () => import("./commands/events.ts").then((m) => m.command) },
-  { name: "images", aliases: ["image", "i"], usage: "manage images", load: () => import("./commands/images.ts").then((m) => m.group) },
-  { name: "leases", usage: "manage leases", load: () => import("./commands/leases.ts").then((m) => m.group) },
-  { name: "namespaces", aliases: ["namespace", "ns"], usage: "manage namespaces", load: () => import("./commands/namespaces.ts").then((m) => m.group) },
-  { name: "run", usage: "run a container", load: () => import("./commands/run.ts").then((m) => m.command) },
-  { name: "snapshots", aliases: ["snapshot"], usage: "manage snapshots", load: () => import("./commands/snapshots.ts").then((m) => m.group) },
-  { name: "tasks", aliases: ["t", "task"], usage: "manage tasks", load: () => import("./commands/tasks.ts").then((m) => m.group) },
-  { name: "shim", aliases: ["shims"], usage: "interact with a shim directly (as `berth -n NS shim ...` or `berth shims ...`: a bare `berth shim` is shim mode)", load: () => import("./commands/shim.ts").then((m) => m.group) },
-  { name: "completion", usage: "print a shell completion script (bash)", load: () => import("./commands/completion.ts").then((m) => m.group) },
+  {
+    name: "plugins",
+    aliases: ["plugin"],
+    usage: "provides information about berth plugins",
+    load: () => import("./commands/plugins.ts").then((m) => m.group),
+  },
+  {
+    name: "version",
+    usage: "print the client and server versions",
+    load: () => import("./commands/version.ts").then((m) => m.command),
+  },
+  {
+    name: "containers",
+    aliases: ["c", "container"],
+    usage: "manage containers",
+    load: () => import("./commands/containers.ts").then((m) => m.group),
+  },
+  {
+    name: "content",
+    usage: "manage content",
+    load: () => import("./commands/content.ts").then((m) => m.group),
+  },
+  {
+    name: "events",
+    aliases: ["event"],
+    usage: "display berth events",
+    load: () => import("./commands/events.ts").then((m) => m.command),
+  },
+  {
+    name: "images",
+    aliases: ["image", "i"],
+    usage: "manage images",
+    load: () => import("./commands/images.ts").then((m) => m.group),
+  },
+  {
+    name: "leases",
+    usage: "manage leases",
+    load: () => import("./commands/leases.ts").then((m) => m.group),
+  },
+  {
+    name: "namespaces",
+    aliases: ["namespace", "ns"],
+    usage: "manage namespaces",
+    load: () => import("./commands/namespaces.ts").then((m) => m.group),
+  },
+  {
+    name: "run",
+    usage: "run a container",
+    load: () => import("./commands/run.ts").then((m) => m.command),
+  },
+  {
+    name: "snapshots",
+    aliases: ["snapshot"],
+    usage: "manage snapshots",
+    load: () => import("./commands/snapshots.ts").then((m) => m.group),
+  },
+  {
+    name: "tasks",
+    aliases: ["t", "task"],
+    usage: "manage tasks",
+    load: () => import("./commands/tasks.ts").then((m) => m.group),
+  },
+  {
+    name: "shim",
+    aliases: ["shims"],
+    usage:
+      "interact with a shim directly (as `berth -n NS shim ...` or `berth shims ...`: a bare `berth shim` is shim mode)",
+    load: () => import("./commands/shim.ts").then((m) => m.group),
+  },
+  {
+    name: "completion",
+    usage: "print a shell completion script (bash)",
+    load: () => import("./commands/completion.ts").then((m) => m.group),
+  },
 ];
 
 /** Top-level --help. */
 export function topHelp(version: string): string {
   const names = COMMANDS.map((c) => [c.name, ...(c.aliases ?? [])].join(", "));
   const width = Math.max(...names.map((n) => n.length));
-  const flags = Object.entries(GLOBAL_FLAGS).map(([n, f]) => `   ${(f.short ? `-${f.short}, ` : "    ") + `--${n}${f.type === "string" ? " value" : ""}`}`.padEnd(34) + f.help);
+  const flags = Object.entries(GLOBAL_FLAGS).map(([n, f]) =>
+    `   ${(f.short ? `-${f.short}, ` : "    ") + `--${n}${f.type === "string" ? " value" : ""}`}`
+      .padEnd(34) + f.help
+  );
   return [
     `berth ${version}: a containerd-compatible container runtime`,
     "",

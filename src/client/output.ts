@@ -33,7 +33,11 @@ export const TABBED: TableStyle = { minWidth: 1, tabWidth: 8, padding: 1, padCha
  * Columns are aligned per block of consecutive rows having that column, as
  * tabwriter does.
  */
-export function formatTable(rows: string[][], style: TableStyle = NARROW, trailingTab = true): string {
+export function formatTable(
+  rows: string[][],
+  style: TableStyle = NARROW,
+  trailingTab = true,
+): string {
   // Cells that take part in alignment: all when trailingTab, else all but the last.
   const terminated = rows.map((r) => trailingTab ? r.length : Math.max(0, r.length - 1));
   const widths: number[][] = rows.map((r) => new Array(r.length).fill(0));
@@ -94,7 +98,12 @@ export function write(text: string): void {
 }
 
 /** Prints a table (header first) to stdout. */
-export function printTable(header: string[], rows: string[][], style: TableStyle = NARROW, trailingTab = true): void {
+export function printTable(
+  header: string[],
+  rows: string[][],
+  style: TableStyle = NARROW,
+  trailingTab = true,
+): void {
   write(formatTable([header, ...rows], style, trailingTab));
 }
 

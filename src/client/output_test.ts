@@ -1,9 +1,21 @@
 import assert from "node:assert/strict";
-import { bytesSize, formatTable, humanDuration, humanSize, labelsCell, NARROW, TABBED, WIDE } from "./output.ts";
+import {
+  bytesSize,
+  formatTable,
+  humanDuration,
+  humanSize,
+  labelsCell,
+  NARROW,
+  TABBED,
+  WIDE,
+} from "./output.ts";
 
 Deno.test("output: tables laid out like Go's tabwriter", () => {
   // tabwriter.NewWriter(out, 1, 8, 1, ' ', 0) with "NAME\tLABELS\t" rows.
-  assert.equal(formatTable([["NAME", "LABELS"], ["default", ""]], NARROW), "NAME    LABELS \ndefault        \n");
+  assert.equal(
+    formatTable([["NAME", "LABELS"], ["default", ""]], NARROW),
+    "NAME    LABELS \ndefault        \n",
+  );
   // minwidth 4, padding 4 (ctr containers ls).
   assert.equal(
     formatTable([["CONTAINER", "IMAGE", "RUNTIME"], ["c1", "-", "io.containerd.runc.v2"]], WIDE),
@@ -12,7 +24,10 @@ Deno.test("output: tables laid out like Go's tabwriter", () => {
   // The last cell of unterminated rows is not padded.
   assert.equal(formatTable([["A", "BB"], ["ccc", "d"]], NARROW, false), "A   BB\nccc d\n");
   // Tab padding rounds columns up to the tab width.
-  assert.equal(formatTable([["DIGEST", "SIZE"], ["sha256:0123456789", "1 B"]], TABBED, false), "DIGEST\t\t\tSIZE\nsha256:0123456789\t1 B\n");
+  assert.equal(
+    formatTable([["DIGEST", "SIZE"], ["sha256:0123456789", "1 B"]], TABBED, false),
+    "DIGEST\t\t\tSIZE\nsha256:0123456789\t1 B\n",
+  );
   assert.equal(formatTable([], NARROW), "");
 });
 

@@ -38,11 +38,21 @@ export class FifoIO {
   }
 
   /** Makes stdin/stdout(/stderr) fifos for `id` under `fifoDir` (stderr shares the tty with -t). */
-  static async create(fifoDir: string, id: string, terminal: boolean, keep: boolean): Promise<FifoIO> {
+  static async create(
+    fifoDir: string,
+    id: string,
+    terminal: boolean,
+    keep: boolean,
+  ): Promise<FifoIO> {
     await Deno.mkdir(fifoDir, { recursive: true, mode: 0o700 });
     const dir = await Deno.makeTempDir({ dir: fifoDir, prefix: `${id}-` });
     const p = (s: string) => `${dir}/${id}-${s}`;
-    const paths: StdioPaths = { stdin: p("stdin"), stdout: p("stdout"), stderr: terminal ? "" : p("stderr"), terminal };
+    const paths: StdioPaths = {
+      stdin: p("stdin"),
+      stdout: p("stdout"),
+      stderr: terminal ? "" : p("stderr"),
+      terminal,
+    };
     for (const f of [paths.stdin, paths.stdout, paths.stderr]) if (f) mkfifo(f, 0o600);
     return new FifoIO(dir, paths, !keep);
   }
@@ -140,7 +150,11 @@ export function terminalSize(): { rows: number; cols: number } | undefined {
 }
 
 /** Sends the local terminal's size to the process now and on every SIGWINCH; returns a stop function. */
-export async function forwardResize(conn: Connection, containerId: string, execId: string): Promise<() => void> {
+export async function forwardResize(
+  conn: Connection,
+  containerId: string,
+  execId: string,
+): Promise<() => void> {
   const send = async () => {
     let size;
     try {
@@ -148,7 +162,12 @@ export async function forwardResize(conn: Connection, containerId: string, execI
     } catch {
       return;
     }
-    await conn.service(Tasks).resizePty({ containerId, execId, width: size.cols, height: size.rows }).catch(() => {});
+    await conn.service(Tasks).resizePty({
+      containerId,
+      execId,
+      width: size.cols,
+      height: size.rows,
+    }).catch(() => {});
   };
   await send();
   const onWinch = () => void send();

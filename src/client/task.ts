@@ -37,7 +37,12 @@ export async function getTask(conn: Connection, id: string, exec = ""): Promise<
     if (!process) throw new HintedError(Code.NotFound, `task "${id}": not found`, "");
     return process;
   } catch (err) {
-    throw tasksError(err, `no task for container "${id}"${exec ? ` (exec ${exec})` : ""}: list tasks with: berth -n ${conn.namespace} tasks ls; start one with: berth tasks start ${id}`);
+    throw tasksError(
+      err,
+      `no task for container "${id}"${
+        exec ? ` (exec ${exec})` : ""
+      }: list tasks with: berth -n ${conn.namespace} tasks ls; start one with: berth tasks start ${id}`,
+    );
   }
 }
 
@@ -45,7 +50,12 @@ export async function getTask(conn: Connection, id: string, exec = ""): Promise<
 export function tasksError(err: unknown, notFoundHint: string): unknown {
   const code = (err as { code?: Code }).code;
   if (code === Code.Unimplemented) {
-    return new HintedError(Code.Unimplemented, `this berth daemon does not run tasks (no Tasks service): ${(err as Error).message}`, "update berth; the task manager is part of the daemon's runtime plugin", { cause: err });
+    return new HintedError(
+      Code.Unimplemented,
+      `this berth daemon does not run tasks (no Tasks service): ${(err as Error).message}`,
+      "update berth; the task manager is part of the daemon's runtime plugin",
+      { cause: err },
+    );
   }
   return hintNotFound(err, notFoundHint);
 }
@@ -59,7 +69,11 @@ export async function deleteTaskIfStopped(conn: Connection, id: string): Promise
     await removeFifoDir(task);
     return;
   }
-  throw new HintedError(Code.FailedPrecondition, `cannot delete a non stopped container: task is ${statusName(task.status)}`, `stop it first: berth tasks kill ${id}`);
+  throw new HintedError(
+    Code.FailedPrecondition,
+    `cannot delete a non stopped container: task is ${statusName(task.status)}`,
+    `stop it first: berth tasks kill ${id}`,
+  );
 }
 
 /** How a new process's stdio is wired. */
@@ -75,24 +89,36 @@ export interface IOChoice {
 export async function createTask(conn: Connection, c: Container, io: IOChoice): Promise<number> {
   let rootfs: Mount[] = [];
   if (c.snapshotKey && c.snapshotter) {
-    rootfs = (await conn.service(Snapshots).mounts({ snapshotter: c.snapshotter, key: c.snapshotKey })).mounts;
+    rootfs =
+      (await conn.service(Snapshots).mounts({ snapshotter: c.snapshotter, key: c.snapshotKey }))
+        .mounts;
   }
   try {
     const r = await conn.service(Tasks).create({ containerId: c.id, rootfs, ...io });
     return r.pid;
   } catch (err) {
     if ((err as { code?: Code }).code === Code.AlreadyExists) {
-      throw new HintedError(Code.AlreadyExists, `container "${c.id}" has a task already`, `see it with: berth tasks ls; remove a stopped one with: berth tasks rm ${c.id}`);
+      throw new HintedError(
+        Code.AlreadyExists,
+        `container "${c.id}" has a task already`,
+        `see it with: berth tasks ls; remove a stopped one with: berth tasks rm ${c.id}`,
+      );
     }
     throw tasksError(err, `container "${c.id}" not found`);
   }
 }
 
 /** I/O choice from ctr's --null-io / --log-uri flags, or undefined when fifos are wanted. */
-export function fixedIO(nullIO: boolean, logURI: string | undefined, terminal: boolean): IOChoice | undefined {
+export function fixedIO(
+  nullIO: boolean,
+  logURI: string | undefined,
+  terminal: boolean,
+): IOChoice | undefined {
   if (nullIO) return { stdin: "", stdout: "", stderr: "", terminal: false };
   if (logURI) {
-    const uri = logURI.includes("://") ? logURI : `file://${logURI.startsWith("/") ? "" : Deno.cwd() + "/"}${logURI}`;
+    const uri = logURI.includes("://")
+      ? logURI
+      : `file://${logURI.startsWith("/") ? "" : Deno.cwd() + "/"}${logURI}`;
     return { stdin: "", stdout: uri, stderr: uri, terminal };
   }
   return undefined;

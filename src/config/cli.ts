@@ -7,7 +7,6 @@
 import { configToToml, defaultConfig, effectiveConfig, loadConfig } from "./config.ts";
 import { parseArgs } from "../args/mod.ts";
 
-
 /** Where the daemon reads its config when `--config` is not given (only if the file exists). */
 export const DEFAULT_CONFIG_PATH = "/etc/berth/config.toml";
 

@@ -7,7 +7,6 @@ import { type ConfigOverrides, DEFAULT_CONFIG_PATH } from "../config/mod.ts";
 import { invalidArgument } from "../errdefs/mod.ts";
 import { parseArgs } from "../args/mod.ts";
 
-
 /** Usage text of `berth daemon`. */
 export const DAEMON_USAGE = `Usage: berth daemon [flags]
 

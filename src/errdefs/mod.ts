@@ -110,7 +110,9 @@ export function internal(message: string, cause?: unknown): BerthError {
 export function toBerthError(err: unknown): BerthError {
   if (err instanceof BerthError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  if (err instanceof Deno.errors.NotFound) return new BerthError(Code.NotFound, message, { cause: err });
+  if (err instanceof Deno.errors.NotFound) {
+    return new BerthError(Code.NotFound, message, { cause: err });
+  }
   if (err instanceof Deno.errors.AlreadyExists) {
     return new BerthError(Code.AlreadyExists, message, { cause: err });
   }
@@ -124,7 +126,9 @@ export function toBerthError(err: unknown): BerthError {
     return new BerthError(Code.DeadlineExceeded, message, { cause: err });
   }
   const errno = (err as { errno?: unknown })?.errno;
-  if (typeof errno === "number") return new BerthError(codeForErrno(errno), message, { cause: err });
+  if (typeof errno === "number") {
+    return new BerthError(codeForErrno(errno), message, { cause: err });
+  }
   return new BerthError(Code.Unknown, message, { cause: err });
 }
 

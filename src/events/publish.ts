@@ -15,7 +15,6 @@ import { connect, serviceClient } from "../ttrpc/mod.ts";
 import { validateEnvelope } from "./exchange.ts";
 import { parseArgs } from "../args/mod.ts";
 
-
 /** The daemon address shims are given when none is named. */
 const DEFAULT_ADDRESS = "/run/berth/berth.sock";
 

@@ -3,7 +3,10 @@ import { formatLine, log, setLogFormat, setLogLevel, setLogSink } from "./mod.ts
 
 Deno.test("log: logrus text shape, quoting values that need it", () => {
   const line = formatLine("info", "shim started", { id: "c1", path: "/run/x y" }, new Date(0));
-  assert.equal(line, `time="1970-01-01T00:00:00.000Z" level=info msg="shim started" id=c1 path="/run/x y"\n`);
+  assert.equal(
+    line,
+    `time="1970-01-01T00:00:00.000Z" level=info msg="shim started" id=c1 path="/run/x y"\n`,
+  );
 });
 
 Deno.test("log: level threshold, json format and sink", () => {

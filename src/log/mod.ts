@@ -37,7 +37,9 @@ let sink: Sink = (line) => {
 
 /** Sets the least severe level that is written; throws on an unknown name. */
 export function setLogLevel(level: string): void {
-  if (!(level in RANK)) throw new Error(`unknown log level "${level}" (trace, debug, info, warn, error, fatal)`);
+  if (!(level in RANK)) {
+    throw new Error(`unknown log level "${level}" (trace, debug, info, warn, error, fatal)`);
+  }
   threshold = RANK[level as Level];
 }
 
@@ -68,7 +70,12 @@ function show(value: unknown): string {
 }
 
 /** Formats one line without writing it (exported for tests). */
-export function formatLine(level: Level, msg: string, fields: Fields = {}, now = new Date()): string {
+export function formatLine(
+  level: Level,
+  msg: string,
+  fields: Fields = {},
+  now = new Date(),
+): string {
   if (format === "json") {
     const out: Record<string, string> = {};
     for (const [k, v] of Object.entries(fields)) out[k] = show(v);

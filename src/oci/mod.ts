@@ -18,7 +18,7 @@ export {
   parseMountFlag,
   parseUser,
   type Spec,
-  type SpecOptions,
   SPEC_TYPE_URL,
+  type SpecOptions,
   withImageConfig,
 } from "./spec.ts";

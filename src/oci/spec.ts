@@ -27,7 +27,13 @@ export interface Process {
   args: string[];
   env: string[];
   cwd: string;
-  capabilities: { bounding: string[]; effective: string[]; permitted: string[]; inheritable?: string[]; ambient?: string[] };
+  capabilities: {
+    bounding: string[];
+    effective: string[];
+    permitted: string[];
+    inheritable?: string[];
+    ambient?: string[];
+  };
   rlimits: { type: string; hard: number; soft: number }[];
   noNewPrivileges: boolean;
 }
@@ -51,7 +57,15 @@ export interface Linux {
   namespaces: { type: string; path?: string }[];
   maskedPaths?: string[];
   readonlyPaths?: string[];
-  devices?: { path: string; type: string; major: number; minor: number; fileMode: number; uid: number; gid: number }[];
+  devices?: {
+    path: string;
+    type: string;
+    major: number;
+    minor: number;
+    fileMode: number;
+    uid: number;
+    gid: number;
+  }[];
 }
 
 /** The OCI runtime spec version berth writes. */
@@ -80,14 +94,47 @@ export const DEFAULT_CAPS: readonly string[] = [
 
 /** Every capability Linux knows, in kernel number order (index = CAP_* number), for --privileged. */
 export const ALL_CAPS: readonly string[] = [
-  "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
-  "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
-  "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
-  "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
-  "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
-  "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
-  "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-  "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+  "CAP_CHOWN",
+  "CAP_DAC_OVERRIDE",
+  "CAP_DAC_READ_SEARCH",
+  "CAP_FOWNER",
+  "CAP_FSETID",
+  "CAP_KILL",
+  "CAP_SETGID",
+  "CAP_SETUID",
+  "CAP_SETPCAP",
+  "CAP_LINUX_IMMUTABLE",
+  "CAP_NET_BIND_SERVICE",
+  "CAP_NET_BROADCAST",
+  "CAP_NET_ADMIN",
+  "CAP_NET_RAW",
+  "CAP_IPC_LOCK",
+  "CAP_IPC_OWNER",
+  "CAP_SYS_MODULE",
+  "CAP_SYS_RAWIO",
+  "CAP_SYS_CHROOT",
+  "CAP_SYS_PTRACE",
+  "CAP_SYS_PACCT",
+  "CAP_SYS_ADMIN",
+  "CAP_SYS_BOOT",
+  "CAP_SYS_NICE",
+  "CAP_SYS_RESOURCE",
+  "CAP_SYS_TIME",
+  "CAP_SYS_TTY_CONFIG",
+  "CAP_MKNOD",
+  "CAP_LEASE",
+  "CAP_AUDIT_WRITE",
+  "CAP_AUDIT_CONTROL",
+  "CAP_SETFCAP",
+  "CAP_MAC_OVERRIDE",
+  "CAP_MAC_ADMIN",
+  "CAP_SYSLOG",
+  "CAP_WAKE_ALARM",
+  "CAP_BLOCK_SUSPEND",
+  "CAP_AUDIT_READ",
+  "CAP_PERFMON",
+  "CAP_BPF",
+  "CAP_CHECKPOINT_RESTORE",
 ];
 
 const NAMESPACE_TYPES = new Set(["pid", "ipc", "uts", "mount", "network", "user", "cgroup"]);
@@ -97,8 +144,16 @@ export function defaultSpec(namespace: string, id: string): Spec {
   const caps = () => [...DEFAULT_CAPS];
   // Devices every container may use: null, zero, full, random, urandom, tty, ptmx, pts/*.
   const allowed: [string, number, number][] = [
-    ["c", 1, 3], ["c", 1, 8], ["c", 1, 7], ["c", 5, 0], ["c", 1, 5], ["c", 1, 9], ["c", 5, 1],
-    ["c", 136, -1], ["c", 5, 2], ["c", 10, 200],
+    ["c", 1, 3],
+    ["c", 1, 8],
+    ["c", 1, 7],
+    ["c", 5, 0],
+    ["c", 1, 5],
+    ["c", 1, 9],
+    ["c", 5, 1],
+    ["c", 136, -1],
+    ["c", 5, 2],
+    ["c", 10, 200],
   ];
   return {
     ociVersion: OCI_VERSION,
@@ -113,26 +168,75 @@ export function defaultSpec(namespace: string, id: string): Spec {
     },
     root: { path: "rootfs" },
     mounts: [
-      { destination: "/proc", type: "proc", source: "proc", options: ["nosuid", "noexec", "nodev"] },
-      { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
-      { destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
-      { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
-      { destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"] },
-      { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
-      { destination: "/run", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+      {
+        destination: "/proc",
+        type: "proc",
+        source: "proc",
+        options: ["nosuid", "noexec", "nodev"],
+      },
+      {
+        destination: "/dev",
+        type: "tmpfs",
+        source: "tmpfs",
+        options: ["nosuid", "strictatime", "mode=755", "size=65536k"],
+      },
+      {
+        destination: "/dev/pts",
+        type: "devpts",
+        source: "devpts",
+        options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+      },
+      {
+        destination: "/dev/shm",
+        type: "tmpfs",
+        source: "shm",
+        options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+      },
+      {
+        destination: "/dev/mqueue",
+        type: "mqueue",
+        source: "mqueue",
+        options: ["nosuid", "noexec", "nodev"],
+      },
+      {
+        destination: "/sys",
+        type: "sysfs",
+        source: "sysfs",
+        options: ["nosuid", "noexec", "nodev", "ro"],
+      },
+      {
+        destination: "/run",
+        type: "tmpfs",
+        source: "tmpfs",
+        options: ["nosuid", "strictatime", "mode=755", "size=65536k"],
+      },
     ],
     linux: {
       resources: {
         devices: [
           { allow: false, access: "rwm" },
-          ...allowed.map(([type, major, minor]) => ({ allow: true, type, major, ...(minor >= 0 ? { minor } : {}), access: "rwm" })),
+          ...allowed.map(([type, major, minor]) => ({
+            allow: true,
+            type,
+            major,
+            ...(minor >= 0 ? { minor } : {}),
+            access: "rwm",
+          })),
         ],
       },
       cgroupsPath: `/${namespace}/${id}`,
       namespaces: ["pid", "ipc", "uts", "mount", "network"].map((type) => ({ type })),
       maskedPaths: [
-        "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-        "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+        "/proc/acpi",
+        "/proc/asound",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/timer_list",
+        "/proc/timer_stats",
+        "/proc/sched_debug",
+        "/sys/firmware",
+        "/proc/scsi",
       ],
       readonlyPaths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
     },
@@ -169,7 +273,9 @@ export function parseUser(user: string): { uid: number; gid: number } {
   const num = (s: string, what: string) => {
     if (s === "root") return 0;
     if (!/^\d+$/.test(s)) {
-      throw invalidArgument(`user "${user}": ${what} must be numeric (names need the image's /etc/passwd, which berth does not read yet)`);
+      throw invalidArgument(
+        `user "${user}": ${what} must be numeric (names need the image's /etc/passwd, which berth does not read yet)`,
+      );
     }
     return Number(s);
   };
@@ -183,10 +289,14 @@ export function parseUser(user: string): { uid: number; gid: number } {
  */
 export function withImageConfig(spec: Spec, config: ImageProcessConfig, args: string[] = []): void {
   const env = config.Env ?? [];
-  spec.process.env = env.some((e) => e.startsWith("PATH=")) ? mergeEnv([], env) : mergeEnv([DEFAULT_PATH], env);
+  spec.process.env = env.some((e) => e.startsWith("PATH="))
+    ? mergeEnv([], env)
+    : mergeEnv([DEFAULT_PATH], env);
   spec.process.cwd = config.WorkingDir || "/";
   if (config.User) spec.process.user = parseUser(config.User);
-  spec.process.args = args.length > 0 ? [...args] : [...(config.Entrypoint ?? []), ...(config.Cmd ?? [])];
+  spec.process.args = args.length > 0
+    ? [...args]
+    : [...(config.Entrypoint ?? []), ...(config.Cmd ?? [])];
 }
 
 /** Options from `run`/`containers create` flags, in ctr's terms. */
@@ -232,14 +342,29 @@ export function parseMountFlag(text: string): Mount {
   const m: Mount = { type: "", source: "", destination: "", options: [] };
   for (const part of text.split(",")) {
     const i = part.indexOf("=");
-    if (i <= 0) throw invalidArgument(`mount "${text}": expected key=value pairs (type=, src=, dst=, options=)`);
+    if (i <= 0) {
+      throw invalidArgument(
+        `mount "${text}": expected key=value pairs (type=, src=, dst=, options=)`,
+      );
+    }
     const [k, v] = [part.slice(0, i), part.slice(i + 1)];
     switch (k) {
-      case "type": m.type = v; break;
-      case "source": case "src": m.source = v; break;
-      case "destination": case "dst": m.destination = v; break;
-      case "options": m.options = v.split(":").filter((o) => o); break;
-      default: throw invalidArgument(`mount "${text}": unknown key "${k}" (use type, src, dst, options)`);
+      case "type":
+        m.type = v;
+        break;
+      case "source":
+      case "src":
+        m.source = v;
+        break;
+      case "destination":
+      case "dst":
+        m.destination = v;
+        break;
+      case "options":
+        m.options = v.split(":").filter((o) => o);
+        break;
+      default:
+        throw invalidArgument(`mount "${text}": unknown key "${k}" (use type, src, dst, options)`);
     }
   }
   if (!m.destination) throw invalidArgument(`mount "${text}": dst= is required`);
@@ -260,7 +385,9 @@ export function applyOptions(spec: Spec, o: SpecOptions): void {
     const dsts = new Set(o.mounts.map((m) => m.destination));
     spec.mounts = [...spec.mounts.filter((m) => !dsts.has(m.destination)), ...o.mounts];
   }
-  if (o.annotations && Object.keys(o.annotations).length) spec.annotations = { ...spec.annotations, ...o.annotations };
+  if (o.annotations && Object.keys(o.annotations).length) {
+    spec.annotations = { ...spec.annotations, ...o.annotations };
+  }
   if (o.netHost) {
     spec.linux.namespaces = spec.linux.namespaces.filter((n) => n.type !== "network");
     for (const f of o.hostFiles ?? []) {
@@ -275,7 +402,9 @@ export function applyOptions(spec: Spec, o: SpecOptions): void {
     delete spec.linux.maskedPaths;
     delete spec.linux.readonlyPaths;
     spec.linux.resources.devices = [{ allow: true, access: "rwm" }];
-    for (const m of spec.mounts) if (m.destination === "/sys") m.options = m.options.filter((x) => x !== "ro");
+    for (const m of spec.mounts) {
+      if (m.destination === "/sys") m.options = m.options.filter((x) => x !== "ro");
+    }
   }
   if (o.capAdd?.length || o.capDrop?.length) {
     let caps = new Set(spec.process.capabilities.bounding);
@@ -291,10 +420,16 @@ export function applyOptions(spec: Spec, o: SpecOptions): void {
     spec.process.capabilities = { bounding: list, effective: [...list], permitted: [...list] };
   }
   if (o.readOnly) spec.root.readonly = true;
-  if (o.memoryLimit !== undefined && o.memoryLimit > 0) spec.linux.resources.memory = { limit: o.memoryLimit };
+  if (o.memoryLimit !== undefined && o.memoryLimit > 0) {
+    spec.linux.resources.memory = { limit: o.memoryLimit };
+  }
   if (o.cpus !== undefined && o.cpus > 0) {
     const period = 100_000;
-    spec.linux.resources.cpu = { ...spec.linux.resources.cpu, quota: Math.round(o.cpus * period), period };
+    spec.linux.resources.cpu = {
+      ...spec.linux.resources.cpu,
+      quota: Math.round(o.cpus * period),
+      period,
+    };
   }
   if (o.cpuShares !== undefined && o.cpuShares > 0) {
     spec.linux.resources.cpu = { ...spec.linux.resources.cpu, shares: o.cpuShares };
@@ -304,9 +439,14 @@ export function applyOptions(spec: Spec, o: SpecOptions): void {
     const type = i > 0 ? w.slice(0, i) : "";
     const path = w.slice(i + 1);
     if (!NAMESPACE_TYPES.has(type) || !path) {
-      throw invalidArgument(`--with-ns "${w}": expected TYPE:PATH with TYPE one of ${[...NAMESPACE_TYPES].join(", ")}`);
+      throw invalidArgument(
+        `--with-ns "${w}": expected TYPE:PATH with TYPE one of ${[...NAMESPACE_TYPES].join(", ")}`,
+      );
     }
-    spec.linux.namespaces = [...spec.linux.namespaces.filter((n) => n.type !== type), { type, path }];
+    spec.linux.namespaces = [...spec.linux.namespaces.filter((n) => n.type !== type), {
+      type,
+      path,
+    }];
   }
 }
 

@@ -1,11 +1,26 @@
 import assert from "node:assert/strict";
 import { Code, isCode } from "../errdefs/mod.ts";
-import { applyOptions, capsFromMask, DEFAULT_PATH, defaultSpec, mergeEnv, parseMountFlag, parseUser, withImageConfig } from "./mod.ts";
+import {
+  applyOptions,
+  capsFromMask,
+  DEFAULT_PATH,
+  defaultSpec,
+  mergeEnv,
+  parseMountFlag,
+  parseUser,
+  withImageConfig,
+} from "./mod.ts";
 
 Deno.test("oci: default spec has containerd's shape", () => {
   const s = defaultSpec("default", "c1");
   assert.equal(s.linux.cgroupsPath, "/default/c1");
-  assert.deepEqual(s.linux.namespaces.map((n) => n.type), ["pid", "ipc", "uts", "mount", "network"]);
+  assert.deepEqual(s.linux.namespaces.map((n) => n.type), [
+    "pid",
+    "ipc",
+    "uts",
+    "mount",
+    "network",
+  ]);
   assert.equal(s.mounts[0].destination, "/proc");
   assert.equal(s.process.capabilities.bounding.length, 14);
   assert.equal(s.root.path, "rootfs");
@@ -14,7 +29,13 @@ Deno.test("oci: default spec has containerd's shape", () => {
 
 Deno.test("oci: image config sets env, cwd, user and args; explicit args replace entrypoint+cmd", () => {
   const s = defaultSpec("ns", "c");
-  withImageConfig(s, { Env: ["FOO=1"], WorkingDir: "/w", User: "1000:50", Entrypoint: ["/bin/sh", "-c"], Cmd: ["echo hi"] });
+  withImageConfig(s, {
+    Env: ["FOO=1"],
+    WorkingDir: "/w",
+    User: "1000:50",
+    Entrypoint: ["/bin/sh", "-c"],
+    Cmd: ["echo hi"],
+  });
   assert.deepEqual(s.process.env, [DEFAULT_PATH, "FOO=1"]);
   assert.equal(s.process.cwd, "/w");
   assert.deepEqual(s.process.user, { uid: 1000, gid: 50 });
@@ -37,7 +58,10 @@ Deno.test("oci: user parsing", () => {
 
 Deno.test("oci: mount flag parsing like ctr's", () => {
   assert.deepEqual(parseMountFlag("type=bind,src=/a,dst=/b,options=rbind:ro"), {
-    type: "bind", source: "/a", destination: "/b", options: ["rbind", "ro"],
+    type: "bind",
+    source: "/a",
+    destination: "/b",
+    options: ["rbind", "ro"],
   });
   assert.throws(() => parseMountFlag("type=bind,src=/a"), (e) => isCode(e, Code.InvalidArgument));
   assert.throws(() => parseMountFlag("bogus"), (e) => isCode(e, Code.InvalidArgument));
@@ -46,15 +70,28 @@ Deno.test("oci: mount flag parsing like ctr's", () => {
 Deno.test("oci: run options (net-host, privileged, caps, limits, namespaces, read-only)", () => {
   const s = defaultSpec("ns", "c");
   applyOptions(s, {
-    tty: true, env: ["X=1"], cwd: "/tmp", netHost: true, hostFiles: ["/etc/resolv.conf"], readOnly: true,
-    memoryLimit: 1 << 20, cpus: 0.5, cpuShares: 512, capAdd: ["sys_admin"], capDrop: ["CAP_KILL"],
-    withNs: ["ipc:/proc/1/ns/ipc"], annotations: { a: "b" },
+    tty: true,
+    env: ["X=1"],
+    cwd: "/tmp",
+    netHost: true,
+    hostFiles: ["/etc/resolv.conf"],
+    readOnly: true,
+    memoryLimit: 1 << 20,
+    cpus: 0.5,
+    cpuShares: 512,
+    capAdd: ["sys_admin"],
+    capDrop: ["CAP_KILL"],
+    withNs: ["ipc:/proc/1/ns/ipc"],
+    annotations: { a: "b" },
     mounts: [{ type: "bind", source: "/x", destination: "/run", options: ["rbind"] }],
   });
   assert.equal(s.process.terminal, true);
   assert.ok(s.process.env.includes("X=1"));
   assert.ok(!s.linux.namespaces.some((n) => n.type === "network"));
-  assert.deepEqual(s.linux.namespaces.find((n) => n.type === "ipc"), { type: "ipc", path: "/proc/1/ns/ipc" });
+  assert.deepEqual(s.linux.namespaces.find((n) => n.type === "ipc"), {
+    type: "ipc",
+    path: "/proc/1/ns/ipc",
+  });
   assert.equal(s.root.readonly, true);
   assert.deepEqual(s.linux.resources.memory, { limit: 1 << 20 });
   assert.deepEqual(s.linux.resources.cpu, { quota: 50000, period: 100000, shares: 512 });
@@ -75,5 +112,8 @@ Deno.test("oci: run options (net-host, privileged, caps, limits, namespaces, rea
   const limited = defaultSpec("ns", "c");
   applyOptions(limited, { privileged: true, hostCaps: host });
   assert.deepEqual(limited.process.capabilities.bounding, host);
-  assert.throws(() => applyOptions(p, { withNs: ["bogus:/x"] }), (e) => isCode(e, Code.InvalidArgument));
+  assert.throws(
+    () => applyOptions(p, { withNs: ["bogus:/x"] }),
+    (e) => isCode(e, Code.InvalidArgument),
+  );
 });

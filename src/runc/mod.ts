@@ -79,9 +79,17 @@ async function lastLoggedError(cfg: RuncConfig): Promise<string | undefined> {
 }
 
 /** Builds the error for a failed runtime command, with the runtime's own reason. */
-async function runtimeError(cfg: RuncConfig, command: string, stderr: Uint8Array, code: number): Promise<BerthError> {
-  const reason = (await lastLoggedError(cfg)) ?? (new TextDecoder().decode(stderr).trim() || `exit status ${code}`);
-  const kind = /container (\S+ )?does not exist|container not found/i.test(reason) ? Code.NotFound : Code.Unknown;
+async function runtimeError(
+  cfg: RuncConfig,
+  command: string,
+  stderr: Uint8Array,
+  code: number,
+): Promise<BerthError> {
+  const reason = (await lastLoggedError(cfg)) ??
+    (new TextDecoder().decode(stderr).trim() || `exit status ${code}`);
+  const kind = /container (\S+ )?does not exist|container not found/i.test(reason)
+    ? Code.NotFound
+    : Code.Unknown;
   return new BerthError(kind, `${cfg.binary} ${command} failed: ${reason}`);
 }
 
@@ -92,10 +100,19 @@ async function runtimeError(cfg: RuncConfig, command: string, stderr: Uint8Array
  * "already gone" to every caller.
  */
 function notStarted(cfg: RuncConfig, command: string, err: unknown): BerthError {
-  return new BerthError(Code.Internal, `cannot run ${cfg.binary} ${command}: ${(err as Error).message}`, { cause: err });
+  return new BerthError(
+    Code.Internal,
+    `cannot run ${cfg.binary} ${command}: ${(err as Error).message}`,
+    { cause: err },
+  );
 }
 
-async function runtimeCall(cfg: RuncConfig, command: string, args: string[], input?: Uint8Array): Promise<Uint8Array> {
+async function runtimeCall(
+  cfg: RuncConfig,
+  command: string,
+  args: string[],
+  input?: Uint8Array,
+): Promise<Uint8Array> {
   let r;
   try {
     r = await run(cfg.binary, [...globalArgs(cfg), command, ...args], { input });
@@ -155,7 +172,12 @@ async function drain(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
 }
 
 /** `runtime create`: sets up container `id` from `bundle`, stopped before the user process. */
-export function runcCreate(cfg: RuncConfig, id: string, bundle: string, opts: StartOptions): Promise<Started> {
+export function runcCreate(
+  cfg: RuncConfig,
+  id: string,
+  bundle: string,
+  opts: StartOptions,
+): Promise<Started> {
   return startDetached(cfg, "create", ["--bundle", bundle, id], opts);
 }
 
@@ -177,7 +199,12 @@ export async function runcStart(cfg: RuncConfig, id: string): Promise<void> {
 }
 
 /** `runtime kill`: signals the container's init, or all its processes. */
-export async function runcKill(cfg: RuncConfig, id: string, signal: number, all = false): Promise<void> {
+export async function runcKill(
+  cfg: RuncConfig,
+  id: string,
+  signal: number,
+  all = false,
+): Promise<void> {
   await runtimeCall(cfg, "kill", [...(all ? ["--all"] : []), id, String(signal)]);
 }
 
@@ -203,7 +230,8 @@ export async function runcResume(cfg: RuncConfig, id: string): Promise<void> {
 
 /** `runtime ps`: the pids of every process in the container. */
 export async function runcPs(cfg: RuncConfig, id: string): Promise<number[]> {
-  const out = new TextDecoder().decode(await runtimeCall(cfg, "ps", ["--format", "json", id])).trim();
+  const out = new TextDecoder().decode(await runtimeCall(cfg, "ps", ["--format", "json", id]))
+    .trim();
   return out ? (JSON.parse(out) as number[] | null) ?? [] : [];
 }
 
@@ -225,7 +253,12 @@ export async function runcState(cfg: RuncConfig, id: string): Promise<RuncState>
 
 /** `runtime update --resources -`: applies new OCI linux resources. */
 export async function runcUpdate(cfg: RuncConfig, id: string, resources: unknown): Promise<void> {
-  await runtimeCall(cfg, "update", ["--resources", "-", id], new TextEncoder().encode(JSON.stringify(resources)));
+  await runtimeCall(
+    cfg,
+    "update",
+    ["--resources", "-", id],
+    new TextEncoder().encode(JSON.stringify(resources)),
+  );
 }
 
 /** `runtime checkpoint`; needs criu, whose own error is passed on when it fails. */

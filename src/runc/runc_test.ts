@@ -3,7 +3,10 @@ import { Code, isCode } from "../errdefs/mod.ts";
 import { makeBundle } from "../../tests/support/bundle.ts";
 import { runcCreate, runcDelete, runcKill, runcPs, runcStart, runcState } from "./mod.ts";
 
-async function withBundle(args: string[], fn: (dir: string, root: string) => Promise<void>): Promise<void> {
+async function withBundle(
+  args: string[],
+  fn: (dir: string, root: string) => Promise<void>,
+): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "berth-runc-" });
   try {
     await makeBundle(dir, { args });
@@ -17,7 +20,11 @@ Deno.test("runc driver: create, state, start, output through inherited pipes, ex
   await withBundle(["sh", "-c", "echo out; echo err >&2; exit 3"], async (dir, root) => {
     const cfg = { binary: "runc", root, log: `${dir}/log.json` };
     const id = `t${crypto.randomUUID().slice(0, 8)}`;
-    const created = await runcCreate(cfg, id, dir, { pidFile: `${dir}/init.pid`, stdout: "piped", stderr: "piped" });
+    const created = await runcCreate(cfg, id, dir, {
+      pidFile: `${dir}/init.pid`,
+      stdout: "piped",
+      stderr: "piped",
+    });
     try {
       assert.ok(created.pid > 0);
       assert.equal((await runcState(cfg, id)).status, "created");

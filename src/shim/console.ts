@@ -56,12 +56,16 @@ export async function openConsoleSocket(): Promise<ConsoleSocket> {
       try {
         conn = await accept(fd, { signal });
       } catch (err) {
-        if (signal.aborted) throw new BerthError(Code.DeadlineExceeded, "no terminal received from the runtime");
+        if (signal.aborted) {
+          throw new BerthError(Code.DeadlineExceeded, "no terminal received from the runtime");
+        }
         throw err;
       }
       try {
         const { fds } = await recvFds(conn, new Uint8Array(4096), { signal });
-        if (fds.length === 0) throw new BerthError(Code.Internal, "console socket: the runtime sent no terminal");
+        if (fds.length === 0) {
+          throw new BerthError(Code.Internal, "console socket: the runtime sent no terminal");
+        }
         for (const extra of fds.slice(1)) close(extra);
         return fds[0];
       } finally {
@@ -123,7 +127,9 @@ class Console implements ConsoleIO {
       try {
         n = await readFd(this.master, buf);
       } catch (err) {
-        if (this.masterOpen && !isErrno(err, "EIO")) log.warn("reading the terminal failed", { error: err });
+        if (this.masterOpen && !isErrno(err, "EIO")) {
+          log.warn("reading the terminal failed", { error: err });
+        }
         break; // EIO: every slave closed, the terminal's end of output
       }
       if (n === 0) break;
@@ -178,7 +184,9 @@ class Console implements ConsoleIO {
     // Let a write that is under way finish (bounded: a container that never
     // reads its terminal must not hold the shim); close() then fails any
     // wait still registered on the fd.
-    for (let i = 0; this.inflightWrites > 0 && i < 200; i++) await new Promise((r) => setTimeout(r, 5));
+    for (let i = 0; this.inflightWrites > 0 && i < 200; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
     close(this.master);
   }
 
@@ -194,11 +202,19 @@ class Console implements ConsoleIO {
  * Starts copying between a terminal master and the process's fifos
  * (stdout carries the terminal's output; stderr is unused with a terminal).
  */
-export function copyConsole(master: number, stdio: StdioPaths, _id: string, _namespace: string): Promise<ConsoleIO> {
+export function copyConsole(
+  master: number,
+  stdio: StdioPaths,
+  _id: string,
+  _namespace: string,
+): Promise<ConsoleIO> {
   const opened: number[] = [];
   try {
     if (/^[a-z]+:\/\//.test(stdio.stdout) && !stdio.stdout.startsWith("fifo://")) {
-      throw new BerthError(Code.Unimplemented, `terminal output to ${stdio.stdout.split(":")[0]} URIs is not supported`);
+      throw new BerthError(
+        Code.Unimplemented,
+        `terminal output to ${stdio.stdout.split(":")[0]} URIs is not supported`,
+      );
     }
     let stdin: ConsoleFifos["stdin"] = null;
     if (stdio.stdin) {
@@ -208,7 +224,9 @@ export function copyConsole(master: number, stdio: StdioPaths, _id: string, _nam
       opened.push(fd);
       stdin = { fd, hold };
     }
-    const stdout = stdio.stdout ? openFifo(stdio.stdout.replace(/^fifo:\/\//, ""), "readwrite") : -1;
+    const stdout = stdio.stdout
+      ? openFifo(stdio.stdout.replace(/^fifo:\/\//, ""), "readwrite")
+      : -1;
     return Promise.resolve(new Console(master, { stdin, stdout }));
   } catch (err) {
     for (const fd of opened) closeQuietly(fd);

@@ -5,11 +5,20 @@
  * @module
  */
 
-import { alreadyExists, BerthError, Code, failedPrecondition, internal, invalidArgument, isCode, notFound } from "../errdefs/mod.ts";
+import {
+  alreadyExists,
+  BerthError,
+  Code,
+  failedPrecondition,
+  internal,
+  invalidArgument,
+  isCode,
+  notFound,
+} from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import {
-  type RuncConfig,
   runcCheckpoint,
+  type RuncConfig,
   runcCreate,
   runcDelete,
   runcExec,
@@ -28,7 +37,7 @@ import { runcConfigFor, type RuntimeOptions, writeRuntimeOptions } from "./optio
 import { decodeRuntimeOptions } from "./runtime_options.ts";
 import { Process } from "./process.ts";
 import type { Reaper } from "./reaper.ts";
-import { type MountSpec, mountAll, unmountAll } from "./rootfs.ts";
+import { mountAll, type MountSpec, unmountAll } from "./rootfs.ts";
 import { cgroupOf, type CgroupRef, oomKillCount } from "./stats.ts";
 import type { Any } from "@bufbuild/protobuf/wkt";
 
@@ -135,7 +144,9 @@ export class Container {
   /** Create: mounts the rootfs, runs `runc create`, and follows the init process. */
   static async create(p: CreateParams, env: ContainerEnv): Promise<Container> {
     if (p.checkpoint) {
-      throw failedPrecondition("restore from a checkpoint is not supported: criu does not work on this host");
+      throw failedPrecondition(
+        "restore from a checkpoint is not supported: criu does not work on this host",
+      );
     }
     const options = decodeRuntimeOptions(p.options);
     const runc = runcConfigFor(options, env.namespace, p.bundle, env.debug);
@@ -195,7 +206,10 @@ export class Container {
 
   /** The state a process reports: an exec of a paused container is paused too. */
   stateOf(p: Process): string {
-    if (!p.isInit && (this.init.state === "paused" || this.init.state === "pausing") && p.state === "running") {
+    if (
+      !p.isInit && (this.init.state === "paused" || this.init.state === "pausing") &&
+      p.state === "running"
+    ) {
       return this.init.state;
     }
     return p.state === "deleted" ? "stopped" : p.state;
@@ -205,7 +219,9 @@ export class Container {
   async start(execId: string, announce: (p: Process) => void): Promise<Process> {
     const p = this.process(execId);
     return await p.gated(async () => {
-      if (p.state !== "created") throw failedPrecondition(`cannot start a ${this.stateOf(p)} process`);
+      if (p.state !== "created") {
+        throw failedPrecondition(`cannot start a ${this.stateOf(p)} process`);
+      }
       if (p.isInit) {
         await runcStart(this.runc, this.id).catch((err) => {
           throw prefixed(err, "OCI runtime start failed");
@@ -257,7 +273,9 @@ export class Container {
     if (this.execs.has(execId) || this.reserved.has(execId)) throw alreadyExists(`id ${execId}`);
     if (!spec) throw invalidArgument("exec needs a process spec");
     const s = this.init.state;
-    if (s !== "created" && s !== "running") throw failedPrecondition(`cannot exec in a ${s} container`);
+    if (s !== "created" && s !== "running") {
+      throw failedPrecondition(`cannot exec in a ${s} container`);
+    }
     try {
       JSON.parse(new TextDecoder().decode(spec.value));
     } catch (err) {
@@ -290,8 +308,9 @@ export class Container {
     try {
       await runcDelete(this.runc, this.id, p.state === "created");
     } catch (e) {
-      if (isCode(e, Code.Internal)) err = internal(`failed to delete task: ${(e as Error).message}`, e);
-      else if (!isCode(e, Code.NotFound)) err = prefixed(e, "failed to delete task");
+      if (isCode(e, Code.Internal)) {
+        err = internal(`failed to delete task: ${(e as Error).message}`, e);
+      } else if (!isCode(e, Code.NotFound)) err = prefixed(e, "failed to delete task");
     }
     p.state = "deleted";
     await p.releaseIO();
@@ -355,7 +374,9 @@ export class Container {
   /** Update: new linux resources (the Any holds their JSON). */
   async update(resources: Any | undefined): Promise<void> {
     const s = this.init.state;
-    if (s === "stopped" || s === "deleted") throw failedPrecondition(`cannot update a ${s} container`);
+    if (s === "stopped" || s === "deleted") {
+      throw failedPrecondition(`cannot update a ${s} container`);
+    }
     if (!resources) throw invalidArgument("update needs resources");
     let parsed: unknown;
     try {
@@ -369,10 +390,16 @@ export class Container {
   /** Checkpoint through runc (needs a working criu); criu's own error is passed on. */
   async checkpoint(path: string, opts: { exit: boolean; workPath: string }): Promise<void> {
     const s = this.init.state;
-    if (s !== "running" && s !== "paused") throw failedPrecondition(`cannot checkpoint a ${s} container`);
+    if (s !== "running" && s !== "paused") {
+      throw failedPrecondition(`cannot checkpoint a ${s} container`);
+    }
     const work = opts.workPath || `${this.bundle}/criu-work`;
     try {
-      await runcCheckpoint(this.runc, this.id, { imagePath: path, workPath: work, leaveRunning: !opts.exit });
+      await runcCheckpoint(this.runc, this.id, {
+        imagePath: path,
+        workPath: work,
+        leaveRunning: !opts.exit,
+      });
     } catch (err) {
       // criu's own reason is in its dump log; keep a copy in the bundle, as containerd does.
       const kept = `${this.bundle}/criu-dump.log`;
@@ -380,13 +407,17 @@ export class Container {
       try {
         const text = await Deno.readTextFile(`${work}/dump.log`);
         await Deno.writeTextFile(kept, text);
-        reasons = text.split("\n").filter((l) => /Error|error/.test(l)).slice(-3).map((l) => l.trim()).join("; ");
+        reasons = text.split("\n").filter((l) => /Error|error/.test(l)).slice(-3).map((l) =>
+          l.trim()
+        ).join("; ");
       } catch {
         // no dump log: runc's message is all there is
       }
       throw new BerthError(
         Code.FailedPrecondition,
-        `checkpoint failed: ${(err as Error).message.split("\n")[0]}${reasons ? `; criu: ${reasons}` : ""} (log: ${kept})`,
+        `checkpoint failed: ${(err as Error).message.split("\n")[0]}${
+          reasons ? `; criu: ${reasons}` : ""
+        } (log: ${kept})`,
       );
     } finally {
       if (!opts.workPath) await Deno.remove(work, { recursive: true }).catch(() => {});
@@ -413,7 +444,9 @@ export class Container {
 }
 
 function prefixed(err: unknown, what: string): BerthError {
-  if (err instanceof BerthError) return new BerthError(err.code, `${what}: ${err.message}`, { cause: err });
+  if (err instanceof BerthError) {
+    return new BerthError(err.code, `${what}: ${err.message}`, { cause: err });
+  }
   return new BerthError(Code.Unknown, `${what}: ${(err as Error).message ?? err}`, { cause: err });
 }
 
@@ -425,6 +458,8 @@ function killError(err: unknown): BerthError {
   if (/container not running|no such process|process already finished/i.test(msg)) {
     return new BerthError(Code.NotFound, "process already finished: not found");
   }
-  if (/does not exist|not found/i.test(msg)) return new BerthError(Code.NotFound, `no such container: ${msg}`);
+  if (/does not exist|not found/i.test(msg)) {
+    return new BerthError(Code.NotFound, `no such container: ${msg}`);
+  }
   return new BerthError(Code.Unknown, `unknown error after kill: ${msg}`);
 }

@@ -64,7 +64,11 @@ function varint(out: number[], value: number): void {
  * containerd.task.v2.DeleteResponse: pid = 1, exit_status = 2 (uint32),
  * exited_at = 3 (google.protobuf.Timestamp: seconds = 1, nanos = 2).
  */
-export function encodeDeleteResponse(pid: number, exitStatus: number, exitedAtMs: number): Uint8Array {
+export function encodeDeleteResponse(
+  pid: number,
+  exitStatus: number,
+  exitedAtMs: number,
+): Uint8Array {
   const seconds = Math.floor(exitedAtMs / 1000);
   const nanos = Math.round((exitedAtMs - seconds * 1000) * 1e6);
   // proto3 leaves zero values out.

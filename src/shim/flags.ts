@@ -39,7 +39,10 @@ const BOOL_FLAGS = new Set(["debug", "v"]);
  * `-name=value`, `--name` as well as `-name`, booleans without a value;
  * parsing stops at the first non-flag, which is the action.
  */
-export function parseShimFlags(args: string[], env: (name: string) => string | undefined = Deno.env.get): ShimFlags {
+export function parseShimFlags(
+  args: string[],
+  env: (name: string) => string | undefined = Deno.env.get,
+): ShimFlags {
   const flags: ShimFlags = {
     namespace: "",
     address: "",
@@ -69,7 +72,9 @@ export function parseShimFlags(args: string[], env: (name: string) => string | u
       if (name === "v") flags.action = "version";
       continue;
     }
-    if (!STRING_FLAGS.has(name)) throw invalidArgument(`shim: flag provided but not defined: -${name}`);
+    if (!STRING_FLAGS.has(name)) {
+      throw invalidArgument(`shim: flag provided but not defined: -${name}`);
+    }
     if (value === undefined) {
       if (i + 1 >= args.length) throw invalidArgument(`shim: flag needs an argument: -${name}`);
       value = args[++i];
@@ -101,7 +106,14 @@ export function parseShimFlags(args: string[], env: (name: string) => string | u
 
 /** The argv that reproduces `flags` (for the serve process `start` spawns). */
 export function formatShimFlags(flags: ShimFlags): string[] {
-  const out = ["-namespace", flags.namespace, "-address", flags.address, "-publish-binary", flags.publishBinary];
+  const out = [
+    "-namespace",
+    flags.namespace,
+    "-address",
+    flags.address,
+    "-publish-binary",
+    flags.publishBinary,
+  ];
   if (flags.id) out.push("-id", flags.id);
   if (flags.bundle) out.push("-bundle", flags.bundle);
   if (flags.socket) out.push("-socket", flags.socket);

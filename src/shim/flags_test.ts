@@ -6,7 +6,18 @@ const env = (vars: Record<string, string>) => (name: string) => vars[name];
 
 Deno.test("flags: containerd's start call", () => {
   const f = parseShimFlags(
-    ["-namespace", "default", "-address", "/run/containerd/containerd.sock", "-publish-binary", "/usr/bin/containerd", "-id", "c1", "-debug", "start"],
+    [
+      "-namespace",
+      "default",
+      "-address",
+      "/run/containerd/containerd.sock",
+      "-publish-binary",
+      "/usr/bin/containerd",
+      "-id",
+      "c1",
+      "-debug",
+      "start",
+    ],
     env({ TTRPC_ADDRESS: "/run/containerd/containerd.sock.ttrpc" }),
   );
   assert.equal(f.namespace, "default");
@@ -29,12 +40,26 @@ Deno.test("flags: -name=value, --name, defaults, delete with -bundle", () => {
 });
 
 Deno.test("flags: unknown flag and missing value are InvalidArgument", () => {
-  assert.throws(() => parseShimFlags(["-bogus", "1", "start"], env({})), (e) => isCode(e, Code.InvalidArgument));
+  assert.throws(
+    () => parseShimFlags(["-bogus", "1", "start"], env({})),
+    (e) => isCode(e, Code.InvalidArgument),
+  );
   assert.throws(() => parseShimFlags(["-id"], env({})), (e) => isCode(e, Code.InvalidArgument));
 });
 
 Deno.test("flags: format round-trips", () => {
-  const f = parseShimFlags(["-namespace", "n", "-address", "/a", "-id", "i", "-socket", "/s", "-debug", "serve"], env({}));
+  const f = parseShimFlags([
+    "-namespace",
+    "n",
+    "-address",
+    "/a",
+    "-id",
+    "i",
+    "-socket",
+    "/s",
+    "-debug",
+    "serve",
+  ], env({}));
   const again = parseShimFlags([...formatShimFlags(f), "serve"], env({}));
   assert.deepEqual({ ...again, ttrpcAddress: "" }, { ...f, ttrpcAddress: "" });
 });

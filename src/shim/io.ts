@@ -102,7 +102,11 @@ function shared(sink: Sink, users: number): Sink {
  * containerd's shims). Write errors end the copying, but the stream is
  * still drained so the container never blocks on a full pipe.
  */
-async function copyOut(stream: ReadableStream<Uint8Array>, dest: Sink | null, what: string): Promise<void> {
+async function copyOut(
+  stream: ReadableStream<Uint8Array>,
+  dest: Sink | null,
+  what: string,
+): Promise<void> {
   const reader = stream.getReader();
   let failed = dest === null;
   try {
@@ -190,8 +194,12 @@ class PipeIO implements ProcessIO {
 
   attach(child: Deno.ChildProcess): void {
     const copies: Promise<void>[] = [];
-    if (this.runtimeStdio.stdout === "piped") copies.push(copyOut(child.stdout, this.stdout, "stdout"));
-    if (this.runtimeStdio.stderr === "piped") copies.push(copyOut(child.stderr, this.stderr, "stderr"));
+    if (this.runtimeStdio.stdout === "piped") {
+      copies.push(copyOut(child.stdout, this.stdout, "stdout"));
+    }
+    if (this.runtimeStdio.stderr === "piped") {
+      copies.push(copyOut(child.stderr, this.stderr, "stderr"));
+    }
     this.drained = Promise.all(copies).then(() => {});
     if (this.stdin) this.copyIn(this.stdin.fd, child.stdin);
   }
@@ -268,7 +276,11 @@ async function stopLogger(logger: Deno.ChildProcess): Promise<void> {
  * CONTAINER_NAMESPACE. Deno cannot hand extra fds to a child, so fds 3-5 are
  * fifos in a private temp dir that /bin/sh opens before it execs the program.
  */
-async function startLogger(uri: URL, id: string, namespace: string): Promise<{ child: Deno.ChildProcess; out: Sink; err: Sink }> {
+async function startLogger(
+  uri: URL,
+  id: string,
+  namespace: string,
+): Promise<{ child: Deno.ChildProcess; out: Sink; err: Sink }> {
   const args: string[] = [];
   const seen = new Set<string>();
   for (const [k, v] of uri.searchParams) {
@@ -281,7 +293,16 @@ async function startLogger(uri: URL, id: string, namespace: string): Promise<{ c
   try {
     for (const name of ["out", "err", "ready"]) mkfifo(`${dir}/${name}`, 0o600);
     const script = 'exec 3<"$1" 4<"$2" 5>"$3"; shift 3; exec "$@"';
-    const child = spawn("/bin/sh", ["-c", script, "sh", `${dir}/out`, `${dir}/err`, `${dir}/ready`, decodeURIComponent(uri.pathname), ...args], {
+    const child = spawn("/bin/sh", [
+      "-c",
+      script,
+      "sh",
+      `${dir}/out`,
+      `${dir}/err`,
+      `${dir}/ready`,
+      decodeURIComponent(uri.pathname),
+      ...args,
+    ], {
       clearEnv: true,
       env: { CONTAINER_ID: id, CONTAINER_NAMESPACE: namespace },
       stdin: "null",
@@ -293,11 +314,17 @@ async function startLogger(uri: URL, id: string, namespace: string): Promise<{ c
     const err = fifoSink(`${dir}/err`);
     // sh opens fd 5 (for writing) only once the others are open; a blocking
     // open here waits for it, briefly.
-    const result = await Promise.race([Deno.open(`${dir}/ready`, { read: true }), child.status.then((s) => s)]);
+    const result = await Promise.race([
+      Deno.open(`${dir}/ready`, { read: true }),
+      child.status.then((s) => s),
+    ]);
     if (!(result instanceof Deno.FsFile)) {
       out.close();
       err.close();
-      throw new BerthError(Code.Internal, `logging binary ${uri.pathname} exited with status ${result.code} before it was ready`);
+      throw new BerthError(
+        Code.Internal,
+        `logging binary ${uri.pathname} exited with status ${result.code} before it was ready`,
+      );
     }
     // Ready when the program writes a byte or closes fd 5 (EOF).
     await Promise.race([result.read(new Uint8Array(1)), child.status]);
@@ -312,13 +339,20 @@ async function startLogger(uri: URL, id: string, namespace: string): Promise<{ c
  * Prepares the shim's side of a process's stdio (no terminal); fifos are
  * opened here, before the runtime runs, so a bad path fails the request.
  */
-export async function openProcessIO(paths: StdioPaths, id: string, namespace: string): Promise<ProcessIO> {
+export async function openProcessIO(
+  paths: StdioPaths,
+  id: string,
+  namespace: string,
+): Promise<ProcessIO> {
   let stdin: StdinFifo | null = null;
   if (paths.stdin !== "") {
     try {
       stdin = openStdin(paths.stdin);
     } catch (err) {
-      throw new BerthError(Code.InvalidArgument, `open stdin fifo ${paths.stdin}: ${(err as Error).message}`);
+      throw new BerthError(
+        Code.InvalidArgument,
+        `open stdin fifo ${paths.stdin}: ${(err as Error).message}`,
+      );
     }
   }
   const scheme = /^([a-z]+):\/\//.exec(paths.stdout)?.[1] ?? "";
@@ -326,12 +360,18 @@ export async function openProcessIO(paths: StdioPaths, id: string, namespace: st
   try {
     if (scheme === "binary") {
       const logger = await startLogger(new URL(paths.stdout), id, namespace);
-      return new PipeIO(logger.out, logger.err, stdin, { logger: logger.child, wantStdout: true, wantStderr: true });
+      return new PipeIO(logger.out, logger.err, stdin, {
+        logger: logger.child,
+        wantStdout: true,
+        wantStderr: true,
+      });
     }
     if (scheme === "file") {
       const path = decodeURIComponent(new URL(paths.stdout).pathname);
       await Deno.mkdir(path.slice(0, path.lastIndexOf("/")) || "/", { recursive: true });
-      const file = fileSink(await Deno.open(path, { write: true, append: true, create: true, mode: 0o644 }));
+      const file = fileSink(
+        await Deno.open(path, { write: true, append: true, create: true, mode: 0o644 }),
+      );
       // One file, opened for appending, takes both streams; closed after both.
       const both = shared(file, 2);
       return new PipeIO(both, both, stdin, { wantStdout: true, wantStderr: true });
@@ -340,7 +380,10 @@ export async function openProcessIO(paths: StdioPaths, id: string, namespace: st
     const out = await openOut(paths.stdout.replace(/^fifo:\/\//, ""));
     if (out) opened.push(out);
     const err = await openOut(paths.stderr.replace(/^fifo:\/\//, ""));
-    return new PipeIO(out, err, stdin, { wantStdout: paths.stdout !== "", wantStderr: paths.stderr !== "" });
+    return new PipeIO(out, err, stdin, {
+      wantStdout: paths.stdout !== "",
+      wantStderr: paths.stderr !== "",
+    });
   } catch (err) {
     for (const o of opened) closeQuietly(o);
     if (stdin) {

@@ -40,7 +40,12 @@ export function defaultRuntimeOptions(): RuntimeOptions {
 }
 
 /** How to call the runtime for a container of `namespace` whose bundle is `bundle`. */
-export function runcConfigFor(opts: RuntimeOptions, namespace: string, bundle: string, debug = false): RuncConfig {
+export function runcConfigFor(
+  opts: RuntimeOptions,
+  namespace: string,
+  bundle: string,
+  debug = false,
+): RuncConfig {
   return {
     binary: opts.binaryName || "runc",
     root: `${opts.root || DEFAULT_RUNC_ROOT}/${namespace}`,
@@ -60,7 +65,10 @@ export async function writeRuntimeOptions(bundle: string, opts: RuntimeOptions):
 /** Reads the settings saved in the bundle; defaults when there are none (the shim died before Create). */
 export async function readRuntimeOptions(bundle: string): Promise<RuntimeOptions> {
   try {
-    return { ...defaultRuntimeOptions(), ...JSON.parse(await Deno.readTextFile(`${bundle}/${OPTIONS_FILE}`)) };
+    return {
+      ...defaultRuntimeOptions(),
+      ...JSON.parse(await Deno.readTextFile(`${bundle}/${OPTIONS_FILE}`)),
+    };
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return defaultRuntimeOptions();
     throw err;

@@ -119,7 +119,9 @@ export class Process {
   /** Sends `signal` to this process only, through its pidfd (never a recycled pid). */
   signal(signal: number): void {
     if (this.state === "deleted") throw notFound(`process ${this.execId || "init"} (deleted)`);
-    if (this.pid === 0 || !this.watched) throw failedPrecondition(`process ${this.execId} not created`);
+    if (this.pid === 0 || !this.watched) {
+      throw failedPrecondition(`process ${this.execId} not created`);
+    }
     if (this.exit) throw new BerthError(Code.NotFound, "process already finished: not found");
     this.watched.signal(signal);
   }

@@ -18,7 +18,10 @@ import { Events } from "../gen/containerd/services/events/ttrpc/v1/events_pb.ts"
 
 /** Packs an event the way containerd's typeurl names it: the bare message name, no URL prefix. */
 export function packEvent<D extends DescMessage>(schema: D, init: MessageInitShape<D>): Any {
-  return create(AnySchema, { typeUrl: schema.typeName, value: toBinary(schema, create(schema, init)) });
+  return create(AnySchema, {
+    typeUrl: schema.typeName,
+    value: toBinary(schema, create(schema, init)),
+  });
 }
 
 /** One queued event. */
@@ -107,7 +110,12 @@ export class Publisher {
         this.delivered++;
         return;
       } catch (err) {
-        log.warn("publishing event failed", { topic: item.topic, attempt: i, ttrpc: String(why), binary: String(err) });
+        log.warn("publishing event failed", {
+          topic: item.topic,
+          attempt: i,
+          ttrpc: String(why),
+          binary: String(err),
+        });
       }
       if (i >= attempts || (this.closing && i >= 2)) {
         this.dropped++;
@@ -141,7 +149,10 @@ export class Publisher {
         topic: item.topic,
         event: item.event,
       },
-    }, { timeoutMs: FORWARD_TIMEOUT_MS, metadata: { [NAMESPACE_METADATA_KEY]: this.opts.namespace } });
+    }, {
+      timeoutMs: FORWARD_TIMEOUT_MS,
+      metadata: { [NAMESPACE_METADATA_KEY]: this.opts.namespace },
+    });
   }
 
   private async publishWithBinary(item: Item): Promise<void> {
@@ -155,7 +166,9 @@ export class Publisher {
       "--namespace",
       this.opts.namespace,
     ], { input: toBinary(AnySchema, item.event) });
-    if (!r.success) throw new Error(new TextDecoder().decode(r.stderr).trim() || `exit status ${r.code}`);
+    if (!r.success) {
+      throw new Error(new TextDecoder().decode(r.stderr).trim() || `exit status ${r.code}`);
+    }
   }
 
   /** Delivers what is queued (each event still gets its retries, bounded by `timeoutMs`), then closes. */

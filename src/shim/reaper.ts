@@ -28,7 +28,14 @@
 import { notFound } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import { isOwnChild } from "../spawn/mod.ts";
-import { close, type ExitInfo, pidfdOpen, pidfdSendSignal, waitPid, waitPidfd } from "../../ffi/mod.ts";
+import {
+  close,
+  type ExitInfo,
+  pidfdOpen,
+  pidfdSendSignal,
+  waitPid,
+  waitPidfd,
+} from "../../ffi/mod.ts";
 
 const SLOW_SWEEP_MS = 1000;
 
@@ -59,7 +66,9 @@ class Entry implements Watched {
     try {
       pidfdSendSignal(this.fd, signal);
     } catch (err) {
-      if ((err as { code?: string }).code === "ESRCH") throw notFound(`process ${this.pid} already finished`);
+      if ((err as { code?: string }).code === "ESRCH") {
+        throw notFound(`process ${this.pid} already finished`);
+      }
       throw err;
     }
   }
@@ -77,7 +86,7 @@ function childPids(): number[] {
   try {
     for (const t of Deno.readDirSync(`/proc/${Deno.pid}/task`)) {
       const text = Deno.readTextFileSync(`/proc/${Deno.pid}/task/${t.name}/children`).trim();
-      if (text) for (const p of text.split(" ")) out.push(Number(p));
+      if (text) { for (const p of text.split(" ")) out.push(Number(p)); }
     }
   } catch {
     // a thread ended while listing: the next sweep sees the rest
@@ -182,6 +191,8 @@ export class Reaper {
 
   /** A line for the state dump. */
   dump(): string {
-    return `reaper: following ${[...this.tracked.keys()].join(",") || "none"}; holds=${this.holds}; orphans reaped=${this.orphansReaped}`;
+    return `reaper: following ${
+      [...this.tracked.keys()].join(",") || "none"
+    }; holds=${this.holds}; orphans reaped=${this.orphansReaped}`;
   }
 }

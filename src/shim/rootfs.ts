@@ -93,9 +93,13 @@ function compactLowerdirs(options: string[]): { chdir: string; options: string[]
 export function mountOne(m: MountSpec, target: string): void {
   let options = m.options;
   let chdir = "";
-  if (m.type === "overlay" && options.join("").length >= PAGE - 512) ({ chdir, options } = compactLowerdirs(options));
+  if (m.type === "overlay" && options.join("").length >= PAGE - 512) {
+    ({ chdir, options } = compactLowerdirs(options));
+  }
   const { flags, data } = parseMountOptions(options);
-  if (data.length > PAGE) throw new BerthError(Code.InvalidArgument, `mount options of ${m.source} are too long`);
+  if (data.length > PAGE) {
+    throw new BerthError(Code.InvalidArgument, `mount options of ${m.source} are too long`);
+  }
   const plain = flags & ~PROPAGATION;
   const describe = `mount ${m.type} ${m.source} on ${target}`;
   try {
@@ -115,7 +119,9 @@ export function mountOne(m: MountSpec, target: string): void {
       }
     }
     if (flags & PROPAGATION) mount("", target, "", flags & (PROPAGATION | MS.REC | MS.SILENT), "");
-    if ((plain & (MS.BIND | MS.RDONLY)) === (MS.BIND | MS.RDONLY)) mount("", target, "", plain | MS.REMOUNT, "");
+    if ((plain & (MS.BIND | MS.RDONLY)) === (MS.BIND | MS.RDONLY)) {
+      mount("", target, "", plain | MS.REMOUNT, "");
+    }
   } catch (err) {
     throw new BerthError(Code.Internal, `${describe}: ${(err as Error).message}`, { cause: err });
   }

@@ -20,7 +20,9 @@ export function decodeRuntimeOptions(any: Any | undefined): RuntimeOptions {
   if (!any || any.typeUrl === "") return opts;
   const name = any.typeUrl.slice(any.typeUrl.lastIndexOf("/") + 1);
   if (name !== "containerd.runc.v1.Options") {
-    throw invalidArgument(`unsupported runtime options type "${any.typeUrl}" (want containerd.runc.v1.Options)`);
+    throw invalidArgument(
+      `unsupported runtime options type "${any.typeUrl}" (want containerd.runc.v1.Options)`,
+    );
   }
   const o = fromBinary(OptionsSchema, any.value);
   return {
@@ -35,4 +37,3 @@ export function decodeRuntimeOptions(any: Any | undefined): RuntimeOptions {
     criuWorkPath: o.criuWorkPath,
   };
 }
-

@@ -12,7 +12,10 @@ import { alreadyExists, BerthError, Code, invalidArgument, notFound } from "../e
 import { log } from "../log/mod.ts";
 import type { CallContext, ServiceImpl } from "../ttrpc/mod.ts";
 import * as ev from "../gen/containerd/events/task_pb.ts";
-import { CheckpointOptionsSchema, ProcessDetailsSchema } from "../gen/containerd/runc/v1/options_pb.ts";
+import {
+  CheckpointOptionsSchema,
+  ProcessDetailsSchema,
+} from "../gen/containerd/runc/v1/options_pb.ts";
 import { Status } from "../gen/containerd/types/task_pb.ts";
 import type { Task } from "../gen/containerd/task/v2/shim_pb.ts";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -117,11 +120,15 @@ export class TaskService {
   dump(): string {
     const lines = [`containers: ${this.containers.size}, events queued: ${this.pub.pending}`];
     for (const c of this.containers.values()) {
-      lines.push(`container ${c.id} bundle=${c.bundle} runtime=${c.runc.binary} root=${c.runc.root}`);
+      lines.push(
+        `container ${c.id} bundle=${c.bundle} runtime=${c.runc.binary} root=${c.runc.root}`,
+      );
       for (const p of c.all()) {
         const key = `${c.id}/${p.execId}`;
         lines.push(
-          `  ${p.execId || "init"} pid=${p.pid} state=${c.stateOf(p)} exit=${p.exit ? p.exit.status : "-"} waits=${this.waiting.get(key) ?? 0} terminal=${p.stdio.terminal}`,
+          `  ${p.execId || "init"} pid=${p.pid} state=${c.stateOf(p)} exit=${
+            p.exit ? p.exit.status : "-"
+          } waits=${this.waiting.get(key) ?? 0} terminal=${p.stdio.terminal}`,
         );
       }
     }
@@ -133,14 +140,21 @@ export class TaskService {
     return {
       create: async (req) => {
         if (!req.id) throw invalidArgument("create: id must not be empty");
-        if (this.containers.has(req.id) || this.creating.has(req.id)) throw alreadyExists(`container ${req.id}`);
+        if (this.containers.has(req.id) || this.creating.has(req.id)) {
+          throw alreadyExists(`container ${req.id}`);
+        }
         this.creating.add(req.id);
         try {
           const c = await Container.create({
             id: req.id,
             bundle: req.bundle,
             rootfs: req.rootfs.map((m) => ({ type: m.type, source: m.source, options: m.options })),
-            stdio: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+            stdio: {
+              stdin: req.stdin,
+              stdout: req.stdout,
+              stderr: req.stderr,
+              terminal: req.terminal,
+            },
             options: req.options,
             checkpoint: req.checkpoint,
           }, this.env).catch((err) => {
@@ -152,7 +166,12 @@ export class TaskService {
             containerId: req.id,
             bundle: req.bundle,
             rootfs: req.rootfs,
-            io: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+            io: {
+              stdin: req.stdin,
+              stdout: req.stdout,
+              stderr: req.stderr,
+              terminal: req.terminal,
+            },
             checkpoint: req.checkpoint,
             pid: c.init.pid,
           });
@@ -165,8 +184,9 @@ export class TaskService {
       start: async (req) => {
         const c = this.container(req.id);
         const p = await c.start(req.execId, (p) => {
-          if (p.isInit) this.pub.publish(TOPICS.start, ev.TaskStartSchema, { containerId: c.id, pid: p.pid });
-          else {
+          if (p.isInit) {
+            this.pub.publish(TOPICS.start, ev.TaskStartSchema, { containerId: c.id, pid: p.pid });
+          } else {
             this.pub.publish(TOPICS.execStarted, ev.TaskExecStartedSchema, {
               containerId: c.id,
               execId: p.execId,
@@ -197,8 +217,16 @@ export class TaskService {
 
       exec: (req) => {
         const c = this.container(req.id);
-        c.exec(req.execId, { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, req.spec);
-        this.pub.publish(TOPICS.execAdded, ev.TaskExecAddedSchema, { containerId: c.id, execId: req.execId });
+        c.exec(req.execId, {
+          stdin: req.stdin,
+          stdout: req.stdout,
+          stderr: req.stderr,
+          terminal: req.terminal,
+        }, req.spec);
+        this.pub.publish(TOPICS.execAdded, ev.TaskExecAddedSchema, {
+          containerId: c.id,
+          execId: req.execId,
+        });
         return {};
       },
 
@@ -243,10 +271,12 @@ export class TaskService {
         const c = this.container(req.id);
         const pids = await c.pids();
         const byPid = new Map([...c.execs.values()].map((p) => [p.pid, p.execId]));
-        const processes: MessageInitShape<typeof Task.method.pids.output>["processes"] = pids.map((pid) => {
-          const execId = byPid.get(pid);
-          return execId ? { pid, info: packEvent(ProcessDetailsSchema, { execId }) } : { pid };
-        });
+        const processes: MessageInitShape<typeof Task.method.pids.output>["processes"] = pids.map(
+          (pid) => {
+            const execId = byPid.get(pid);
+            return execId ? { pid, info: packEvent(ProcessDetailsSchema, { execId }) } : { pid };
+          },
+        );
         return { processes };
       },
 

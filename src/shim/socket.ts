@@ -23,8 +23,16 @@ function joinPath(...parts: string[]): string {
  * The socket path for a group: `<dir>/<sha256 hex of address/namespace/group>`,
  * as containerd's shims derive theirs, so one group maps to one socket.
  */
-export async function socketPath(dir: string, address: string, namespace: string, group: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(joinPath(address, namespace, group)));
+export async function socketPath(
+  dir: string,
+  address: string,
+  namespace: string,
+  group: string,
+): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    new TextEncoder().encode(joinPath(address, namespace, group)),
+  );
   const hex = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
   return `${dir}/${hex}`;
 }

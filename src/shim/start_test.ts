@@ -19,13 +19,26 @@ Deno.test({
     try {
       await Deno.mkdir(`${dir}/s`);
       await Deno.mkdir(`${dir}/b`);
-      await Deno.writeTextFile(`${dir}/b/config.json`, JSON.stringify({ annotations: { "io.containerd.runc.v2.group": "g1" } }));
+      await Deno.writeTextFile(
+        `${dir}/b/config.json`,
+        JSON.stringify({ annotations: { "io.containerd.runc.v2.group": "g1" } }),
+      );
       const path = await socketPath(`${dir}/s`, "/run/ctd.sock", "ns", "g1");
       const listener = Deno.listen({ transport: "unix", path });
       const accepting = (async () => {
         for await (const c of listener) c.close();
       })();
-      const flags = parseShimFlags(["-namespace", "ns", "-address", "/run/ctd.sock", "-id", "c9", "-bundle", `${dir}/b`, "start"]);
+      const flags = parseShimFlags([
+        "-namespace",
+        "ns",
+        "-address",
+        "/run/ctd.sock",
+        "-id",
+        "c9",
+        "-bundle",
+        `${dir}/b`,
+        "start",
+      ]);
       const address = await startShim(flags);
       assert.equal(address, `unix://${path}`);
       assert.equal(await Deno.readTextFile(`${dir}/b/address`), address);
@@ -42,7 +55,12 @@ Deno.test({
 });
 
 Deno.test("start: ShimCgroup is read from the options Any containerd writes on stdin", () => {
-  const any = packEvent(OptionsSchema, { binaryName: "crun", shimCgroup: "/pods/shim", systemdCgroup: true, ioUid: 1000 });
+  const any = packEvent(OptionsSchema, {
+    binaryName: "crun",
+    shimCgroup: "/pods/shim",
+    systemdCgroup: true,
+    ioUid: 1000,
+  });
   assert.equal(shimCgroupOf(toBinary(AnySchema, any)), "/pods/shim");
   assert.equal(shimCgroupOf(toBinary(AnySchema, packEvent(OptionsSchema, { root: "/r" }))), "");
   assert.equal(shimCgroupOf(new Uint8Array()), "");

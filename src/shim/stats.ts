@@ -173,7 +173,10 @@ function blkioV1(dir: string): MessageInitShape<typeof v1.BlkIOStatSchema> {
 export function metricsV1(paths: Record<string, string>): v1.Metrics {
   const m: MessageInitShape<typeof v1.MetricsSchema> = {};
   if (paths.pids) {
-    m.pids = { current: readU64(`${paths.pids}/pids.current`), limit: readU64(`${paths.pids}/pids.max`) };
+    m.pids = {
+      current: readU64(`${paths.pids}/pids.current`),
+      limit: readU64(`${paths.pids}/pids.max`),
+    };
   }
   if (paths.cpuacct || paths.cpu) {
     const acct = paths.cpuacct;
@@ -185,7 +188,9 @@ export function metricsV1(paths: Record<string, string>): v1.Metrics {
           total: readU64(`${acct}/cpuacct.usage`),
           user: ((st.get("user") ?? 0n) * NS_PER_SEC) / USER_HZ,
           kernel: ((st.get("system") ?? 0n) * NS_PER_SEC) / USER_HZ,
-          perCpu: (readText(`${acct}/cpuacct.usage_percpu`) ?? "").trim().split(/\s+/).filter((x) => x).map((x) => BigInt(x)),
+          perCpu: (readText(`${acct}/cpuacct.usage_percpu`) ?? "").trim().split(/\s+/).filter((x) =>
+            x
+          ).map((x) => BigInt(x)),
         }
         : undefined,
       throttling: {
@@ -221,7 +226,14 @@ export function metricsV2(dir: string): v2.Metrics {
     const [major, minor] = f[0].split(":").map((x) => BigInt(x));
     const kv = new Map(f.slice(1).map((p) => p.split("=") as [string, string]));
     const n = (k: string) => BigInt(kv.get(k) ?? "0");
-    io.push({ major, minor, rbytes: n("rbytes"), wbytes: n("wbytes"), rios: n("rios"), wios: n("wios") });
+    io.push({
+      major,
+      minor,
+      rbytes: n("rbytes"),
+      wbytes: n("wbytes"),
+      rios: n("rios"),
+      wios: n("wios"),
+    });
   }
   return create(v2.MetricsSchema, {
     pids: { current: readU64(`${dir}/pids.current`), limit: readU64(`${dir}/pids.max`) },
@@ -284,9 +296,17 @@ export function metricsV2(dir: string): v2.Metrics {
 /** The container's metrics packed as the Any `ctr tasks metrics` decodes. */
 export function metricsAny(ref: CgroupRef): Any {
   if (ref.version === 1) {
-    return { $typeName: "google.protobuf.Any", typeUrl: "io.containerd.cgroups.v1.Metrics", value: toBinary(v1.MetricsSchema, metricsV1(ref.paths)) };
+    return {
+      $typeName: "google.protobuf.Any",
+      typeUrl: "io.containerd.cgroups.v1.Metrics",
+      value: toBinary(v1.MetricsSchema, metricsV1(ref.paths)),
+    };
   }
-  return { $typeName: "google.protobuf.Any", typeUrl: "io.containerd.cgroups.v2.Metrics", value: toBinary(v2.MetricsSchema, metricsV2(ref.path)) };
+  return {
+    $typeName: "google.protobuf.Any",
+    typeUrl: "io.containerd.cgroups.v2.Metrics",
+    value: toBinary(v2.MetricsSchema, metricsV2(ref.path)),
+  };
 }
 
 /**

@@ -3,7 +3,9 @@ import { Code, isCode } from "../errdefs/mod.ts";
 import { isOwnChild, run, runChecked, selfCommand, spawn } from "./mod.ts";
 
 Deno.test("spawn: run collects output and exit code; input reaches stdin", async () => {
-  const r = await run("sh", ["-c", "cat; echo err >&2; exit 4"], { input: new TextEncoder().encode("in") });
+  const r = await run("sh", ["-c", "cat; echo err >&2; exit 4"], {
+    input: new TextEncoder().encode("in"),
+  });
   assert.equal(r.code, 4);
   assert.equal(new TextDecoder().decode(r.stdout), "in");
   assert.equal(new TextDecoder().decode(r.stderr), "err\n");

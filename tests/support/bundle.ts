@@ -10,7 +10,9 @@ const BUSYBOX = "/bin/busybox";
 
 /** Writes a busybox root filesystem into `rootfs` (applets as symlinks). */
 export async function makeBusyboxRootfs(rootfs: string): Promise<void> {
-  for (const dir of ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root"]) {
+  for (
+    const dir of ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root"]
+  ) {
     await Deno.mkdir(`${rootfs}/${dir}`, { recursive: true });
   }
   await Deno.copyFile(BUSYBOX, `${rootfs}/bin/busybox`);
@@ -20,7 +22,10 @@ export async function makeBusyboxRootfs(rootfs: string): Promise<void> {
     if (!applet || applet === "busybox") continue;
     await Deno.symlink("busybox", `${rootfs}/bin/${applet}`).catch(() => {});
   }
-  await Deno.writeTextFile(`${rootfs}/etc/passwd`, "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n");
+  await Deno.writeTextFile(
+    `${rootfs}/etc/passwd`,
+    "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+  );
   await Deno.writeTextFile(`${rootfs}/etc/group`, "root:x:0:\nnogroup:x:65534:\n");
 }
 

@@ -1,5 +1,11 @@
 /** `berth completion bash`: a bash completion script for every command, subcommand and flag. */
-import { type CommandSpec, type FlagSpec, GLOBAL_FLAGS, type GroupSpec, usageError } from "../cli.ts";
+import {
+  type CommandSpec,
+  type FlagSpec,
+  GLOBAL_FLAGS,
+  type GroupSpec,
+  usageError,
+} from "../cli.ts";
 
 function flagWords(flags: Record<string, FlagSpec> | undefined): string[] {
   const out = ["--help"];
@@ -27,11 +33,15 @@ export async function bashCompletion(): Promise<string> {
         if (c.resolve) c = await c.resolve();
         subs.push(c.name, ...(c.aliases ?? []));
         const words = [...flagWords({ ...(group.flags ?? {}), ...(c.flags ?? {}) })];
-        subCases.push(`        ${[c.name, ...(c.aliases ?? [])].join("|")}) words="${words.join(" ")}" ;;`);
+        subCases.push(
+          `        ${[c.name, ...(c.aliases ?? [])].join("|")}) words="${words.join(" ")}" ;;`,
+        );
       }
       cases.push(
         `    ${names})`,
-        `      if [ -z "$sub" ]; then words="${[...subs, ...flagWords(group.flags)].join(" ")}"; else`,
+        `      if [ -z "$sub" ]; then words="${
+          [...subs, ...flagWords(group.flags)].join(" ")
+        }"; else`,
         `      case "$sub" in`,
         ...subCases,
         `      esac; fi ;;`,

@@ -1,6 +1,9 @@
 /** `berth containers`: create, ls, info, rm, label, as ctr's. */
 import { Code } from "../../errdefs/mod.ts";
-import { type Container, Containers } from "../../gen/containerd/services/containers/v1/containers_pb.ts";
+import {
+  type Container,
+  Containers,
+} from "../../gen/containerd/services/containers/v1/containers_pb.ts";
 import { Snapshots } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import { type GroupSpec, labelArgs, usageError } from "../cli.ts";
 import { CONTAINER_FLAGS, createContainer, getContainer, specOf } from "../container.ts";
@@ -12,12 +15,19 @@ import { deleteTaskIfStopped } from "../task.ts";
 /** A container record as ctr's `containers info` prints it (Go field names). */
 export function containerJSON(c: Container, withSpec = true): Record<string, unknown> {
   const extensions: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(c.extensions)) extensions[k] = { type_url: v.typeUrl, value: v.value };
+  for (const [k, v] of Object.entries(c.extensions)) {
+    extensions[k] = { type_url: v.typeUrl, value: v.value };
+  }
   return {
     ID: c.id,
     Labels: Object.keys(c.labels).length ? c.labels : null,
     Image: c.image,
-    Runtime: { Name: c.runtime?.name ?? "", Options: c.runtime?.options ? { type_url: c.runtime.options.typeUrl, value: c.runtime.options.value } : null },
+    Runtime: {
+      Name: c.runtime?.name ?? "",
+      Options: c.runtime?.options
+        ? { type_url: c.runtime.options.typeUrl, value: c.runtime.options.value }
+        : null,
+    },
     SnapshotKey: c.snapshotKey,
     Snapshotter: c.snapshotter,
     CreatedAt: timestampText(c.createdAt),
@@ -28,7 +38,11 @@ export function containerJSON(c: Container, withSpec = true): Record<string, unk
 }
 
 /** Deletes a container (its stopped task first) and, unless kept, its snapshot. */
-export async function deleteContainer(conn: Connection, id: string, keepSnapshot: boolean): Promise<void> {
+export async function deleteContainer(
+  conn: Connection,
+  id: string,
+  keepSnapshot: boolean,
+): Promise<void> {
   const c = await getContainer(conn, id);
   await deleteTaskIfStopped(conn, id);
   await conn.service(Containers).delete({ id });
@@ -71,11 +85,18 @@ export const group: GroupSpec = {
         format: { type: "string", help: "output format: table or json", default: "table" },
       },
       async run({ flags, args, global }) {
-        const { containers } = await withConnection(global, (c) => c.service(Containers).list({ filters: args }));
-        if (flags.quiet) for (const c of containers) console.log(c.id);
+        const { containers } = await withConnection(
+          global,
+          (c) => c.service(Containers).list({ filters: args }),
+        );
+        if (flags.quiet) { for (const c of containers) console.log(c.id); }
         else if (flags.format === "json") printJSON(containers.map((c) => containerJSON(c, false)));
         else {
-          printTable(["CONTAINER", "IMAGE", "RUNTIME"], containers.map((c) => [c.id, c.image || "-", c.runtime?.name ?? ""]), WIDE);
+          printTable(
+            ["CONTAINER", "IMAGE", "RUNTIME"],
+            containers.map((c) => [c.id, c.image || "-", c.runtime?.name ?? ""]),
+            WIDE,
+          );
         }
         return 0;
       },
@@ -97,7 +118,9 @@ export const group: GroupSpec = {
       aliases: ["del", "remove", "rm"],
       usage: "delete one or more existing containers",
       argsUsage: "CONTAINER [CONTAINER ...]",
-      flags: { "keep-snapshot": { type: "boolean", help: "do not clean up snapshot with container" } },
+      flags: {
+        "keep-snapshot": { type: "boolean", help: "do not clean up snapshot with container" },
+      },
       async run({ flags, args, global }) {
         if (args.length === 0) throw usageError("must specify at least one container to delete");
         let failure: unknown;
@@ -107,7 +130,11 @@ export const group: GroupSpec = {
               await deleteContainer(conn, id, flags["keep-snapshot"] === true);
             } catch (err) {
               failure ??= err;
-              if (args.length > 1) console.error(`berth: failed to delete container "${id}": ${(err as Error).message}`);
+              if (args.length > 1) {
+                console.error(
+                  `berth: failed to delete container "${id}": ${(err as Error).message}`,
+                );
+              }
             }
           }
         });
@@ -125,7 +152,10 @@ export const group: GroupSpec = {
         const updated = await withConnection(global, async (conn) => {
           await getContainer(conn, args[0]);
           const paths = Object.keys(labels).map((k) => `labels.${k}`);
-          const { container } = await conn.service(Containers).update({ container: { id: args[0], labels }, updateMask: { paths } });
+          const { container } = await conn.service(Containers).update({
+            container: { id: args[0], labels },
+            updateMask: { paths },
+          });
           if (!container) throw new HintedError(Code.Internal, "daemon returned no container", "");
           return container;
         });

@@ -4,7 +4,16 @@ import { Content } from "../../gen/containerd/services/content/v1/content_pb.ts"
 import { type GroupSpec, labelArgs, usageError } from "../cli.ts";
 import { withConnection } from "../connection.ts";
 import { HintedError, hintNotFound } from "../errors.ts";
-import { formatTable, humanDuration, humanSize, labelsCell, printJSON, TABBED, timestampText, write } from "../output.ts";
+import {
+  formatTable,
+  humanDuration,
+  humanSize,
+  labelsCell,
+  printJSON,
+  TABBED,
+  timestampText,
+  write,
+} from "../output.ts";
 
 const LS_HINT = "list content with: berth content ls";
 
@@ -28,17 +37,27 @@ export const group: GroupSpec = {
           for await (const r of c.service(Content).list({ filters: args })) out.push(...r.info);
           return out;
         });
-        if (flags.quiet) for (const i of infos) console.log(i.digest);
+        if (flags.quiet) { for (const i of infos) console.log(i.digest); }
         else if (flags.format === "json") {
-          printJSON(infos.map((i) => ({ digest: i.digest, size: Number(i.size), createdAt: timestampText(i.createdAt), labels: i.labels })));
+          printJSON(
+            infos.map((i) => ({
+              digest: i.digest,
+              size: Number(i.size),
+              createdAt: timestampText(i.createdAt),
+              labels: i.labels,
+            })),
+          );
         } else {
           const now = Date.now();
-          const rows = [["DIGEST", "SIZE", "AGE", "LABELS"], ...infos.map((i) => [
-            i.digest,
-            humanSize(i.size),
-            humanDuration(now - Number(i.createdAt?.seconds ?? 0n) * 1000),
-            labelsCell(i.labels),
-          ])];
+          const rows = [
+            ["DIGEST", "SIZE", "AGE", "LABELS"],
+            ...infos.map((i) => [
+              i.digest,
+              humanSize(i.size),
+              humanDuration(now - Number(i.createdAt?.seconds ?? 0n) * 1000),
+              labelsCell(i.labels),
+            ]),
+          ];
           write(formatTable(rows, TABBED, false));
         }
         return 0;
@@ -51,7 +70,11 @@ export const group: GroupSpec = {
       async run({ args, global }) {
         if (!args[0]) throw usageError("please name a digest");
         if (Deno.stdout.isTerminal()) {
-          throw new HintedError(Code.InvalidArgument, "refusing to write a blob to a terminal", `redirect it: berth content get ${args[0]} > FILE`);
+          throw new HintedError(
+            Code.InvalidArgument,
+            "refusing to write a blob to a terminal",
+            `redirect it: berth content get ${args[0]} > FILE`,
+          );
         }
         await withConnection(global, async (c) => {
           try {
@@ -124,7 +147,10 @@ export const group: GroupSpec = {
         return {
           ...pullCommand,
           name: "fetch",
-          flags: { ...pullCommand.flags, "skip-unpack": { type: "boolean", help: "always on for fetch", default: undefined } },
+          flags: {
+            ...pullCommand.flags,
+            "skip-unpack": { type: "boolean", help: "always on for fetch", default: undefined },
+          },
           run: (inv) => pullCommand.run({ ...inv, flags: { ...inv.flags, "skip-unpack": true } }),
         };
       },

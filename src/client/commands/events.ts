@@ -55,11 +55,20 @@ export const command: CommandSpec = {
         for await (const e of conn.service(Events).subscribe({ filters: args })) {
           if (flags.format === "json") {
             const body = eventJSON(e);
-            console.log(toJSON({ timestamp: goTime(e.timestamp), namespace: e.namespace, topic: e.topic, event: body ? JSON.parse(body) : null }).replace(/\n\t*/g, ""));
+            console.log(
+              toJSON({
+                timestamp: goTime(e.timestamp),
+                namespace: e.namespace,
+                topic: e.topic,
+                event: body ? JSON.parse(body) : null,
+              }).replace(/\n\t*/g, ""),
+            );
           } else console.log(goTime(e.timestamp), e.namespace, e.topic, eventJSON(e));
         }
       } catch (err) {
-        if (!(conn.abort.signal.aborted && (err as { code?: Code }).code === Code.Canceled)) throw err;
+        if (!(conn.abort.signal.aborted && (err as { code?: Code }).code === Code.Canceled)) {
+          throw err;
+        }
       } finally {
         Deno.removeSignalListener("SIGINT", stop);
         Deno.removeSignalListener("SIGTERM", stop);

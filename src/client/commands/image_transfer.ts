@@ -5,7 +5,13 @@
  * @module
  */
 import { Code } from "../../errdefs/mod.ts";
-import { exportArchive, importArchive, importDirectory, pullImage, type PullProgress } from "../../images/mod.ts";
+import {
+  exportArchive,
+  importArchive,
+  importDirectory,
+  pullImage,
+  type PullProgress,
+} from "../../images/mod.ts";
 import { Snapshots } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import { remoteBackend } from "../backend.ts";
 import { type CommandSpec, list, str, usageError } from "../cli.ts";
@@ -17,7 +23,8 @@ import { bytesSize, write } from "../output.ts";
 /** `images import`. */
 export const importCommand: CommandSpec = {
   name: "import",
-  usage: "import images from a tar archive (OCI layout or docker save), or a directory with --from-dir",
+  usage:
+    "import images from a tar archive (OCI layout or docker save), or a directory with --from-dir",
   argsUsage: "[flags] FILE|- , or --from-dir DIR NAME",
   flags: {
     "base-name": { type: "string", help: "base image name for entries named only by a tag" },
@@ -25,31 +32,53 @@ export const importCommand: CommandSpec = {
     "no-unpack": { type: "boolean", help: "skip unpacking the images" },
     snapshotter: { type: "string", help: "snapshotter to unpack into", default: "overlayfs" },
     "from-dir": { type: "boolean", help: "import directory DIR as a one-layer image NAME" },
-    cmd: { type: "string", multiple: true, help: "with --from-dir: the image's default command (one word per flag)" },
-    env: { type: "string", multiple: true, help: "with --from-dir: an environment variable KEY=VALUE" },
+    cmd: {
+      type: "string",
+      multiple: true,
+      help: "with --from-dir: the image's default command (one word per flag)",
+    },
+    env: {
+      type: "string",
+      multiple: true,
+      help: "with --from-dir: an environment variable KEY=VALUE",
+    },
     cwd: { type: "string", help: "with --from-dir: the working directory" },
-    "all-platforms": { type: "boolean", help: "accepted for ctr compatibility (berth imports every manifest)" },
+    "all-platforms": {
+      type: "boolean",
+      help: "accepted for ctr compatibility (berth imports every manifest)",
+    },
     digests: { type: "boolean", help: "accepted for ctr compatibility" },
   },
   async run({ flags, args, global }) {
     const snapshotter = str(flags, "snapshotter") ?? "overlayfs";
     const unpack = flags["no-unpack"] !== true;
     if (flags["from-dir"]) {
-      if (args.length !== 2) throw usageError("images import --from-dir needs a directory and an image name");
-      const r = await withConnection(global, (conn) =>
-        importDirectory(remoteBackend(conn), args[0], args[1], {
-          cmd: list(flags, "cmd").length ? list(flags, "cmd") : undefined,
-          env: list(flags, "env").length ? list(flags, "env") : undefined,
-          workingDir: str(flags, "cwd"),
-          unpack,
-          snapshotter,
-        }));
-      console.log(`${r.image.name} ${r.image.target.digest}${r.unpacked ? ` unpacked (${snapshotter})` : ""}`);
+      if (args.length !== 2) {
+        throw usageError("images import --from-dir needs a directory and an image name");
+      }
+      const r = await withConnection(
+        global,
+        (conn) =>
+          importDirectory(remoteBackend(conn), args[0], args[1], {
+            cmd: list(flags, "cmd").length ? list(flags, "cmd") : undefined,
+            env: list(flags, "env").length ? list(flags, "env") : undefined,
+            workingDir: str(flags, "cwd"),
+            unpack,
+            snapshotter,
+          }),
+      );
+      console.log(
+        `${r.image.name} ${r.image.target.digest}${r.unpacked ? ` unpacked (${snapshotter})` : ""}`,
+      );
       return 0;
     }
     if (!args[0]) throw usageError("please name an archive to import (or - for stdin)");
     const file = args[0] === "-" ? undefined : await Deno.open(args[0]).catch((err) => {
-      throw new HintedError(Code.NotFound, `cannot open ${args[0]}: ${(err as Error).message}`, "name an OCI or docker-save tar archive");
+      throw new HintedError(
+        Code.NotFound,
+        `cannot open ${args[0]}: ${(err as Error).message}`,
+        "name an OCI or docker-save tar archive",
+      );
     });
     const total = file ? (await file.stat()).size : 0;
     const meter = byteMeter(args[0] === "-" ? "stdin" : args[0], total, Deno.stdout.isTerminal());
@@ -76,9 +105,13 @@ export const exportCommand: CommandSpec = {
   usage: "export images to a tar archive",
   argsUsage: "[flags] FILE|- REF [REF ...]",
   async run({ args, global }) {
-    if (args.length < 2) throw usageError("export needs an output file (or -) and at least one image");
+    if (args.length < 2) {
+      throw usageError("export needs an output file (or -) and at least one image");
+    }
     const [out, ...names] = args;
-    if (out === "-" && Deno.stdout.isTerminal()) throw usageError("refusing to write an archive to a terminal; redirect it or name a file");
+    if (out === "-" && Deno.stdout.isTerminal()) {
+      throw usageError("refusing to write an archive to a terminal; redirect it or name a file");
+    }
     await withConnection(global, async (conn) => {
       for (const n of names) await getImage(conn, n);
       const stream = await exportArchive(remoteBackend(conn), names);
@@ -96,7 +129,11 @@ export const exportCommand: CommandSpec = {
  * Progress of reading an archive: one bar redrawn in place on a terminal,
  * a line per quarter otherwise (CI logs), with bytes and rate.
  */
-export function byteMeter(name: string, total: number, tty: boolean): { counter: TransformStream<Uint8Array, Uint8Array>; finish(): void } {
+export function byteMeter(
+  name: string,
+  total: number,
+  tty: boolean,
+): { counter: TransformStream<Uint8Array, Uint8Array>; finish(): void } {
   const started = Date.now();
   let done = 0;
   let lastDraw = 0;
@@ -106,7 +143,9 @@ export function byteMeter(name: string, total: number, tty: boolean): { counter:
     const width = 30;
     const filled = total > 0 ? Math.min(width, Math.round(width * done / total)) : 0;
     const bar = total > 0 ? ` |${"+".repeat(filled)}${"-".repeat(width - filled)}|` : "";
-    return `importing ${name}${bar} ${bytesSize(done)}${total > 0 ? `/${bytesSize(total)}` : ""} ${bytesSize(done / secs)}/s`;
+    return `importing ${name}${bar} ${bytesSize(done)}${total > 0 ? `/${bytesSize(total)}` : ""} ${
+      bytesSize(done / secs)
+    }/s`;
   };
   const draw = (force: boolean) => {
     if (tty) {
@@ -144,11 +183,15 @@ export function progressPrinter(tty: boolean): { update(p: PullProgress): void; 
   let last = 0;
   const line = (p: PullProgress & { started: number }) => {
     const secs = Math.max(0.001, (Date.now() - p.started) / 1000);
-    const rate = p.status === "downloading" ? ` ${bytesSize((p.offset - (p.resumedAt ?? 0)) / secs)}/s` : "";
+    const rate = p.status === "downloading"
+      ? ` ${bytesSize((p.offset - (p.resumedAt ?? 0)) / secs)}/s`
+      : "";
     const width = 30;
     const filled = p.total > 0 ? Math.min(width, Math.round(width * p.offset / p.total)) : 0;
     const bar = `|${"+".repeat(filled)}${"-".repeat(width - filled)}|`;
-    return `${p.digest.slice(0, 19).padEnd(19)} ${p.status.padEnd(11)} ${bar} ${bytesSize(p.offset)}/${bytesSize(p.total)}${rate}`;
+    return `${p.digest.slice(0, 19).padEnd(19)} ${p.status.padEnd(11)} ${bar} ${
+      bytesSize(p.offset)
+    }/${bytesSize(p.total)}${rate}`;
   };
   const draw = (force: boolean) => {
     if (!force && Date.now() - last < 100) return;
@@ -164,7 +207,13 @@ export function progressPrinter(tty: boolean): { update(p: PullProgress): void; 
       const changed = prev?.status !== p.status;
       rows.set(p.digest, { ...p, started: prev?.started ?? Date.now() });
       if (tty) draw(changed);
-      else if (changed) console.log(`${p.digest} ${p.status} ${p.total > 0 ? `${bytesSize(p.offset)}/${bytesSize(p.total)}` : ""}`.trimEnd());
+      else if (changed) {
+        console.log(
+          `${p.digest} ${p.status} ${
+            p.total > 0 ? `${bytesSize(p.offset)}/${bytesSize(p.total)}` : ""
+          }`.trimEnd(),
+        );
+      }
     },
     finish() {
       if (tty) draw(true);
@@ -198,7 +247,9 @@ export const pullCommand: CommandSpec = {
         onProgress: (p) => progress.update(p),
       }));
     progress.finish();
-    console.log(`${r.image.name}: ${r.image.target.digest} (fetched ${r.fetched}, existing ${r.existing})`);
+    console.log(
+      `${r.image.name}: ${r.image.target.digest} (fetched ${r.fetched}, existing ${r.existing})`,
+    );
     return 0;
   },
 };
@@ -223,7 +274,10 @@ export const mountCommand: CommandSpec = {
       const svc = conn.service(Snapshots);
       const req = { snapshotter, key: target, parent: chainId };
       const { mounts } = await (flags.rw ? svc.prepare(req) : svc.view(req)).catch((e) => {
-        throw hintNotFound(e, `is ${ref} unpacked in ${snapshotter}? check with: berth images check`);
+        throw hintNotFound(
+          e,
+          `is ${ref} unpacked in ${snapshotter}? check with: berth images check`,
+        );
       });
       await mountAll(mounts, target);
     });
@@ -246,7 +300,14 @@ export const unmountCommand: CommandSpec = {
     const { unmountAll } = await import("../../shim/rootfs.ts");
     await unmountAll(args[0]);
     if (flags.rm) {
-      await withConnection(global, (conn) => conn.service(Snapshots).remove({ snapshotter: str(flags, "snapshotter") ?? "overlayfs", key: args[0] }));
+      await withConnection(
+        global,
+        (conn) =>
+          conn.service(Snapshots).remove({
+            snapshotter: str(flags, "snapshotter") ?? "overlayfs",
+            key: args[0],
+          }),
+      );
     }
     console.log(args[0]);
     return 0;

@@ -6,11 +6,24 @@ import { type CommandSpec, type GroupSpec, str, usageError } from "../cli.ts";
 import { withConnection } from "../connection.ts";
 import { HintedError, hintNotFound } from "../errors.ts";
 import { getImage, imageConfig, targetOf, totalSize, walkImage } from "../image.ts";
-import { bytesSize, labelsCell, printJSON, printTable, write, formatTable, NARROW } from "../output.ts";
+import {
+  bytesSize,
+  formatTable,
+  labelsCell,
+  NARROW,
+  printJSON,
+  printTable,
+  write,
+} from "../output.ts";
 
 const LS_HINT = "list images with: berth images ls";
 
-type TransferName = "importCommand" | "exportCommand" | "pullCommand" | "mountCommand" | "unmountCommand";
+type TransferName =
+  | "importCommand"
+  | "exportCommand"
+  | "pullCommand"
+  | "mountCommand"
+  | "unmountCommand";
 
 /**
  * The image transfer commands load src/images (archive, registry, layer
@@ -25,7 +38,11 @@ function lazy(name: string, usage: string, key: TransferName): CommandSpec {
   };
 }
 
-async function isUnpacked(conn: import("../connection.ts").Connection, snapshotter: string, chain: string): Promise<boolean> {
+async function isUnpacked(
+  conn: import("../connection.ts").Connection,
+  snapshotter: string,
+  chain: string,
+): Promise<boolean> {
   if (chain === "") return false;
   try {
     await conn.service(Snapshots).stat({ snapshotter, key: chain });
@@ -70,13 +87,29 @@ export const group: GroupSpec = {
             } catch (err) {
               console.error(`berth: cannot read image ${image.name}: ${(err as Error).message}`);
             }
-            rows.push({ name: image.name, type: t.mediaType, digest: t.digest, size, platforms, labels: image.labels });
+            rows.push({
+              name: image.name,
+              type: t.mediaType,
+              digest: t.digest,
+              size,
+              platforms,
+              labels: image.labels,
+            });
           }
           if (flags.format === "json") printJSON(rows);
           else {
             printTable(
               ["REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"],
-              rows.map((r) => [r.name, r.type, r.digest, bytesSize(r.size), r.platforms, labelsCell(r.labels)]),
+              rows.map((
+                r,
+              ) => [
+                r.name,
+                r.type,
+                r.digest,
+                bytesSize(r.size),
+                r.platforms,
+                labelsCell(r.labels),
+              ]),
             );
           }
           return 0;
@@ -89,7 +122,9 @@ export const group: GroupSpec = {
       argsUsage: "SOURCE_REF TARGET_REF [TARGET_REF ...]",
       flags: { force: { type: "boolean", help: "replace an existing image with the new tag" } },
       async run({ flags, args, global }) {
-        if (args.length < 2) throw usageError("tag needs a source and at least one target reference");
+        if (args.length < 2) {
+          throw usageError("tag needs a source and at least one target reference");
+        }
         await withConnection(global, async (conn) => {
           const src = await getImage(conn, args[0]);
           const svc = conn.service(Images);
@@ -100,7 +135,11 @@ export const group: GroupSpec = {
             } catch (err) {
               if ((err as { code?: Code }).code !== Code.AlreadyExists || !flags.force) {
                 throw (err as { code?: Code }).code === Code.AlreadyExists
-                  ? new HintedError(Code.AlreadyExists, `image "${name}" already exists`, "replace it with: berth images tag --force")
+                  ? new HintedError(
+                    Code.AlreadyExists,
+                    `image "${name}" already exists`,
+                    "replace it with: berth images tag --force",
+                  )
                   : err;
               }
               await svc.update({ image });
@@ -116,7 +155,9 @@ export const group: GroupSpec = {
       aliases: ["del", "remove", "rm"],
       usage: "remove one or more images by reference",
       argsUsage: "REF [REF ...]",
-      flags: { sync: { type: "boolean", help: "synchronously remove image and all associated resources" } },
+      flags: {
+        sync: { type: "boolean", help: "synchronously remove image and all associated resources" },
+      },
       async run({ flags, args, global }) {
         if (args.length === 0) throw usageError("please name at least one image to remove");
         let failure: unknown;
@@ -142,7 +183,11 @@ export const group: GroupSpec = {
       argsUsage: "[FILTER ...]",
       flags: {
         quiet: { type: "boolean", short: "q", help: "print only the ready image refs" },
-        snapshotter: { type: "string", help: "snapshotter to check unpacking in", default: "overlayfs" },
+        snapshotter: {
+          type: "string",
+          help: "snapshotter to check unpacking in",
+          default: "overlayfs",
+        },
       },
       async run({ flags, args, global }) {
         return await withConnection(global, async (conn) => {
@@ -154,13 +199,21 @@ export const group: GroupSpec = {
             const missing = w.required.length - w.present.length;
             const complete = w.available && missing === 0;
             const status = w.available
-              ? `${missing > 0 ? "incomplete" : "complete"} (${w.present.length}/${w.required.length})`
+              ? `${
+                missing > 0 ? "incomplete" : "complete"
+              } (${w.present.length}/${w.required.length})`
               : `unavailable (${w.present.length}/?)`;
             const size = w.available
               ? `${bytesSize(totalSize(w.present))}/${bytesSize(totalSize(w.required))}`
               : `${bytesSize(totalSize(w.present))}/?`;
             let unpacked = false;
-            if (complete) unpacked = await isUnpacked(conn, str(flags, "snapshotter") ?? "overlayfs", (await imageConfig(conn, image)).chainId);
+            if (complete) {
+              unpacked = await isUnpacked(
+                conn,
+                str(flags, "snapshotter") ?? "overlayfs",
+                (await imageConfig(conn, image)).chainId,
+              );
+            }
             if (flags.quiet) {
               if (complete) console.log(image.name);
             } else rows.push([image.name, t.mediaType, t.digest, status, size, String(unpacked)]);
@@ -170,7 +223,11 @@ export const group: GroupSpec = {
         });
       },
     },
-    lazy("import", "import images from a tar archive, or a directory with --from-dir", "importCommand"),
+    lazy(
+      "import",
+      "import images from a tar archive, or a directory with --from-dir",
+      "importCommand",
+    ),
     lazy("export", "export images to a tar archive", "exportCommand"),
     lazy("pull", "pull an image from a registry", "pullCommand"),
     lazy("mount", "mount an image to a target path", "mountCommand"),

@@ -20,10 +20,23 @@ export const group: GroupSpec = {
         format: { type: "string", help: "output format: table or json", default: "table" },
       },
       async run({ flags, args, global }) {
-        const { leases } = await withConnection(global, (c) => c.service(Leases).list({ filters: args }));
-        if (flags.quiet) for (const l of leases) console.log(l.id);
-        else if (flags.format === "json") printJSON(leases.map((l) => ({ id: l.id, createdAt: timestampText(l.createdAt), labels: l.labels })));
-        else printTable(["ID", "CREATED AT", "LABELS"], leases.map((l) => [l.id, timestampText(l.createdAt), labelsCell(l.labels)]));
+        const { leases } = await withConnection(
+          global,
+          (c) => c.service(Leases).list({ filters: args }),
+        );
+        if (flags.quiet) { for (const l of leases) console.log(l.id); }
+        else if (flags.format === "json") {
+          printJSON(
+            leases.map((l) => ({
+              id: l.id,
+              createdAt: timestampText(l.createdAt),
+              labels: l.labels,
+            })),
+          );
+        } else {printTable(
+            ["ID", "CREATED AT", "LABELS"],
+            leases.map((l) => [l.id, timestampText(l.createdAt), labelsCell(l.labels)]),
+          );}
         return 0;
       },
     },
@@ -33,15 +46,28 @@ export const group: GroupSpec = {
       argsUsage: "[KEY=VALUE ...]",
       flags: {
         id: { type: "string", help: "the lease id (generated when not given)" },
-        expires: { type: "string", short: "x", help: "expiry as a duration, e.g. 24h (label containerd.io/gc.expire)", default: "24h" },
+        expires: {
+          type: "string",
+          short: "x",
+          help: "expiry as a duration, e.g. 24h (label containerd.io/gc.expire)",
+          default: "24h",
+        },
       },
       async run({ flags, args, global }) {
         const labels = labelArgs(args);
         const { parseDuration } = await import("../cli.ts");
         const ms = parseDuration(str(flags, "expires") ?? "24h");
-        if (ms > 0) labels["containerd.io/gc.expire"] = new Date(Date.now() + ms).toISOString().replace(/\.\d+Z$/, "Z");
+        if (ms > 0) {
+          labels["containerd.io/gc.expire"] = new Date(Date.now() + ms).toISOString().replace(
+            /\.\d+Z$/,
+            "Z",
+          );
+        }
         const id = str(flags, "id") ?? `${Date.now()}-${crypto.randomUUID().slice(0, 8)}`;
-        const { lease } = await withConnection(global, (c) => c.service(Leases).create({ id, labels }));
+        const { lease } = await withConnection(
+          global,
+          (c) => c.service(Leases).create({ id, labels }),
+        );
         console.log(lease?.id ?? id);
         return 0;
       },
@@ -51,7 +77,12 @@ export const group: GroupSpec = {
       aliases: ["del", "remove", "rm"],
       usage: "delete a lease",
       argsUsage: "LEASE [LEASE ...]",
-      flags: { sync: { type: "boolean", help: "synchronously remove leases and all unreferenced resources" } },
+      flags: {
+        sync: {
+          type: "boolean",
+          help: "synchronously remove leases and all unreferenced resources",
+        },
+      },
       async run({ flags, args, global }) {
         if (args.length === 0) throw usageError("must specify at least one lease to delete");
         await withConnection(global, async (c) => {

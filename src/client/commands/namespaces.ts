@@ -22,7 +22,10 @@ export const group: GroupSpec = {
       async run({ args, global }) {
         if (!args[0]) throw usageError("please specify a namespace");
         const labels = labelArgs(args.slice(1));
-        await withConnection(global, (c) => c.service(Namespaces).create({ namespace: { name: args[0], labels } }));
+        await withConnection(
+          global,
+          (c) => c.service(Namespaces).create({ namespace: { name: args[0], labels } }),
+        );
         return 0;
       },
     },
@@ -36,9 +39,13 @@ export const group: GroupSpec = {
       },
       async run({ flags, global }) {
         const { namespaces } = await withConnection(global, (c) => c.service(Namespaces).list({}));
-        if (flags.quiet) for (const n of namespaces) console.log(n.name);
-        else if (flags.format === "json") printJSON(namespaces.map((n) => ({ name: n.name, labels: n.labels })));
-        else printTable(["NAME", "LABELS"], namespaces.map((n) => [n.name, labelsCell(n.labels, "")]));
+        if (flags.quiet) { for (const n of namespaces) console.log(n.name); }
+        else if (flags.format === "json") {
+          printJSON(namespaces.map((n) => ({ name: n.name, labels: n.labels })));
+        } else {printTable(
+            ["NAME", "LABELS"],
+            namespaces.map((n) => [n.name, labelsCell(n.labels, "")]),
+          );}
         return 0;
       },
     },
@@ -47,7 +54,13 @@ export const group: GroupSpec = {
       aliases: ["rm"],
       usage: "remove one or more namespaces",
       argsUsage: "<name> [<name> ...]",
-      flags: { cgroup: { type: "boolean", short: "c", help: "delete the namespace's cgroup (accepted for ctr compatibility)" } },
+      flags: {
+        cgroup: {
+          type: "boolean",
+          short: "c",
+          help: "delete the namespace's cgroup (accepted for ctr compatibility)",
+        },
+      },
       async run({ args, global }) {
         if (args.length === 0) throw usageError("please specify at least one namespace to remove");
         let failure: unknown;
@@ -81,7 +94,10 @@ export const group: GroupSpec = {
           const ns = c.service(Namespaces);
           try {
             for (const [k, v] of Object.entries(labels)) {
-              await ns.update({ namespace: { name: args[0], labels: { [k]: v } }, updateMask: { paths: [`labels.${k}`] } });
+              await ns.update({
+                namespace: { name: args[0], labels: { [k]: v } },
+                updateMask: { paths: [`labels.${k}`] },
+              });
             }
           } catch (err) {
             throw hintNotFound(err, LS_HINT);

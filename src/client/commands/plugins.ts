@@ -7,7 +7,8 @@ import { formatTable, printJSON, printTable, WIDE, write } from "../output.ts";
 
 function platformText(ps: Platform[]): string {
   if (ps.length === 0) return "-";
-  return [...new Set(ps.map((p) => [p.os, p.architecture, p.variant].filter((s) => s).join("/")))].sort().join(",");
+  return [...new Set(ps.map((p) => [p.os, p.architecture, p.variant].filter((s) => s).join("/")))]
+    .sort().join(",");
 }
 
 /** The `plugins` group. */
@@ -22,11 +23,18 @@ export const group: GroupSpec = {
     argsUsage: "[FILTER ...]",
     flags: {
       quiet: { type: "boolean", short: "q", help: "print only the plugin ids" },
-      detailed: { type: "boolean", short: "d", help: "print detailed information about each plugin" },
+      detailed: {
+        type: "boolean",
+        short: "d",
+        help: "print detailed information about each plugin",
+      },
       format: { type: "string", help: "output format: table or json", default: "table" },
     },
     async run({ flags, args, global }) {
-      const { plugins } = await withConnection(global, (c) => c.service(Introspection).plugins({ filters: args }));
+      const { plugins } = await withConnection(
+        global,
+        (c) => c.service(Introspection).plugins({ filters: args }),
+      );
       if (flags.quiet) {
         for (const p of plugins) console.log(p.id);
       } else if (flags.format === "json") {
@@ -45,12 +53,22 @@ export const group: GroupSpec = {
         plugins.forEach((p, i) => {
           if (i > 0) rows.push(["", "", "", ""]);
           rows.push(["Type:", ` ${p.type}`], ["ID:", ` ${p.id}`]);
-          if (p.requires.length) rows.push(["Requires:", ""], ...p.requires.map((r) => ["", ` ${r}`]));
+          if (p.requires.length) {
+            rows.push(["Requires:", ""], ...p.requires.map((r) => ["", ` ${r}`]));
+          }
           if (p.platforms.length) rows.push(["Platforms:", ` ${platformText(p.platforms)}`]);
           const ex = Object.entries(p.exports);
-          if (ex.length) rows.push(["Exports:", ""], ...ex.map(([k, v]) => ["", ` ${k} `, ` ${v}`]));
+          if (ex.length) {
+            rows.push(["Exports:", ""], ...ex.map(([k, v]) => ["", ` ${k} `, ` ${v}`]));
+          }
           if (p.capabilities.length) rows.push(["Capabilities:", ` ${p.capabilities.join(",")}`]);
-          if (p.initErr) rows.push(["Error:", ""], ["", " Code:", ` ${p.initErr.code}`], ["", " Message:", ` ${p.initErr.message}`]);
+          if (p.initErr) {
+            rows.push(["Error:", ""], ["", " Code:", ` ${p.initErr.code}`], [
+              "",
+              " Message:",
+              ` ${p.initErr.message}`,
+            ]);
+          }
         });
         write(formatTable(rows, WIDE, false));
       } else {

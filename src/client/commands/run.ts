@@ -38,7 +38,12 @@ export const command: CommandSpec = {
       try {
         let choice = fixedIO(flags["null-io"] === true, str(flags, "log-uri"), tty);
         if (!choice) {
-          io = await FifoIO.create(str(flags, "fifo-dir") ?? defaultFifoDir(global.address), id, tty, detach);
+          io = await FifoIO.create(
+            str(flags, "fifo-dir") ?? defaultFifoDir(global.address),
+            id,
+            tty,
+            detach,
+          );
           choice = io.paths;
           io.start(conn, id, "", !detach);
         }

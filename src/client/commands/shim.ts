@@ -14,12 +14,18 @@ async function candidates(global: GlobalOptions, id: string): Promise<string[]> 
   // berth's shims, and containerd's runc shim (which berth daemon can run too).
   const out: string[] = [];
   for (const dir of [socketDir(), "/run/containerd/s"]) {
-    for (const addr of [global.address, `${global.address}.ttrpc`]) out.push(await socketPath(dir, addr, global.namespace, id));
+    for (const addr of [global.address, `${global.address}.ttrpc`]) {
+      out.push(await socketPath(dir, addr, global.namespace, id));
+    }
   }
   return out;
 }
 
-async function withShim<T>(global: GlobalOptions, flags: Record<string, unknown>, fn: (task: ReturnType<typeof serviceClient<typeof Task>>, id: string) => Promise<T>): Promise<T> {
+async function withShim<T>(
+  global: GlobalOptions,
+  flags: Record<string, unknown>,
+  fn: (task: ReturnType<typeof serviceClient<typeof Task>>, id: string) => Promise<T>,
+): Promise<T> {
   const id = str(flags as never, "id");
   if (!id) throw usageError("container id must be specified (berth shim --id ID ...)");
   const explicit = str(flags as never, "socket");
@@ -32,12 +38,21 @@ async function withShim<T>(global: GlobalOptions, flags: Record<string, unknown>
       continue;
     }
     try {
-      return await fn(serviceClient(client, Task, { defaults: { metadata: { [NAMESPACE_METADATA_KEY]: global.namespace } } }), id);
+      return await fn(
+        serviceClient(client, Task, {
+          defaults: { metadata: { [NAMESPACE_METADATA_KEY]: global.namespace } },
+        }),
+        id,
+      );
     } finally {
       client.close();
     }
   }
-  throw new HintedError(Code.Unavailable, `cannot connect to the shim of container "${id}" (tried ${paths.join(", ")})`, "is its task running? name the socket with --socket PATH");
+  throw new HintedError(
+    Code.Unavailable,
+    `cannot connect to the shim of container "${id}" (tried ${paths.join(", ")})`,
+    "is its task running? name the socket with --socket PATH",
+  );
 }
 
 /** The `shim` group. */
@@ -47,7 +62,10 @@ export const group: GroupSpec = {
   usage: "interact with a shim directly",
   flags: {
     id: { type: "string", help: "container id" },
-    socket: { type: "string", help: "the shim's socket (default: derived from address, namespace and id)" },
+    socket: {
+      type: "string",
+      help: "the shim's socket (default: derived from address, namespace and id)",
+    },
   },
   commands: [
     {
@@ -56,8 +74,17 @@ export const group: GroupSpec = {
       async run({ flags, global }) {
         const r = await withShim(global, flags, (t, id) => t.state({ id }));
         printJSON({
-          id: r.id, bundle: r.bundle, pid: r.pid, status: statusName(r.status as number), stdin: r.stdin, stdout: r.stdout,
-          stderr: r.stderr, terminal: r.terminal, exit_status: r.exitStatus, exited_at: timestampText(r.exitedAt), exec_id: r.execId,
+          id: r.id,
+          bundle: r.bundle,
+          pid: r.pid,
+          status: statusName(r.status as number),
+          stdin: r.stdin,
+          stdout: r.stdout,
+          stderr: r.stderr,
+          terminal: r.terminal,
+          exit_status: r.exitStatus,
+          exited_at: timestampText(r.exitedAt),
+          exec_id: r.execId,
         });
         return 0;
       },

@@ -11,24 +11,41 @@ import { humanSize, labelsCell, printJSON, printTable, timestampText } from "../
 const hint = (s: string) => `list snapshots with: berth snapshots --snapshotter ${s} ls`;
 
 function kindName(k: Kind): string {
-  return ({ [Kind.VIEW]: "View", [Kind.ACTIVE]: "Active", [Kind.COMMITTED]: "Committed" } as Record<number, string>)[k] ?? "Unknown";
+  return ({ [Kind.VIEW]: "View", [Kind.ACTIVE]: "Active", [Kind.COMMITTED]: "Committed" } as Record<
+    number,
+    string
+  >)[k] ?? "Unknown";
 }
 
-async function listAll(c: Connection, snapshotter: string, filters: string[] = []): Promise<Info[]> {
+async function listAll(
+  c: Connection,
+  snapshotter: string,
+  filters: string[] = [],
+): Promise<Info[]> {
   const out: Info[] = [];
   for await (const r of c.service(Snapshots).list({ snapshotter, filters })) out.push(...r.info);
   return out;
 }
 
 function printMounts(target: string, mounts: Mount[]): void {
-  for (const m of mounts) console.log(`mount -t ${m.type} ${m.source} ${target} -o ${m.options.join(",")}`);
+  for (const m of mounts) {
+    console.log(`mount -t ${m.type} ${m.source} ${target} -o ${m.options.join(",")}`);
+  }
 }
 
 function infoJSON(i: Info) {
-  return { Kind: kindName(i.kind), Name: i.name, Parent: i.parent || undefined, Labels: i.labels, Created: timestampText(i.createdAt), Updated: timestampText(i.updatedAt) };
+  return {
+    Kind: kindName(i.kind),
+    Name: i.name,
+    Parent: i.parent || undefined,
+    Labels: i.labels,
+    Created: timestampText(i.createdAt),
+    Updated: timestampText(i.updatedAt),
+  };
 }
 
-const snap = (flags: Record<string, unknown>) => (flags.snapshotter as string | undefined) ?? "overlayfs";
+const snap = (flags: Record<string, unknown>) =>
+  (flags.snapshotter as string | undefined) ?? "overlayfs";
 
 /** The `snapshots` group. */
 export const group: GroupSpec = {
@@ -46,7 +63,10 @@ export const group: GroupSpec = {
       async run({ flags, args, global }) {
         const infos = await withConnection(global, (c) => listAll(c, snap(flags), args));
         if (flags.format === "json") printJSON(infos.map(infoJSON));
-        else printTable(["KEY", "PARENT", "KIND"], infos.map((i) => [i.name, i.parent, kindName(i.kind)]));
+        else {printTable(
+            ["KEY", "PARENT", "KIND"],
+            infos.map((i) => [i.name, i.parent, kindName(i.kind)]),
+          );}
         return 0;
       },
     },
@@ -56,10 +76,13 @@ export const group: GroupSpec = {
       argsUsage: "KEY",
       async run({ flags, args, global }) {
         if (!args[0]) throw usageError("please name a snapshot key");
-        const { info } = await withConnection(global, (c) =>
-          c.service(Snapshots).stat({ snapshotter: snap(flags), key: args[0] }).catch((e) => {
-            throw hintNotFound(e, hint(snap(flags)));
-          }));
+        const { info } = await withConnection(
+          global,
+          (c) =>
+            c.service(Snapshots).stat({ snapshotter: snap(flags), key: args[0] }).catch((e) => {
+              throw hintNotFound(e, hint(snap(flags)));
+            }),
+        );
         printJSON(info ? infoJSON(info) : null);
         return 0;
       },
@@ -74,9 +97,11 @@ export const group: GroupSpec = {
           const keys = args.length ? args : (await listAll(c, snap(flags))).map((i) => i.name);
           const out: string[][] = [];
           for (const key of keys) {
-            const u = await c.service(Snapshots).usage({ snapshotter: snap(flags), key }).catch((e) => {
-              throw hintNotFound(e, hint(snap(flags)));
-            });
+            const u = await c.service(Snapshots).usage({ snapshotter: snap(flags), key }).catch(
+              (e) => {
+                throw hintNotFound(e, hint(snap(flags)));
+              },
+            );
             out.push([key, flags.b ? String(u.size) : humanSize(u.size), String(u.inodes)]);
           }
           return out;
@@ -107,13 +132,30 @@ export const group: GroupSpec = {
       usage: "prepare a snapshot from a committed snapshot",
       argsUsage: "KEY [PARENT]",
       flags: {
-        target: { type: "string", short: "t", help: "mount target path; prints the mount command when set" },
+        target: {
+          type: "string",
+          short: "t",
+          help: "mount target path; prints the mount command when set",
+        },
         mounts: { type: "boolean", help: "print out snapshot mounts as JSON" },
-        label: { type: "string", multiple: true, help: "label for the snapshot, e.g. containerd.io/gc.root=1 to keep it from the GC" },
+        label: {
+          type: "string",
+          multiple: true,
+          help: "label for the snapshot, e.g. containerd.io/gc.root=1 to keep it from the GC",
+        },
       },
       async run({ flags, args, global }) {
         if (!args[0]) throw usageError("please name a snapshot key");
-        const { mounts } = await withConnection(global, (c) => c.service(Snapshots).prepare({ snapshotter: snap(flags), key: args[0], parent: args[1] ?? "", labels: labelArgs(list(flags, "label")) }));
+        const { mounts } = await withConnection(
+          global,
+          (c) =>
+            c.service(Snapshots).prepare({
+              snapshotter: snap(flags),
+              key: args[0],
+              parent: args[1] ?? "",
+              labels: labelArgs(list(flags, "label")),
+            }),
+        );
         const target = str(flags, "target");
         if (target) printMounts(target, mounts);
         if (flags.mounts) printJSON(mounts);
@@ -125,13 +167,30 @@ export const group: GroupSpec = {
       usage: "create a read-only snapshot from a committed snapshot",
       argsUsage: "KEY [PARENT]",
       flags: {
-        target: { type: "string", short: "t", help: "mount target path; prints the mount command when set" },
+        target: {
+          type: "string",
+          short: "t",
+          help: "mount target path; prints the mount command when set",
+        },
         mounts: { type: "boolean", help: "print out snapshot mounts as JSON" },
-        label: { type: "string", multiple: true, help: "label for the snapshot, e.g. containerd.io/gc.root=1 to keep it from the GC" },
+        label: {
+          type: "string",
+          multiple: true,
+          help: "label for the snapshot, e.g. containerd.io/gc.root=1 to keep it from the GC",
+        },
       },
       async run({ flags, args, global }) {
         if (!args[0]) throw usageError("please name a snapshot key");
-        const { mounts } = await withConnection(global, (c) => c.service(Snapshots).view({ snapshotter: snap(flags), key: args[0], parent: args[1] ?? "", labels: labelArgs(list(flags, "label")) }));
+        const { mounts } = await withConnection(
+          global,
+          (c) =>
+            c.service(Snapshots).view({
+              snapshotter: snap(flags),
+              key: args[0],
+              parent: args[1] ?? "",
+              labels: labelArgs(list(flags, "label")),
+            }),
+        );
         const target = str(flags, "target");
         if (target) printMounts(target, mounts);
         if (flags.mounts) printJSON(mounts);
@@ -145,10 +204,13 @@ export const group: GroupSpec = {
       argsUsage: "TARGET KEY",
       async run({ flags, args, global }) {
         if (args.length !== 2) throw usageError("mounts needs a target and a snapshot key");
-        const { mounts } = await withConnection(global, (c) =>
-          c.service(Snapshots).mounts({ snapshotter: snap(flags), key: args[1] }).catch((e) => {
-            throw hintNotFound(e, hint(snap(flags)));
-          }));
+        const { mounts } = await withConnection(
+          global,
+          (c) =>
+            c.service(Snapshots).mounts({ snapshotter: snap(flags), key: args[1] }).catch((e) => {
+              throw hintNotFound(e, hint(snap(flags)));
+            }),
+        );
         printMounts(args[0], mounts);
         return 0;
       },
@@ -157,12 +219,23 @@ export const group: GroupSpec = {
       name: "commit",
       usage: "commit an active snapshot into the provided name",
       argsUsage: "NAME KEY",
-      flags: { label: { type: "string", multiple: true, help: "label for the committed snapshot" } },
+      flags: {
+        label: { type: "string", multiple: true, help: "label for the committed snapshot" },
+      },
       async run({ flags, args, global }) {
         if (args.length !== 2) throw usageError("commit needs a name and an active snapshot key");
-        await withConnection(global, (c) => c.service(Snapshots).commit({ snapshotter: snap(flags), name: args[0], key: args[1], labels: labelArgs(list(flags, "label")) }).catch((e) => {
-          throw hintNotFound(e, hint(snap(flags)));
-        }));
+        await withConnection(
+          global,
+          (c) =>
+            c.service(Snapshots).commit({
+              snapshotter: snap(flags),
+              name: args[0],
+              key: args[1],
+              labels: labelArgs(list(flags, "label")),
+            }).catch((e) => {
+              throw hintNotFound(e, hint(snap(flags)));
+            }),
+        );
         return 0;
       },
     },

@@ -13,7 +13,15 @@ import { HintedError } from "../errors.ts";
 import { runAttached } from "../foreground.ts";
 import { formatTable, printJSON, printTable, timestampText, WIDE, write } from "../output.ts";
 import { FifoIO, terminalSize } from "../stdio.ts";
-import { createTask, defaultFifoDir, fixedIO, getTask, removeFifoDir, statusName, tasksError } from "../task.ts";
+import {
+  createTask,
+  defaultFifoDir,
+  fixedIO,
+  getTask,
+  removeFifoDir,
+  statusName,
+  tasksError,
+} from "../task.ts";
 
 const PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
@@ -27,7 +35,10 @@ async function taskCall<T>(conn: Connection, id: string, fn: () => Promise<T>): 
   try {
     return await fn();
   } catch (err) {
-    throw tasksError(err, `no task for container "${id}": list tasks with: berth -n ${conn.namespace} tasks ls`);
+    throw tasksError(
+      err,
+      `no task for container "${id}": list tasks with: berth -n ${conn.namespace} tasks ls`,
+    );
   }
 }
 
@@ -63,7 +74,11 @@ export const group: GroupSpec = {
         return await withConnection(global, async (conn) => {
           const p = await getTask(conn, id);
           if (!p.stdout || p.stdout.includes("://")) {
-            throw new HintedError(Code.FailedPrecondition, `task "${id}" has no fifos to attach to (started with --null-io or --log-uri)`, "");
+            throw new HintedError(
+              Code.FailedPrecondition,
+              `task "${id}" has no fifos to attach to (started with --null-io or --log-uri)`,
+              "",
+            );
           }
           const io = await openExisting(p.stdin, p.stdout, p.stderr);
           return await runAttached(conn, { containerId: id, execId: "", io, tty: p.terminal });
@@ -94,7 +109,11 @@ export const group: GroupSpec = {
               const p = await getTask(conn, id);
               if (p.status !== Status.STOPPED && p.status !== Status.CREATED) {
                 if (!flags.force) {
-                  throw new HintedError(Code.FailedPrecondition, `task "${id}" is ${statusName(p.status)}: it must be stopped before deleting`, `kill it first (berth tasks kill ${id}), or use --force`);
+                  throw new HintedError(
+                    Code.FailedPrecondition,
+                    `task "${id}" is ${statusName(p.status)}: it must be stopped before deleting`,
+                    `kill it first (berth tasks kill ${id}), or use --force`,
+                  );
                 }
                 const waited = tasks.wait({ containerId: id });
                 await tasks.kill({ containerId: id, signal: signalNumber("SIGKILL"), all: true });
@@ -133,8 +152,14 @@ export const group: GroupSpec = {
         return await withConnection(global, async (conn) => {
           const c = await getContainer(conn, id);
           const spec = specOf(c);
-          if (!spec) throw new HintedError(Code.FailedPrecondition, `container "${id}" has no spec`, "");
-          const process: Record<string, unknown> & typeof spec.process = { ...spec.process, args: cmd, terminal: tty };
+          if (!spec) {
+            throw new HintedError(Code.FailedPrecondition, `container "${id}" has no spec`, "");
+          }
+          const process: Record<string, unknown> & typeof spec.process = {
+            ...spec.process,
+            args: cmd,
+            terminal: tty,
+          };
           // runc sizes an exec's console from the spec: no 0x0 moment before the first resize.
           if (tty) {
             const size = terminalSize();
@@ -148,7 +173,12 @@ export const group: GroupSpec = {
           let io: FifoIO | undefined;
           let choice = fixedIO(false, str(flags, "log-uri"), tty);
           if (!choice) {
-            io = await FifoIO.create(str(flags, "fifo-dir") ?? defaultFifoDir(global.address), `${id}-${execId}`, tty, flags.detach === true);
+            io = await FifoIO.create(
+              str(flags, "fifo-dir") ?? defaultFifoDir(global.address),
+              `${id}-${execId}`,
+              tty,
+              flags.detach === true,
+            );
             choice = io.paths;
             io.start(conn, id, execId, flags.detach !== true);
           }
@@ -158,7 +188,10 @@ export const group: GroupSpec = {
               containerId: id,
               execId,
               ...choice,
-              spec: { typeUrl: PROCESS_TYPE_URL, value: new TextEncoder().encode(JSON.stringify(process)) },
+              spec: {
+                typeUrl: PROCESS_TYPE_URL,
+                value: new TextEncoder().encode(JSON.stringify(process)),
+              },
             }));
           if (flags.detach) {
             await tasks.start({ containerId: id, execId });
@@ -185,14 +218,28 @@ export const group: GroupSpec = {
       flags: {
         signal: { type: "string", short: "s", help: "signal to send", default: "SIGTERM" },
         "exec-id": { type: "string", help: "process id to kill" },
-        all: { type: "boolean", short: "a", help: "send signal to all processes inside the container" },
+        all: {
+          type: "boolean",
+          short: "a",
+          help: "send signal to all processes inside the container",
+        },
       },
       async run({ flags, args, global }) {
         const id = needId(args);
         const signal = parseSignal(str(flags, "signal") ?? "SIGTERM");
         const execId = str(flags, "exec-id") ?? "";
         if (execId && flags.all) throw usageError("--exec-id and --all cannot be used together");
-        await withConnection(global, (conn) => taskCall(conn, id, () => conn.service(Tasks).kill({ containerId: id, execId, signal, all: flags.all === true })));
+        await withConnection(
+          global,
+          (conn) =>
+            taskCall(conn, id, () =>
+              conn.service(Tasks).kill({
+                containerId: id,
+                execId,
+                signal,
+                all: flags.all === true,
+              })),
+        );
         return 0;
       },
     },
@@ -205,10 +252,25 @@ export const group: GroupSpec = {
         format: { type: "string", help: "output format: table or json", default: "table" },
       },
       async run({ flags, global }) {
-        const { tasks } = await withConnection(global, (conn) => taskCall(conn, "", () => conn.service(Tasks).list({})));
-        if (flags.quiet) for (const t of tasks) console.log(t.id);
-        else if (flags.format === "json") printJSON(tasks.map((t) => ({ id: t.id, pid: t.pid, status: statusName(t.status), exitStatus: t.exitStatus })));
-        else printTable(["TASK", "PID", "STATUS"], tasks.map((t) => [t.id, String(t.pid), statusName(t.status)]), WIDE);
+        const { tasks } = await withConnection(
+          global,
+          (conn) => taskCall(conn, "", () => conn.service(Tasks).list({})),
+        );
+        if (flags.quiet) { for (const t of tasks) console.log(t.id); }
+        else if (flags.format === "json") {
+          printJSON(
+            tasks.map((t) => ({
+              id: t.id,
+              pid: t.pid,
+              status: statusName(t.status),
+              exitStatus: t.exitStatus,
+            })),
+          );
+        } else {printTable(
+            ["TASK", "PID", "STATUS"],
+            tasks.map((t) => [t.id, String(t.pid), statusName(t.status)]),
+            WIDE,
+          );}
         return 0;
       },
     },
@@ -220,29 +282,62 @@ export const group: GroupSpec = {
       flags: { format: { type: "string", help: "output format: table or json", default: "table" } },
       async run({ flags, args, global }) {
         const id = needId(args);
-        const { metrics } = await withConnection(global, (conn) => taskCall(conn, id, () => conn.service(Tasks).metrics({ filters: [`id==${id}`] })));
+        const { metrics } = await withConnection(
+          global,
+          (conn) =>
+            taskCall(conn, id, () => conn.service(Tasks).metrics({ filters: [`id==${id}`] })),
+        );
         const m = metrics[0];
-        if (!m) throw new HintedError(Code.NotFound, `no metrics for task "${id}"`, `is it running? see: berth tasks ls`);
-        const registry = createRegistry(file_containerd_cgroups_v1_metrics, file_containerd_cgroups_v2_metrics);
+        if (!m) {
+          throw new HintedError(
+            Code.NotFound,
+            `no metrics for task "${id}"`,
+            `is it running? see: berth tasks ls`,
+          );
+        }
+        const registry = createRegistry(
+          file_containerd_cgroups_v1_metrics,
+          file_containerd_cgroups_v2_metrics,
+        );
         const typeName = m.data ? m.data.typeUrl.slice(m.data.typeUrl.lastIndexOf("/") + 1) : "";
         const desc = registry.getMessage(typeName);
-        const data = desc && m.data ? toJson(desc, fromBinary(desc, m.data.value), { registry }) as Record<string, Record<string, unknown>> : {};
+        const data = desc && m.data
+          ? toJson(desc, fromBinary(desc, m.data.value), { registry }) as Record<
+            string,
+            Record<string, unknown>
+          >
+          : {};
         if (flags.format === "json") {
           printJSON(data);
           return 0;
         }
-        const rows: string[][] = [["ID", "TIMESTAMP"], [m.id, timestampText(m.timestamp)], [], ["METRIC", "VALUE"]];
+        const rows: string[][] = [["ID", "TIMESTAMP"], [m.id, timestampText(m.timestamp)], [], [
+          "METRIC",
+          "VALUE",
+        ]];
         const pick = (path: string[]) => {
           let v: unknown = data;
           for (const k of path) v = (v as Record<string, unknown> | undefined)?.[k];
           return v === undefined ? undefined : String(v);
         };
         const wanted: [string, string[]][] = typeName.includes("v2")
-          ? [["memory.usage", ["memory", "usage"]], ["memory.usage_limit", ["memory", "usageLimit"]], ["memory.swap_usage", ["memory", "swapUsage"]],
-            ["cpu.usage_usec", ["cpu", "usageUsec"]], ["cpu.user_usec", ["cpu", "userUsec"]], ["cpu.system_usec", ["cpu", "systemUsec"]],
-            ["pids.current", ["pids", "current"]], ["pids.limit", ["pids", "limit"]]]
-          : [["memory.usage_in_bytes", ["memory", "usage", "usage"]], ["memory.limit_in_bytes", ["memory", "usage", "limit"]],
-            ["cpuacct.usage", ["cpu", "usage", "total"]], ["pids.current", ["pids", "current"]], ["pids.limit", ["pids", "limit"]]];
+          ? [
+            ["memory.usage", ["memory", "usage"]],
+            ["memory.usage_limit", ["memory", "usageLimit"]],
+            ["memory.swap_usage", ["memory", "swapUsage"]],
+            ["cpu.usage_usec", ["cpu", "usageUsec"]],
+            ["cpu.user_usec", ["cpu", "userUsec"]],
+            ["cpu.system_usec", ["cpu", "systemUsec"]],
+            ["pids.current", ["pids", "current"]],
+            ["pids.limit", ["pids", "limit"]],
+          ]
+          : [
+            ["memory.usage_in_bytes", ["memory", "usage", "usage"]],
+            ["memory.limit_in_bytes", ["memory", "usage", "limit"]],
+            ["cpuacct.usage", ["cpu", "usage", "total"]],
+            ["pids.current", ["pids", "current"]],
+            ["pids.limit", ["pids", "limit"]],
+          ];
         for (const [name, path] of wanted) rows.push([name, pick(path) ?? "0"]);
         write(formatTable(rows, { minWidth: 1, tabWidth: 8, padding: 4, padChar: " " }));
         return 0;
@@ -254,7 +349,10 @@ export const group: GroupSpec = {
       argsUsage: "CONTAINER",
       async run({ args, global }) {
         const id = needId(args);
-        await withConnection(global, (conn) => taskCall(conn, id, () => conn.service(Tasks).pause({ containerId: id })));
+        await withConnection(
+          global,
+          (conn) => taskCall(conn, id, () => conn.service(Tasks).pause({ containerId: id })),
+        );
         return 0;
       },
     },
@@ -264,8 +362,20 @@ export const group: GroupSpec = {
       argsUsage: "CONTAINER",
       async run({ args, global }) {
         const id = needId(args);
-        const { processes } = await withConnection(global, (conn) => taskCall(conn, id, () => conn.service(Tasks).listPids({ containerId: id })));
-        write(formatTable([["PID", "INFO"], ...processes.map((p) => [String(p.pid), p.info ? p.info.typeUrl : "-"])], { minWidth: 1, tabWidth: 8, padding: 4, padChar: " " }, false));
+        const { processes } = await withConnection(
+          global,
+          (conn) => taskCall(conn, id, () => conn.service(Tasks).listPids({ containerId: id })),
+        );
+        write(
+          formatTable(
+            [
+              ["PID", "INFO"],
+              ...processes.map((p) => [String(p.pid), p.info ? p.info.typeUrl : "-"]),
+            ],
+            { minWidth: 1, tabWidth: 8, padding: 4, padChar: " " },
+            false,
+          ),
+        );
         return 0;
       },
     },
@@ -275,7 +385,10 @@ export const group: GroupSpec = {
       argsUsage: "CONTAINER",
       async run({ args, global }) {
         const id = needId(args);
-        await withConnection(global, (conn) => taskCall(conn, id, () => conn.service(Tasks).resume({ containerId: id })));
+        await withConnection(
+          global,
+          (conn) => taskCall(conn, id, () => conn.service(Tasks).resume({ containerId: id })),
+        );
         return 0;
       },
     },
@@ -297,12 +410,19 @@ export const group: GroupSpec = {
           let io: FifoIO | undefined;
           let choice = fixedIO(flags["null-io"] === true, str(flags, "log-uri"), tty);
           if (!choice) {
-            io = await FifoIO.create(str(flags, "fifo-dir") ?? defaultFifoDir(global.address), id, tty, detach);
+            io = await FifoIO.create(
+              str(flags, "fifo-dir") ?? defaultFifoDir(global.address),
+              id,
+              tty,
+              detach,
+            );
             choice = io.paths;
             io.start(conn, id, "", !detach);
           }
           const pid = await createTask(conn, c, choice);
-          if (str(flags, "pid-file")) await Deno.writeTextFile(str(flags, "pid-file")!, String(pid));
+          if (str(flags, "pid-file")) {
+            await Deno.writeTextFile(str(flags, "pid-file")!, String(pid));
+          }
           const tasks = conn.service(Tasks);
           if (detach) {
             await tasks.start({ containerId: id });

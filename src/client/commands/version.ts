@@ -13,7 +13,8 @@ export const command: CommandSpec = {
   flags: { format: { type: "string", help: "output format: table or json", default: "table" } },
   async run({ flags, global }) {
     const json = flags.format === "json";
-    const client = `Client:\n  Version:  ${VERSION}\n  Revision: \n  Deno version: ${Deno.version.deno}\n\n`;
+    const client =
+      `Client:\n  Version:  ${VERSION}\n  Revision: \n  Deno version: ${Deno.version.deno}\n\n`;
     if (!json) write(client);
     return await withConnection(global, async (conn) => {
       // One round trip for both (the connection carries many calls at once).
@@ -28,7 +29,9 @@ export const command: CommandSpec = {
         });
         return 0;
       }
-      write(`Server:\n  Version:  ${v.version}\n  Revision: ${v.revision}\n  UUID: ${server.uuid}\n`);
+      write(
+        `Server:\n  Version:  ${v.version}\n  Revision: ${v.revision}\n  UUID: ${server.uuid}\n`,
+      );
       if (v.version !== VERSION) console.error("WARNING: version mismatch");
       return 0;
     });
