@@ -40,8 +40,9 @@ const SNAPSHOTTER = "overlayfs";
 const TASK_STATE = "io.containerd.runtime.v2.task";
 const TEST_LIMIT_MS = 60_000;
 
-function daemonAt(root: string, state: string, address: string): DaemonProc {
-  return spawnDaemon(["--root", root, "--state", state, "--address", address]);
+function daemonAt(root: string, state: string, address: string, config?: string): DaemonProc {
+  const extra = config === undefined ? [] : ["--config", config];
+  return spawnDaemon(["--root", root, "--state", state, "--address", address, ...extra]);
 }
 
 /**
@@ -77,6 +78,8 @@ class World {
   shimAddresses = new Set<string>();
   /** Socket path of each task's shim. */
   shimOf = new Map<string, string>();
+  /** A config file the daemon starts with, if any. */
+  config?: string;
 
   get root() {
     return `${this.tmp}/root`;
@@ -91,15 +94,20 @@ class World {
     return `${this.state}/${TASK_STATE}/${this.ns}`;
   }
 
-  static async make(): Promise<World> {
+  /** A world in a new temporary directory; `config` (TOML) is the daemon's config file. */
+  static async make(config?: string): Promise<World> {
     const w = new World();
     w.tmp = await Deno.makeTempDir({ prefix: "berth-runtime-test-" });
     await Deno.mkdir(`${w.tmp}/fifos`);
+    if (config !== undefined) {
+      w.config = `${w.tmp}/config.toml`;
+      await Deno.writeTextFile(w.config, config);
+    }
     return w;
   }
 
   async start(): Promise<void> {
-    this.daemon = daemonAt(this.root, this.state, this.address);
+    this.daemon = daemonAt(this.root, this.state, this.address, this.config);
     const path = `${this.address}.ttrpc`;
     const deadline = Date.now() + 60_000;
     let exited = false;
@@ -340,8 +348,8 @@ function rejectsWith(p: Promise<unknown>, code: Code, re?: RegExp): Promise<void
   });
 }
 
-async function withWorld(fn: (w: World) => Promise<void>): Promise<void> {
-  const w = await World.make();
+async function withWorld(fn: (w: World) => Promise<void>, config?: string): Promise<void> {
+  const w = await World.make(config);
   try {
     await w.start();
     await w.makeBase();
@@ -580,7 +588,12 @@ for (const runtime of ["io.containerd.runc.v2", "io.containerd.berth.v2"]) {
         const args = id === ids[0]
           ? ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"]
           : ["sleep", "1000"];
-        await w.makeContainer(id, args, runtime);
+        // The one whose shim dies has a shim of its own (a group of one), so the
+        // others, sharing a shim by default, live on.
+        const own: Record<string, string> = id === ids[live]
+          ? { "io.containerd.runc.v2.group": id }
+          : {};
+        await w.makeContainer(id, args, runtime, own);
         const io = id === ids[0] ? { stdout: ticks.path, stderr: ticks.path } : {};
         const { pid } = await w.tasks.create({ containerId: id, ...io });
         await w.rememberShim(id);
@@ -796,4 +809,179 @@ Deno.test("runtime: the berth client runs an imported image through either shim"
     }
     assert.deepEqual((await w.tasks.list({})).tasks, []);
   });
+});
+
+/** A daemon config sharing berth's shims `size` to a shim, emptied shims idling `idle`. */
+function sharedShims(size: number, idle = "10s"): string {
+  return `version = 2
+[plugins."io.containerd.runtime.v2.task"]
+  shim_group_size = ${size}
+  shim_idle_timeout = "${idle}"
+`;
+}
+
+/** Kills task `id` with SIGKILL, waits for its exit and deletes it. */
+async function killAndDelete(w: World, id: string): Promise<void> {
+  const exited = w.tasks.wait({ containerId: id });
+  exited.catch(() => {}); // awaited below; a failure before that must not leave it unhandled
+  await w.tasks.kill({ containerId: id, signal: 9 });
+  assert.equal((await exited).exitStatus, 137);
+  await w.tasks.delete({ containerId: id });
+}
+
+/** The pid of the shim serving task `id` (asked of the shim at the bundle's address). */
+async function shimPidOf(w: World, id: string): Promise<number> {
+  await w.rememberShim(id);
+  const pid = await shimPidAt(w.shimOf.get(id)!, w.ns, id);
+  assert.ok(pid !== undefined && pid > 0, `the shim of ${id} answers`);
+  return pid;
+}
+
+for (const runtime of ["io.containerd.berth.v2", "io.containerd.runc.v2"]) {
+  Deno.test(`runtime: containers share shims up to shim_group_size; an emptied shim serves the next, then goes (${runtime})`, async (t) => {
+    if (runtime === "io.containerd.berth.v2" && !(await berthShimBuilt())) {
+      await t.step({ name: "skipped: berth's shim is not built", ignore: true, fn: () => {} });
+      return;
+    }
+    await withWorld(async (w) => {
+      const ids = [1, 2, 3, 4].map((i) => `${w.ns}-s${i}`);
+      const shimOfTask = new Map<string, number>();
+      for (const id of ids) {
+        w.step = `create ${id}`;
+        await w.makeContainer(id, ["sleep", "1000"], runtime);
+        await w.tasks.create({ containerId: id });
+        await w.tasks.start({ containerId: id });
+        shimOfTask.set(id, await shimPidOf(w, id));
+      }
+      const first = shimOfTask.get(ids[0])!;
+      assert.deepEqual(ids.slice(0, 3).map((id) => shimOfTask.get(id)), [first, first, first]);
+      assert.notEqual(shimOfTask.get(ids[3]), first, "the fourth goes to a second shim");
+      // A group annotation still wins: that container gets the group's own shim.
+      const grouped = `${w.ns}-grouped`;
+      await w.makeContainer(grouped, ["sleep", "1000"], runtime, {
+        "io.containerd.runc.v2.group": grouped,
+      });
+      await w.tasks.create({ containerId: grouped });
+      const groupedShim = await shimPidOf(w, grouped);
+      assert.ok(![...shimOfTask.values()].includes(groupedShim), "a grouped task's own shim");
+      await killAndDelete(w, grouped);
+      // Emptied, the first shim waits: the next container goes into it, no shim started.
+      w.step = "empty the first shim";
+      for (const id of ids.slice(0, 3)) await killAndDelete(w, id);
+      assert.ok(isAlive(first), "an emptied shared shim waits for the next container");
+      const next = `${w.ns}-s5`;
+      await w.makeContainer(next, ["sleep", "1000"], runtime);
+      await w.tasks.create({ containerId: next });
+      assert.ok(
+        [first, shimOfTask.get(ids[3])].includes(await shimPidOf(w, next)),
+        "the next container reuses a shared shim",
+      );
+      await w.tasks.start({ containerId: next });
+      for (const id of [next, ids[3]]) await killAndDelete(w, id);
+      // Past the idle timeout both shims are shut down; assertClean checks nothing is left.
+      w.step = "idle shims retire";
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline && [...shimOfTask.values()].some(isAlive)) await sleep(100);
+      assert.ok(![...shimOfTask.values()].some(isAlive), "idle shared shims are shut down");
+    }, sharedShims(3, "1s"));
+  });
+}
+
+Deno.test("runtime: a shared shim killed with SIGKILL: each of its 10 tasks exits, nothing leaks, the other shim's task runs on", async (t) => {
+  if (!(await berthShimBuilt())) {
+    await t.step({ name: "skipped: berth's shim is not built", ignore: true, fn: () => {} });
+    return;
+  }
+  await withWorld(async (w) => {
+    const ids = Array.from({ length: 11 }, (_, i) => `${w.ns}-b${i + 1}`);
+    const pids = new Map<string, number>();
+    for (const id of ids) {
+      w.step = `create ${id}`;
+      await w.makeContainer(id, ["sleep", "1000"], "io.containerd.berth.v2");
+      pids.set(id, (await w.tasks.create({ containerId: id })).pid);
+      await w.tasks.start({ containerId: id });
+    }
+    const victim = await shimPidOf(w, ids[0]);
+    for (const id of ids.slice(1, 10)) assert.equal(await shimPidOf(w, id), victim);
+    const survivor = ids[10];
+    assert.notEqual(await shimPidOf(w, survivor), victim, "the 11th is in a second shim");
+    const abort = new AbortController();
+    const stream = serviceClient(w.client!, Events).subscribe(
+      { filters: [`topic=="/tasks/exit",namespace==${w.ns}`] },
+      { signal: abort.signal },
+    )[Symbol.asyncIterator]();
+    const exits = new Map<string, number>();
+    const reading = (async () => {
+      while (exits.size < 10) {
+        const ev = await stream.next();
+        if (ev.done) break;
+        const exit = fromBinary(TaskExitSchema, ev.value.event!.value);
+        exits.set(exit.containerId, exit.exitStatus);
+      }
+    })();
+    await w.tasks.list({}); // the subscription is in place once a call round-trips
+    w.step = "SIGKILL the shared shim";
+    await killNow([victim]);
+    await reading;
+    abort.abort();
+    await stream.return?.();
+    assert.deepEqual([...exits.keys()].sort(), ids.slice(0, 10).sort(), "10 of 10 exits");
+    for (const status of exits.values()) assert.equal(status, 137);
+    w.step = "cleanup of the dead shim's tasks";
+    const deadline = Date.now() + 20_000;
+    const left = () =>
+      ids.slice(0, 10).filter((id) =>
+        Deno.statSync(w.bundles).isDirectory &&
+        [...Deno.readDirSync(w.bundles)].some((e) => e.name === id)
+      );
+    while (left().length > 0 && Date.now() < deadline) await sleep(100);
+    assert.deepEqual(left(), [], "every bundle of the dead shim removed");
+    for (const id of ids.slice(0, 10)) {
+      assert.ok(!isAlive(pids.get(id)!), `${id}'s process went with its shim`);
+      await rejectsWith(w.tasks.get({ containerId: id }), Code.NotFound);
+    }
+    assert.equal((await w.tasks.get({ containerId: survivor })).process?.status, Status.RUNNING);
+    await killAndDelete(w, survivor);
+  }, sharedShims(10));
+});
+
+Deno.test("runtime: a daemon killed with SIGKILL takes its shared shim back, and shuts down one left idle", async (t) => {
+  if (!(await berthShimBuilt())) {
+    await t.step({ name: "skipped: berth's shim is not built", ignore: true, fn: () => {} });
+    return;
+  }
+  await withWorld(async (w) => {
+    // Four fill the first shared shim; a fifth starts a second, and is deleted
+    // with one of the four: the second shim idles, the first has room for one.
+    const ids = [1, 2, 3, 4].map((i) => `${w.ns}-k${i}`);
+    for (const id of ids) {
+      await w.makeContainer(id, ["sleep", "1000"], "io.containerd.berth.v2");
+      await w.tasks.create({ containerId: id });
+      await w.tasks.start({ containerId: id });
+    }
+    const shared = await shimPidOf(w, ids[0]);
+    const lone = `${w.ns}-lone`;
+    await w.makeContainer(lone, ["sleep", "1000"], "io.containerd.berth.v2");
+    await w.tasks.create({ containerId: lone });
+    const idle = await shimPidOf(w, lone);
+    assert.notEqual(idle, shared, "a full shared shim takes no more");
+    await killAndDelete(w, lone);
+    await killAndDelete(w, ids[3]);
+    assert.ok(isAlive(idle), "the emptied shim idles");
+    w.step = "daemon SIGKILL";
+    await w.stop(true);
+    await w.start();
+    const listed = (await w.tasks.list({})).tasks.map((t) => t.id).sort();
+    assert.deepEqual(listed, ids.slice(0, 3).sort(), "every task of the shared shim is back");
+    w.step = "idle shim shut down after restart";
+    const deadline = Date.now() + 10_000;
+    while (isAlive(idle) && Date.now() < deadline) await sleep(100);
+    assert.ok(!isAlive(idle), "the shim left idle is shut down by the new daemon");
+    // The shared shim is taken back: the next container joins it.
+    const more = `${w.ns}-k5`;
+    await w.makeContainer(more, ["sleep", "1000"], "io.containerd.berth.v2");
+    await w.tasks.create({ containerId: more });
+    assert.equal(await shimPidOf(w, more), shared, "a new task joins the recovered shared shim");
+    for (const id of [...ids.slice(0, 3), more]) await killAndDelete(w, id);
+  }, sharedShims(4, "30s"));
 });

@@ -44,9 +44,12 @@ export async function shimMain(args: string[]): Promise<number> {
         return 0;
       }
       case "serve": {
-        const { serveShim } = await import("../shim/serve.ts");
+        const [{ serveShim }, { spareStarter }] = await Promise.all([
+          import("../shim/serve.ts"),
+          import("../shim/spare.ts"),
+        ]);
         releaseStartupGarbage();
-        return await serveShim(flags);
+        return await serveShim(flags, { started: spareStarter(flags.socket) });
       }
       case "spare": {
         const { runSpare } = await import("../shim/spare.ts");

@@ -135,7 +135,13 @@ const CONFIG_SHAPE: Shape = table({
         ignored("a CRI setting berth does not use"),
       ),
     }, ignored("berth serves no CRI; only the runtimes table and snapshotter are read")),
-    "io.containerd.runtime.v2.task": table({ platforms: list(str), sched_core: bool }),
+    "io.containerd.runtime.v2.task": table({
+      platforms: list(str),
+      sched_core: bool,
+      shim_group_size: int,
+      shim_idle_timeout: str,
+      shim_socket_dir: str,
+    }),
     "io.containerd.gc.v1.scheduler": table({
       pause_threshold: num,
       deletion_threshold: int,
@@ -195,7 +201,17 @@ export function defaultConfig(): Config {
           },
         },
       },
-      "io.containerd.runtime.v2.task": { platforms: ["linux/amd64"], sched_core: false },
+      "io.containerd.runtime.v2.task": {
+        platforms: ["linux/amd64"],
+        sched_core: false,
+        // berth's: containers of a namespace share a shim, up to this many (0: one each).
+        shim_group_size: 32,
+        // berth's: how long an emptied shared shim waits for the next container.
+        shim_idle_timeout: "10s",
+        // berth's: where berth's shims put their sockets (empty: <state>/s, or /run/berth/s
+        // when that path is too long for a unix socket).
+        shim_socket_dir: "",
+      },
       "io.containerd.gc.v1.scheduler": {
         pause_threshold: 0.02,
         deletion_threshold: 0,

@@ -52,3 +52,24 @@ export function validateLabels(labels: Record<string, string> | undefined): void
   if (!labels) return;
   for (const [k, v] of Object.entries(labels)) validateLabel(k, v);
 }
+
+/**
+ * Annotations that put containers in one shim, in order of precedence: an
+ * explicit group, then the CRI's pod. containerd's runc shim reads the same
+ * keys, so a group means the same to every shim.
+ */
+export const SHIM_GROUP_ANNOTATIONS = [
+  "io.containerd.runc.v2.group",
+  "io.kubernetes.cri.sandbox-id",
+];
+
+/** The explicit shim group an OCI spec's annotations name, if any. */
+export function shimGroupAnnotation(
+  annotations: Record<string, string> | undefined,
+): string | undefined {
+  for (const key of SHIM_GROUP_ANNOTATIONS) {
+    const value = annotations?.[key];
+    if (value) return value;
+  }
+  return undefined;
+}

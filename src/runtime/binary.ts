@@ -24,6 +24,8 @@ export interface ShimEnvironment {
   publishBinary: string;
   /** Pass `-debug` to shims. */
   debug: boolean;
+  /** Where berth's shims put their sockets (BERTH_SHIM_SOCKET_DIR); other shims ignore it. */
+  socketDir?: string;
 }
 
 async function isExecutableFile(path: string): Promise<boolean> {
@@ -85,9 +87,30 @@ function shimArgs(env: ShimEnvironment, bundle: Bundle, extra: string[]): string
   ];
 }
 
-/** The environment a shim runs with (containerd's: TTRPC_ADDRESS, GOMAXPROCS). */
+/** The environment a shim runs with (containerd's: TTRPC_ADDRESS, GOMAXPROCS; berth's socket dir). */
 export function shimEnv(env: ShimEnvironment): Record<string, string> {
-  return { GOMAXPROCS: "2", TTRPC_ADDRESS: env.ttrpcAddress };
+  const out: Record<string, string> = { GOMAXPROCS: "2", TTRPC_ADDRESS: env.ttrpcAddress };
+  if (env.socketDir) out.BERTH_SHIM_SOCKET_DIR = env.socketDir;
+  return out;
+}
+
+/** The longest path a unix socket can have (sun_path is 108 bytes with its NUL). */
+const MAX_SOCKET_PATH = 107;
+/** A shim socket's name: 64 hex digits of a sha256 (as containerd's shims name theirs). */
+const SOCKET_NAME_LENGTH = 64;
+
+/**
+ * The directory berth's shims put their sockets in for a daemon whose
+ * state is at `state`: `configured` when set, else `<state>/s` (so daemons
+ * on their own paths never share it), else, when a socket there would be
+ * over the unix path limit, the system default /run/berth/s (containerd
+ * keeps its shims' sockets short under /run/containerd/s for the same reason).
+ */
+export function shimSocketDir(state: string, configured = ""): string {
+  if (configured) return configured;
+  const dir = `${state.replace(/\/+$/, "")}/s`;
+  if (new TextEncoder().encode(dir).length + 1 + SOCKET_NAME_LENGTH <= MAX_SOCKET_PATH) return dir;
+  return "/run/berth/s";
 }
 
 /**

@@ -148,3 +148,13 @@ export async function readBundleFile(b: Bundle, name: string): Promise<string | 
     throw err;
   }
 }
+
+/**
+ * Writes a small text file of the bundle atomically (a restarted daemon
+ * reads "address" back, so it is never seen half-written).
+ */
+export async function writeBundleFile(b: Bundle, name: string, text: string): Promise<void> {
+  const tmp = `${b.path}/.${name}`;
+  await Deno.writeTextFile(tmp, text, { mode: 0o600 });
+  await Deno.rename(tmp, `${b.path}/${name}`);
+}

@@ -1,9 +1,11 @@
 /**
- * The runtime v2 task manager: one shim per task (or per group of tasks,
- * when a shim says so by printing an address already in use), each reached
- * over ttrpc, started, reloaded and cleaned up the way containerd's
+ * The runtime v2 task manager: shims started with their binary's `start`
+ * action, reached over ttrpc, reloaded and cleaned up the way containerd's
  * runtime v2 does it, so that berth drives its own shim and Debian's
- * containerd-shim-runc-v2 alike.
+ * containerd-shim-runc-v2 alike. A shim serves one task, a group the
+ * task's annotations name (a shim says so by printing an address already
+ * in use), or, by default, up to `shimGroupSize` tasks the daemon puts in
+ * it (pool.ts).
  *
  * @module
  */
@@ -17,10 +19,17 @@ import { TaskDeleteSchema, TaskExitSchema } from "../gen/containerd/events/task_
 import { type DeleteResponse, Task } from "../gen/containerd/task/v2/shim_pb.ts";
 import type { MountSchema } from "../gen/containerd/types/mount_pb.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";
+import { shimGroupAnnotation } from "../labels/mod.ts";
 import { log } from "../log/mod.ts";
-import { startShim } from "../shim/start.ts";
 import { type Client, connect, type ServiceClient, serviceClient } from "../ttrpc/mod.ts";
-import { type Bundle, bundleOf, createBundle, deleteBundle, readBundleFile } from "./bundle.ts";
+import {
+  type Bundle,
+  bundleOf,
+  createBundle,
+  deleteBundle,
+  readBundleFile,
+  writeBundleFile,
+} from "./bundle.ts";
 import {
   deleteShimBinary,
   resolveShimBinary,
@@ -28,8 +37,8 @@ import {
   startShimBinary,
 } from "./binary.ts";
 import { configRuntimeOptions } from "./options.ts";
+import { type PooledShim, ShimPool } from "./pool.ts";
 import { openShimLog, type ShimLog } from "./shim_log.ts";
-import { isBerthShim, WarmShims } from "./warm.ts";
 
 /** The ttrpc client of one shim's Task service. */
 export type ShimTaskClient = ServiceClient<typeof Task>;
@@ -40,6 +49,8 @@ interface ShimConnection {
   client: Client;
   /** Keys (`ns/id`) of the tasks served over it. */
   tasks: Set<string>;
+  /** Set when the daemon shares this shim among its tasks (pool.ts). */
+  pooled?: PooledShim;
 }
 
 /** What cleaning up after a dead shim needs to know of its task. */
@@ -101,7 +112,14 @@ export interface TaskManagerOptions {
   config: Config;
   /** The runtime name a container record holds, for bundles written before shim-binary-path existed. */
   containerRuntime?: (namespace: string, id: string) => string | undefined;
+  /** Most tasks the daemon puts in one shim; 0: a shim per task (containerd's way). Default 0. */
+  shimGroupSize?: number;
+  /** How long an emptied shared shim waits for a task before it is shut down (ms). Default 10 s. */
+  shimIdleMs?: number;
 }
+
+/** How long an emptied shared shim waits for a new task, unless configured. */
+export const DEFAULT_SHIM_IDLE_MS = 10_000;
 
 /** How long a shim has to answer when reloaded after a daemon restart. */
 const LOAD_TIMEOUT_MS = 5_000;
@@ -116,12 +134,17 @@ export class TaskManager {
   #conns = new Map<string, ConnectionEntry>();
   #cleanups = new Set<Promise<void>>();
   #closing = false;
-  #warm: WarmShims;
+  #pool: ShimPool;
 
   /** A manager with no tasks; call {@link recover} to reload those of an earlier run. */
   constructor(opts: TaskManagerOptions) {
     this.#opts = opts;
-    this.#warm = new WarmShims(opts.env);
+    this.#pool = new ShimPool({
+      size: opts.shimGroupSize ?? 0,
+      idleMs: opts.shimIdleMs ?? DEFAULT_SHIM_IDLE_MS,
+      dir: `${opts.state}/.shared-shims`,
+      retire: (shim) => this.#retire(shim),
+    });
   }
 
   /** The task `id` in `namespace`; NotFound when there is none. */
@@ -173,7 +196,8 @@ export class TaskManager {
 
   #release(conn: ShimConnection, key: string): void {
     conn.tasks.delete(key);
-    if (conn.tasks.size === 0 && conn.client !== undefined) {
+    // A shared shim's connection stays for the next task; the pool retires it.
+    if (conn.tasks.size === 0 && conn.pooled === undefined) {
       this.#forget(conn);
       conn.client.close();
     }
@@ -181,7 +205,10 @@ export class TaskManager {
 
   #connectionClosed(conn: ShimConnection): void {
     this.#forget(conn);
-    if (this.#closing) return;
+    if (this.#closing) return; // shims outlive the daemon: the next one finds them
+    if (conn.pooled !== undefined && this.#pool.at(conn.address) === conn.pooled) {
+      this.#pool.forget(conn.address);
+    }
     for (const key of conn.tasks) {
       const t = this.#tasks.get(key);
       if (t !== undefined && t.conn === conn) {
@@ -247,9 +274,10 @@ export class TaskManager {
   }
 
   /**
-   * Creates task `id`: bundle, shim (started with its `start` action, or
-   * an existing group shim it points to), then the shim's Create. Returns
-   * the task and the pid of its init process. Nothing is left on failure.
+   * Creates task `id`: bundle, shim (a shared shim with room, or one started
+   * with its `start` action, which may point to an existing group shim),
+   * then the shim's Create. Returns the task and the pid of its init
+   * process. Nothing is left on failure.
    */
   async create(
     namespace: string,
@@ -268,6 +296,7 @@ export class TaskManager {
       // The options the shim starts with: the task's, else the container's, else the table's.
       const shimOptions = opts.taskOptions ?? opts.runtimeOptions ??
         configRuntimeOptions(resolved.name, resolved.runtimeType, resolved.options);
+      const poolKey = this.#poolKey(namespace, binary, shimOptions, opts.spec);
       const bundle = await createBundle(
         this.#opts.root,
         this.#opts.state,
@@ -280,10 +309,9 @@ export class TaskManager {
       let task: ShimTaskClient | undefined;
       try {
         shimLog = await openShimLog(bundle.path);
-        const address = await this.#startShim(binary, bundle, shimOptions);
         // Kept so that a restarted daemon finds the same binary.
-        await Deno.writeTextFile(`${bundle.path}/shim-binary-path`, binary, { mode: 0o600 });
-        conn = await this.#connection(address);
+        await writeBundleFile(bundle, "shim-binary-path", binary);
+        conn = await this.#shimFor(binary, bundle, shimOptions, poolKey);
         conn.tasks.add(key);
         task = this.#taskClient(conn, namespace);
         const resp = await task.create({
@@ -299,8 +327,6 @@ export class TaskManager {
         });
         const t: ShimTask = { namespace, id, bundle, binary, task, conn, log: shimLog };
         this.#tasks.set(key, t);
-        // A warm shim for the next start, once this one has its answer.
-        if (isBerthShim(binary)) setTimeout(() => this.#warm.refill(binary), 0);
         return { task: t, pid: resp.pid };
       } catch (err) {
         await this.#undoCreate(bundle, binary, task, conn, key, shimLog);
@@ -312,36 +338,96 @@ export class TaskManager {
   }
 
   /**
-   * Starts (or finds) the shim of a new task and returns its address:
-   * berth's own shim through its start logic run here, served by a warm
-   * spare (no process start), any other shim through its `start` action.
+   * What tasks sharing a shim have in common: namespace, binary and
+   * options; undefined when this task gets a shim of its own (sharing off,
+   * or its spec names a shim group, which the shim's `start` resolves).
    */
-  async #startShim(binary: string, bundle: Bundle, options: Any | undefined): Promise<string> {
-    const env = this.#opts.env;
-    if (!isBerthShim(binary)) return await startShimBinary(binary, env, bundle, options);
+  #poolKey(
+    namespace: string,
+    binary: string,
+    options: Any | undefined,
+    spec: Uint8Array,
+  ): string | undefined {
+    if (!this.#pool.enabled) return undefined;
+    let annotations: Record<string, string> | undefined;
     try {
-      return await startShim({
-        namespace: bundle.namespace,
-        address: env.address,
-        publishBinary: env.publishBinary,
-        id: bundle.id,
-        bundle: bundle.path,
-        debug: env.debug,
-        socket: "",
-        action: "start",
-        ttrpcAddress: env.ttrpcAddress,
-      }, {
-        options: options === undefined ? new Uint8Array() : toBinary(AnySchema, options),
-        parentPid: Deno.pid,
-        launch: (flags) => this.#warm.launch(binary, flags),
-      });
-    } catch (err) {
-      log.warn("starting a warm shim failed; running the shim's start action", {
-        id: bundle.id,
-        error: String(err),
-      });
-      return await startShimBinary(binary, env, bundle, options);
+      annotations = JSON.parse(new TextDecoder().decode(spec))?.annotations;
+    } catch {
+      return undefined; // the shim reports what is wrong with the spec
     }
+    if (shimGroupAnnotation(annotations) !== undefined) return undefined;
+    const opts = options === undefined
+      ? ""
+      : btoa(String.fromCharCode(...toBinary(AnySchema, options)));
+    return `${namespace}\n${binary}\n${opts}`;
+  }
+
+  /**
+   * The connection to the shim a new task goes to: a shared shim with room
+   * (its address written into the bundle, as `start` would), else a shim
+   * started with the binary's `start` action (which writes the address).
+   */
+  async #shimFor(
+    binary: string,
+    bundle: Bundle,
+    options: Any | undefined,
+    poolKey: string | undefined,
+  ): Promise<ShimConnection> {
+    const shared = poolKey === undefined ? undefined : this.#pool.take(poolKey);
+    if (shared !== undefined) {
+      let conn: ShimConnection | undefined;
+      try {
+        conn = await this.#connection(shared.address);
+      } catch (err) {
+        // Gone since its last task (killed, or stopped by hand): start a new one.
+        log.warn("shared shim is gone; starting another", {
+          address: shared.address,
+          error: String(err),
+        });
+        this.#pool.release(shared);
+        await this.#pool.forget(shared.address);
+      }
+      if (conn !== undefined) {
+        conn.pooled = shared;
+        try {
+          await writeBundleFile(bundle, "address", shared.address);
+        } catch (err) {
+          this.#pool.release(shared);
+          throw err;
+        }
+        return conn;
+      }
+    }
+    const address = await startShimBinary(binary, this.#opts.env, bundle, options);
+    const conn = await this.#connection(address);
+    if (poolKey !== undefined) {
+      conn.pooled = await this.#pool.add({
+        key: poolKey,
+        namespace: bundle.namespace,
+        address,
+        binary,
+      });
+    }
+    return conn;
+  }
+
+  /** Shuts an idle shared shim down and lets go of its connection. */
+  async #retire(shim: PooledShim): Promise<void> {
+    log.debug("retiring an idle shared shim", { address: shim.address });
+    const entry = this.#conns.get(shim.address);
+    let conn = entry?.conn;
+    try {
+      conn ??= await this.#connection(shim.address);
+    } catch {
+      await removeStaleSocket(shim.address);
+      return; // gone already
+    }
+    if (conn.tasks.size > 0) return; // taken meanwhile (should not happen: retiring shims are skipped)
+    await this.#taskClient(conn, shim.namespace).shutdown({ id: "" }, { timeoutMs: 10_000 })
+      .catch(() => {});
+    conn.pooled = undefined;
+    this.#forget(conn);
+    conn.client.close();
   }
 
   async #undoCreate(
@@ -354,8 +440,12 @@ export class TaskManager {
   ): Promise<void> {
     if (task !== undefined && conn !== undefined && !conn.client.closed) {
       await task.delete({ id: bundle.id }, { timeoutMs: 10_000 }).catch(() => {});
-      await task.shutdown({ id: bundle.id }, { timeoutMs: 10_000 }).catch(() => {});
+      // A shared shim stays for other tasks; the pool retires it when idle.
+      if (conn.pooled === undefined) {
+        await task.shutdown({ id: bundle.id }, { timeoutMs: 10_000 }).catch(() => {});
+      }
     }
+    if (conn?.pooled !== undefined) this.#pool.release(conn.pooled);
     if (conn !== undefined) this.#release(conn, key);
     // The shim may have been started even if nothing answered: its delete action cleans up.
     if (await readBundleFile(bundle, "address").catch(() => undefined) !== undefined) {
@@ -381,9 +471,10 @@ export class TaskManager {
   }
 
   /**
-   * Deletes task `id` through its shim, then asks the shim to shut down
-   * (a group shim stays while it serves other tasks) and removes the
-   * bundle. The shim itself reports the TaskDelete.
+   * Deletes task `id` through its shim, then lets go of the shim: a shared
+   * one waits for the next task, any other is asked to shut down (a group
+   * shim stays while it serves other tasks). Removes the bundle. The shim
+   * itself reports the TaskDelete.
    */
   async delete(namespace: string, id: string): Promise<DeleteResponse> {
     const t = this.get(namespace, id);
@@ -391,8 +482,12 @@ export class TaskManager {
     const resp = await t.task.delete({ id });
     if (this.#tasks.get(key) !== t) return resp; // a dead-shim cleanup got there first
     this.#tasks.delete(key);
-    await t.task.shutdown({ id }, { timeoutMs: 10_000 }).catch(() => {});
+    const pooled = t.conn.pooled;
+    if (pooled === undefined) {
+      await t.task.shutdown({ id }, { timeoutMs: 10_000 }).catch(() => {});
+    }
     this.#release(t.conn, key);
+    if (pooled !== undefined) this.#pool.release(pooled);
     await t.log.close();
     await deleteBundle(t.bundle);
     return resp;
@@ -402,9 +497,11 @@ export class TaskManager {
    * Reloads the tasks of an earlier run from the state directory: live
    * shims are reconnected, dead ones cleaned up (their exits published),
    * empty or unusable bundles removed, and stray work directories too.
+   * Shared shims are taken back; those left empty are shut down.
    */
   async recover(): Promise<void> {
     for (const ns of await dirNames(this.#opts.state)) {
+      if (ns.startsWith(".")) continue;
       for (const id of await dirNames(`${this.#opts.state}/${ns}`)) {
         if (id.startsWith(".")) continue;
         await this.#recoverOne(ns, id).catch((err) =>
@@ -418,6 +515,16 @@ export class TaskManager {
           await Deno.remove(`${this.#opts.root}/${ns}/${id}`, { recursive: true }).catch(() => {});
         }
       }
+    }
+    for (const record of await this.#pool.records()) {
+      const conn = this.#conns.get(record.address)?.conn;
+      if (conn !== undefined && conn.tasks.size > 0 && !conn.client.closed) {
+        conn.pooled = this.#pool.adopt(record, conn.tasks.size);
+        continue;
+      }
+      // Idle when the last daemon died (or dead): shut it down, forget it.
+      await this.#retire({ ...record, tasks: 0, retiring: true }).catch(() => {});
+      await this.#pool.forget(record.address);
     }
   }
 
@@ -469,11 +576,11 @@ export class TaskManager {
 
   /**
    * Lets go of every shim without touching it: shims and their containers
-   * keep running, and the next daemon reloads them. Idle warm shims stop.
+   * keep running, and the next daemon reloads them. Idle shared shims stop.
    */
   async close(): Promise<void> {
+    await this.#pool.close();
     this.#closing = true;
-    await this.#warm.close();
     await this.settle();
     for (const e of this.#conns.values()) {
       await e.promise.then((c) => c.client.close(), () => {});

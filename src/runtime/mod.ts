@@ -2,9 +2,8 @@
  * berth's runtime v2: tasks run by shims that the daemon starts, talks to
  * over ttrpc, reloads after its own restart and cleans up after when they
  * die, all as containerd's runtime v2 does, so berth's shim and Debian's
- * containerd-shim-runc-v2 are driven alike. For berth's own shim the
- * daemon runs the shim's start logic itself and a warm spare it keeps
- * serves (warm.ts): no process starts before the shim's Create.
+ * containerd-shim-runc-v2 are driven alike. Containers share shims by
+ * default (pool.ts): most container starts start no shim process at all.
  *
  * @example
  * ```ts
@@ -18,11 +17,13 @@
  */
 
 import type { DaemonProperties } from "../daemon/daemon.ts";
+import { invalidArgument } from "../errdefs/mod.ts";
 import type { Exchange } from "../events/mod.ts";
 import type { Metadata } from "../metadata/mod.ts";
 import type { Registration } from "../plugin/mod.ts";
-import { berthDirs, type ShimEnvironment } from "./binary.ts";
-import { TaskManager } from "./manager.ts";
+import { parseDuration } from "../config/mod.ts";
+import { berthDirs, type ShimEnvironment, shimSocketDir } from "./binary.ts";
+import { DEFAULT_SHIM_IDLE_MS, TaskManager } from "./manager.ts";
 
 export {
   type CreateTaskOptions,
@@ -37,6 +38,7 @@ export {
   parseShimAddress,
   resolveShimBinary,
   type ShimEnvironment,
+  shimSocketDir,
   startShimBinary,
 } from "./binary.ts";
 export { type Bundle, bundleOf, createBundle, deleteBundle } from "./bundle.ts";
@@ -71,12 +73,27 @@ export const taskManagerPlugin: Registration<TaskManager> = {
     const props = ctx.properties as unknown as DaemonProperties;
     const md = ctx.first<Metadata>("io.containerd.metadata.v1");
     const level = props.config.debug.level;
+    const cfg = ctx.config as {
+      shim_group_size?: number;
+      shim_idle_timeout?: string;
+      shim_socket_dir?: string;
+    };
     const env: ShimEnvironment = {
       address: props.address,
       ttrpcAddress: props.ttrpcAddress,
       publishBinary: publishBinary(),
       debug: level === "debug" || level === "trace",
+      socketDir: shimSocketDir(props.config.state, cfg.shim_socket_dir),
     };
+    const groupSize = cfg.shim_group_size ?? 0;
+    if (!Number.isInteger(groupSize) || groupSize < 0) {
+      throw invalidArgument(
+        `plugins."${ctx.uri}".shim_group_size: want a whole number >= 0, got ${groupSize}`,
+      );
+    }
+    const idleMs = cfg.shim_idle_timeout === undefined
+      ? DEFAULT_SHIM_IDLE_MS
+      : parseDuration(cfg.shim_idle_timeout, `plugins."${ctx.uri}".shim_idle_timeout`);
     await Deno.mkdir(ctx.root, { recursive: true, mode: 0o711 });
     await Deno.mkdir(ctx.state, { recursive: true, mode: 0o711 });
     ctx.meta.exports.root = ctx.root;
@@ -88,6 +105,8 @@ export const taskManagerPlugin: Registration<TaskManager> = {
       env,
       events: ctx.first<Exchange>("io.containerd.event.v1"),
       config: props.config,
+      shimGroupSize: groupSize,
+      shimIdleMs: idleMs,
       containerRuntime: (ns, id) => {
         try {
           return md.containers.get(ns, id).runtime.name;

@@ -12,7 +12,7 @@
  */
 
 export { formatShimFlags, parseShimFlags, type ShimFlags } from "./flags.ts";
-export { GROUP_ANNOTATIONS, groupOf, startShim } from "./start.ts";
+export { groupOf, startShim } from "./start.ts";
 export { deleteAfterDeadShim } from "./delete.ts";
 export { serveShim } from "./serve.ts";
 export { DEFAULT_SOCKET_DIR, socketDir, socketPath } from "./socket.ts";

@@ -18,7 +18,6 @@ import { Publisher } from "./publisher.ts";
 import { Reaper } from "./reaper.ts";
 import { TaskService } from "./service.ts";
 import { lockGroup, removeGroupFiles } from "./socket.ts";
-import { ensureSpare, sparesEnabled } from "./spare.ts";
 
 /** How long stopping may take before the shim exits regardless. */
 const STOP_DEADLINE_MS = 15_000;
@@ -137,6 +136,22 @@ class Home {
     this.use(logToFifo(next));
   }
 
+  /**
+   * A container of `bundle` was created here: a shim with no home (its
+   * containers all gone, as a shim shared by a daemon's containers can be
+   * while it waits for the next) moves into it and logs to its fifo.
+   */
+  enter(bundle: string): void {
+    if (Deno.cwd() !== "/") return;
+    try {
+      Deno.chdir(bundle);
+    } catch {
+      return; // going already
+    }
+    log.debug("shim moved into a new bundle", { to: bundle });
+    this.use(logToFifo(bundle));
+  }
+
   /** Closes the log (the shim is exiting). */
   close(): void {
     this.fifo?.close();
@@ -153,25 +168,19 @@ function statOrNull(path: string): Deno.FileInfo | null {
 }
 
 /**
- * How an adopted spare serves: a listener it made before it knew its
- * identity (none: it listens on the socket of its flags), and whom to tell
- * once it serves.
+ * How a serve process is set up: an adopted spare brings the listener it
+ * made before it knew its identity (none: listen on the socket of the
+ * flags) and whom to tell once it serves; `started` is told after each
+ * container's init started (the spare logic uses it to keep a spare ready).
  */
-export interface Preset {
+export interface ServeOptions {
   listener?: Deno.UnixListener;
-  ready: () => Promise<void>;
-}
-
-/**
- * What a spare does ahead of adoption, whoever it will serve: becomes a
- * child subreaper (so libc is loaded through ffi, as serving needs it).
- */
-export function prepareServe(): void {
-  setChildSubreaper(true);
+  ready?: () => Promise<void>;
+  started?: () => void;
 }
 
 /** Runs the serve action until the shim is told to stop; returns the exit status. */
-export async function serveShim(flags: ShimFlags, preset?: Preset): Promise<number> {
+export async function serveShim(flags: ShimFlags, opts: ServeOptions = {}): Promise<number> {
   if (flags.debug) setLogLevel("debug");
   const home = new Home();
   home.openLog(flags.bundle || Deno.cwd());
@@ -197,28 +206,25 @@ export async function serveShim(flags: ShimFlags, preset?: Preset): Promise<numb
     debug: flags.debug,
     shutdown: () => stop(),
     released: (bundle, serving) => home.leave(bundle, serving),
-    // Once a container runs, the start that made it is done: a good moment
-    // to have a spare boot for the next one.
-    started: () => {
-      if (sparesEnabled()) ensureSpare(flags.socket.slice(0, flags.socket.lastIndexOf("/")));
-    },
+    created: (bundle) => home.enter(bundle),
+    started: opts.started,
   });
   const server = new Server();
   const impl = service.impl();
   server.register(TaskV2, impl);
   server.register(TaskV3, impl, { name: "containerd.task.v3.Task" });
-  if (preset?.listener) {
-    server.serve(preset.listener).catch((err) => log.error("serving stopped", { error: err }));
+  if (opts.listener) {
+    server.serve(opts.listener).catch((err) => log.error("serving stopped", { error: err }));
   } else {
     await server.listen(flags.socket);
   }
-  await preset?.ready();
+  await opts.ready?.();
   log.debug("shim serving", {
     pid: Deno.pid,
     socket: flags.socket,
     namespace: flags.namespace,
     id: flags.id,
-    adopted: !!preset,
+    adopted: !!opts.listener,
   });
 
   const onStop = () => stop();

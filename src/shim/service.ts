@@ -54,6 +54,8 @@ export interface ServiceDeps {
   debug: boolean;
   /** Asked to end the shim (Shutdown with no containers left). */
   shutdown: () => void;
+  /** Told when a container's Create succeeded, with its bundle. */
+  created?: (bundle: string) => void;
   /** Told after each container's init started (the serve process then makes sure a spare waits). */
   started?: () => void;
   /**
@@ -162,6 +164,7 @@ export class TaskService {
             throw err;
           });
           this.containers.set(req.id, c);
+          this.deps.created?.(req.bundle);
           this.pub.publish(TOPICS.create, ev.TaskCreateSchema, {
             containerId: req.id,
             bundle: req.bundle,

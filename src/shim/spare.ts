@@ -172,6 +172,16 @@ export async function ensureSpare(dir: string): Promise<void> {
   }
 }
 
+/**
+ * What a serving shim calls once a container of it runs (off the path of
+ * that container's start): makes sure a spare waits in its socket
+ * directory for the next start, when spares are asked for.
+ */
+export function spareStarter(socket: string): (() => void) | undefined {
+  if (!sparesEnabled()) return undefined;
+  return () => ensureSpare(socket.slice(0, socket.lastIndexOf("/")));
+}
+
 /** How often an idle spare looks for live shims, and how long it waits at most. */
 const CHECK_MS = 500;
 const MAX_IDLE_MS = 10 * 60_000;
@@ -194,11 +204,10 @@ async function anyShimAlive(dir: string): Promise<boolean> {
 /**
  * The spare action: listens at the spare path and waits to be adopted;
  * then becomes the shim described by the adoption (see {@link adoptSpare}).
- * With no path, it is a spare of its parent instead ({@link runOwnedSpare}).
  * Returns the process exit status.
  */
 export async function runSpare(path: string): Promise<number> {
-  if (path === "") return await runOwnedSpare();
+  if (path === "") throw new Error("spare needs -socket (the spare's socket path)");
   const dir = path.slice(0, path.lastIndexOf("/"));
   // Load the serving code before offering itself: adoption must be quick.
   const { serveShim } = await import("./serve.ts");
@@ -281,33 +290,10 @@ export async function runSpare(path: string): Promise<number> {
   if (msg.flags.bundle) Deno.chdir(msg.flags.bundle);
   return await serveShim(msg.flags, {
     listener,
+    started: spareStarter(msg.flags.socket),
     ready: async () => {
       await writeAll(conn, new TextEncoder().encode("ok\n")).catch(() => {});
       conn.close();
-    },
-  });
-}
-
-/**
- * A spare owned by the process that started it (berth's daemon keeps one
- * warm for its own shim): it loads the serving code, then reads one
- * {@link Adoption} line from stdin, listens on the adoption's `socket`,
- * answers "ok" on stdout and serves. End of stdin before that (the owner
- * stopped it, or died) ends it. Nothing of it is in the file system until
- * it is adopted, so no lock, probe or timer is needed.
- */
-export async function runOwnedSpare(): Promise<number> {
-  const { prepareServe, serveShim } = await import("./serve.ts");
-  prepareServe();
-  const line = await readLine(Deno.stdin);
-  if (line === "") return 0;
-  const msg = JSON.parse(line) as Adoption;
-  if (!msg?.flags?.socket) throw new Error("adoption without a socket");
-  for (const [k, v] of Object.entries(msg.env ?? {})) Deno.env.set(k, v);
-  if (msg.flags.bundle) Deno.chdir(msg.flags.bundle);
-  return await serveShim(msg.flags, {
-    ready: async () => {
-      await Deno.stdout.write(new TextEncoder().encode("ok\n"));
     },
   });
 }

@@ -8,19 +8,17 @@
  * This is on the path of every `ctr run`: it imports no protobuf and no
  * ttrpc, and does one process start at most: none when the group's shim is
  * already up, none when a warm spare shim can be adopted (spare.ts, opt-in).
- * berth's daemon runs the same logic in its own process for its own shim
- * ({@link StartHooks}), with a spare it keeps warm itself.
+ * It is the one way a berth shim starts, whoever asks: containerd, or
+ * berth's daemon for the first container of a shim it shares.
  * @module
  */
 
 import { BerthError, Code, invalidArgument } from "../errdefs/mod.ts";
+import { shimGroupAnnotation } from "../labels/mod.ts";
 import { selfCommand, spawn } from "../spawn/mod.ts";
 import { formatShimFlags, type ShimFlags } from "./flags.ts";
 import { canConnect, lockGroup, socketDir, socketPath } from "./socket.ts";
 import { adoptSpare, sparesEnabled } from "./spare.ts";
-
-/** Annotations that put containers in one shim, in order of precedence (as containerd's runc shim). */
-export const GROUP_ANNOTATIONS = ["io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id"];
 
 /** How long a new serve process may take to accept connections. */
 const SERVE_READY_TIMEOUT_MS = 20_000;
@@ -31,11 +29,7 @@ export function groupOf(
   config: { annotations?: Record<string, string> } | null,
   id: string,
 ): string {
-  for (const key of GROUP_ANNOTATIONS) {
-    const value = config?.annotations?.[key];
-    if (value) return value;
-  }
-  return id;
+  return shimGroupAnnotation(config?.annotations) ?? id;
 }
 
 /** Writes the bundle's `address` file atomically (what containerd reads back after a restart). */
@@ -121,31 +115,14 @@ async function adjustOomScore(pid: number, parentPid: number): Promise<void> {
 }
 
 /**
- * How {@link startShim} is run: by the `start` action (the defaults), or by
- * berth's daemon in its own process for its own shim.
- */
-export interface StartHooks {
-  /** The runtime options Any (default: read from stdin, where containerd writes it). */
-  options?: Uint8Array;
-  /** The process whose OOM score the shim's is based on (default: the parent, containerd). */
-  parentPid?: number;
-  /**
-   * Starts the serving shim for `flags` (its `socket` set), listening once
-   * this resolves; returns its pid. Default: adopt a spare (when enabled),
-   * else start the serve process.
-   */
-  launch?: (flags: ShimFlags) => Promise<number>;
-}
-
-/**
  * Runs `start`: returns the address (`unix://...`) of the shim serving
  * this container's group, starting one when none is up.
  */
-export async function startShim(flags: ShimFlags, hooks: StartHooks = {}): Promise<string> {
+export async function startShim(flags: ShimFlags): Promise<string> {
   if (!flags.namespace) throw invalidArgument("shim namespace cannot be empty");
   if (!flags.id) throw invalidArgument("shim id cannot be empty");
   const bundle = flags.bundle || Deno.cwd();
-  const stdinDone = hooks.options !== undefined ? Promise.resolve(hooks.options) : readStdin();
+  const stdinDone = readStdin();
   let config = null;
   try {
     config = JSON.parse(await Deno.readTextFile(`${bundle}/config.json`));
@@ -164,12 +141,8 @@ export async function startShim(flags: ShimFlags, hooks: StartHooks = {}): Promi
     if (!(await canConnect(path))) {
       await Deno.remove(path).catch(() => {}); // a stale socket of a shim that died
       const serving = { ...flags, bundle, socket: path };
-      let pid = 0;
-      if (hooks.launch) pid = await hooks.launch(serving);
-      else {
-        if (sparesEnabled()) pid = await adoptSpare(dir, path, serving);
-        if (!pid) pid = await startServe(flags, bundle, path);
-      }
+      let pid = sparesEnabled() ? await adoptSpare(dir, path, serving) : 0;
+      if (!pid) pid = await startServe(flags, bundle, path);
       try {
         const cgroup = shimCgroupOf(await stdinDone);
         if (cgroup) await joinCgroup(pid, cgroup);
@@ -184,7 +157,7 @@ export async function startShim(flags: ShimFlags, hooks: StartHooks = {}): Promi
         throw err;
       }
       // best effort (it fails in user namespaces)
-      await adjustOomScore(pid, hooks.parentPid ?? Deno.ppid).catch(() => {});
+      await adjustOomScore(pid, Deno.ppid).catch(() => {});
     }
     await writeAddress(bundle, address);
   } finally {

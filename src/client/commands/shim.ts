@@ -4,15 +4,40 @@ import { Task } from "../../gen/containerd/task/v2/shim_pb.ts";
 import { socketDir, socketPath } from "../../shim/socket.ts";
 import { connect, serviceClient } from "../../ttrpc/client.ts";
 import { NAMESPACE_METADATA_KEY } from "../../ttrpc/context.ts";
+import { Introspection } from "../../gen/containerd/services/introspection/v1/introspection_pb.ts";
 import { type GlobalOptions, type GroupSpec, str, usageError } from "../cli.ts";
+import { withConnection } from "../connection.ts";
 import { HintedError } from "../errors.ts";
 import { printJSON, timestampText } from "../output.ts";
 import { statusName } from "../task.ts";
 
+/**
+ * The address the task's bundle names, asked of the daemon: where its
+ * runtime keeps bundles (the task manager plugin's `state` export). A
+ * daemon puts containers into shims it shares, so a shim's socket is not
+ * always named after the container.
+ */
+async function bundleAddress(global: GlobalOptions, id: string): Promise<string | undefined> {
+  try {
+    const { plugins } = await withConnection(
+      global,
+      (c) => c.service(Introspection).plugins({ filters: ["type==io.containerd.runtime.v2"] }),
+    );
+    const state = plugins.find((p) => p.exports.state)?.exports.state;
+    if (!state) return undefined;
+    const text = await Deno.readTextFile(`${state}/${global.namespace}/${id}/address`);
+    return text.trim().replace(/^unix:\/\//, "");
+  } catch {
+    return undefined; // no daemon, or no such task: the guesses below remain
+  }
+}
+
 /** The sockets a shim of container `id` may listen on, best guess first. */
 async function candidates(global: GlobalOptions, id: string): Promise<string[]> {
-  // berth's shims, and containerd's runc shim (which berth daemon can run too).
   const out: string[] = [];
+  const named = await bundleAddress(global, id);
+  if (named !== undefined) out.push(named);
+  // berth's shims, and containerd's runc shim (which berth daemon can run too).
   for (const dir of [socketDir(), "/run/containerd/s"]) {
     for (const addr of [global.address, `${global.address}.ttrpc`]) {
       out.push(await socketPath(dir, addr, global.namespace, id));
