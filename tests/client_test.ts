@@ -633,6 +633,13 @@ Deno.test("client: every command against a real berth daemon", async () => {
       );
       assert.equal(state.status, "RUNNING");
       assert.equal(state.id, "r3");
+      // shims ls: the shim serving r3, with its pid and memory read from /proc.
+      const shims = JSON.parse(
+        ok(await b(["-n", N1, "shims", "ls", "--format", "json"]), "shims ls"),
+      );
+      assert.equal(shims.length, 1);
+      assert.deepEqual(shims[0].tasks, ["r3"]);
+      assert.ok(shims[0].pid > 0 && shims[0].pss > 0 && shims[0].rss >= shims[0].pss);
       ok(await b(["-n", N1, "tasks", "kill", "-s", "SIGKILL", "-a", "r3"]), "kill");
       await new Promise((r) => setTimeout(r, 500));
       await b(["-n", N1, "tasks", "rm", "r3"]);

@@ -5,10 +5,11 @@ import { socketDir, socketPath } from "../../shim/socket.ts";
 import { connect, serviceClient } from "../../ttrpc/client.ts";
 import { NAMESPACE_METADATA_KEY } from "../../ttrpc/context.ts";
 import { Introspection } from "../../gen/containerd/services/introspection/v1/introspection_pb.ts";
+import { Tasks } from "../../gen/containerd/services/tasks/v1/tasks_pb.ts";
 import { type GlobalOptions, type GroupSpec, str, usageError } from "../cli.ts";
-import { withConnection } from "../connection.ts";
+import { type Connection, withConnection } from "../connection.ts";
 import { HintedError } from "../errors.ts";
-import { printJSON, timestampText } from "../output.ts";
+import { humanSize, printJSON, printTable, timestampText } from "../output.ts";
 import { statusName } from "../task.ts";
 
 /**
@@ -19,17 +20,82 @@ import { statusName } from "../task.ts";
  */
 async function bundleAddress(global: GlobalOptions, id: string): Promise<string | undefined> {
   try {
-    const { plugins } = await withConnection(
-      global,
-      (c) => c.service(Introspection).plugins({ filters: ["type==io.containerd.runtime.v2"] }),
-    );
-    const state = plugins.find((p) => p.exports.state)?.exports.state;
-    if (!state) return undefined;
-    const text = await Deno.readTextFile(`${state}/${global.namespace}/${id}/address`);
-    return text.trim().replace(/^unix:\/\//, "");
+    const state = await withConnection(global, runtimeState);
+    return state === undefined ? undefined : await addressOf(state, global.namespace, id);
   } catch {
     return undefined; // no daemon, or no such task: the guesses below remain
   }
+}
+
+/** Where the daemon's runtime keeps bundles (the task manager plugin's `state` export). */
+async function runtimeState(c: Connection): Promise<string | undefined> {
+  const { plugins } = await c.service(Introspection).plugins({
+    filters: ["type==io.containerd.runtime.v2"],
+  });
+  return plugins.find((p) => p.exports.state)?.exports.state;
+}
+
+/** The socket path a task's bundle names. */
+async function addressOf(state: string, namespace: string, id: string): Promise<string> {
+  const text = await Deno.readTextFile(`${state}/${namespace}/${id}/address`);
+  return text.trim().replace(/^unix:\/\//, "");
+}
+
+/** Rss and Pss of process `pid` in bytes (from smaps_rollup); undefined when unreadable. */
+function memoryOf(pid: number): { rss: number; pss: number } | undefined {
+  try {
+    const text = Deno.readTextFileSync(`/proc/${pid}/smaps_rollup`);
+    const kib = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(text)?.[1]);
+    return { rss: kib("Rss") * 1024, pss: kib("Pss") * 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** One shim serving tasks of the namespace, as `shims ls` shows it. */
+interface ShimRow {
+  socket: string;
+  pid: number;
+  memory?: { rss: number; pss: number };
+  tasks: string[];
+}
+
+/** The shims serving the namespace's tasks, asked of the daemon and of each shim. */
+async function listShims(global: GlobalOptions): Promise<ShimRow[]> {
+  const { state, ids } = await withConnection(global, async (c) => ({
+    state: await runtimeState(c),
+    ids: (await c.service(Tasks).list({})).tasks.map((t) => t.id),
+  }));
+  if (state === undefined) {
+    throw new HintedError(
+      Code.Unavailable,
+      "the daemon runs no task runtime",
+      "is its io.containerd.runtime.v2.task plugin disabled? see `berth plugins ls`",
+    );
+  }
+  const bySocket = new Map<string, string[]>();
+  for (const id of ids) {
+    const socket = await addressOf(state, global.namespace, id).catch(() => undefined);
+    if (socket !== undefined) bySocket.set(socket, [...(bySocket.get(socket) ?? []), id]);
+  }
+  const rows: ShimRow[] = [];
+  for (const [socket, tasks] of bySocket) {
+    let pid = 0;
+    let client;
+    try {
+      client = await connect(socket);
+      const task = serviceClient(client, Task, {
+        defaults: { metadata: { [NAMESPACE_METADATA_KEY]: global.namespace } },
+      });
+      pid = (await task.connect({ id: tasks[0] }, { timeoutMs: 5000 })).shimPid;
+    } catch {
+      // not answering: listed with pid 0
+    } finally {
+      client?.close();
+    }
+    rows.push({ socket, pid, memory: pid ? memoryOf(pid) : undefined, tasks: tasks.sort() });
+  }
+  return rows.sort((a, b) => a.pid - b.pid);
 }
 
 /** The sockets a shim of container `id` may listen on, best guess first. */
@@ -93,6 +159,39 @@ export const group: GroupSpec = {
     },
   },
   commands: [
+    {
+      name: "list",
+      aliases: ["ls"],
+      usage: "list the shims serving this namespace's tasks, with their memory and containers",
+      flags: {
+        format: { type: "string", help: "output format: table or json", default: "table" },
+      },
+      async run({ flags, global }) {
+        const rows = await listShims(global);
+        if (flags.format === "json") {
+          printJSON(rows.map((r) => ({
+            pid: r.pid,
+            socket: r.socket,
+            rss: r.memory?.rss,
+            pss: r.memory?.pss,
+            tasks: r.tasks,
+          })));
+          return 0;
+        }
+        const size = (n: number | undefined) => n === undefined ? "-" : humanSize(n);
+        printTable(
+          ["PID", "RSS", "PSS", "TASKS", "CONTAINERS"],
+          rows.map((r) => [
+            String(r.pid || "-"),
+            size(r.memory?.rss),
+            size(r.memory?.pss),
+            String(r.tasks.length),
+            r.tasks.join(","),
+          ]),
+        );
+        return 0;
+      },
+    },
     {
       name: "state",
       usage: "get the state of all the processes of the task",
