@@ -86,3 +86,95 @@ Deno.test("crictl exec: output, stderr and exit codes through SPDY", async () =>
     ]);
   });
 });
+
+Deno.test("crictl exec -i: stdin reaches the command and its end closes stdin", async () => {
+  await withCri(async (f) => {
+    const r = await crictl(
+      f,
+      ["exec", "-i", CID, "sh", "-c", "tr a-z A-Z; echo done"],
+      "hello\nworld\n",
+    );
+    assert.equal(r.code, 0, text(r.stderr));
+    assert.equal(text(r.stdout), "HELLO\nWORLD\ndone\n");
+  });
+});
+
+Deno.test("crictl exec -it: a terminal, and the client's size reaches the runtime", async () => {
+  await withCri(async (f) => {
+    const inner = [
+      CRICTL,
+      "-r",
+      `unix://${f.sock}`,
+      "-t",
+      "10s",
+      "exec",
+      "-it",
+      CID,
+      "sh",
+      "-c",
+      "tty; stty size",
+    ].join(" ");
+    const r = await run("script", ["-qec", `stty cols 91 rows 27; ${inner}`, "/dev/null"], {
+      input: new TextEncoder().encode(""),
+    });
+    const out = text(r.stdout);
+    assert.equal(r.code, 0, out + text(r.stderr));
+    assert.match(out, /\/dev\/pts\/\d+\r?\n/);
+    assert.deepEqual(f.runtime.seen.execs[0].tty, true);
+    assert.ok(
+      f.runtime.seen.resizes.some((s) => s.width === 91 && s.height === 27),
+      `resizes: ${JSON.stringify(f.runtime.seen.resizes)}`,
+    );
+  });
+});
+
+Deno.test("crictl attach -i: streams to the attached process", async () => {
+  await withCri(async (f) => {
+    const r = await crictl(f, ["attach", "-i", CID], "there\n");
+    assert.equal(r.code, 0, text(r.stderr));
+    assert.equal(text(r.stdout), "attached\ngot there\n");
+  });
+});
+
+Deno.test("crictl port-forward: connections reach the echo server through SPDY", async () => {
+  await withCri(async (f) => {
+    const child = spawn(CRICTL, [
+      "-r",
+      `unix://${f.sock}`,
+      "port-forward",
+      SANDBOX,
+      `0:${f.echoPort}`,
+    ], { stdout: "piped", stderr: "piped" });
+    try {
+      // crictl prints "Forwarding from 127.0.0.1:<port> -> <echo port>" once it listens.
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let seen = "";
+      let local = 0;
+      while (local === 0) {
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`crictl port-forward ended: ${seen}`);
+        seen += value;
+        const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(seen);
+        if (m) local = Number(m[1]);
+      }
+      void (async () => {
+        while (!(await reader.read()).done) { /* drain */ }
+      })().catch(() => {});
+      for (const msg of ["first", "second connection"]) {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: local });
+        await conn.write(new TextEncoder().encode(msg));
+        await conn.closeWrite();
+        const got = text(new Uint8Array(await new Response(conn.readable).arrayBuffer()));
+        assert.equal(got, msg);
+      }
+      assert.deepEqual(f.runtime.seen.forwards, [
+        { sandbox: SANDBOX, port: f.echoPort },
+        { sandbox: SANDBOX, port: f.echoPort },
+      ]);
+    } finally {
+      child.kill("SIGTERM");
+      await child.status;
+      await child.stderr.cancel().catch(() => {});
+    }
+  });
+});
