@@ -12,7 +12,10 @@ import { BerthError, Code } from "../errdefs/mod.ts";
 const MAX_HEAD = 16 * 1024;
 
 /** Writes all of `bytes` to `w` (Deno's write may take only part). */
-export async function writeAll(w: { write(p: Uint8Array): Promise<number> }, bytes: Uint8Array): Promise<void> {
+export async function writeAll(
+  w: { write(p: Uint8Array): Promise<number> },
+  bytes: Uint8Array,
+): Promise<void> {
   let off = 0;
   while (off < bytes.length) off += await w.write(bytes.subarray(off));
 }

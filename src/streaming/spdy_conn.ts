@@ -202,7 +202,7 @@ export class SpdyConnection {
     switch (f.type) {
       case "syn_stream": {
         // Decompress even a refused stream's block: the zlib context must see every block.
-        const headers = await this.#codec.decompress(f.headerBlock);
+        const headers = this.#codec.decompress(f.headerBlock);
         if (this.#goneAway) return;
         if (f.streamId % 2 === 0 || f.streamId <= this.#lastStreamId) {
           await this.send({
@@ -231,7 +231,7 @@ export class SpdyConnection {
           type: "syn_reply",
           streamId: f.streamId,
           flags: 0,
-          headerBlock: await this.#codec.compress(new Map()),
+          headerBlock: this.#codec.compress(new Map()),
         });
         return;
       }
@@ -243,13 +243,13 @@ export class SpdyConnection {
         return;
       }
       case "headers": {
-        await this.#codec.decompress(f.headerBlock);
+        this.#codec.decompress(f.headerBlock);
         if (f.flags & FLAG_FIN) this.#streams.get(f.streamId)?.remoteEnded();
         return;
       }
       case "syn_reply":
         // Only a server's own streams get replies, and this server opens none.
-        await this.#codec.decompress(f.headerBlock);
+        this.#codec.decompress(f.headerBlock);
         return;
       case "rst_stream":
         this.#streams.get(f.streamId)?.remoteEnded(true);
@@ -313,7 +313,6 @@ export class SpdyConnection {
     clearTimeout(this.#idleTimer);
     for (const s of this.#streams.values()) s.remoteEnded(true);
     this.#streams.clear();
-    this.#codec.close();
     try {
       this.#conn.close();
     } catch { /* already closed */ }

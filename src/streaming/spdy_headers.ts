@@ -4,12 +4,13 @@
  * its zlib compression with SPDY/3's fixed dictionary. Each direction of a
  * connection keeps one zlib context for the connection's whole life, and
  * every block ends with a sync flush, so a block is only meaningful after
- * all earlier blocks of the same direction.
+ * all earlier blocks of the same direction: blocks must be compressed in
+ * the order their frames go out and decompressed in the order they arrive.
  * @module
  */
 
-import zlib from "node:zlib";
 import { Buffer } from "node:buffer";
+import { Deflate, Inflate, Z_SYNC_FLUSH } from "pako";
 import { BerthError, Code } from "../errdefs/mod.ts";
 
 /** Header names (lower-case) to their values. */
@@ -106,59 +107,46 @@ export function decodeHeaderBlock(block: Uint8Array): HeaderMap {
   return out;
 }
 
-type ZStream = zlib.Deflate | zlib.Inflate;
-
-/** Feeds `input` to a zlib stream and collects its output up to a sync flush. */
-function syncFlush(z: ZStream, input: Uint8Array): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    const chunks: Uint8Array[] = [];
-    const onData = (c: Uint8Array) => chunks.push(c);
-    const onError = (err: Error) => {
-      z.off("data", onData);
-      reject(badBlock(err.message));
-    };
-    z.on("data", onData);
-    z.once("error", onError);
-    z.write(input);
-    z.flush(zlib.constants.Z_SYNC_FLUSH, () => {
-      z.off("data", onData);
-      z.off("error", onError);
-      resolve(new Uint8Array(Buffer.concat(chunks)));
-    });
-  });
-}
-
 /**
- * One direction's header codec: {@link compress} for what we send,
- * {@link decompress} for what we receive. Calls must not overlap (the
- * connection serialises them), and blocks go through in wire order.
+ * One connection's header codec: {@link compress} for what we send,
+ * {@link decompress} for what we receive, each direction one zlib context
+ * for the connection's life with a sync flush after every block. pako, not
+ * node:zlib: Deno 2.9's node:zlib deflate ignores its `dictionary` option
+ * (its streams carry no FDICT), so it cannot write SPDY's header stream.
  */
 export class HeaderCodec {
-  #deflate = zlib.createDeflate({ dictionary: HEADER_DICTIONARY });
-  #inflate = zlib.createInflate({ dictionary: HEADER_DICTIONARY });
-  #inflateChain: Promise<unknown> = Promise.resolve();
-  #deflateChain: Promise<unknown> = Promise.resolve();
+  #deflate = new Deflate({ dictionary: HEADER_DICTIONARY });
+  #inflate = new Inflate({ dictionary: HEADER_DICTIONARY });
+  #out: Uint8Array[] = [];
+  #in: Uint8Array[] = [];
+  #broken = "";
+
+  constructor() {
+    this.#deflate.onData = (c) => void this.#out.push(c);
+    this.#inflate.onData = (c) => void this.#in.push(c);
+  }
 
   /** Compresses `headers` into the next block of the outgoing context. */
-  compress(headers: HeaderMap): Promise<Uint8Array> {
-    const block = encodeHeaderBlock(headers);
-    const p = this.#deflateChain.then(() => syncFlush(this.#deflate, block));
-    this.#deflateChain = p.catch(() => {});
-    return p;
+  compress(headers: HeaderMap): Uint8Array {
+    this.#out = [];
+    if (!this.#deflate.push(encodeHeaderBlock(headers), Z_SYNC_FLUSH)) {
+      throw new BerthError(Code.Internal, `spdy: header compression: ${this.#deflate.msg}`);
+    }
+    return concat(this.#out);
   }
 
   /** Decompresses the next block of the incoming context. */
-  decompress(block: Uint8Array): Promise<HeaderMap> {
-    const p = this.#inflateChain.then(async () =>
-      decodeHeaderBlock(await syncFlush(this.#inflate, block))
-    );
-    this.#inflateChain = p.catch(() => {});
-    return p;
+  decompress(block: Uint8Array): HeaderMap {
+    if (this.#broken) throw badBlock(`earlier block was corrupt (${this.#broken})`);
+    this.#in = [];
+    if (!this.#inflate.push(block, Z_SYNC_FLUSH) || this.#inflate.err) {
+      this.#broken = this.#inflate.msg || `zlib status ${this.#inflate.err}`;
+      throw badBlock(`corrupt compressed block (${this.#broken})`);
+    }
+    return decodeHeaderBlock(concat(this.#in));
   }
+}
 
-  /** Frees both zlib contexts. */
-  close(): void {
-    this.#deflate.close();
-    this.#inflate.close();
-  }
+function concat(parts: Uint8Array[]): Uint8Array {
+  return parts.length === 1 ? parts[0] : new Uint8Array(Buffer.concat(parts));
 }
