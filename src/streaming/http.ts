@@ -7,6 +7,7 @@
  */
 
 import { BerthError, Code } from "../errdefs/mod.ts";
+import { concatBytes } from "./bytes.ts";
 
 /** The largest request head accepted. */
 const MAX_HEAD = 16 * 1024;
@@ -76,7 +77,7 @@ export function parseHead(text: string, rest: Uint8Array = new Uint8Array(0)): R
 
 /** Reads one request head from `conn`; null when the peer closed first. */
 export async function readRequestHead(conn: Deno.Conn): Promise<RequestHead | null> {
-  let buf = new Uint8Array(0);
+  let buf: Uint8Array = new Uint8Array(0);
   const chunk = new Uint8Array(4096);
   for (;;) {
     const n = await conn.read(chunk);
@@ -85,10 +86,7 @@ export async function readRequestHead(conn: Deno.Conn): Promise<RequestHead | nu
       throw bad("connection closed inside the request head");
     }
     const from = buf.length;
-    const next = new Uint8Array(buf.length + n);
-    next.set(buf);
-    next.set(chunk.subarray(0, n), buf.length);
-    buf = next;
+    buf = concatBytes(buf, chunk.subarray(0, n));
     const end = findHeadEnd(buf, from);
     if (end >= 0) {
       return parseHead(new TextDecoder().decode(buf.subarray(0, end)), buf.slice(end + 4));

@@ -7,6 +7,7 @@
  */
 
 import { BerthError, Code } from "../errdefs/mod.ts";
+import { concatBytes } from "./bytes.ts";
 
 /** SPDY's version number in every control frame. */
 export const SPDY_VERSION = 3;
@@ -88,13 +89,6 @@ function words(...values: number[]): Uint8Array {
   return out;
 }
 
-function join(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
-
 /** Encodes one frame to its wire bytes. */
 export function encodeFrame(f: Frame): Uint8Array {
   switch (f.type) {
@@ -113,19 +107,19 @@ export function encodeFrame(f: Frame): Uint8Array {
       v.setUint32(0, f.streamId & STREAM_ID_MASK);
       v.setUint32(4, f.associatedId & STREAM_ID_MASK);
       head[8] = (f.priority & 7) << 5;
-      return control(FrameType.SynStream, f.flags, join(head, f.headerBlock));
+      return control(FrameType.SynStream, f.flags, concatBytes(head, f.headerBlock));
     }
     case "syn_reply":
       return control(
         FrameType.SynReply,
         f.flags,
-        join(words(f.streamId & STREAM_ID_MASK), f.headerBlock),
+        concatBytes(words(f.streamId & STREAM_ID_MASK), f.headerBlock),
       );
     case "headers":
       return control(
         FrameType.Headers,
         f.flags,
-        join(words(f.streamId & STREAM_ID_MASK), f.headerBlock),
+        concatBytes(words(f.streamId & STREAM_ID_MASK), f.headerBlock),
       );
     case "rst_stream":
       return control(FrameType.RstStream, 0, words(f.streamId & STREAM_ID_MASK, f.status));
@@ -240,7 +234,7 @@ export class FrameDecoder {
 
   /** Appends received bytes. */
   push(bytes: Uint8Array): void {
-    this.#buf = this.#buf.length === 0 ? bytes.slice() : join(this.#buf, bytes);
+    this.#buf = this.#buf.length === 0 ? bytes.slice() : concatBytes(this.#buf, bytes);
   }
 
   /** Bytes received but not yet part of a whole frame. */

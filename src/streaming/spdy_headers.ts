@@ -9,9 +9,9 @@
  * @module
  */
 
-import { Buffer } from "node:buffer";
 import { Deflate, Inflate, Z_SYNC_FLUSH } from "pako";
 import { BerthError, Code } from "../errdefs/mod.ts";
+import { concatBytes } from "./bytes.ts";
 
 /** Header names (lower-case) to their values. */
 export type HeaderMap = Map<string, string[]>;
@@ -50,7 +50,7 @@ export const HEADER_DICTIONARY: Uint8Array = (() => {
     parts.push(len, b);
   }
   parts.push(enc.encode(DICTIONARY_TAIL));
-  return new Uint8Array(Buffer.concat(parts));
+  return concatBytes(...parts);
 })();
 
 /** Lays out `headers` as an uncompressed name/value block. */
@@ -71,7 +71,7 @@ export function encodeHeaderBlock(headers: HeaderMap): Uint8Array {
     word(v.length);
     parts.push(v);
   }
-  return new Uint8Array(Buffer.concat(parts));
+  return concatBytes(...parts);
 }
 
 function badBlock(msg: string): BerthError {
@@ -132,7 +132,7 @@ export class HeaderCodec {
     if (!this.#deflate.push(encodeHeaderBlock(headers), Z_SYNC_FLUSH)) {
       throw new BerthError(Code.Internal, `spdy: header compression: ${this.#deflate.msg}`);
     }
-    return concat(this.#out);
+    return concatBytes(...this.#out);
   }
 
   /** Decompresses the next block of the incoming context. */
@@ -143,10 +143,6 @@ export class HeaderCodec {
       this.#broken = this.#inflate.msg || `zlib status ${this.#inflate.err}`;
       throw badBlock(`corrupt compressed block (${this.#broken})`);
     }
-    return decodeHeaderBlock(concat(this.#in));
+    return decodeHeaderBlock(concatBytes(...this.#in));
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  return parts.length === 1 ? parts[0] : new Uint8Array(Buffer.concat(parts));
 }

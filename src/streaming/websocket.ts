@@ -10,6 +10,7 @@
 
 import { BerthError, Code } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
+import { concatBytes } from "./bytes.ts";
 import {
   headerList,
   headerValue,
@@ -84,10 +85,7 @@ export class WsFrameDecoder {
 
   /** Appends received bytes. */
   push(bytes: Uint8Array): void {
-    const next = new Uint8Array(this.#buf.length + bytes.length);
-    next.set(this.#buf);
-    next.set(bytes, this.#buf.length);
-    this.#buf = next;
+    this.#buf = concatBytes(this.#buf, bytes);
   }
 
   /** The next whole frame, unmasked, or undefined until more bytes arrive. */
@@ -176,12 +174,7 @@ export class WebSocketConn {
           size += f.payload.length;
           if (size > MAX_MESSAGE) throw wsError("message too large");
           if (f.fin) {
-            const msg = new Uint8Array(size);
-            let off = 0;
-            for (const p of parts) {
-              msg.set(p, off);
-              off += p.length;
-            }
+            const msg = concatBytes(...parts);
             parts = [];
             size = 0;
             yield msg;
