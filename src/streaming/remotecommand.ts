@@ -195,17 +195,20 @@ export class SpdySessionStreams {
   /** Waits for every expected stream and builds the session's channels. */
   async ready(conn: SpdyConnection, creationTimeoutMs: number): Promise<Channels | undefined> {
     let timer: ReturnType<typeof setTimeout> | undefined;
+    // Resolves true on timeout, false when the connection ended, undefined when ready.
     const timedOut = new Promise<boolean>((r) => {
       timer = setTimeout(() => r(true), creationTimeoutMs);
     });
-    const ended = conn.done.then(() => true);
-    const late = await Promise.race([this.#ready.then(() => false), timedOut, ended]);
+    const ended = conn.done.then(() => false);
+    const outcome = await Promise.race([this.#ready.then(() => undefined), timedOut, ended]);
     clearTimeout(timer);
-    if (late) {
-      log.warn("timed out waiting for client to create streams", {
-        expected: this.#expected,
-        received: this.#received,
-      });
+    if (outcome !== undefined) {
+      log.warn(
+        outcome
+          ? "timed out waiting for client to create streams"
+          : "client left before creating its streams",
+        { expected: this.#expected, received: this.#received },
+      );
       await conn.close();
       return undefined;
     }

@@ -320,8 +320,12 @@ export class StreamServer {
     return chosen;
   }
 
-  /** Stops listening, ends every open session, and waits for them. */
-  async close(): Promise<void> {
+  /**
+   * Stops listening and closes every connection, which ends the sessions'
+   * streams; then waits up to `graceMs` for the runtime's calls to return
+   * (an exec whose process ignores its closed streams keeps running).
+   */
+  async close(graceMs = 5000): Promise<void> {
     try {
       this.#listener?.close();
     } catch { /* already closed */ }
@@ -331,6 +335,15 @@ export class StreamServer {
         c.close();
       } catch { /* already closed */ }
     }
-    await Promise.allSettled([...this.#handlers]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const grace = new Promise<boolean>((r) => timer = setTimeout(() => r(false), graceMs));
+    const settled = Promise.allSettled([...this.#handlers]).then(() => true);
+    const allDone = await Promise.race([settled, grace]);
+    clearTimeout(timer);
+    if (!allDone) {
+      log.warn("streaming server closed with runtime calls still running", {
+        running: this.#handlers.size,
+      });
+    }
   }
 }

@@ -407,3 +407,35 @@ Deno.test("http: request heads parse; malformed ones are InvalidArgument", () =>
     assert.throws(() => parseHead(bad), (e) => isCode(e, Code.InvalidArgument));
   }
 });
+
+Deno.test("stream server: close ends connections and does not wait forever on the runtime", async () => {
+  let release!: () => void;
+  const held = new Promise<void>((r) => release = r);
+  const rt = new FakeRuntime("", 0);
+  rt.exec = async (_id, _cmd, io) => {
+    await held;
+    await io.stdout?.abort().catch(() => {});
+    return { exitCode: 0 };
+  };
+  const s = new StreamServer({ runtime: rt });
+  s.start();
+  const url = s.getExec({
+    containerId: "c1",
+    cmd: ["x"],
+    tty: false,
+    stdin: false,
+    stdout: true,
+    stderr: false,
+  });
+  const r = await request(url, upgrade("v4.channel.k8s.io"));
+  const c = new SpdyClient(r.conn, r.rest);
+  await c.open({ streamType: "error" });
+  await c.open({ streamType: "stdout" });
+  const frames = c.readAll();
+  await new Promise((res) => setTimeout(res, 50));
+  await s.close(100);
+  await frames; // the connection was closed under the client
+  r.conn.close();
+  release();
+  await new Promise((res) => setTimeout(res, 10));
+});
