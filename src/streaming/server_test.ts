@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { Code, isCode } from "../errdefs/mod.ts";
+import { concatBytes } from "./bytes.ts";
 import { parseHead } from "./http.ts";
 import { decodeResizes } from "./remotecommand.ts";
 import { encodeFrame, type Frame, FrameDecoder } from "./spdy_frame.ts";
@@ -119,9 +120,7 @@ class SpdyClient {
 
 const dataOf = (frames: Frame[], id: number) =>
   dec.decode(
-    new Uint8Array(
-      frames.flatMap((f) => f.type === "data" && f.streamId === id ? [...f.data] : []),
-    ),
+    concatBytes(...frames.flatMap((f) => f.type === "data" && f.streamId === id ? [f.data] : [])),
   );
 
 Deno.test("stream server: v4 exec reports a non-zero exit as the kubelet's Status JSON", async () => {
@@ -438,4 +437,32 @@ Deno.test("stream server: close ends connections and does not wait forever on th
   r.conn.close();
   release();
   await new Promise((res) => setTimeout(res, 10));
+});
+
+Deno.test("stream server: stdin larger than a stream's buffer arrives whole", async () => {
+  const rt = new FakeRuntime("", 0);
+  await withServer(rt, async (s) => {
+    const url = s.getExec({
+      containerId: "c1",
+      cmd: ["x"],
+      tty: false,
+      stdin: true,
+      stdout: true,
+      stderr: false,
+    });
+    const r = await request(url, upgrade("v4.channel.k8s.io"));
+    const c = new SpdyClient(r.conn, r.rest);
+    await c.open({ streamType: "error" });
+    const stdin = await c.open({ streamType: "stdin" });
+    const stdout = await c.open({ streamType: "stdout" });
+    const chunk = enc.encode("0123456789abcdef".repeat(2048)); // 32 KiB
+    const frames = c.readAll();
+    for (let i = 0; i < 96; i++) {
+      await c.send({ type: "data", streamId: stdin, flags: 0, data: chunk });
+    }
+    await c.send({ type: "data", streamId: stdin, flags: 1, data: new Uint8Array(0) });
+    const got = dataOf(await frames, stdout);
+    r.conn.close();
+    assert.equal(got.length, 96 * chunk.length);
+  });
 });

@@ -5,7 +5,9 @@
  * RST_STREAM, DATA with FIN half-closes a direction, pings from the client
  * are echoed, and closing the connection resets every stream. Like
  * spdystream, no flow-control windows are enforced in either direction:
- * WINDOW_UPDATE and SETTINGS are read and ignored.
+ * WINDOW_UPDATE and SETTINGS are read and ignored; instead, as there, the
+ * connection stops reading while a stream's reader is behind (TCP's window
+ * then holds the client back).
  * @module
  */
 
@@ -24,6 +26,8 @@ import { HeaderCodec, type HeaderMap } from "./spdy_headers.ts";
 
 /** The most bytes one DATA frame carries when we send. */
 const DATA_CHUNK = 32 * 1024;
+/** Bytes a stream buffers for its reader before the connection stops reading. */
+const STREAM_BUFFER = 1 << 20;
 /** The largest frame accepted from a peer (header blocks included). */
 const MAX_INCOMING_FRAME = 1 << 20;
 
@@ -40,6 +44,8 @@ export class SpdyStream {
   #remoteDone = false;
   #localDone = false;
   #reset = false;
+  #cancelled = false;
+  #waiters: (() => void)[] = [];
 
   /** @internal made by {@link SpdyConnection} only. */
   constructor(conn: SpdyConnection, id: number, headers: HeaderMap, unidirectional: boolean) {
@@ -47,11 +53,25 @@ export class SpdyStream {
     this.id = id;
     this.headers = headers;
     this.#localDone = unidirectional;
-    this.readable = new ReadableStream({
-      start: (c) => {
-        this.#controller = c;
+    this.readable = new ReadableStream<Uint8Array>(
+      {
+        start: (c) => {
+          this.#controller = c;
+        },
+        pull: () => this.#wake(),
+        cancel: () => {
+          this.#cancelled = true;
+          this.#wake();
+        },
       },
-    });
+      new ByteLengthQueuingStrategy({ highWaterMark: STREAM_BUFFER }),
+    );
+  }
+
+  #wake(): void {
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const resolve of w) resolve();
   }
 
   /** The first value of header `name`, or "" when absent. */
@@ -108,9 +128,16 @@ export class SpdyStream {
   }
 
   /** @internal data arrived from the peer. */
-  received(data: Uint8Array): void {
-    if (this.#remoteDone || data.length === 0) return;
+  /**
+   * @internal data arrived from the peer. Resolves once the reader has room
+   * again: the connection stops reading while a stream's buffer is full, as
+   * spdystream's unbuffered data channel makes its frame reader wait.
+   */
+  received(data: Uint8Array): Promise<void> | undefined {
+    if (this.#remoteDone || this.#cancelled || data.length === 0) return;
     this.#controller.enqueue(data);
+    if ((this.#controller.desiredSize ?? 1) > 0) return;
+    return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
   /** @internal the peer finished sending, or (`reset`) the stream is gone. */
@@ -122,6 +149,7 @@ export class SpdyStream {
         this.#controller.close();
       } catch { /* already cancelled by its reader */ }
     }
+    this.#wake();
     this.#conn.maybeForget(this);
   }
 
@@ -238,8 +266,12 @@ export class SpdyConnection {
       case "data": {
         const s = this.#streams.get(f.streamId);
         if (!s) return; // a stream already gone: spdystream drops these too
-        s.received(f.data);
-        if (f.flags & FLAG_FIN) s.remoteEnded();
+        if (f.flags & FLAG_FIN) {
+          s.received(f.data);
+          s.remoteEnded();
+        } else {
+          await s.received(f.data);
+        }
         return;
       }
       case "headers": {
