@@ -5,15 +5,25 @@
  * exist the runtime connects the data stream to the port; a failure's text
  * goes to the error stream. Pairs that stay incomplete past the creation
  * timeout are reported on their error stream and dropped.
+ *
+ * Over a websocket the ports are fixed up front (the CRI request's, else the
+ * `port` query parameters): port i gets channel 2i for data and 2i+1 for
+ * errors, each opened by a message carrying the port (16 bits, little
+ * endian); a channel has no half-close, so the client's side of a port ends
+ * when the runtime's side does.
  * @module
  */
 
 import { log } from "../log/mod.ts";
+import type { RequestHead } from "./http.ts";
 import type { SpdyConnection, SpdyStream } from "./spdy_conn.ts";
 import type { StreamingRuntime } from "./types.ts";
+import { ChannelMux, upgradeWebSocket } from "./websocket.ts";
 
 /** Port forwarding's SPDY subprotocol. */
 export const PORTFORWARD_PROTOCOLS = ["portforward.k8s.io"];
+/** Port forwarding's websocket subprotocol (binary channels; none offered means the same). */
+export const WEBSOCKET_PORTFORWARD_PROTOCOLS = ["v4.channel.k8s.io"];
 
 interface Pair {
   data?: SpdyStream;
@@ -112,4 +122,55 @@ export class PortForwardSession {
     this.#pairs.clear();
     await Promise.allSettled([...this.#active]);
   }
+}
+
+/** The ports of a websocket port-forward: `ports` if any, else the `port` query values. */
+export function websocketPorts(ports: number[], query: URLSearchParams): number[] | string {
+  if (ports.length > 0) return ports;
+  const values = query.getAll("port").flatMap((v) => v.split(","));
+  if (values.length === 0) return `query parameter "port" is required`;
+  const out = [];
+  for (const v of values) {
+    const port = parsePort(v);
+    if (typeof port === "string") return port;
+    out.push(port);
+  }
+  return out;
+}
+
+/** Serves a port-forward websocket for `ports` of `podSandboxId` until every port is done. */
+export async function serveWebSocketPortForward(
+  conn: Deno.Conn,
+  head: RequestHead,
+  ports: number[],
+  runtime: StreamingRuntime,
+  podSandboxId: string,
+): Promise<void> {
+  const up = await upgradeWebSocket(conn, head, WEBSOCKET_PORTFORWARD_PROTOCOLS, "");
+  if (!up) return;
+  const mux = new ChannelMux(up.ws, false);
+  const forwards = ports.map(async (port, i) => {
+    const data = 2 * i;
+    const errors = data + 1;
+    const readable = mux.input(data);
+    const portBytes = new Uint8Array([port & 0xff, port >> 8]);
+    try {
+      await mux.send(data, portBytes);
+      await mux.send(errors, portBytes);
+      await runtime.portForward(podSandboxId, port, {
+        readable,
+        writable: mux.output(data, () => mux.endInput(data)),
+      });
+    } catch (err) {
+      const msg = `error forwarding port ${port} to pod ${podSandboxId}: ${
+        err instanceof Error ? err.message : String(err)
+      }`;
+      log.warn("port forward failed", { port, sandbox: podSandboxId, error: msg });
+      await mux.send(errors, new TextEncoder().encode(msg)).catch(() => {});
+    } finally {
+      mux.endInput(data);
+    }
+  });
+  await Promise.allSettled(forwards);
+  await mux.close();
 }

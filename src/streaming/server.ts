@@ -21,7 +21,12 @@ import {
   writeResponse,
   writeSwitchingProtocols,
 } from "./http.ts";
-import { PORTFORWARD_PROTOCOLS, PortForwardSession } from "./portforward.ts";
+import {
+  PORTFORWARD_PROTOCOLS,
+  PortForwardSession,
+  serveWebSocketPortForward,
+  websocketPorts,
+} from "./portforward.ts";
 import {
   type Channels,
   type Outcome,
@@ -233,7 +238,7 @@ export class StreamServer {
     opts: StreamOptions,
   ): Promise<Channels | undefined> {
     if (isWebSocketRequest(head)) {
-      return (await openWebSocketChannels(conn, head, opts))?.channels;
+      return await openWebSocketChannels(conn, head, opts);
     }
     const protocol = await this.#spdyHandshake(conn, head, REMOTECOMMAND_PROTOCOLS);
     if (protocol === undefined) return undefined;
@@ -247,12 +252,12 @@ export class StreamServer {
 
   async #servePortForward(conn: Deno.Conn, head: RequestHead, req: PortForwardParams) {
     if (isWebSocketRequest(head)) {
-      await writeResponse(
-        conn,
-        501,
-        "Not Implemented",
-        "port forwarding over websockets is not implemented; use SPDY (portforward.k8s.io)",
-      );
+      const ports = websocketPorts(req.port, head.query);
+      if (typeof ports === "string") {
+        await writeResponse(conn, 400, "Bad Request", ports);
+        return;
+      }
+      await serveWebSocketPortForward(conn, head, ports, this.#opts.runtime, req.podSandboxId);
       return;
     }
     const protocol = await this.#spdyHandshake(conn, head, PORTFORWARD_PROTOCOLS);

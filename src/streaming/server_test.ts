@@ -466,3 +466,72 @@ Deno.test("stream server: stdin larger than a stream's buffer arrives whole", as
     assert.equal(got.length, 96 * chunk.length);
   });
 });
+
+/** Opens a websocket with `protocols` and collects its binary messages until it closes. */
+async function openWs(url: string, protocols: string[]) {
+  const ws = new WebSocket(url.replace("http:", "ws:"), protocols);
+  ws.binaryType = "arraybuffer";
+  const messages: Uint8Array[] = [];
+  const closed = new Promise<void>((res) => ws.onclose = () => res());
+  const waiters: (() => void)[] = [];
+  ws.onmessage = (e) => {
+    messages.push(new Uint8Array(e.data as ArrayBuffer));
+    for (const w of waiters.splice(0)) w();
+  };
+  await new Promise((res, rej) => {
+    ws.onopen = res;
+    ws.onerror = rej;
+  });
+  const until = async (ok: () => boolean) => {
+    while (!ok()) await new Promise<void>((r) => waiters.push(r));
+  };
+  return { ws, messages, closed, until };
+}
+
+Deno.test("stream server: port-forward over a websocket, two ports, channel per port", async () => {
+  const rt = new FakeRuntime("", 0);
+  const seen: number[] = [];
+  rt.portForward = async (_s, port, c) => {
+    seen.push(port);
+    if (port === 81) throw new Error("refused");
+    await c.readable.pipeTo(c.writable); // an echo "pod"
+  };
+  await withServer(rt, async (s) => {
+    const { ws, messages, closed, until } = await openWs(
+      s.getPortForward({ podSandboxId: "p1", port: [8080, 81] }),
+      ["v4.channel.k8s.io"],
+    );
+    assert.equal(ws.protocol, "v4.channel.k8s.io");
+    const on = (ch: number) =>
+      messages.filter((m) => m[0] === ch).map((m) => Array.from(m.subarray(1)));
+    await until(() => on(3).length === 2);
+    // Each channel opens with its port, little endian: 8080 = 0x1f90, 81 = 0x51.
+    assert.deepEqual(on(0)[0], [0x90, 0x1f]);
+    assert.deepEqual(on(1)[0], [0x90, 0x1f]);
+    assert.deepEqual(on(2)[0], [81, 0]);
+    assert.match(
+      dec.decode(new Uint8Array(on(3)[1])),
+      /error forwarding port 81 to pod p1: refused/,
+    );
+    ws.send(new Uint8Array([0, ...enc.encode("echo me")]));
+    await until(() => on(0).length === 2);
+    assert.equal(dec.decode(new Uint8Array(on(0)[1])), "echo me");
+    ws.close();
+    await closed;
+    assert.deepEqual(seen.sort(), [8080, 81].sort());
+  });
+});
+
+Deno.test("stream server: a websocket port-forward without ports is refused", async () => {
+  await withServer(new FakeRuntime("", 0), async (s) => {
+    const url = s.getPortForward({ podSandboxId: "p1", port: [] });
+    const r = await request(url, {
+      Connection: "Upgrade",
+      Upgrade: "websocket",
+      "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+      "Sec-WebSocket-Version": "13",
+    });
+    assert.equal(r.status, 400);
+    r.conn.close();
+  });
+});

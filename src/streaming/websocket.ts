@@ -224,15 +224,16 @@ export class WebSocketConn {
 const STDIN = 0, STDOUT = 1, STDERR = 2, ERROR = 3, RESIZE = 4, CLOSE_SIGNAL = 255;
 
 /**
- * Upgrades `head` on `conn` to a channel websocket for one exec or attach.
- * Answers the handshake's failures itself and resolves to undefined then.
- * The returned channels are live; `pump` must run to deliver client input.
+ * Completes the websocket handshake of `head` on `conn`, choosing the
+ * client's first offered protocol among `served` (`fallback` when it offers
+ * none). Answers failures itself (400) and resolves to undefined then.
  */
-export async function openWebSocketChannels(
+export async function upgradeWebSocket(
   conn: Deno.Conn,
   head: RequestHead,
-  opts: StreamOptions,
-): Promise<{ channels: Channels; pump: Promise<void> } | undefined> {
+  served: string[],
+  fallback: string,
+): Promise<{ ws: WebSocketConn; protocol: string } | undefined> {
   const key = headerValue(head, "sec-websocket-key");
   if (head.method !== "GET" || key === "" || headerValue(head, "sec-websocket-version") !== "13") {
     await writeResponse(
@@ -244,16 +245,14 @@ export async function openWebSocketChannels(
     return undefined;
   }
   const offered = headerList(head, "sec-websocket-protocol");
-  const protocol = offered.length === 0
-    ? "channel.k8s.io"
-    : offered.find((p) => WEBSOCKET_PROTOCOLS.includes(p));
+  const protocol = offered.length === 0 ? fallback : offered.find((p) => served.includes(p));
   if (protocol === undefined) {
     await writeResponse(
       conn,
       400,
       "Bad Request",
       `websocket: none of the offered protocols ${offered.join(", ")} is served (${
-        WEBSOCKET_PROTOCOLS.join(", ")
+        served.join(", ")
       })`,
     );
     return undefined;
@@ -265,66 +264,104 @@ export async function openWebSocketChannels(
   ];
   if (offered.length > 0) headers.push(["Sec-WebSocket-Protocol", protocol]);
   await writeSwitchingProtocols(conn, headers);
-  const ws = new WebSocketConn(conn, head.rest);
+  return { ws: new WebSocketConn(conn, head.rest), protocol };
+}
 
-  // Client input: stdin and resize become readable streams fed by the pump.
-  const inputs = new Map<number, ReadableStreamDefaultController<Uint8Array>>();
-  const readableFor = (ch: number) =>
-    new ReadableStream<Uint8Array>({ start: (c) => void inputs.set(ch, c) });
-  const stdin = opts.stdin ? readableFor(STDIN) : undefined;
-  const resize = opts.tty ? readableFor(RESIZE) : undefined;
-  const endInput = (ch: number) => {
-    try {
-      inputs.get(ch)?.close();
-    } catch { /* cancelled by its reader */ }
-    inputs.delete(ch);
-  };
-  const pump = (async () => {
-    for await (const msg of ws.messages()) {
-      if (msg.length === 0) continue;
-      const ch = msg[0];
-      if (ch === CLOSE_SIGNAL && protocol.startsWith("v5.") && msg.length >= 2) {
-        endInput(msg[1]);
-      } else if (msg.length > 1) {
-        try {
-          inputs.get(ch)?.enqueue(msg.subarray(1));
-        } catch { /* cancelled by its reader */ }
+/**
+ * The channels of a channel websocket: client messages on a channel feed
+ * its readable, writes to a channel's writable become messages prefixed by
+ * the channel's number. `closeSignal` (v5) lets the client end a channel.
+ */
+export class ChannelMux {
+  readonly ws: WebSocketConn;
+  /** Resolves once the client's side has ended (close frame, EOF, or error). */
+  readonly pump: Promise<void>;
+  #inputs = new Map<number, ReadableStreamDefaultController<Uint8Array>>();
+
+  /** Starts reading `ws`; only channels asked for with {@link input} receive. */
+  constructor(ws: WebSocketConn, closeSignal: boolean) {
+    this.ws = ws;
+    this.pump = (async () => {
+      for await (const msg of ws.messages()) {
+        if (msg.length === 0) continue;
+        const ch = msg[0];
+        if (ch === CLOSE_SIGNAL && closeSignal && msg.length >= 2) {
+          this.endInput(msg[1]);
+        } else if (msg.length > 1) {
+          try {
+            this.#inputs.get(ch)?.enqueue(msg.subarray(1));
+          } catch { /* cancelled by its reader */ }
+        }
       }
-    }
-    for (const ch of [...inputs.keys()]) endInput(ch);
-  })();
+      for (const ch of [...this.#inputs.keys()]) this.endInput(ch);
+    })();
+  }
 
-  const writableFor = (ch: number) =>
-    new WritableStream<Uint8Array>({
-      write: (chunk) => {
-        const msg = new Uint8Array(chunk.length + 1);
-        msg[0] = ch;
-        msg.set(chunk, 1);
-        return ws.sendBinary(msg);
-      },
+  /** What the client sends on channel `ch`. */
+  input(ch: number): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>({ start: (c) => void this.#inputs.set(ch, c) });
+  }
+
+  /** Ends channel `ch`'s input (the client closed it, or its session is over). */
+  endInput(ch: number): void {
+    try {
+      this.#inputs.get(ch)?.close();
+    } catch { /* cancelled by its reader */ }
+    this.#inputs.delete(ch);
+  }
+
+  /** Sends `data` on channel `ch`. */
+  send(ch: number, data: Uint8Array): Promise<void> {
+    const msg = new Uint8Array(data.length + 1);
+    msg[0] = ch;
+    msg.set(data, 1);
+    return this.ws.sendBinary(msg);
+  }
+
+  /** A writable whose chunks go out on channel `ch`; `onClose` runs when it is closed. */
+  output(ch: number, onClose?: () => void): WritableStream<Uint8Array> {
+    return new WritableStream<Uint8Array>({
+      write: (chunk) => this.send(ch, chunk),
+      close: () => onClose?.(),
     });
+  }
+
+  /** Closes the websocket and waits for the client side to end. */
+  async close(): Promise<void> {
+    await this.ws.close(1000);
+    await this.pump;
+  }
+}
+
+/**
+ * Upgrades `head` on `conn` to a channel websocket for one exec or attach.
+ * Answers the handshake's failures itself and resolves to undefined then.
+ */
+export async function openWebSocketChannels(
+  conn: Deno.Conn,
+  head: RequestHead,
+  opts: StreamOptions,
+): Promise<Channels | undefined> {
+  const up = await upgradeWebSocket(conn, head, WEBSOCKET_PROTOCOLS, "channel.k8s.io");
+  if (!up) return undefined;
+  const { protocol } = up;
+  const mux = new ChannelMux(up.ws, protocol.startsWith("v5."));
+  const stdin = opts.stdin ? mux.input(STDIN) : undefined;
+  const resize = opts.tty ? mux.input(RESIZE) : undefined;
   // The kubelet's first message tells the client the streams are ready.
-  await ws.sendBinary(new Uint8Array([opts.stdout ? STDOUT : opts.stderr ? STDERR : ERROR]));
-  const channels: Channels = {
+  await mux.send(opts.stdout ? STDOUT : opts.stderr ? STDERR : ERROR, new Uint8Array(0));
+  return {
     io: {
       stdin,
-      stdout: opts.stdout ? writableFor(STDOUT) : undefined,
-      stderr: opts.stderr && !opts.tty ? writableFor(STDERR) : undefined,
+      stdout: opts.stdout ? mux.output(STDOUT) : undefined,
+      stderr: opts.stderr && !opts.tty ? mux.output(STDERR) : undefined,
       tty: opts.tty,
       resize: resize ? decodeResizes(resize) : undefined,
     },
     async finish(outcome: Outcome): Promise<void> {
-      // The channel protocols name no version in "channel.k8s.io"; v4 and v5 send Status JSON.
       const bytes = encodeOutcome(protocol, outcome);
-      if (bytes) {
-        const msg = new Uint8Array(bytes.length + 1);
-        msg[0] = ERROR;
-        msg.set(bytes, 1);
-        await ws.sendBinary(msg).catch(() => {});
-      }
-      await ws.close(1000);
-      await pump;
+      if (bytes) await mux.send(ERROR, bytes).catch(() => {});
+      await mux.close();
     },
   };
-  return { channels, pump };
 }
