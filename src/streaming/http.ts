@@ -7,10 +7,69 @@
  */
 
 import { BerthError, Code } from "../errdefs/mod.ts";
+import { log } from "../log/mod.ts";
 import { concatBytes } from "./bytes.ts";
 
 /** The largest request head accepted. */
 const MAX_HEAD = 16 * 1024;
+
+/** What the streaming protocols need of a connection (a Deno.Conn, or an {@link IdleConn}). */
+export interface ByteConn {
+  /** Reads into `p`; null at end of stream. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Writes some of `p`; the count written. */
+  write(p: Uint8Array): Promise<number>;
+  close(): void;
+}
+
+/**
+ * A connection that closes itself after `idleMs` without a read or a write
+ * completing (containerd's stream_idle_timeout); 0 never closes it.
+ */
+export class IdleConn implements ByteConn {
+  #conn: ByteConn;
+  #idleMs: number;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #closed = false;
+
+  /** Watches `conn` for `idleMs` of silence. */
+  constructor(conn: ByteConn, idleMs: number) {
+    this.#conn = conn;
+    this.#idleMs = idleMs;
+    this.#touch();
+  }
+
+  #touch(): void {
+    if (this.#idleMs <= 0 || this.#closed) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      log.debug("streaming connection idle, closing", { idleMs: this.#idleMs });
+      this.close();
+    }, this.#idleMs);
+  }
+
+  async read(p: Uint8Array): Promise<number | null> {
+    const n = await this.#conn.read(p);
+    this.#touch();
+    return n;
+  }
+
+  async write(p: Uint8Array): Promise<number> {
+    const n = await this.#conn.write(p);
+    this.#touch();
+    return n;
+  }
+
+  /** Closes the connection (once) and stops the timer. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+  }
+}
 
 /** Writes all of `bytes` to `w` (Deno's write may take only part). */
 export async function writeAll(
@@ -76,7 +135,7 @@ export function parseHead(text: string, rest: Uint8Array = new Uint8Array(0)): R
 }
 
 /** Reads one request head from `conn`; null when the peer closed first. */
-export async function readRequestHead(conn: Deno.Conn): Promise<RequestHead | null> {
+export async function readRequestHead(conn: ByteConn): Promise<RequestHead | null> {
   let buf: Uint8Array = new Uint8Array(0);
   const chunk = new Uint8Array(4096);
   for (;;) {
@@ -97,7 +156,7 @@ export async function readRequestHead(conn: Deno.Conn): Promise<RequestHead | nu
 
 /** Writes a complete response with a text body; the connection is then done. */
 export async function writeResponse(
-  conn: Deno.Conn,
+  conn: ByteConn,
   status: number,
   reason: string,
   body = "",
@@ -118,7 +177,7 @@ export async function writeResponse(
 
 /** Writes a 101 Switching Protocols head with `headers`. */
 export async function writeSwitchingProtocols(
-  conn: Deno.Conn,
+  conn: ByteConn,
   headers: [string, string][],
 ): Promise<void> {
   const lines = ["HTTP/1.1 101 Switching Protocols", ...headers.map(([k, v]) => `${k}: ${v}`)];

@@ -15,7 +15,7 @@
  */
 
 import { log } from "../log/mod.ts";
-import type { RequestHead } from "./http.ts";
+import type { ByteConn, RequestHead } from "./http.ts";
 import type { SpdyConnection, SpdyStream } from "./spdy_conn.ts";
 import type { StreamingRuntime } from "./types.ts";
 import { ChannelMux, upgradeWebSocket } from "./websocket.ts";
@@ -140,7 +140,7 @@ export function websocketPorts(ports: number[], query: URLSearchParams): number[
 
 /** Serves a port-forward websocket for `ports` of `podSandboxId` until every port is done. */
 export async function serveWebSocketPortForward(
-  conn: Deno.Conn,
+  conn: ByteConn,
   head: RequestHead,
   ports: number[],
   runtime: StreamingRuntime,

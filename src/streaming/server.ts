@@ -15,7 +15,9 @@ import type {
   PortForwardRequest,
 } from "../gen/k8s/cri/runtime/v1/api_pb.ts";
 import {
+  type ByteConn,
   headerList,
+  IdleConn,
   readRequestHead,
   type RequestHead,
   writeResponse,
@@ -85,7 +87,7 @@ export class StreamServer {
   #opts: Required<StreamServerOptions>;
   #tokens: TokenCache<Pending>;
   #listener: Deno.TcpListener | undefined;
-  #conns = new Set<Deno.Conn>();
+  #conns = new Set<IdleConn>();
   #handlers = new Set<Promise<void>>();
   #acceptLoop: Promise<void> | undefined;
   #baseUrl = "";
@@ -168,21 +170,20 @@ export class StreamServer {
       } catch {
         return; // closed
       }
-      this.#conns.add(conn);
-      const h = this.#serveConn(conn).catch((err) => {
+      const idle = new IdleConn(conn, this.#opts.streamIdleTimeoutMs);
+      this.#conns.add(idle);
+      const h = this.#serveConn(idle).catch((err) => {
         log.debug("streaming connection failed", { error: String(err) });
       }).finally(() => {
-        this.#conns.delete(conn);
-        try {
-          conn.close();
-        } catch { /* closed by its session */ }
+        this.#conns.delete(idle);
+        idle.close();
       });
       this.#handlers.add(h);
       void h.finally(() => this.#handlers.delete(h));
     }
   }
 
-  async #serveConn(conn: Deno.Conn): Promise<void> {
+  async #serveConn(conn: ByteConn): Promise<void> {
     let head: RequestHead | null;
     try {
       head = await readRequestHead(conn);
@@ -233,7 +234,7 @@ export class StreamServer {
 
   /** Upgrades to a websocket or to SPDY and waits for the client's streams. */
   async #openChannels(
-    conn: Deno.Conn,
+    conn: ByteConn,
     head: RequestHead,
     opts: StreamOptions,
   ): Promise<Channels | undefined> {
@@ -243,14 +244,12 @@ export class StreamServer {
     const protocol = await this.#spdyHandshake(conn, head, REMOTECOMMAND_PROTOCOLS);
     if (protocol === undefined) return undefined;
     const streams = new SpdySessionStreams(protocol, opts);
-    const spdy = new SpdyConnection(conn, head.rest, streams.accept, {
-      idleTimeoutMs: this.#opts.streamIdleTimeoutMs,
-    });
+    const spdy = new SpdyConnection(conn, head.rest, streams.accept);
     void spdy.serve();
     return await streams.ready(spdy, this.#opts.streamCreationTimeoutMs);
   }
 
-  async #servePortForward(conn: Deno.Conn, head: RequestHead, req: PortForwardParams) {
+  async #servePortForward(conn: ByteConn, head: RequestHead, req: PortForwardParams) {
     if (isWebSocketRequest(head)) {
       const ports = websocketPorts(req.port, head.query);
       if (typeof ports === "string") {
@@ -267,9 +266,7 @@ export class StreamServer {
       req.podSandboxId,
       this.#opts.streamCreationTimeoutMs,
     );
-    const spdy = new SpdyConnection(conn, head.rest, session.accept, {
-      idleTimeoutMs: this.#opts.streamIdleTimeoutMs,
-    });
+    const spdy = new SpdyConnection(conn, head.rest, session.accept);
     await session.serve(spdy);
   }
 
@@ -279,7 +276,7 @@ export class StreamServer {
    * Answers failures itself and returns undefined then.
    */
   async #spdyHandshake(
-    conn: Deno.Conn,
+    conn: ByteConn,
     head: RequestHead,
     supported: string[],
   ): Promise<string | undefined> {
@@ -335,11 +332,7 @@ export class StreamServer {
       this.#listener?.close();
     } catch { /* already closed */ }
     await this.#acceptLoop;
-    for (const c of this.#conns) {
-      try {
-        c.close();
-      } catch { /* already closed */ }
-    }
+    for (const c of this.#conns) c.close();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const grace = new Promise<boolean>((r) => timer = setTimeout(() => r(false), graceMs));
     const settled = Promise.allSettled([...this.#handlers]).then(() => true);

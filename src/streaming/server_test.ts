@@ -36,7 +36,8 @@ class FakeRuntime implements StreamingRuntime {
 async function withServer(
   runtime: StreamingRuntime,
   fn: (s: StreamServer) => Promise<void>,
-  opts: { tokenTtlMs?: number; streamCreationTimeoutMs?: number } = {},
+  opts: { tokenTtlMs?: number; streamCreationTimeoutMs?: number; streamIdleTimeoutMs?: number } =
+    {},
 ) {
   const s = new StreamServer({ runtime, ...opts });
   s.start();
@@ -534,4 +535,32 @@ Deno.test("stream server: a websocket port-forward without ports is refused", as
     assert.equal(r.status, 400);
     r.conn.close();
   });
+});
+
+Deno.test("stream server: an idle connection is closed", async () => {
+  const rt = new FakeRuntime("", 0);
+  let release!: () => void;
+  const held = new Promise<void>((r) => release = r);
+  rt.exec = async () => {
+    await held;
+    return { exitCode: 0 };
+  };
+  await withServer(rt, async (s) => {
+    const url = s.getExec({
+      containerId: "c1",
+      cmd: ["x"],
+      tty: false,
+      stdin: true,
+      stdout: true,
+      stderr: false,
+    });
+    const r = await request(url, upgrade("v4.channel.k8s.io"));
+    const c = new SpdyClient(r.conn, r.rest);
+    for (const t of ["error", "stdin", "stdout"]) await c.open({ streamType: t });
+    const started = Date.now();
+    await c.readAll(); // the server closes the silent connection
+    r.conn.close();
+    assert.ok(Date.now() - started >= 100);
+    release();
+  }, { streamIdleTimeoutMs: 150 });
 });

@@ -13,7 +13,7 @@
 
 import { BerthError, Code } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
-import { writeAll } from "./http.ts";
+import { type ByteConn, writeAll } from "./http.ts";
 import {
   encodeFrame,
   FLAG_FIN,
@@ -162,15 +162,9 @@ export class SpdyStream {
 /** Decides on a new stream: undefined accepts it, a string refuses it (logged). */
 export type StreamHandler = (stream: SpdyStream) => string | undefined;
 
-/** Options of {@link SpdyConnection}. */
-export interface SpdyConnectionOptions {
-  /** Close the connection after this long without a frame in either direction (0: never). */
-  idleTimeoutMs?: number;
-}
-
 /** A server-side SPDY/3.1 connection over an upgraded TCP connection. */
 export class SpdyConnection {
-  #conn: Deno.Conn;
+  #conn: ByteConn;
   #codec = new HeaderCodec();
   #decoder = new FrameDecoder(MAX_INCOMING_FRAME);
   #streams = new Map<number, SpdyStream>();
@@ -180,24 +174,19 @@ export class SpdyConnection {
   #closed = false;
   #goneAway = false;
   #onStream: StreamHandler;
-  #idleMs: number;
-  #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #done: Promise<void>;
   #resolveDone!: () => void;
 
   /** Wraps `conn`; `initial` holds bytes already read past the HTTP request. */
   constructor(
-    conn: Deno.Conn,
+    conn: ByteConn,
     initial: Uint8Array,
     onStream: StreamHandler,
-    opts: SpdyConnectionOptions = {},
   ) {
     this.#conn = conn;
     this.#onStream = onStream;
-    this.#idleMs = opts.idleTimeoutMs ?? 0;
     if (initial.length > 0) this.#decoder.push(initial);
     this.#done = new Promise((r) => this.#resolveDone = r);
-    this.#touch();
   }
 
   /** Resolves when the connection has ended (closed by either side). */
@@ -216,7 +205,6 @@ export class SpdyConnection {
         }
         const n = await this.#conn.read(buf);
         if (n === null) break;
-        this.#touch();
         this.#decoder.push(buf.subarray(0, n));
       }
     } catch (err) {
@@ -308,7 +296,6 @@ export class SpdyConnection {
     const bytes = encodeFrame(f);
     const p = this.#writes.then(() => {
       if (this.#closed) throw new BerthError(Code.Unavailable, "spdy connection is closed");
-      this.#touch();
       return writeAll(this.#conn, bytes);
     });
     this.#writes = p.catch(() => {});
@@ -318,15 +305,6 @@ export class SpdyConnection {
   /** @internal drops a stream that is finished both ways. */
   maybeForget(s: SpdyStream): void {
     if (s.finished) this.#streams.delete(s.id);
-  }
-
-  #touch(): void {
-    if (this.#idleMs <= 0 || this.#closed) return;
-    clearTimeout(this.#idleTimer);
-    this.#idleTimer = setTimeout(() => {
-      log.debug("spdy connection idle, closing", { idleMs: this.#idleMs });
-      void this.close();
-    }, this.#idleMs);
   }
 
   /**
@@ -342,7 +320,6 @@ export class SpdyConnection {
     }
     await this.#writes;
     this.#closed = true;
-    clearTimeout(this.#idleTimer);
     for (const s of this.#streams.values()) s.remoteEnded(true);
     this.#streams.clear();
     try {

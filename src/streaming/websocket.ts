@@ -12,6 +12,7 @@ import { BerthError, Code } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import { concatBytes } from "./bytes.ts";
 import {
+  type ByteConn,
   headerList,
   headerValue,
   type RequestHead,
@@ -138,13 +139,13 @@ export function isWebSocketRequest(head: RequestHead): boolean {
 
 /** A server-side websocket: whole messages in, binary messages out. */
 export class WebSocketConn {
-  #conn: Deno.Conn;
+  #conn: ByteConn;
   #decoder = new WsFrameDecoder(true);
   #writes: Promise<void> = Promise.resolve();
   #closed = false;
 
   /** Wraps an upgraded `conn`; `initial` holds bytes read past the request. */
-  constructor(conn: Deno.Conn, initial: Uint8Array) {
+  constructor(conn: ByteConn, initial: Uint8Array) {
     this.#conn = conn;
     if (initial.length > 0) this.#decoder.push(initial);
   }
@@ -229,7 +230,7 @@ const STDIN = 0, STDOUT = 1, STDERR = 2, ERROR = 3, RESIZE = 4, CLOSE_SIGNAL = 2
  * none). Answers failures itself (400) and resolves to undefined then.
  */
 export async function upgradeWebSocket(
-  conn: Deno.Conn,
+  conn: ByteConn,
   head: RequestHead,
   served: string[],
   fallback: string,
@@ -338,7 +339,7 @@ export class ChannelMux {
  * Answers the handshake's failures itself and resolves to undefined then.
  */
 export async function openWebSocketChannels(
-  conn: Deno.Conn,
+  conn: ByteConn,
   head: RequestHead,
   opts: StreamOptions,
 ): Promise<Channels | undefined> {
