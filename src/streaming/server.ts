@@ -61,7 +61,7 @@ type Pending =
 
 /** Options of {@link StreamServer}. */
 export interface StreamServerOptions {
-  /** The address to listen on (default 127.0.0.1). */
+  /** The address to listen on (default, and when empty, 127.0.0.1). */
   address?: string;
   /** The TCP port (default 0: a free port). */
   port?: number;
@@ -94,13 +94,14 @@ export class StreamServer {
 
   /** Configures the server; {@link start} listens. */
   constructor(opts: StreamServerOptions) {
+    // `??` per field: an explicit undefined (an unset config key) keeps the default.
     this.#opts = {
-      address: "127.0.0.1",
-      port: 0,
-      tokenTtlMs: 60_000,
-      streamCreationTimeoutMs: 30_000,
-      streamIdleTimeoutMs: 4 * 3600_000,
-      ...opts,
+      runtime: opts.runtime,
+      address: opts.address || "127.0.0.1",
+      port: opts.port ?? 0,
+      tokenTtlMs: opts.tokenTtlMs ?? 60_000,
+      streamCreationTimeoutMs: opts.streamCreationTimeoutMs ?? 30_000,
+      streamIdleTimeoutMs: opts.streamIdleTimeoutMs ?? 4 * 3600_000,
     };
     this.#tokens = new TokenCache(this.#opts.tokenTtlMs);
   }

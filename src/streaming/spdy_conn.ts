@@ -127,7 +127,6 @@ export class SpdyStream {
     await this.#conn.send({ type: "rst_stream", streamId: this.id, status }).catch(() => {});
   }
 
-  /** @internal data arrived from the peer. */
   /**
    * @internal data arrived from the peer. Resolves once the reader has room
    * again: the connection stops reading while a stream's buffer is full, as
