@@ -564,3 +564,19 @@ Deno.test("stream server: an idle connection is closed", async () => {
     release();
   }, { streamIdleTimeoutMs: 150 });
 });
+
+Deno.test("stream server: a port-forward pair left incomplete is reported on its error stream", async () => {
+  await withServer(new FakeRuntime("", 0), async (s) => {
+    const url = s.getPortForward({ podSandboxId: "p1", port: [80] });
+    const r = await request(url, upgrade("portforward.k8s.io"));
+    const c = new SpdyClient(r.conn, r.rest);
+    const err = await c.open({ streamType: "error", port: "80", requestID: "5" });
+    const frames = c.readAll();
+    await new Promise((res) => setTimeout(res, 250));
+    r.conn.closeWrite();
+    const got = await frames;
+    r.conn.close();
+    assert.equal(dataOf(got, err), "timed out waiting for streams of request 5");
+    assert.ok(got.some((f) => f.type === "data" && f.streamId === err && f.flags === 1));
+  }, { streamCreationTimeoutMs: 100 });
+});
