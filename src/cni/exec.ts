@@ -8,7 +8,7 @@
  * @module
  */
 
-import { BerthError, Code, deadlineExceeded, notFound } from "../errdefs/mod.ts";
+import { BerthError, Code, deadlineExceeded } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import { spawn } from "../spawn/mod.ts";
 import { compareVersions, isObject, type NetworkList, type PluginConfig } from "./config.ts";
@@ -52,7 +52,10 @@ export async function findPlugin(type: string, binDirs: string[]): Promise<strin
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     }
   }
-  throw notFound(`failed to find plugin "${type}" in path [${binDirs.join(" ")}]`);
+  throw new BerthError(
+    Code.NotFound,
+    `failed to find plugin "${type}" in path [${binDirs.join(" ")}]`,
+  );
 }
 
 /**
@@ -121,6 +124,8 @@ export async function execPlugin(
     CNI_PATH: opts.binDirs.join(":"),
   };
   const child = spawn(path, [], { env, stdin: "piped", stdout: "piped", stderr: "piped" });
+  const stdout = child.stdout.getReader();
+  const stderr = child.stderr.getReader();
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -129,6 +134,9 @@ export async function execPlugin(
     } catch {
       // exited meanwhile
     }
+    // A descendant may still hold the pipes: stop reading them too.
+    stdout.cancel().catch(() => {});
+    stderr.cancel().catch(() => {});
   }, opts.timeoutMs);
   try {
     const writer = child.stdin.getWriter();
@@ -137,8 +145,8 @@ export async function execPlugin(
     await writer.close().catch(() => {});
     const [status, out, err] = await Promise.all([
       child.status,
-      new Response(child.stdout).text(),
-      new Response(child.stderr).text(),
+      readText(stdout),
+      readText(stderr),
     ]);
     if (timedOut) {
       throw deadlineExceeded(`${what}: no answer within ${opts.timeoutMs} ms; killed`);
@@ -162,6 +170,21 @@ export async function execPlugin(
   } finally {
     clearTimeout(timer);
   }
+}
+
+async function readText(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<string> {
+  const decoder = new TextDecoder();
+  let text = "";
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+  } catch {
+    // cancelled after a timeout: what came so far is all there is
+  }
+  return text + decoder.decode();
 }
 
 function parseOutput(out: string): unknown {

@@ -22,10 +22,13 @@ export const DEFAULT_BIN_DIRS: readonly string[] = ["/usr/lib/cni", "/opt/cni/bi
 /** The interface name of the pod's side of the configured network. */
 const POD_IFNAME = "eth0";
 
-/** The loopback network containerd attaches every pod to first (its own config). */
+/**
+ * The loopback network every pod is attached to first, as containerd does
+ * (which says 0.3.1; 1.0.0 here gives DEL the saved result and allows CHECK).
+ */
 const LOOPBACK: NetworkList = {
   name: "cni-loopback",
-  cniVersion: "0.3.1",
+  cniVersion: "1.0.0",
   disableCheck: false,
   plugins: [{ type: "loopback" }],
   source: "",
@@ -227,9 +230,12 @@ export class CniManager {
       }
       await writeState(this.#stateDir, id, state);
     } catch (err) {
+      // Undo what ran; the state goes either way: a config that made ADD fail
+      // usually makes DEL fail too, and replaying it would fail forever.
       await this.#teardown(id, netnsPath).catch((e) =>
         log.warn("cni: cleanup after a failed setup failed", { id, error: String(e) })
       );
+      await removeState(this.#stateDir, id);
       throw err;
     }
     const main = state.attachments[state.attachments.length - 1];
