@@ -130,6 +130,11 @@ function ipOf(cidr: string): string {
   return cidr.split("/")[0];
 }
 
+/** One ping from inside `netns` to `ip`, or an error saying it went unanswered. */
+async function ping(netns: string, ip: string): Promise<void> {
+  await sh("nsenter", [`--net=${netns}`, "busybox", "ping", "-c", "1", "-W", "3", ip]);
+}
+
 async function exists(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
 }
@@ -184,28 +189,10 @@ Deno.test("two pods get addresses on one bridge, reach each other, and DEL frees
     assert.match(lo, /<LOOPBACK,UP,LOWER_UP>/);
     const addr = await sh("nsenter", [`--net=${nsA}`, "ip", "-o", "-4", "addr", "show", "eth0"]);
     assert.ok(addr.includes(a.ips[0].address), addr);
-    await sh("nsenter", [`--net=${nsA}`, "busybox", "ping", "-c", "1", "-W", "3", "127.0.0.1"]);
+    await ping(nsA, "127.0.0.1");
     // Pod to pod, across the bridge.
-    await sh("nsenter", [
-      `--net=${nsA}`,
-      "busybox",
-      "ping",
-      "-c",
-      "1",
-      "-W",
-      "3",
-      ipOf(b.ips[0].address),
-    ]);
-    await sh("nsenter", [
-      `--net=${nsB}`,
-      "busybox",
-      "ping",
-      "-c",
-      "1",
-      "-W",
-      "3",
-      ipOf(a.ips[0].address),
-    ]);
+    await ping(nsA, ipOf(b.ips[0].address));
+    await ping(nsB, ipOf(a.ips[0].address));
 
     // What ADD used is saved, with the CNI_ARGS containerd sends.
     const saved = JSON.parse(await Deno.readTextFile(`${f.stateDir}/podB.json`));
