@@ -277,6 +277,10 @@ Deno.test("a plugin's error JSON becomes a clear error and a failed setup leaves
     );
     assert.equal(await exists(`${f.stateDir}/bad2.json`), false);
     await assert.rejects(
+      cni.setup("bad4", ns, { podName: "p;K8S_POD_NAME=q", podNamespace: "d" }),
+      (e) => isCode(e, Code.InvalidArgument) && /K8S_POD_NAME .* has ';' or '='/.test(String(e)),
+    );
+    await assert.rejects(
       cni.setup("bad3", `${f.dir}/not-a-netns`, { podName: "p", podNamespace: "d" }),
       (e) => isCode(e, Code.InvalidArgument) && /is not a network namespace/.test(String(e)),
     );

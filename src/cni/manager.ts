@@ -207,6 +207,12 @@ export class CniManager {
     ];
     if (opts.podUid) args.push(["K8S_POD_UID", opts.podUid]);
     args.push(["IgnoreUnknown", "1"]);
+    for (const [k, v] of args) {
+      // CNI_ARGS is `K=V;K=V`: a value with ';' or '=' would forge another key.
+      if (/[;=]/.test(v)) {
+        throw invalidArgument(`cni setup: ${k} ${JSON.stringify(v)} has ';' or '='`);
+      }
+    }
     const state: PodNetworkState = {
       version: 1,
       containerId: id,
