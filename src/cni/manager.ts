@@ -233,8 +233,8 @@ export class CniManager {
           this.#invocation(state, netnsPath, a.ifname),
           this.#exec,
         );
+        await writeState(this.#stateDir, id, state); // DEL then gets this result too
       }
-      await writeState(this.#stateDir, id, state);
     } catch (err) {
       // Undo what ran; the state goes either way: a config that made ADD fail
       // usually makes DEL fail too, and replaying it would fail forever.
