@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { Code, isCode } from "../errdefs/mod.ts";
 import { createNetns, netnsExists, removeNetns } from "../netns/mod.ts";
 import { run, spawn } from "../spawn/mod.ts";
-import { CniManager } from "./mod.ts";
+import { CniManager, type CniManagerOptions } from "./mod.ts";
 
 const BIN_DIRS = ["/usr/lib/cni"];
 const decoder = new TextDecoder();
@@ -47,7 +47,7 @@ interface Fixture {
   prefix: string;
   conflist: Record<string, unknown>;
   newNetns(): Promise<string>;
-  manager(): CniManager;
+  manager(opts?: Partial<CniManagerOptions>): CniManager;
 }
 
 /** Runs `fn` with a fresh network setup, and removes all of it afterwards. */
@@ -70,12 +70,13 @@ async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
       netnses.push(p);
       return p;
     },
-    manager() {
+    manager(opts = {}) {
       return new CniManager({
         binDirs: BIN_DIRS,
         confDir: f.confDir,
         stateDir: f.stateDir,
         timeoutMs: 20_000,
+        ...opts,
       });
     },
   };
@@ -248,6 +249,36 @@ Deno.test("DEL after a crash replays the saved config though conf_dir changed, a
     await after.teardown("pod2", ns2);
     assert.deepEqual(await allocations(f), []);
     assert.equal(await exists(`${f.stateDir}/pod2.json`), false);
+  });
+});
+
+Deno.test("a setup that dies in the middle of ADD has saved what a new manager's DEL needs", async () => {
+  await withFixture(async (f) => {
+    // A chained plugin whose ADD never answers: bridge has allocated an address by then.
+    const bin = `${f.dir}/bin`;
+    await Deno.mkdir(bin);
+    await Deno.writeTextFile(
+      `${bin}/stall`,
+      `#!/bin/sh\ncat >/dev/null\n[ "$CNI_COMMAND" = ADD ] || exit 0\necho $$ > ${bin}/stall.pid\nexec sleep 30\n`,
+      { mode: 0o755 },
+    );
+    (f.conflist.plugins as unknown[]).push({ type: "stall" });
+    await writeConflist(f);
+    const ns = await f.newNetns();
+    const dying = f.manager({ binDirs: [bin, ...BIN_DIRS], timeoutMs: 15_000 });
+    const pending = dying.setup("podx", ns, { podName: "x", podNamespace: "d" });
+    const settled = pending.then(() => "resolved", (e) => String(e));
+    while (!await exists(`${bin}/stall.pid`)) await new Promise((ok) => setTimeout(ok, 50));
+    assert.equal((await allocations(f)).length, 1);
+    assert.equal(await exists(`${f.stateDir}/podx.json`), true);
+
+    // The daemon "crashed" here; the one that replaces it tears the pod down.
+    await f.manager({ binDirs: [bin, ...BIN_DIRS] }).teardown("podx", ns);
+    assert.deepEqual(await allocations(f), []);
+    assert.equal(await exists(`${f.stateDir}/podx.json`), false);
+    // End the stalled plugin (exactly that pid); the old setup fails and finds nothing left to do.
+    Deno.kill(Number(await Deno.readTextFile(`${bin}/stall.pid`)), "SIGKILL");
+    assert.match(await settled, /plugin type="stall" failed \(add\)/);
   });
 });
 
