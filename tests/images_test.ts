@@ -27,6 +27,7 @@ import { NativeSnapshotter, OverlaySnapshotter, type Snapshotter } from "../src/
 import { makeBusyboxRootfs } from "./support/bundle.ts";
 import { startContainerd } from "./support/containerd.ts";
 import { buildBusyboxImage, buildLargeImage, BUSYBOX_REF } from "./support/image.ts";
+import { startRegistry } from "./support/registry.ts";
 import { runTool } from "./support/tool.ts";
 import { spawn } from "../src/spawn/mod.ts";
 import { applyOverrides, parseConfig } from "../src/config/mod.ts";
@@ -403,83 +404,6 @@ Deno.test("images: GC after image removal deletes unreferenced blobs and snapsho
     await w.close();
   }
 });
-
-/** A docker-registry on 127.0.0.1, storing under a temporary directory. */
-interface Registry {
-  host: string;
-  stop(): Promise<void>;
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-async function startRegistry(
-  dir: string,
-  auth?: { user: string; password: string },
-): Promise<Registry> {
-  await Deno.mkdir(`${dir}/storage`, { recursive: true });
-  const port = freePort();
-  const lines = [
-    "version: 0.1",
-    "log:",
-    "  level: warn",
-    "storage:",
-    "  filesystem:",
-    `    rootdirectory: ${dir}/storage`,
-    "http:",
-    `  addr: 127.0.0.1:${port}`,
-  ];
-  if (auth) {
-    // bcrypt, which docker-registry's htpasswd wants, from the system's crypt(3).
-    const hash = (await must("python3", [
-      "-W",
-      "ignore",
-      "-c",
-      "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))",
-      auth.password,
-    ])).trim();
-    assert.match(hash, /^\$2[aby]\$/);
-    await Deno.writeTextFile(`${dir}/htpasswd`, `${auth.user}:${hash}\n`);
-    lines.push("auth:", "  htpasswd:", "    realm: berth-test", `    path: ${dir}/htpasswd`);
-  }
-  await Deno.writeTextFile(`${dir}/config.yml`, lines.join("\n") + "\n");
-  const child = spawn("docker-registry", ["serve", `${dir}/config.yml`], {
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  });
-  const logFile = await Deno.open(`${dir}/registry.log`, { write: true, create: true });
-  const logDone = child.stderr!.pipeTo(logFile.writable).catch(() => {});
-  const stop = async () => {
-    try {
-      Deno.kill(child.pid, "SIGTERM");
-    } catch {
-      // exited already
-    }
-    await child.status;
-    await logDone;
-  };
-  const host = `127.0.0.1:${port}`;
-  for (let i = 0;; i++) {
-    try {
-      const res = await fetch(`http://${host}/v2/`);
-      await res.body?.cancel();
-      if (res.status === 200 || res.status === 401) break;
-    } catch {
-      // not listening yet
-    }
-    if (i > 200) {
-      await stop();
-      throw new Error(`registry did not start: ${await Deno.readTextFile(`${dir}/registry.log`)}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { host, stop };
-}
 
 Deno.test("images: pull from a real registry (plain HTTP), resuming an interrupted layer, with progress", async () => {
   const w = await openWorld();
