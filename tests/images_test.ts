@@ -26,7 +26,12 @@ import { NamespacedContent } from "../src/services/content/namespaced.ts";
 import { NativeSnapshotter, OverlaySnapshotter, type Snapshotter } from "../src/snapshots/mod.ts";
 import { makeBusyboxRootfs } from "./support/bundle.ts";
 import { startContainerd } from "./support/containerd.ts";
-import { buildBusyboxImage, buildLargeImage, BUSYBOX_REF } from "./support/image.ts";
+import {
+  buildBusyboxImage,
+  buildBusyboxLayout,
+  buildLargeImage,
+  BUSYBOX_REF,
+} from "./support/image.ts";
 import { startRegistry } from "./support/registry.ts";
 import { runTool } from "./support/tool.ts";
 import { spawn } from "../src/spawn/mod.ts";
@@ -181,19 +186,10 @@ async function must(
   return r.stdout;
 }
 
-/** Unpacks the umoci-built busybox archive into an OCI layout directory. */
-async function busyboxLayout(dir: string): Promise<string> {
-  const img = await buildBusyboxImage(dir);
-  const layout = `${dir}/layout`;
-  await Deno.mkdir(layout);
-  await must("tar", ["-xf", img.archive, "-C", layout]);
-  return layout;
-}
-
 Deno.test("images: archives written by skopeo (oci-archive and docker-archive) import", async () => {
   const w = await openWorld();
   try {
-    const layout = await busyboxLayout(w.dir);
+    const layout = await buildBusyboxLayout(w.dir);
     const oci = `${w.dir}/skopeo-oci.tar`;
     const docker = `${w.dir}/skopeo-docker.tar`;
     await must("skopeo", ["copy", "--quiet", "oci:" + layout, `oci-archive:${oci}:v1`]);
@@ -409,7 +405,7 @@ Deno.test("images: pull from a real registry (plain HTTP), resuming an interrupt
   const w = await openWorld();
   const reg = await startRegistry(`${w.dir}/registry`);
   try {
-    const layout = await busyboxLayout(w.dir);
+    const layout = await buildBusyboxLayout(w.dir);
     const ref = `${reg.host}/busybox:t`;
     await must("skopeo", [
       "copy",
@@ -481,7 +477,7 @@ Deno.test("images: a registry with htpasswd basic auth refuses anonymous pulls a
   const auth = { user: "berth", password: "s3cret-pw" };
   const reg = await startRegistry(`${w.dir}/registry`, auth);
   try {
-    const layout = await busyboxLayout(w.dir);
+    const layout = await buildBusyboxLayout(w.dir);
     const ref = `${reg.host}/team/busybox:auth`;
     await must("skopeo", [
       "copy",
@@ -586,7 +582,7 @@ await importArchive(b, f.readable);
 Deno.test("images: linux/amd64 is chosen from a multi-platform index, for labels, unpack and export", async () => {
   const w = await openWorld();
   try {
-    const layout = await busyboxLayout(w.dir);
+    const layout = await buildBusyboxLayout(w.dir);
     const enc = new TextEncoder();
     const put = async (doc: unknown) => {
       const bytes = enc.encode(JSON.stringify(doc));
@@ -752,7 +748,7 @@ function fakeRegistry(
 
 Deno.test("images: bearer-token auth from the WWW-Authenticate challenge; a corrupt layer from the registry leaves nothing", async () => {
   const w = await openWorld();
-  const layout = await busyboxLayout(w.dir);
+  const layout = await buildBusyboxLayout(w.dir);
   const index = JSON.parse(await Deno.readTextFile(`${layout}/index.json`)).manifests[0];
   const manifest = JSON.parse(
     await Deno.readTextFile(`${layout}/blobs/sha256/${index.digest.slice(7)}`),
@@ -902,7 +898,7 @@ Deno.test("images: a deletion in an upper layer (umoci repack) unpacks as an ove
 
 Deno.test("images: a pull whose layer download breaks midway resumes with a Range request and succeeds", async () => {
   const w = await openWorld();
-  const layout = await busyboxLayout(w.dir);
+  const layout = await buildBusyboxLayout(w.dir);
   const index = JSON.parse(await Deno.readTextFile(`${layout}/index.json`)).manifests[0];
   const manifest = JSON.parse(
     await Deno.readTextFile(`${layout}/blobs/sha256/${index.digest.slice(7)}`),

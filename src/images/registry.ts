@@ -81,6 +81,13 @@ function basicAuth(user: string, pass: string): string {
   return `Basic ${btoa(String.fromCharCode(...bytes))}`;
 }
 
+// Deno's fetch says only "fetch failed"; the reason (refused, a certificate) is its cause.
+function fetchFailure(err: unknown): string {
+  const e = err as Error;
+  const cause = e.cause instanceof Error ? e.cause.message : "";
+  return cause && !e.message.includes(cause) ? `${e.message}: ${cause}` : e.message;
+}
+
 async function drain(res: Response): Promise<void> {
   await res.body?.cancel().catch(() => {});
 }
@@ -134,7 +141,7 @@ export class RegistryClient {
           ...(this.authorization ? { Authorization: this.authorization } : {}),
         },
       }).catch((err) => {
-        throw unavailable(`GET ${url}: ${(err as Error).message}`, err);
+        throw unavailable(`GET ${url}: ${fetchFailure(err)}`, err);
       });
     let res = await send();
     if (res.status !== 401) return res;
@@ -177,7 +184,7 @@ export class RegistryClient {
         };
       }
       const res = await this.fetch(u, init).catch((err) => {
-        throw unavailable(`token request to ${u.origin}: ${(err as Error).message}`, err);
+        throw unavailable(`token request to ${u.origin}: ${fetchFailure(err)}`, err);
       });
       if (!res.ok) {
         await drain(res);
