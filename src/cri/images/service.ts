@@ -117,16 +117,35 @@ export function imageService(deps: ImageServiceDeps): ServiceImpl<typeof ImageSe
   const store = new CriImageStore(deps.md, localContent(deps, ns), ns, deps.platform);
   const managed = { [LABEL_CRI_IMAGE]: LABEL_CRI_IMAGE_MANAGED };
 
+  /** The record `name`, or undefined. */
+  const record = (name: string) => {
+    try {
+      return deps.md.images.get(ns, name);
+    } catch (err) {
+      if (isCode(err, Code.NotFound)) return undefined;
+      throw err;
+    }
+  };
+  const emitCreate = (name: string) =>
+    deps.events?.publish(
+      ns,
+      Topic.ImageCreate,
+      ImageCreateSchema,
+      create(ImageCreateSchema, { name, labels: managed }),
+    );
+  const emitUpdate = (name: string, labels: Record<string, string>) =>
+    deps.events?.publish(
+      ns,
+      Topic.ImageUpdate,
+      ImageUpdateSchema,
+      create(ImageUpdateSchema, { name, labels }),
+    );
+
   /** Points `name` at `target` with the managed label, creating it if needed. */
   const putReference = (name: string, target: Descriptor) => {
     try {
       deps.md.images.create(ns, { name, target, labels: managed });
-      deps.events?.publish(
-        ns,
-        Topic.ImageCreate,
-        ImageCreateSchema,
-        create(ImageCreateSchema, { name, labels: managed }),
-      );
+      emitCreate(name);
     } catch (err) {
       if (!isCode(err, Code.AlreadyExists)) throw err;
       const old = deps.md.images.get(ns, name);
@@ -135,12 +154,7 @@ export function imageService(deps: ImageServiceDeps): ServiceImpl<typeof ImageSe
         "target",
         `labels.${LABEL_CRI_IMAGE}`,
       ]);
-      deps.events?.publish(
-        ns,
-        Topic.ImageUpdate,
-        ImageUpdateSchema,
-        create(ImageUpdateSchema, { name, labels: img.labels }),
-      );
+      emitUpdate(name, img.labels);
     }
   };
 
@@ -155,12 +169,16 @@ export function imageService(deps: ImageServiceDeps): ServiceImpl<typeof ImageSe
         endpoints.push(e.options);
         if (e.client) clients.push(e.client);
       }
+      const before = record(n.name);
       const { image } = await pullImage(backend, n.name, {
         endpoints,
         snapshotter,
         platform: deps.platform,
         labels: managed,
       });
+      // The pull wrote the record itself: say so as the Images service would.
+      if (!before) emitCreate(n.name);
+      else if (before.target.digest !== image.target.digest) emitUpdate(n.name, image.labels);
       const { id } = await store.describe(image.target);
       const repoDigest = n.tagged ? `${n.repo}@${image.target.digest}` : n.name;
       for (const name of [id, n.name, repoDigest]) putReference(name, image.target);
