@@ -126,20 +126,17 @@ const CONFIG_SHAPE: Shape = table({
   oom_score: int,
   timeouts: map(str),
   plugins: table({
-    [CRI_SECTION]: table(
-      {
-        containerd: table(
-          {
-            snapshotter: str,
-            default_runtime_name: str,
-            runtimes: map(runtimeShape, { runtime_type: "", runtime_path: "", options: {} }),
-          },
-          ignored("a CRI setting berth does not use"),
-        ),
-        registry: REGISTRY_SHAPE,
-      },
-      ignored("a CRI setting berth does not use (it reads the runtimes, snapshotter and registry)"),
-    ),
+    [CRI_SECTION]: table({
+      containerd: table(
+        {
+          snapshotter: str,
+          default_runtime_name: str,
+          runtimes: map(runtimeShape, { runtime_type: "", runtime_path: "", options: {} }),
+        },
+        ignored("a CRI setting berth does not use"),
+      ),
+      registry: REGISTRY_SHAPE,
+    }, ignored("a CRI setting berth does not use")),
     "io.containerd.runtime.v2.task": table({ platforms: list(str), sched_core: bool }),
     "io.containerd.gc.v1.scheduler": table({
       pause_threshold: num,
