@@ -6,17 +6,11 @@
 
 import type { RegistryAuth, RegistryConfig } from "../../config/mod.ts";
 import { invalidArgument, unimplemented } from "../../errdefs/mod.ts";
+import type { AuthConfig } from "../../gen/k8s/cri/runtime/v1/api_pb.ts";
 import type { RegistryOptions } from "../../images/mod.ts";
 
 /** A pull's credentials as the CRI sends them (runtime.v1.AuthConfig's fields). */
-export interface AuthInput {
-  username: string;
-  password: string;
-  auth: string;
-  serverAddress: string;
-  identityToken: string;
-  registryToken: string;
-}
+export type AuthInput = Omit<AuthConfig, "$typeName" | "$unknown">;
 
 /** True for "localhost" and loopback addresses, with or without a port. */
 export function isLocalhost(host: string): boolean {
