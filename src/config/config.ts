@@ -126,6 +126,17 @@ const CONFIG_SHAPE: Shape = table({
   timeouts: map(str),
   plugins: table({
     [CRI_SECTION]: table({
+      sandbox_image: str,
+      stream_server_address: str,
+      stream_server_port: str,
+      restrict_oom_score_adj: bool,
+      netns_mounts_under_state_dir: bool,
+      cni: table(
+        { bin_dir: str, conf_dir: str, max_conf_num: int, conf_template: str },
+        ignored(
+          "a CNI setting berth does not use",
+        ),
+      ),
       containerd: table(
         {
           snapshotter: str,
@@ -134,7 +145,7 @@ const CONFIG_SHAPE: Shape = table({
         },
         ignored("a CRI setting berth does not use"),
       ),
-    }, ignored("berth serves no CRI; only the runtimes table and snapshotter are read")),
+    }, ignored("a CRI setting berth does not use")),
     "io.containerd.runtime.v2.task": table({ platforms: list(str), sched_core: bool }),
     "io.containerd.gc.v1.scheduler": table({
       pause_threshold: num,
