@@ -734,21 +734,8 @@ export class RuntimeServiceImpl {
 
   /** The container's task, with its output fifos copied into its log. */
   async #createTask(c: CriContainer, spec: Spec): Promise<void> {
-    const fifoDir = `${this.deps.state}/io/${c.id}`;
-    await Deno.mkdir(fifoDir, { recursive: true, mode: 0o700 });
-    const stdout = `${fifoDir}/stdout`;
-    const stderr = c.config.tty ? "" : `${fifoDir}/stderr`;
-    const stop = new AbortController();
-    let logFile: ContainerLog | undefined;
-    const copies: Promise<void>[] = [];
+    const { stdout, stderr } = await this.#openIo(c);
     try {
-      if (c.logPath !== "") {
-        await Deno.mkdir(c.logPath.slice(0, c.logPath.lastIndexOf("/")), { recursive: true });
-        logFile = await ContainerLog.open(c.logPath);
-      }
-      const sink = logFile ?? await ContainerLog.open("/dev/null");
-      copies.push(copyFifo(stdout, "stdout", sink, stop.signal));
-      if (stderr) copies.push(copyFifo(stderr, "stderr", sink, stop.signal));
       const rootfs = await this.deps.snapshotter.mounts(NS, c.id);
       const rec = this.deps.md.containers.get(NS, c.id);
       await this.deps.tasks.create(NS, c.id, {
@@ -760,17 +747,45 @@ export class RuntimeServiceImpl {
         stderr,
         terminal: c.config.tty,
       });
-      const done = Promise.allSettled(copies).then(() => sink.close()).then(() =>
-        Deno.remove(fifoDir, { recursive: true }).catch(() => {})
-      );
-      this.#io.set(c.id, { log: sink, stop, done });
     } catch (err) {
-      stop.abort();
-      await Promise.allSettled(copies);
-      await logFile?.close();
-      await Deno.remove(fifoDir, { recursive: true }).catch(() => {});
+      await this.#closeIo(c.id);
       throw err;
     }
+  }
+
+  /**
+   * Starts copying the container's output fifos (made now, or left by a
+   * daemon before this one) into its log file, and returns their paths.
+   */
+  async #openIo(c: CriContainer): Promise<{ stdout: string; stderr: string }> {
+    const fifoDir = `${this.deps.state}/io/${c.id}`;
+    await Deno.mkdir(fifoDir, { recursive: true, mode: 0o700 });
+    const stdout = `${fifoDir}/stdout`;
+    const stderr = c.config.tty ? "" : `${fifoDir}/stderr`;
+    const stop = new AbortController();
+    let sink: ContainerLog;
+    if (c.logPath !== "") {
+      await Deno.mkdir(c.logPath.slice(0, c.logPath.lastIndexOf("/")), { recursive: true });
+      sink = await ContainerLog.open(c.logPath);
+    } else {
+      sink = await ContainerLog.open("/dev/null");
+    }
+    const copies = [copyFifo(stdout, "stdout", sink, stop.signal)];
+    if (stderr) copies.push(copyFifo(stderr, "stderr", sink, stop.signal));
+    // The fifos stay when the daemon stops (the shim holds them); #closeIo removes them.
+    const done = Promise.allSettled(copies).then(() => sink.close());
+    this.#io.set(c.id, { log: sink, stop, done });
+    return { stdout, stderr };
+  }
+
+  /** Stops the copy of a container's output, drains it, and removes its fifos. */
+  async #closeIo(id: string): Promise<void> {
+    const io = this.#io.get(id);
+    if (io === undefined) return;
+    this.#io.delete(id);
+    io.stop.abort();
+    await io.done;
+    await Deno.remove(`${this.deps.state}/io/${id}`, { recursive: true }).catch(() => {});
   }
 
   async #saveStatus(c: CriContainer): Promise<void> {
@@ -793,11 +808,7 @@ export class RuntimeServiceImpl {
     c.status.finishedAt = at;
     c.status.reason = code === 0 ? "Completed" : "Error";
     this.#saveStatus(c).catch(() => {});
-    const io = this.#io.get(c.id);
-    if (io) {
-      io.stop.abort();
-      this.#io.delete(c.id);
-    }
+    this.#closeIo(c.id).catch(() => {});
   }
 
   async startContainer(id: string): Promise<void> {
@@ -875,12 +886,7 @@ export class RuntimeServiceImpl {
         if (!isCode(err, Code.NotFound)) throw err;
       });
     }
-    const io = this.#io.get(c.id);
-    if (io) {
-      io.stop.abort();
-      await io.done;
-      this.#io.delete(c.id);
-    }
+    await this.#closeIo(c.id);
     await this.deps.snapshotter.remove(NS, c.id).catch((err) => {
       if (!isCode(err, Code.NotFound)) throw err;
     });
@@ -972,8 +978,14 @@ export class RuntimeServiceImpl {
         this.containers.reserve(c.name, c.id);
         this.containers.add(c);
         const st = await this.#taskStatus(c.id);
+        if (
+          (st.status === TaskStatus.RUNNING || st.status === TaskStatus.CREATED) &&
+          c.status.finishedAt === 0n
+        ) {
+          // The copy of its output died with the old daemon: the shim still holds the fifos.
+          await this.#openIo(c);
+        }
         if (st.status === TaskStatus.RUNNING && c.status.finishedAt === 0n) {
-          // The copy of its output died with the old daemon; output from now on goes on.
           this.#watchExit(c.id, (code, at) => this.#exited(c, code, at));
         } else if (st.status === TaskStatus.STOPPED && c.status.finishedAt === 0n) {
           this.#exited(c, st.exitStatus, nowNanos());
