@@ -47,7 +47,7 @@ export class LineSplitter {
     for (;;) {
       const nl = buf.indexOf(0x0a, start);
       if (nl < 0) break;
-      out.push(...this.#cut(buf.subarray(start, nl), false));
+      out.push(...this.#cut(buf.subarray(start, nl)));
       start = nl + 1;
     }
     let rest = buf.subarray(start);
@@ -67,7 +67,8 @@ export class LineSplitter {
     return [{ partial: false, text }];
   }
 
-  #cut(line: Uint8Array, _partial: boolean): { partial: boolean; text: Uint8Array }[] {
+  /** A whole line as records: pieces of at most MAX_RECORD, the last one F. */
+  #cut(line: Uint8Array): { partial: boolean; text: Uint8Array }[] {
     const out: { partial: boolean; text: Uint8Array }[] = [];
     while (line.length > MAX_RECORD) {
       out.push({ partial: true, text: line.slice(0, MAX_RECORD) });
