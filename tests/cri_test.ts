@@ -260,6 +260,19 @@ Deno.test("cri: pods and containers through berth's gRPC client, bad input, rest
       (e) => isCode(e, Code.DeadlineExceeded),
     );
 
+    const cs = (await c.unary(M.containerStats, { containerId: c1 })).stats!;
+    assert.equal(cs.attributes!.id, c1);
+    assert.ok(cs.cpu!.usageCoreNanoSeconds!.value > 0n, "cpu time");
+    assert.ok(cs.memory!.workingSetBytes!.value > 0n, "working set");
+    assert.ok(cs.writableLayer!.usedBytes !== undefined);
+    const lcs = await c.unary(M.listContainerStats, { filter: { podSandboxId: pod } });
+    assert.deepEqual(lcs.stats.map((x) => x.attributes!.id), [c1]);
+    const pst = (await c.unary(M.podSandboxStats, { podSandboxId: pod })).stats!;
+    assert.equal(pst.attributes!.id, pod);
+    assert.equal(pst.linux!.containers.length, 1);
+    assert.ok(pst.linux!.cpu!.usageCoreNanoSeconds!.value >= cs.cpu!.usageCoreNanoSeconds!.value);
+    assert.equal((await c.unary(M.listPodSandboxStats, {})).stats.length, 1);
+
     const listed = await c.unary(M.listContainers, {
       filter: { podSandboxId: pod, labelSelector: { role: "c1" } },
     });
@@ -403,6 +416,9 @@ Deno.test("cri: crictl runp/create/start/exec/logs/inspect/stop/rm/stopp/rmp", a
       "crictl logs",
       async () => (await cc(["logs", ctr])).stdout.includes("from-crictl"),
     );
+    const stats = JSON.parse((await cc(["stats", "-o", "json", "--id", ctr])).stdout);
+    assert.equal(stats.stats[0].attributes.id, ctr);
+    assert.ok(Number(stats.stats[0].memory.workingSetBytes.value) > 0);
     const inspect = JSON.parse((await cc(["inspect", ctr])).stdout);
     assert.equal(inspect.status.state, "CONTAINER_RUNNING");
     assert.equal(inspect.info.sandboxID, pod);

@@ -72,6 +72,9 @@ export const criPlugin: Registration<CriPlugin> = {
       tasks: ctx.first<TaskManager>("io.containerd.runtime.v2"),
       images: localBackend({ content, md, snapshotters }, CRI_NAMESPACE),
       snapshotter: snapshotters[cri.snapshotter],
+      snapshotRoot: ctx.plugins().find((p) =>
+        p.uri === `io.containerd.snapshotter.v1.${cri.snapshotter}`
+      )?.meta.exports.root ?? ctx.daemonRoot,
       root: ctx.root,
       state: ctx.state,
     });

@@ -14,9 +14,11 @@ import { Code, failedPrecondition, invalidArgument, isCode, notFound } from "../
 import {
   ContainerConfigSchema,
   ContainerState,
+  ContainerStatsSchema,
   ContainerStatusSchema,
   PodSandboxConfigSchema,
   PodSandboxState,
+  PodSandboxStatsSchema,
   RuntimeService,
 } from "../gen/k8s/cri/runtime/v1/api_pb.ts";
 import type {
@@ -50,6 +52,7 @@ import {
   sandboxFromExtension,
 } from "./store.ts";
 import { mountShm, unmountShm } from "./shm.ts";
+import { criUsage, sumUsage, type Usage, usageOf } from "./stats.ts";
 
 /** What the service works over. */
 export interface CriDeps {
@@ -62,6 +65,8 @@ export interface CriDeps {
   images: ImageBackend;
   /** The snapshotter containers' root file systems come from. */
   snapshotter: NamespacedSnapshotter;
+  /** Where that snapshotter keeps its data (the writable layers' file system). */
+  snapshotRoot: string;
   /** The plugin's directories: persistent (`<root>/io.containerd.grpc.v1.cri`) and volatile. */
   root: string;
   state: string;
@@ -249,6 +254,29 @@ export class RuntimeServiceImpl {
         }
         await io.log.reopen();
         return {};
+      },
+      containerStats: async (req) => ({
+        stats: await this.#containerStats(this.containers.get(req.containerId)),
+      }),
+      listContainerStats: async (req) => {
+        const f = req.filter;
+        const chosen = this.containers.all().filter((c) =>
+          (!f?.id || c.id.startsWith(f.id)) &&
+          (!f?.podSandboxId || c.sandboxId.startsWith(f.podSandboxId)) &&
+          matchesLabels(c.config.labels, f?.labelSelector ?? {})
+        );
+        return { stats: await Promise.all(chosen.map((c) => this.#containerStats(c))) };
+      },
+      podSandboxStats: async (req) => ({
+        stats: await this.#podStats(this.sandboxes.get(req.podSandboxId)),
+      }),
+      listPodSandboxStats: async (req) => {
+        const f = req.filter;
+        const chosen = this.sandboxes.all().filter((s) =>
+          (!f?.id || s.id.startsWith(f.id)) &&
+          matchesLabels(s.config.labels, f?.labelSelector ?? {})
+        );
+        return { stats: await Promise.all(chosen.map((s) => this.#podStats(s))) };
       },
       execSync: async (req) => {
         const c = this.containers.get(req.containerId);
@@ -945,6 +973,65 @@ export class RuntimeServiceImpl {
       annotations: c.config.annotations,
       mounts: c.config.mounts,
       logPath: c.logPath,
+    });
+  }
+
+  // ---- stats ----
+
+  /** The task's cgroup figures, or undefined when it has no running task. */
+  async #usage(id: string): Promise<Usage | undefined> {
+    const t = this.#task(id);
+    if (t === undefined) return undefined;
+    try {
+      return usageOf((await t.task.stats({ id }, { timeoutMs: 10_000 })).stats);
+    } catch {
+      return undefined; // stopped or gone: no figures, as containerd leaves them out
+    }
+  }
+
+  async #containerStats(c: CriContainer) {
+    const now = nowNanos();
+    const u = await this.#usage(c.id);
+    const layer = await this.deps.snapshotter.usage(NS, c.id).catch(() => undefined);
+    return create(ContainerStatsSchema, {
+      attributes: {
+        id: c.id,
+        metadata: c.config.metadata,
+        labels: c.config.labels,
+        annotations: c.config.annotations,
+      },
+      ...(u ? criUsage(u, now) : {}),
+      ...(layer
+        ? {
+          writableLayer: {
+            timestamp: now,
+            fsId: { mountpoint: this.deps.snapshotRoot },
+            usedBytes: { value: BigInt(layer.size) },
+            inodesUsed: { value: BigInt(layer.inodes) },
+          },
+        }
+        : {}),
+    });
+  }
+
+  /** A pod's figures: its sandbox's and its containers' cgroups summed, and each container's. */
+  async #podStats(s: Sandbox) {
+    const now = nowNanos();
+    const mine = this.containers.all().filter((c) => c.sandboxId === s.id);
+    const containers = await Promise.all(mine.map((c) => this.#containerStats(c)));
+    const parts = await Promise.all([s.id, ...mine.map((c) => c.id)].map((id) => this.#usage(id)));
+    const known = parts.filter((u) => u !== undefined);
+    return create(PodSandboxStatsSchema, {
+      attributes: {
+        id: s.id,
+        metadata: s.config.metadata,
+        labels: s.config.labels,
+        annotations: s.config.annotations,
+      },
+      linux: {
+        ...(known.length > 0 ? criUsage(sumUsage(known), now) : {}),
+        containers,
+      },
     });
   }
 
