@@ -273,6 +273,15 @@ Deno.test("cri: pods and containers through berth's gRPC client, bad input, rest
     assert.ok(pst.linux!.cpu!.usageCoreNanoSeconds!.value >= cs.cpu!.usageCoreNanoSeconds!.value);
     assert.equal((await c.unary(M.listPodSandboxStats, {})).stats.length, 1);
 
+    await c.unary(M.updateContainerResources, {
+      containerId: c1,
+      linux: { memoryLimitInBytes: 64n << 20n },
+    });
+    const limit = await Deno.readTextFile(
+      `/sys/fs/cgroup/memory${env.cgroupParent}/${c1}/memory.limit_in_bytes`,
+    ).catch(() => Deno.readTextFile(`/sys/fs/cgroup${env.cgroupParent}/${c1}/memory.max`));
+    assert.equal(Number(limit.trim()), 64 << 20);
+
     const listed = await c.unary(M.listContainers, {
       filter: { podSandboxId: pod, labelSelector: { role: "c1" } },
     });
