@@ -127,6 +127,17 @@ const CONFIG_SHAPE: Shape = table({
   timeouts: map(str),
   plugins: table({
     [CRI_SECTION]: table({
+      sandbox_image: str,
+      stream_server_address: str,
+      stream_server_port: str,
+      restrict_oom_score_adj: bool,
+      netns_mounts_under_state_dir: bool,
+      cni: table(
+        { bin_dir: str, conf_dir: str, max_conf_num: int, conf_template: str },
+        ignored(
+          "a CNI setting berth does not use",
+        ),
+      ),
       containerd: table(
         {
           snapshotter: str,
