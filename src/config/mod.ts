@@ -39,5 +39,11 @@ export {
   ttrpcAddress,
 } from "./config.ts";
 export { keyPath } from "./shape.ts";
-export type { RegistryAuth, RegistryConfig, RegistryHostConfig, RegistryTls } from "./registry.ts";
+export {
+  type RegistryAuth,
+  type RegistryConfig,
+  registryFromSection,
+  type RegistryHostConfig,
+  type RegistryTls,
+} from "./registry.ts";
 export { configMain, DEFAULT_CONFIG_PATH } from "./cli.ts";
