@@ -97,7 +97,7 @@ colour = "blue"
 [debug]
 address = "/run/debug.sock"
 [plugins."io.containerd.grpc.v1.cri"]
-sandbox_image = "pause"
+enable_selinux = true
 [plugins."io.example.v1.thing"]
 x = 1
 `,
@@ -106,7 +106,7 @@ x = 1
   assert.equal(warnings.length, 3, warnings.join("\n"));
   assert.match(warnings[0], /^c\.toml: colour: unknown key; ignored$/);
   assert.match(warnings[1], /debug\.address: the debug socket is not supported by berth/);
-  assert.match(warnings[2], /plugins\."io\.containerd\.grpc\.v1\.cri"\.sandbox_image/);
+  assert.match(warnings[2], /plugins\."io\.containerd\.grpc\.v1\.cri"\.enable_selinux/);
   assert.deepEqual(
     config.plugins["io.example.v1.thing"],
     { x: 1 },

@@ -18,6 +18,7 @@
 import { parseDuration } from "../config/mod.ts";
 import { ContentStore } from "../content/mod.ts";
 import { Code } from "../errdefs/mod.ts";
+import { criPlugin } from "../cri/mod.ts";
 import { Exchange } from "../events/mod.ts";
 import { GarbageCollector } from "../gc/mod.ts";
 import { type Metadata, openMetadata } from "../metadata/mod.ts";
@@ -152,5 +153,6 @@ export function builtinPlugins(): Registration[] {
     diffPlugin,
     taskManagerPlugin,
     tasksPlugin,
+    criPlugin,
   ] as Registration[];
 }

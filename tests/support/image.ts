@@ -143,6 +143,29 @@ export function buildBusyboxImage(dir: string): Promise<TestImage> {
   });
 }
 
+/** The reference the pause (pod sandbox) test image is imported as. */
+export const PAUSE_REF = "registry.k8s.io/pause:berth";
+
+/**
+ * A pod sandbox image for CRI tests: the busybox rootfs whose Cmd sleeps
+ * for ever (what a pause container does), named {@link PAUSE_REF}.
+ */
+export function buildPauseImage(dir: string): Promise<TestImage> {
+  return cached("pause", async () => {
+    const work = await Deno.makeTempDir({ dir, prefix: "pause-build-" });
+    try {
+      await makeBusyboxRootfs(`${work}/rootfs`);
+      return await packImage(work, `${dir}/pause.tar`, {
+        ref: PAUSE_REF,
+        layerDirs: [`${work}/rootfs`],
+        cmd: ["sleep", "2147483647"],
+      });
+    } finally {
+      await Deno.remove(work, { recursive: true }).catch(() => {});
+    }
+  });
+}
+
 /**
  * Fills `buf` with bytes from a xorshift32 generator seeded with `seed`:
  * incompressible for gzip, and the same on every run.
@@ -205,4 +228,13 @@ export function buildLargeImage(dir: string, totalMB: number, layers: number): P
       await Deno.remove(work, { recursive: true }).catch(() => {});
     }
   });
+}
+
+/** The busybox image as an OCI layout directory `${dir}/layout` (for skopeo to push). */
+export async function buildBusyboxLayout(dir: string): Promise<string> {
+  const img = await buildBusyboxImage(dir);
+  const layout = `${dir}/layout`;
+  await Deno.mkdir(layout);
+  await must("tar", ["-xf", img.archive, "-C", layout]);
+  return layout;
 }

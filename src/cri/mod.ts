@@ -1,0 +1,86 @@
+/**
+ * berth's CRI plugin, io.containerd.grpc.v1.cri: the Kubernetes
+ * runtime.v1 RuntimeService served on the daemon's gRPC socket, working
+ * in namespace k8s.io over the daemon's own stores and task manager (as
+ * containerd's CRI plugin works over its client), configured from
+ * `[plugins."io.containerd.grpc.v1.cri"]`.
+ *
+ * @example
+ * ```ts
+ * // berth daemon serves it; crictl talks to it:
+ * //   crictl -r unix:///run/berth/berth.sock runp pod.json
+ * import { criPlugin } from "./mod.ts";
+ * ```
+ * @module
+ */
+
+import type { ContentStore } from "../content/mod.ts";
+import { daemonProperties } from "../daemon/daemon.ts";
+import { localBackend } from "../images/mod.ts";
+import type { Metadata, NamespacedSnapshotter } from "../metadata/mod.ts";
+import type { Registration } from "../plugin/mod.ts";
+import type { TaskManager } from "../runtime/mod.ts";
+import { NamespacedContent } from "../services/content/mod.ts";
+import type { RPCService } from "../services/service.ts";
+import type { Snapshotter } from "../snapshots/mod.ts";
+import { invalidArgument } from "../errdefs/mod.ts";
+import { criConfig } from "./config.ts";
+import { RuntimeServiceImpl } from "./service.ts";
+import { CRI_NAMESPACE } from "./spec.ts";
+
+export { type CriConfig, criConfig, DEFAULT_SANDBOX_IMAGE } from "./config.ts";
+export { RuntimeServiceImpl } from "./service.ts";
+export { Annotation, CRI_NAMESPACE } from "./spec.ts";
+export { formatRecord, LineSplitter, rfc3339Nano } from "./logs.ts";
+
+/** The CRI plugin's instance: its service, and a close that stops its output copies. */
+export interface CriPlugin extends RPCService {
+  readonly runtime: RuntimeServiceImpl;
+  close(): Promise<void>;
+}
+
+/** The plugin: io.containerd.grpc.v1.cri. */
+export const criPlugin: Registration<CriPlugin> = {
+  type: "io.containerd.grpc.v1",
+  id: "cri",
+  requires: [
+    "io.containerd.runtime.v2",
+    "io.containerd.metadata.v1",
+    "io.containerd.content.v1",
+    "io.containerd.snapshotter.v1",
+  ],
+  init: async (ctx) => {
+    const cri = criConfig(ctx.config);
+    const md = ctx.first<Metadata>("io.containerd.metadata.v1");
+    const backends = ctx.all<Snapshotter>("io.containerd.snapshotter.v1");
+    const snapshotters: Record<string, NamespacedSnapshotter> = {};
+    for (const [name, s] of backends) snapshotters[name] = md.snapshotter(s);
+    if (snapshotters[cri.snapshotter] === undefined) {
+      throw invalidArgument(
+        `plugins."${ctx.uri}".containerd.snapshotter: ${
+          JSON.stringify(cri.snapshotter)
+        } is not loaded (loaded: ${Object.keys(snapshotters).join(", ")})`,
+      );
+    }
+    const content = new NamespacedContent(ctx.first<ContentStore>("io.containerd.content.v1"), md);
+    await Deno.mkdir(ctx.root, { recursive: true, mode: 0o711 });
+    await Deno.mkdir(ctx.state, { recursive: true, mode: 0o711 });
+    const runtime = new RuntimeServiceImpl({
+      cri,
+      config: daemonProperties(ctx).config,
+      md,
+      tasks: ctx.first<TaskManager>("io.containerd.runtime.v2"),
+      images: localBackend({ content, md, snapshotters }, CRI_NAMESPACE),
+      snapshotter: snapshotters[cri.snapshotter],
+      snapshotRoot: ctx.plugins().find((p) =>
+        p.uri === `io.containerd.snapshotter.v1.${cri.snapshotter}`
+      )?.meta.exports.root ?? ctx.daemonRoot,
+      root: ctx.root,
+      state: ctx.state,
+    });
+    await runtime.recover();
+    const rpc = runtime.rpc();
+    return { runtime, registerOn: rpc.registerOn, close: () => runtime.close() };
+  },
+  close: (p) => p.close(),
+};
