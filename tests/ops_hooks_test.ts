@@ -28,6 +28,7 @@ Deno.test("hooks: runc runs --hook hooks at their stages; oci-hook renders the t
     BERTH,
   );
   const b = (args: string[]) => runTool(BERTH, ["-a", address, "-n", ns, ...args]);
+  let status: Deno.CommandStatus | undefined;
   try {
     await waitForSocket(`${address}.ttrpc`, d);
     const img = `${dir}/img`;
@@ -98,9 +99,9 @@ Deno.test("hooks: runc runs --hook hooks at their stages; oci-hook renders the t
       Deno.errors.NotFound,
     );
   } finally {
-    const status = await stopDaemon(d);
-    assert.ok(status.success, d.log());
+    status = await stopDaemon(d);
     await Deno.remove(`/run/berth/runc/${ns}`, { recursive: true }).catch(() => {});
     await Deno.remove(dir, { recursive: true });
   }
+  assert.ok(status?.success, `the daemon stops cleanly:\n${d.log()}`);
 });

@@ -102,6 +102,11 @@ export const COMMANDS: readonly TopCommand[] = [
     load: () => import("./commands/shim.ts").then((m) => m.group),
   },
   {
+    name: "debug",
+    usage: "heap snapshot, CPU profile and calls in flight of the daemon (its debug socket)",
+    load: () => import("./commands/debug.ts").then((m) => m.group),
+  },
+  {
     name: "completion",
     usage: "print a shell completion script (bash)",
     load: () => import("./commands/completion.ts").then((m) => m.group),

@@ -94,8 +94,8 @@ Deno.test("config: unknown and unsupported keys warn, naming the key", () => {
     `
 version = 2
 colour = "blue"
-[debug]
-address = "/run/debug.sock"
+[cgroup]
+path = "/berth"
 [plugins."io.containerd.grpc.v1.cri"]
 sandbox_image = "pause"
 [plugins."io.example.v1.thing"]
@@ -105,7 +105,7 @@ x = 1
   );
   assert.equal(warnings.length, 3, warnings.join("\n"));
   assert.match(warnings[0], /^c\.toml: colour: unknown key; ignored$/);
-  assert.match(warnings[1], /debug\.address: the debug socket is not supported by berth/);
+  assert.match(warnings[1], /cgroup: a cgroup for the daemon is not supported by berth/);
   assert.match(warnings[2], /plugins\."io\.containerd\.grpc\.v1\.cri"\.sandbox_image/);
   assert.deepEqual(
     config.plugins["io.example.v1.thing"],
