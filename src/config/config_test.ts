@@ -207,3 +207,31 @@ Deno.test("config: `berth config default` and `dump` print TOML that loads back"
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("config: [metrics] and [debug] endpoints are off by default and checked when set", () => {
+  const def = parseConfig("version = 2").config;
+  assert.equal(def.metrics.address, "");
+  assert.equal(def.debug.address, "");
+  const { config, warnings } = parseConfig(
+    `version = 2
+[metrics]
+address = "127.0.0.1:1338"
+grpc_histogram = true
+[debug]
+address = "/run/berth/debug.sock"
+uid = 5
+`,
+  );
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(config.metrics, { address: "127.0.0.1:1338", grpc_histogram: true });
+  assert.equal(config.debug.address, "/run/berth/debug.sock");
+  assert.equal(config.debug.uid, 5);
+  assert.throws(
+    () => parseConfig(`version = 2\n[metrics]\naddress = "nowhere"`),
+    /metrics\.address: "nowhere" is not a TCP address/,
+  );
+  assert.throws(
+    () => parseConfig(`version = 2\n[debug]\naddress = "debug.sock"`),
+    /debug\.address: must be an absolute socket path/,
+  );
+});

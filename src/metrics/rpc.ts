@@ -36,7 +36,9 @@ interface MethodStats {
 export class RpcMetrics {
   readonly #prefix: string;
   readonly #timed: boolean;
-  readonly #methods = new Map<MethodEntry, MethodStats>();
+  // By entry for the per-call lookup; by name so two entries for one method share a series.
+  readonly #byEntry = new Map<MethodEntry, MethodStats>();
+  readonly #methods = new Map<string, MethodStats>();
 
   /** `prefix` is "grpc" or "ttrpc"; `histogram` keeps latencies (containerd's grpc_histogram). */
   constructor(prefix: string, histogram: boolean) {
@@ -45,7 +47,10 @@ export class RpcMetrics {
   }
 
   #stats(entry: MethodEntry): MethodStats {
-    let s = this.#methods.get(entry);
+    let s = this.#byEntry.get(entry);
+    if (s !== undefined) return s;
+    const key = `${entry.kind} ${entry.service}/${entry.method}`;
+    s = this.#methods.get(key);
     if (s === undefined) {
       s = {
         labels: {
@@ -58,8 +63,9 @@ export class RpcMetrics {
         buckets: new Array(BUCKETS.length + 1).fill(0),
         sum: 0,
       };
-      this.#methods.set(entry, s);
+      this.#methods.set(key, s);
     }
+    this.#byEntry.set(entry, s);
     return s;
   }
 
