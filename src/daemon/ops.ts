@@ -13,7 +13,6 @@ import { log } from "../log/mod.ts";
 import type { Metadata } from "../metadata/mod.ts";
 import type { TaskMetrics } from "../metrics/mod.ts";
 import type { PluginSet } from "../plugin/mod.ts";
-import type { TaskManager } from "../runtime/mod.ts";
 import type { CallObserver } from "../ttrpc/mod.ts";
 
 /** What the daemon wires in: observers for its servers, then the endpoints once plugins exist. */
@@ -42,10 +41,27 @@ function both(a: CallObserver | undefined, b: CallObserver | undefined): CallObs
 
 const V1_METRICS = "io.containerd.cgroups.v1.Metrics";
 
+/**
+ * What metrics need of the runtime plugin's task manager (its shape, so
+ * this module stays out of the daemon <-> runtime import cycle).
+ */
+interface TaskLister {
+  list(namespace: string): Array<{
+    id: string;
+    namespace: string;
+    task: {
+      stats(
+        req: { id: string },
+        opts: { timeoutMs: number },
+      ): Promise<{ stats?: { typeUrl: string; value: Uint8Array } }>;
+    };
+  }>;
+}
+
 /** Every task's cgroup v1 figures, asked of its shim now (tasks that are gone are skipped). */
 async function gatherTasks(plugins: PluginSet): Promise<TaskMetrics[]> {
   const md = plugins.first<Metadata>("io.containerd.metadata.v1");
-  const manager = plugins.first<TaskManager>("io.containerd.runtime.v2");
+  const manager = plugins.first<TaskLister>("io.containerd.runtime.v2");
   const tasks = md.namespaces.list().flatMap((ns) => manager.list(ns.name));
   const got = await Promise.all(tasks.map(async (t) => {
     try {
