@@ -129,6 +129,7 @@ export function topHelp(version: string): string {
     "   berth daemon [flags]          run the daemon (what containerd is)",
     "   berth shim [flags] ACTION     run a runtime v2 shim (also as containerd-shim-berth-v2)",
     "   berth config default|dump     print the daemon's configuration",
+    "   berth oci-hook -- CMD [ARG...] run CMD as an OCI hook, templates rendered (containerd's oci-hook)",
     "",
     "COMMANDS:",
     ...COMMANDS.map((c, i) => `   ${names[i].padEnd(width)}   ${c.usage}`),
