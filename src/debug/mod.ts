@@ -42,8 +42,13 @@ export class DebugEndpoint {
   #server: Deno.HttpServer<Deno.UnixAddr> | undefined;
   #path = "";
 
-  /** Listens on `path` (a stale socket is replaced), 0600, owned by `uid`/`gid`. */
+  /**
+   * Listens on `path` (a stale socket is replaced; a missing directory is
+   * made 0700), 0600, owned by `uid`/`gid`.
+   */
   async listen(path: string, uid: number, gid: number): Promise<void> {
+    const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
     try {
       if ((await Deno.lstat(path)).isSocket) await Deno.remove(path);
     } catch { /* none there */ }
