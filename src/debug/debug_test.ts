@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Code, isCode } from "../errdefs/mod.ts";
 import type { MethodEntry } from "../ttrpc/mod.ts";
-import { cpuProfile, InFlight } from "./mod.ts";
+import { cpuProfile, DebugEndpoint, InFlight } from "./mod.ts";
 
 Deno.test("debug: calls are listed while in flight, oldest first, with their age", async () => {
   const inflight = new InFlight();
@@ -25,4 +25,40 @@ Deno.test("debug: a CPU profile's length is bounded", async () => {
   for (const s of [0, -1, NaN, 301]) {
     await assert.rejects(cpuProfile(s), (e) => isCode(e, Code.InvalidArgument), String(s));
   }
+});
+
+Deno.test("debug: the socket is private, refuses a second server, answers JSON and goes away", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "berth-debug-" });
+  const path = `${dir}/sub/debug.sock`;
+  const ep = new DebugEndpoint();
+  await ep.listen(path, 0, 0);
+  try {
+    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+    assert.equal((await Deno.stat(`${dir}/sub`)).mode! & 0o777, 0o700);
+    await assert.rejects(
+      new DebugEndpoint().listen(path, 0, 0),
+      (e) => isCode(e, Code.AlreadyExists),
+    );
+    const client = Deno.createHttpClient({ proxy: { transport: "unix", path } });
+    try {
+      const end = ep.inflight.observer("grpc")(
+        { service: "s", method: "M", kind: "unary" } as MethodEntry,
+      );
+      const r = await fetch("http://berth/debug/requests", { client });
+      assert.deepEqual((await r.json()).requests.map((c: { method: string }) => c.method), ["M"]);
+      end(Code.OK);
+      const bad = await fetch("http://berth/debug/profile?seconds=0", { client });
+      assert.equal(bad.status, 400);
+      assert.equal((await bad.json()).code, Code.InvalidArgument);
+      const none = await fetch("http://berth/nope", { client });
+      assert.equal(none.status, 404);
+      await none.body?.cancel();
+    } finally {
+      client.close();
+    }
+  } finally {
+    await ep.close();
+  }
+  await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
+  await Deno.remove(dir, { recursive: true });
 });

@@ -14,6 +14,7 @@
 
 import { Code, toBerthError } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
+import { removeStaleSocket } from "../ttrpc/mod.ts";
 import { InFlight } from "./inflight.ts";
 import { cpuProfile, heapSnapshot } from "./profile.ts";
 
@@ -41,17 +42,16 @@ export class DebugEndpoint {
   readonly inflight = new InFlight();
   #server: Deno.HttpServer<Deno.UnixAddr> | undefined;
   #path = "";
+  #ino: number | null = null;
 
   /**
-   * Listens on `path` (a stale socket is replaced; a missing directory is
-   * made 0700), 0600, owned by `uid`/`gid`.
+   * Listens on `path`, 0600, owned by `uid`/`gid`: a stale socket is
+   * replaced, a live one is AlreadyExists; a missing directory is made 0700.
    */
   async listen(path: string, uid: number, gid: number): Promise<void> {
     const dir = path.slice(0, path.lastIndexOf("/")) || "/";
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    try {
-      if ((await Deno.lstat(path)).isSocket) await Deno.remove(path);
-    } catch { /* none there */ }
+    await removeStaleSocket(path);
     await new Promise<void>((resolve) => {
       this.#server = Deno.serve({
         path,
@@ -61,6 +61,7 @@ export class DebugEndpoint {
     });
     this.#path = path;
     await Deno.chmod(path, 0o600);
+    this.#ino = (await Deno.lstat(path)).ino;
     if (uid !== 0 || gid !== 0) await Deno.chown(path, uid, gid);
   }
 
@@ -93,6 +94,11 @@ export class DebugEndpoint {
   async close(): Promise<void> {
     await this.#server?.shutdown();
     this.#server = undefined;
-    if (this.#path) await Deno.remove(this.#path).catch(() => {});
+    // Only our own socket file: another daemon may have replaced it meanwhile.
+    try {
+      if (this.#path && (await Deno.lstat(this.#path)).ino === this.#ino) {
+        await Deno.remove(this.#path);
+      }
+    } catch { /* already gone */ }
   }
 }
