@@ -19,6 +19,7 @@ import {
   capsFromMask,
   defaultSpec,
   encodeSpec,
+  parseHookFlag,
   parseMountFlag,
   type Spec,
   SPEC_TYPE_URL,
@@ -68,6 +69,12 @@ export const CONTAINER_FLAGS: Record<string, FlagSpec> = {
   user: { type: "string", short: "u", help: "user of the process: UID[:GID]" },
   rootfs: { type: "boolean", help: "the first argument is a rootfs directory, not an image" },
   hostname: { type: "string", help: "container hostname" },
+  hook: {
+    type: "string",
+    multiple: true,
+    help:
+      'OCI hook: STAGE=PATH[:ARG...] or STAGE=["PATH","ARG",...]; STAGE is prestart, createRuntime, createContainer, startContainer, poststart or poststop',
+  },
 };
 
 function numberFlag(flags: FlagValues, name: string): number | undefined {
@@ -114,9 +121,13 @@ export async function buildSpec(
   imageProcess: Parameters<typeof withImageConfig>[1] | undefined,
   args: string[],
 ): Promise<Spec> {
+  const hooks = list(flags, "hook").map(parseHookFlag);
   const specFile = str(flags, "config");
   if (specFile !== undefined) {
-    return JSON.parse(await Deno.readTextFile(specFile)) as Spec;
+    // The file is the spec as given; --hook adds to its hooks.
+    const given = JSON.parse(await Deno.readTextFile(specFile)) as Spec;
+    applyOptions(given, { hooks });
+    return given;
   }
   const spec = defaultSpec(namespace, id);
   if (imageProcess) withImageConfig(spec, imageProcess, args);
@@ -139,6 +150,7 @@ export async function buildSpec(
     capDrop: list(flags, "cap-drop"),
     withNs: list(flags, "with-ns"),
     hostname: str(flags, "hostname"),
+    hooks,
     hostCaps: await hostCaps(),
   });
   if (spec.process.args.length === 0) {

@@ -102,6 +102,11 @@ export const COMMANDS: readonly TopCommand[] = [
     load: () => import("./commands/shim.ts").then((m) => m.group),
   },
   {
+    name: "debug",
+    usage: "heap snapshot, CPU profile and calls in flight of the daemon (its debug socket)",
+    load: () => import("./commands/debug.ts").then((m) => m.group),
+  },
+  {
     name: "completion",
     usage: "print a shell completion script (bash)",
     load: () => import("./commands/completion.ts").then((m) => m.group),
@@ -124,6 +129,7 @@ export function topHelp(version: string): string {
     "   berth daemon [flags]          run the daemon (what containerd is)",
     "   berth shim [flags] ACTION     run a runtime v2 shim (also as containerd-shim-berth-v2)",
     "   berth config default|dump     print the daemon's configuration",
+    "   berth oci-hook -- CMD [ARG...] run CMD as an OCI hook, templates rendered (containerd's oci-hook)",
     "",
     "COMMANDS:",
     ...COMMANDS.map((c, i) => `   ${names[i].padEnd(width)}   ${c.usage}`),

@@ -13,6 +13,9 @@ export function clientMain(args: string[]): Promise<number> {
   if (first === "config") {
     return import("../config/mod.ts").then((m) => m.configMain(args.slice(1)));
   }
+  if (first === "oci-hook") {
+    return import("../ocihook/mod.ts").then((m) => m.ociHookMain(args.slice(1)));
+  }
   // containerd's shims call `<binary> --address A publish --topic T --namespace N`.
   const publishAt = args.indexOf("publish");
   if (publishAt === 0 || (publishAt === 2 && /^(--address|-a)$/.test(first))) {

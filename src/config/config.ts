@@ -61,6 +61,17 @@ export interface Config {
     level: string;
     /** "text" (logrus' key=value lines) or "json". */
     format: string;
+    /** The debug socket (heap snapshot, CPU profile, requests in flight); empty: none. */
+    address: string;
+    /** Owner of the debug socket (it is 0600). */
+    uid: number;
+    gid: number;
+  };
+  metrics: {
+    /** "host:port" serving /v1/metrics over HTTP; empty: no metrics at all. */
+    address: string;
+    /** Keep per-method latency histograms of the RPC servers. */
+    grpc_histogram: boolean;
   };
   /** Plugin ids or type.id URIs not to load. */
   disabled_plugins: string[];
@@ -112,11 +123,11 @@ const CONFIG_SHAPE: Shape = table({
   debug: table({
     level: str,
     format: str,
-    address: ignored("the debug socket is " + NOT_SERVED),
-    uid: ignored("the debug socket is " + NOT_SERVED),
-    gid: ignored("the debug socket is " + NOT_SERVED),
+    address: str,
+    uid: int,
+    gid: int,
   }),
-  metrics: ignored("the metrics endpoint is " + NOT_SERVED),
+  metrics: table({ address: str, grpc_histogram: bool }),
   cgroup: ignored("a cgroup for the daemon is " + NOT_SERVED),
   proxy_plugins: ignored("proxy plugins are " + NOT_SERVED),
   stream_processors: ignored("stream processors are " + NOT_SERVED),
@@ -193,7 +204,8 @@ export function defaultConfig(): Config {
       tcp_tls_key: "",
     },
     ttrpc: { address: "", uid: 0, gid: 0 },
-    debug: { level: "info", format: "text" },
+    debug: { level: "info", format: "text", address: "", uid: 0, gid: 0 },
+    metrics: { address: "", grpc_histogram: false },
     disabled_plugins: [],
     required_plugins: [],
     oom_score: 0,
@@ -309,6 +321,19 @@ function validate(c: Config, source: string): void {
     registryConfig(c);
   } catch (err) {
     throw bad(`plugins.${JSON.stringify(CRI_SECTION)}`, (err as Error).message);
+  }
+  if (c.metrics.address !== "") {
+    try {
+      parseTcpAddress(c.metrics.address);
+    } catch (err) {
+      throw bad("metrics.address", (err as Error).message);
+    }
+  }
+  if (c.debug.address !== "" && !c.debug.address.replace(/^unix:\/\//, "").startsWith("/")) {
+    throw bad(
+      "debug.address",
+      `must be an absolute socket path, got ${JSON.stringify(c.debug.address)}`,
+    );
   }
   if (c.grpc.address === "") throw bad("grpc.address", "must not be empty");
   if (c.grpc.tcp_address !== "") {

@@ -94,8 +94,8 @@ Deno.test("config: unknown and unsupported keys warn, naming the key", () => {
     `
 version = 2
 colour = "blue"
-[debug]
-address = "/run/debug.sock"
+[cgroup]
+path = "/berth"
 [plugins."io.containerd.grpc.v1.cri"]
 enable_selinux = true
 [plugins."io.example.v1.thing"]
@@ -105,7 +105,7 @@ x = 1
   );
   assert.equal(warnings.length, 3, warnings.join("\n"));
   assert.match(warnings[0], /^c\.toml: colour: unknown key; ignored$/);
-  assert.match(warnings[1], /debug\.address: the debug socket is not supported by berth/);
+  assert.match(warnings[1], /cgroup: a cgroup for the daemon is not supported by berth/);
   assert.match(warnings[2], /plugins\."io\.containerd\.grpc\.v1\.cri"\.enable_selinux/);
   assert.deepEqual(
     config.plugins["io.example.v1.thing"],
@@ -206,4 +206,32 @@ Deno.test("config: `berth config default` and `dump` print TOML that loads back"
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("config: [metrics] and [debug] endpoints are off by default and checked when set", () => {
+  const def = parseConfig("version = 2").config;
+  assert.equal(def.metrics.address, "");
+  assert.equal(def.debug.address, "");
+  const { config, warnings } = parseConfig(
+    `version = 2
+[metrics]
+address = "127.0.0.1:1338"
+grpc_histogram = true
+[debug]
+address = "/run/berth/debug.sock"
+uid = 5
+`,
+  );
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(config.metrics, { address: "127.0.0.1:1338", grpc_histogram: true });
+  assert.equal(config.debug.address, "/run/berth/debug.sock");
+  assert.equal(config.debug.uid, 5);
+  assert.throws(
+    () => parseConfig(`version = 2\n[metrics]\naddress = "nowhere"`),
+    /metrics\.address: "nowhere" is not a TCP address/,
+  );
+  assert.throws(
+    () => parseConfig(`version = 2\n[debug]\naddress = "debug.sock"`),
+    /debug\.address: must be an absolute socket path/,
+  );
 });

@@ -29,6 +29,7 @@ import { isRPCService } from "../services/service.ts";
 import { Server } from "../ttrpc/mod.ts";
 import { VERSION } from "../version.ts";
 import { lockRoot, type RootLock } from "./lock.ts";
+import { type Operability, operability } from "./ops.ts";
 import { builtinPlugins } from "./plugins.ts";
 
 /**
@@ -131,6 +132,7 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
   let listening = false;
   let grpcListening = false;
   let grpcTcp: Deno.NetAddr | undefined;
+  let ops: Operability | undefined;
   try {
     await makeDir(cfg.state, 0o711);
     await applyOomScore(cfg.oom_score);
@@ -166,10 +168,12 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
 
     // Both listeners take the very same service instances: every plugin
     // instance that is an RPCService registers itself on each transport.
-    server = new Server();
+    ops = await operability(cfg);
+    server = new Server({ observe: ops.ttrpc });
     grpc = new GrpcServer({
       maxRecvMessageSize: cfg.grpc.max_recv_message_size,
       maxSendMessageSize: cfg.grpc.max_send_message_size,
+      observe: ops.grpc,
     });
     for (const p of plugins.list()) {
       if (p.status === "ok" && isRPCService(p.instance)) {
@@ -193,8 +197,10 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
       await Deno.chown(grpcAddress, cfg.grpc.uid, cfg.grpc.gid);
     }
     if (cfg.grpc.tcp_address !== "") grpcTcp = await listenTcp(grpc, cfg);
+    await ops.serve(plugins);
     log.info("serving...", { address: grpcAddress, ttrpc: address });
   } catch (err) {
+    await ops?.close();
     if (server !== undefined) {
       await server.close();
       if (listening) await removeSocket(address);
@@ -211,6 +217,7 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
   const running = plugins;
   const srv = server;
   const grpcSrv = grpc;
+  const endpoints = ops;
   let stopping: Promise<void> | undefined;
   const stop = (o: { timeoutMs?: number } = {}): Promise<void> => {
     // Asked again with no time to wait (a second signal): drop what is in flight.
@@ -223,6 +230,7 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
       // Long-lived event subscriptions would keep their connections busy
       // forever: end them first, then wait for everything else in flight.
       for (const ex of running.all<Exchange>("io.containerd.event.v1").values()) ex.close();
+      await endpoints.close();
       const timeoutMs = o.timeoutMs ?? 10_000;
       await Promise.all([
         srv.shutdown({ timeoutMs }).catch(async (err) => {

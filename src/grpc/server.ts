@@ -26,6 +26,7 @@ import {
 } from "../ttrpc/mod.ts";
 import { MessageQueue } from "../ttrpc/queue.ts";
 import {
+  type CallObserver,
   callUnary,
   decodeInput,
   encodeOutput,
@@ -55,6 +56,8 @@ export interface GrpcServerOptions {
   streamQueue?: number;
   /** HTTP/2 settings and timeouts of every connection. */
   http2?: H2Options;
+  /** Told of every call's start and end (see {@link CallObserver}). */
+  observe?: CallObserver;
 }
 
 // Headers that are HTTP/2 or gRPC plumbing, not the caller's metadata.
@@ -87,8 +90,10 @@ const NOT_GRPC_BODY = new TextEncoder().encode(
 
 /** One call being served; it is the handler's {@link CallContext}. */
 class GrpcCall implements CallContext {
-  /** Set once the status went out or the stream went away. */
+  /** Set once the status went out or the stream went away (see {@link settle}). */
   finished = false;
+  /** The observer's end of this call, when one is installed. */
+  observed: ((code: Code) => void) | undefined = undefined;
   /** The response headers went out (a later status travels in trailers). */
   headersSent = false;
   inbound: MessageQueue<unknown> | undefined = undefined;
@@ -122,6 +127,16 @@ class GrpcCall implements CallContext {
     return this.#ctrl.signal;
   }
 
+  /** Marks the call over with `code`, telling the observer once. */
+  settle(code: Code): void {
+    this.finished = true;
+    const done = this.observed;
+    if (done !== undefined) {
+      this.observed = undefined;
+      done(code);
+    }
+  }
+
   /** Cancels the call: the handler's signal aborts and its inbound stream fails. */
   abort(reason: BerthError): void {
     if (this.#reason !== undefined) return;
@@ -153,6 +168,7 @@ export class GrpcServer implements H2Handler {
   #queueSize: number;
   #h2: H2Options;
   #closing = false;
+  #observe: CallObserver | undefined;
   #forget = (c: H2Connection) => this.#conns.delete(c);
 
   constructor(opts: GrpcServerOptions = {}) {
@@ -160,6 +176,7 @@ export class GrpcServer implements H2Handler {
     this.#maxSend = opts.maxSendMessageSize ?? MAX_GRPC_MESSAGE;
     this.#queueSize = opts.streamQueue ?? 64;
     this.#h2 = opts.http2 ?? {};
+    this.#observe = opts.observe;
   }
 
   /** Registers `impl` for `service` (as {@link ServiceSet.register}). */
@@ -344,6 +361,7 @@ export class GrpcServer implements H2Handler {
       this.#maxRecv,
       encoding === "gzip" ? "gzip" : undefined,
     );
+    if (this.#observe !== undefined) call.observed = this.#observe(entry);
     s.user = call;
     this.#calls.add(call);
     if (timeoutMs !== undefined) {
@@ -407,7 +425,7 @@ export class GrpcServer implements H2Handler {
     if (call.timer !== undefined) clearTimeout(call.timer);
     this.#calls.delete(call);
     if (!call.finished) {
-      call.finished = true;
+      call.settle(Code.Canceled);
       call.abort(new BerthError(Code.Canceled, "context canceled"));
     }
   }
@@ -503,7 +521,7 @@ export class GrpcServer implements H2Handler {
       this.#finish(call, err);
       return;
     }
-    call.finished = true;
+    call.settle(Code.OK);
     call.inbound?.end();
     const s = call.stream;
     this.#sendHeaders(call);
@@ -554,11 +572,11 @@ export class GrpcServer implements H2Handler {
   /** Ends the call with `err`'s status, or OK when there is none. */
   #finish(call: GrpcCall, err: unknown): void {
     if (call.finished) return;
-    call.finished = true;
+    const e = err === undefined ? undefined : toBerthError(err);
+    call.settle(e?.code ?? Code.OK);
     call.inbound?.end();
     const s = call.stream;
     if (s.gone) return;
-    const e = err === undefined ? undefined : toBerthError(err);
     if (e !== undefined && (e.code === Code.Unknown || e.code === Code.Internal)) {
       log.debug("grpc: handler failed", {
         method: `${call.service}/${call.method}`,

@@ -8,11 +8,11 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { EchoRequestSchema } from "../gen/berth/testing/v1/echo_pb.ts";
 import { GrpcClient } from "./client.ts";
 import { frameMessage, gzipMessage } from "./framing.ts";
-import { GrpcServer } from "./server.ts";
+import { GrpcServer, type GrpcServerOptions } from "./server.ts";
 
 async function withEcho(
   fn: (client: GrpcClient, observed: Observed, path: string) => Promise<void>,
-  opts: { maxRecvMessageSize?: number } = {},
+  opts: GrpcServerOptions = {},
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "berth-grpc-" });
   const path = `${dir}/echo.sock`;
@@ -322,4 +322,44 @@ Deno.test("grpc: gzip-compressed requests are inflated, within the size limit; o
     assert.equal(big["grpc-status"], String(Code.ResourceExhausted));
     assert.equal((await client.unary(Echo.method.say, { text: "after" })).text, "after");
   }, { maxRecvMessageSize: 64 << 10 });
+});
+
+Deno.test("grpc: an observer hears of each call's start and its end with the status code, once", async () => {
+  const seen: string[] = [];
+  await withEcho(async (client, _observed, path) => {
+    await client.unary(Echo.method.say, { text: "a" });
+    await assert.rejects(
+      client.unary(Echo.method.say, { text: "no", failCode: Code.NotFound }),
+      isCode(Code.NotFound),
+    );
+    const counted: string[] = [];
+    for await (const m of client.stream(Echo.method.count, [{ text: "c", count: 2 }])) {
+      counted.push(m.text);
+    }
+    assert.deepEqual(counted, ["c", "c"]);
+    // A call past its deadline ends as DeadlineExceeded (the handler is still sleeping).
+    await rawSay(
+      path,
+      { "grpc-timeout": "50m" },
+      frameMessage(
+        toBinary(EchoRequestSchema, create(EchoRequestSchema, { text: "slow", delayMs: 5000 })),
+      ),
+    );
+    for (let i = 0; i < 100 && seen.length < 8; i++) await new Promise((r) => setTimeout(r, 10));
+  }, {
+    observe: (entry) => {
+      seen.push(`start ${entry.method} ${entry.kind}`);
+      return (code) => seen.push(`end ${entry.method} ${Code[code]}`);
+    },
+  });
+  assert.deepEqual(seen, [
+    "start Say unary",
+    "end Say OK",
+    "start Say unary",
+    "end Say NotFound",
+    "start Count server_streaming",
+    "end Count OK",
+    "start Say unary",
+    "end Say DeadlineExceeded",
+  ]);
 });

@@ -17,8 +17,33 @@ export interface Spec {
   hostname?: string;
   mounts: Mount[];
   annotations?: Record<string, string>;
+  hooks?: Hooks;
   linux: Linux;
 }
+
+/** One OCI hook: an absolute path, its argv (argv[0] included) and environment. */
+export interface Hook {
+  path: string;
+  args?: string[];
+  env?: string[];
+  timeout?: number;
+}
+
+/** The spec's hooks, by the stage the runtime runs them at. */
+export type Hooks = Partial<Record<HookStage, Hook[]>>;
+
+/** The stages of the OCI runtime spec at which a runtime (runc) runs hooks. */
+export const HOOK_STAGES = [
+  "prestart",
+  "createRuntime",
+  "createContainer",
+  "startContainer",
+  "poststart",
+  "poststop",
+] as const;
+
+/** One of {@link HOOK_STAGES}. */
+export type HookStage = typeof HOOK_STAGES[number];
 
 /** The container's first process. */
 export interface Process {
@@ -324,6 +349,8 @@ export interface SpecOptions {
   /** Host files to bind for --net-host (resolv.conf, hosts), when present. */
   hostFiles?: string[];
   hostname?: string;
+  /** Hooks added at their stages, in order (see {@link parseHookFlag}). */
+  hooks?: { stage: HookStage; hook: Hook }[];
   /**
    * Capabilities this host can grant (the caller's bounding set, as
    * containerd's privileged option takes its own): --privileged and ALL
@@ -372,6 +399,40 @@ export function parseMountFlag(text: string): Mount {
   return m;
 }
 
+/**
+ * Parses `--hook STAGE=PATH[:ARG...]` (arguments split at ":") or
+ * `--hook STAGE=["PATH","ARG",...]` (a JSON array, for arguments that hold a
+ * ":"). PATH must be absolute, as the runtime runs it without a PATH search;
+ * it is also the hook's argv[0].
+ */
+export function parseHookFlag(text: string): { stage: HookStage; hook: Hook } {
+  const i = text.indexOf("=");
+  const stage = text.slice(0, Math.max(i, 0)) as HookStage;
+  if (!HOOK_STAGES.includes(stage)) {
+    throw invalidArgument(
+      `--hook "${text}": expected STAGE=PATH[:ARG...] with STAGE one of ${HOOK_STAGES.join(", ")}`,
+    );
+  }
+  const rest = text.slice(i + 1);
+  let argv: string[];
+  if (rest.startsWith("[")) {
+    try {
+      argv = JSON.parse(rest);
+    } catch (err) {
+      throw invalidArgument(`--hook "${text}": not a JSON array: ${(err as Error).message}`);
+    }
+    if (!Array.isArray(argv) || !argv.every((a) => typeof a === "string")) {
+      throw invalidArgument(`--hook "${text}": the JSON form is an array of strings`);
+    }
+  } else {
+    argv = rest.split(":");
+  }
+  if (!argv[0]?.startsWith("/")) {
+    throw invalidArgument(`--hook "${text}": the hook's path must be absolute`);
+  }
+  return { stage, hook: { path: argv[0], args: argv } };
+}
+
 /** Applies the user's options, in the order ctr applies them. */
 export function applyOptions(spec: Spec, o: SpecOptions): void {
   if (o.rootfs) spec.root.path = o.rootfs;
@@ -418,6 +479,9 @@ export function applyOptions(spec: Spec, o: SpecOptions): void {
     }
     const list = [...caps];
     spec.process.capabilities = { bounding: list, effective: [...list], permitted: [...list] };
+  }
+  for (const { stage, hook } of o.hooks ?? []) {
+    spec.hooks = { ...spec.hooks, [stage]: [...spec.hooks?.[stage] ?? [], hook] };
   }
   if (o.readOnly) spec.root.readonly = true;
   if (o.memoryLimit !== undefined && o.memoryLimit > 0) {

@@ -6,6 +6,7 @@ import {
   DEFAULT_PATH,
   defaultSpec,
   mergeEnv,
+  parseHookFlag,
   parseMountFlag,
   parseUser,
   withImageConfig,
@@ -116,4 +117,21 @@ Deno.test("oci: run options (net-host, privileged, caps, limits, namespaces, rea
     () => applyOptions(p, { withNs: ["bogus:/x"] }),
     (e) => isCode(e, Code.InvalidArgument),
   );
+});
+
+Deno.test("oci: --hook parses STAGE=PATH[:ARG...] and the JSON form, appending per stage", () => {
+  const a = parseHookFlag("prestart=/bin/sh:-c:echo {{id}}");
+  assert.deepEqual(a, {
+    stage: "prestart",
+    hook: { path: "/bin/sh", args: ["/bin/sh", "-c", "echo {{id}}"] },
+  });
+  const b = parseHookFlag('poststop=["/bin/sh","-c","echo a:b"]');
+  assert.deepEqual(b.hook.args, ["/bin/sh", "-c", "echo a:b"]);
+  const spec = defaultSpec("default", "c1");
+  applyOptions(spec, { hooks: [a, b, parseHookFlag("prestart=/bin/true")] });
+  assert.deepEqual(spec.hooks?.prestart?.map((h) => h.path), ["/bin/sh", "/bin/true"]);
+  assert.equal(spec.hooks?.poststop?.length, 1);
+  for (const bad of ["prestrt=/bin/true", "prestart=true", "poststart=[1]", "poststart=[", "x"]) {
+    assert.throws(() => parseHookFlag(bad), (e) => isCode(e, Code.InvalidArgument), bad);
+  }
 });

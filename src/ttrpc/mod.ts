@@ -48,7 +48,9 @@ export {
 } from "./context.ts";
 export type {
   BidiStreamingHandler,
+  CallObserver,
   ClientStreamingHandler,
+  MethodEntry,
   MethodHandler,
   RegisterOptions,
   ServerStreamingHandler,

@@ -32,6 +32,7 @@ import type { CallContext, Metadata } from "./context.ts";
 import { decodeRequest, type RequestEnvelope, responseLength, writeResponse } from "./envelope.ts";
 import { MessageQueue } from "./queue.ts";
 import {
+  type CallObserver,
   callUnary,
   decodeInput,
   encodeOutput,
@@ -55,6 +56,8 @@ export interface ServerOptions {
   streamQueue?: number;
   /** How long a full stream may pause the connection before it fails (ms, default 1000). */
   streamFullTimeoutMs?: number;
+  /** Told of every call's start and end (see {@link CallObserver}). */
+  observe?: CallObserver;
 }
 
 /** Options of {@link Server.shutdown}. */
@@ -340,10 +343,12 @@ class ServerCall implements CallContext {
   readonly deadline: number | undefined;
   /** The method being served (kept for decoding the stream's later messages). */
   readonly entry: MethodEntry;
-  /** Set once the call's answer went out or the call was abandoned. */
+  /** Set once the call's answer went out or the call was abandoned (see {@link settle}). */
   finished = false;
   /** Messages from the peer, for client- and bidi-streaming calls. */
   inbound: MessageQueue<unknown> | undefined;
+  /** The observer's end of this call, when one is installed. */
+  observed: ((code: Code) => void) | undefined;
   #ctrl: AbortController | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #reason: BerthError | undefined;
@@ -395,6 +400,16 @@ class ServerCall implements CallContext {
     this.#ctrl?.abort(reason);
   }
 
+  /** Marks the call over with `code`, telling the observer once. */
+  settle(code: Code): void {
+    this.finished = true;
+    const done = this.observed;
+    if (done !== undefined) {
+      this.observed = undefined;
+      done(code);
+    }
+  }
+
   /** Drops the deadline timer once the call is over. */
   release(): void {
     if (this.#timer !== undefined) {
@@ -416,6 +431,7 @@ class ServerConnection {
   #queueSize: number;
   #fullTimeoutMs: number;
   #onClose: (c: ServerConnection) => void;
+  #observe: CallObserver | undefined;
 
   constructor(
     conn: Deno.UnixConn,
@@ -427,6 +443,7 @@ class ServerConnection {
     this.#services = services;
     this.#queueSize = opts.streamQueue ?? 64;
     this.#fullTimeoutMs = opts.streamFullTimeoutMs ?? 1000;
+    this.#observe = opts.observe;
     this.#onClose = onClose;
     this.#writer = new FrameWriter(conn, (err) => {
       if (!this.#closed) {
@@ -475,7 +492,7 @@ class ServerConnection {
     } catch { /* already closed */ }
     const gone = new BerthError(Code.Unavailable, "ttrpc: connection closed");
     for (const call of this.#calls.values()) {
-      call.finished = true;
+      call.settle(gone.code);
       call.abort(gone);
     }
     this.#calls.clear();
@@ -487,7 +504,7 @@ class ServerConnection {
     const call = this.#calls.get(id);
     if (call !== undefined) {
       this.#calls.delete(id);
-      call.finished = true;
+      call.settle(code);
       call.abort(new BerthError(code, message));
     }
     if (!this.#closed) writeResponse(this.#writer, id, code, message, undefined);
@@ -554,6 +571,7 @@ class ServerConnection {
       return;
     }
     const call = new ServerCall(req, entry);
+    if (this.#observe !== undefined) call.observed = this.#observe(entry);
     this.#calls.set(id, call);
     switch (entry.kind) {
       case "unary":
@@ -597,6 +615,7 @@ class ServerConnection {
     }
     if (err !== undefined) {
       const st = statusFromError(err);
+      call.settle(st.code);
       if (st.code === Code.Unknown || st.code === Code.Internal) {
         log.debug("ttrpc: handler failed", {
           method: `${call.service}/${call.method}`,
@@ -605,6 +624,7 @@ class ServerConnection {
       }
       writeResponse(this.#writer, id, st.code, truncate(st.message), undefined);
     } else {
+      call.settle(Code.OK);
       writeResponse(this.#writer, id, 0, "", bytes);
     }
     this.#maybeIdleClose();
@@ -702,7 +722,7 @@ class ServerConnection {
       this.#finish(id, call, undefined, failure);
       return;
     }
-    call.finished = true;
+    call.settle(Code.OK);
     this.#calls.delete(id);
     call.inbound?.end();
     this.#writer.reserve(id, MessageType.Data, Flag.RemoteClosed | Flag.NoData, 0);

@@ -425,3 +425,47 @@ Deno.test("a peer that never reads its answers is paused, and the server stays r
     await srv.stop();
   }
 });
+
+Deno.test("an observer hears of each call's start and its end with the status code, once", async () => {
+  const seen: string[] = [];
+  const srv = await startEcho({
+    observe: (entry) => {
+      seen.push(`start ${entry.service}/${entry.method} ${entry.kind}`);
+      return (code) => seen.push(`end ${entry.method} ${Code[code]}`);
+    },
+  });
+  const peer = await RawPeer.open(srv.path);
+  try {
+    await peer.send(peer.frame(1, 1, 0, peer.request("berth.testing.v1.Echo", "Say", say("a"))));
+    assert.equal((await peer.status()).code, 0);
+    const fail = toBinary(
+      EchoRequestSchema,
+      create(EchoRequestSchema, { text: "no", failCode: Code.NotFound }),
+    );
+    await peer.send(peer.frame(3, 1, 0, peer.request("berth.testing.v1.Echo", "Say", fail)));
+    assert.equal((await peer.status()).code, Code.NotFound);
+    // An unknown method is no call of a registered method: not observed.
+    await peer.send(peer.frame(5, 1, 0, peer.request("berth.testing.v1.Echo", "Nope", say("x"))));
+    assert.equal((await peer.status()).code, Code.Unimplemented);
+    // A call cut off by the connection's end is over too (Unavailable).
+    const slow = toBinary(
+      EchoRequestSchema,
+      create(EchoRequestSchema, { text: "s", delayMs: 5000 }),
+    );
+    await peer.send(peer.frame(7, 1, 0, peer.request("berth.testing.v1.Echo", "Say", slow)));
+    while (seen.length < 5) await new Promise((r) => setTimeout(r, 5));
+    peer.close();
+    while (seen.length < 6) await new Promise((r) => setTimeout(r, 5));
+    assert.deepEqual(seen, [
+      "start berth.testing.v1.Echo/Say unary",
+      "end Say OK",
+      "start berth.testing.v1.Echo/Say unary",
+      "end Say NotFound",
+      "start berth.testing.v1.Echo/Say unary",
+      "end Say Unavailable",
+    ]);
+  } finally {
+    peer.close();
+    await srv.stop();
+  }
+});
