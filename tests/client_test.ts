@@ -193,7 +193,10 @@ Deno.test("client: every command against a real berth daemon", async () => {
     );
     const noImage = await b(["-n", "n2", "images", "tag", "nope:1", "x:1"]);
     assert.equal(noImage.code, 3);
-    assert.match(noImage.stderr, /image "nope:1": not found\nlist images with: berth images ls/);
+    assert.match(
+      noImage.stderr,
+      /image "nope:1": not found\nlist images with: berth -n n2 images ls/,
+    );
 
     // containers
     ok(
