@@ -8,7 +8,7 @@ SYSCONFDIR ?= /etc
 DESTDIR ?=
 SOURCES := $(shell find mod.ts deno.json src ffi -name '*.ts' -o -name '*.json' 2>/dev/null)
 
-.PHONY: setup build proto test unit check demo bench clean install uninstall
+.PHONY: setup build proto test unit check demo bench clean install uninstall check-fresh
 
 setup: .tools/setup.stamp
 
@@ -41,6 +41,10 @@ install: build
 
 uninstall:
 	PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" DESTDIR="$(DESTDIR)" ./scripts/install.sh uninstall
+
+# make setup on a bare Debian 12 in a debootstrap chroot (root; see the script).
+check-fresh:
+	./scripts/check-fresh.sh
 
 clean:
 	rm -rf bin .demo
