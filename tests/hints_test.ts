@@ -67,6 +67,21 @@ Deno.test("client hints: what is missing, the real state, each error once", asyn
       "kill of a missing exec",
     );
 
+    // A running task: its state, and how to stop it (sleep ignores SIGTERM).
+    fails(
+      await b(["containers", "rm", "live"]),
+      5,
+      `berth: cannot delete container "live": its task is RUNNING\n` +
+        `stop it first: berth -n ${ns} tasks kill live (-s SIGKILL if it ignores SIGTERM)\n`,
+      "containers rm of a running one",
+    );
+    fails(
+      await b(["tasks", "start", "live"]),
+      4,
+      `berth: container "live" has a task already (RUNNING)\nstop it with: berth -n ${ns} tasks kill live, then delete it with: berth -n ${ns} tasks delete live\n`,
+      "tasks start of a running one",
+    );
+
     // A stopped task: its state and exit status, and what to do with it.
     ok(await b(["tasks", "kill", "-s", "SIGKILL", "live"]), "kill live");
     let stopped = "";

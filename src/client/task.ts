@@ -132,8 +132,8 @@ export async function deleteTaskIfStopped(conn: Connection, id: string): Promise
   }
   throw new HintedError(
     Code.FailedPrecondition,
-    `cannot delete a non stopped container: task is ${statusName(task.status)}`,
-    `stop it first: berth tasks kill ${id}`,
+    `cannot delete container "${id}": its task is ${statusName(task.status)}`,
+    `stop it first: berth -n ${conn.namespace} tasks kill ${id} (-s SIGKILL if it ignores SIGTERM)`,
   );
 }
 
@@ -159,10 +159,15 @@ export async function createTask(conn: Connection, c: Container, io: IOChoice): 
     return r.pid;
   } catch (err) {
     if ((err as { code?: Code }).code === Code.AlreadyExists) {
+      const task = await findTask(conn, c.id).catch(() => undefined);
+      const state = task ? statusName(task.status) : "";
+      const ns = `berth -n ${conn.namespace}`;
       throw new HintedError(
         Code.AlreadyExists,
-        `container "${c.id}" has a task already`,
-        `see it with: berth tasks ls; remove a stopped one with: berth tasks rm ${c.id}`,
+        `container "${c.id}" has a task already${state ? ` (${state})` : ""}`,
+        task?.status === Status.STOPPED || task?.status === Status.CREATED
+          ? `delete it with: ${ns} tasks delete ${c.id}`
+          : `stop it with: ${ns} tasks kill ${c.id}, then delete it with: ${ns} tasks delete ${c.id}`,
       );
     }
     throw tasksError(err, "");

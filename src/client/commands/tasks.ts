@@ -114,7 +114,7 @@ export const group: GroupSpec = {
                   throw new HintedError(
                     Code.FailedPrecondition,
                     `task "${id}" is ${statusName(p.status)}: it must be stopped before deleting`,
-                    `kill it first (berth tasks kill ${id}), or use --force`,
+                    `kill it first (berth -n ${conn.namespace} tasks kill ${id}), or use --force`,
                   );
                 }
                 const waited = tasks.wait({ containerId: id });
