@@ -52,12 +52,21 @@ debootstrap --variant=minbase "$SUITE" "$R" "$MIRROR" >"$work/debootstrap.log" 2
   exit 1
 }
 cp /etc/resolv.conf "$R/etc/resolv.conf"
+# This machine's own certificate authorities (a network that inspects TLS has
+# one): ca-certificates, when installed in the chroot, adds them to its bundle.
+mkdir -p "$R/usr/local/share/ca-certificates"
+cp /usr/local/share/ca-certificates/*.crt "$R/usr/local/share/ca-certificates/" 2>/dev/null || true
 # Packages' maintainer scripts must not start services inside the chroot.
 printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"
 chmod 755 "$R/usr/sbin/policy-rc.d"
 mount -t proc proc "$R/proc"
+mkdir -p "$R/dev/pts"
+mount -t devpts -o newinstance,ptmxmode=0666 devpts "$R/dev/pts"
+# A clean environment but for this machine's network settings (proxies, CA files).
+net_env=$(env | grep -E '^(https?_proxy|HTTPS?_PROXY|no_proxy|NO_PROXY|SSL_CERT_FILE|SSL_CERT_DIR|CURL_CA_BUNDLE|DENO_CERT|DENO_TLS_CA_STORE|npm_config_registry)=' || true)
 in_root() {
-  chroot "$R" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+  # shellcheck disable=SC2086 # one word per variable (their values hold no spaces)
+  chroot "$R" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 $net_env \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -c "$1"
 }
 echo "check-fresh: apt-get install make git (all a fresh machine is assumed to have)"
