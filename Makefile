@@ -2,9 +2,13 @@
 # fresh clone on Debian 12 needs nothing done by hand.
 DENO_VERSION := 2.9.6
 DENO := $(CURDIR)/.tools/node_modules/deno/deno
+# make install: PREFIX, and DESTDIR for staging (see scripts/install.sh).
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+DESTDIR ?=
 SOURCES := $(shell find mod.ts deno.json src ffi -name '*.ts' -o -name '*.json' 2>/dev/null)
 
-.PHONY: setup build proto test unit check demo bench clean
+.PHONY: setup build proto test unit check demo bench clean install uninstall check-fresh
 
 setup: .tools/setup.stamp
 
@@ -31,6 +35,16 @@ demo: build
 
 bench: build
 	$(DENO) run -A bench/main.ts
+
+install: build
+	PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" DESTDIR="$(DESTDIR)" ./scripts/install.sh install
+
+uninstall:
+	PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" DESTDIR="$(DESTDIR)" ./scripts/install.sh uninstall
+
+# make setup on a bare Debian 12 in a debootstrap chroot (root; see the script).
+check-fresh:
+	./scripts/check-fresh.sh
 
 clean:
 	rm -rf bin .demo

@@ -11,7 +11,7 @@ FLAGS="-A --quiet --no-prompt --v8-flags=--max-semi-space-size=1"
 mkdir -p bin
 rm -f bin/berth bin/containerd-shim-berth-v2 bin/berth.tmp
 form=""
-if [ "${BERTH_BUILD:-auto}" != "bundle" ] && "$DENO" compile $FLAGS --output bin/berth.tmp mod.ts >/tmp/berth-compile.log 2>&1; then
+if [ "${BERTH_BUILD:-auto}" != "bundle" ] && "$DENO" compile $FLAGS --output bin/berth.tmp mod.ts >bin/compile.log 2>&1; then
   mv bin/berth.tmp bin/berth
   form="compiled binary"
 else

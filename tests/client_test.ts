@@ -9,66 +9,19 @@
 import assert from "node:assert/strict";
 import { spawn } from "../src/spawn/mod.ts";
 import { startContainerd } from "./support/containerd.ts";
-import { spawnDaemon, stopDaemon, waitForSocket } from "./support/daemon.ts";
+import {
+  type Daemon,
+  makeRootDir,
+  privateCopy,
+  startDaemon as startDaemonOf,
+} from "./support/berth.ts";
 import { removeIfEmpty } from "./support/mounts.ts";
 import { startRegistry } from "./support/registry.ts";
 import { runTool, type ToolResult } from "./support/tool.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
-const BUILT = `${ROOT}bin/berth`;
-
-/**
- * The tests run a private copy of bin/berth, so a rebuild of the shared
- * tree while they run cannot pull the executable from under them.
- */
-async function privateCopy(): Promise<{ path: string; dir: string }> {
-  await Deno.stat(BUILT).catch(() => {
-    throw new Error(`${BUILT} is missing: run \`make build\` first`);
-  });
-  const dir = await Deno.makeTempDir({ prefix: "berth-client-bin-" });
-  await Deno.copyFile(BUILT, `${dir}/berth`);
-  await Deno.chmod(`${dir}/berth`, 0o755);
-  // The daemon finds berth's shim beside its own executable.
-  await Deno.symlink("berth", `${dir}/containerd-shim-berth-v2`);
-  return { path: `${dir}/berth`, dir };
-}
 const copy = await privateCopy();
 const BERTH = copy.path;
-globalThis.addEventListener("unload", () => Deno.removeSync(copy.dir, { recursive: true }));
-
-/** A berth daemon started by the test on its own temporary paths. */
-interface Daemon {
-  dir: string;
-  address: string;
-  berth(
-    args: string[],
-    opts?: { env?: Record<string, string>; timeoutMs?: number },
-  ): Promise<ToolResult>;
-  stop(): Promise<void>;
-}
-
-async function startDaemon(): Promise<Daemon> {
-  const dir = await Deno.makeTempDir({ prefix: "berth-client-test-" });
-  const address = `${dir}/berth.sock`;
-  const d = spawnDaemon(
-    ["--root", `${dir}/root`, "--state", `${dir}/state`, "--address", address],
-    BERTH,
-  );
-  await waitForSocket(`${address}.ttrpc`, d);
-  return {
-    dir,
-    address,
-    berth: (args, opts = {}) =>
-      runTool(BERTH, ["--address", address, ...args], {
-        env: opts.env,
-        timeoutMs: opts.timeoutMs ?? 60_000,
-      }),
-    async stop() {
-      await stopDaemon(d);
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-    },
-  };
-}
+const startDaemon = () => startDaemonOf(BERTH);
 
 function ok(r: ToolResult, what: string): string {
   assert.equal(r.code, 0, `${what}: exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
@@ -79,16 +32,6 @@ function header(out: string): string[] {
   return out.split("\n")[0].trim().split(/\s{2,}|\t+| (?=[A-Z])/).map((s) => s.trim()).filter((s) =>
     s
   );
-}
-
-async function makeRootDir(dir: string): Promise<string> {
-  const root = `${dir}/imgroot`;
-  await Deno.mkdir(`${root}/bin`, { recursive: true });
-  await Deno.copyFile("/bin/busybox", `${root}/bin/busybox`);
-  for (const a of ["sh", "echo", "cat", "ls", "sleep", "stty", "true"]) {
-    await Deno.symlink("busybox", `${root}/bin/${a}`);
-  }
-  return root;
 }
 
 Deno.test("client: errors a person can act on, with distinct exit statuses", async () => {
@@ -251,7 +194,10 @@ Deno.test("client: every command against a real berth daemon", async () => {
     );
     const noImage = await b(["-n", "n2", "images", "tag", "nope:1", "x:1"]);
     assert.equal(noImage.code, 3);
-    assert.match(noImage.stderr, /image "nope:1": not found\nlist images with: berth images ls/);
+    assert.match(
+      noImage.stderr,
+      /image "nope:1": not found\nlist images with: berth -n n2 images ls/,
+    );
 
     // containers
     ok(

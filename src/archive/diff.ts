@@ -16,6 +16,8 @@ export interface DiffOptions {
    * whiteouts and opaque markers are converted to OCI ones.
    */
   lower?: string;
+  /** Modification times later than this are written as this. */
+  clampMtime?: Date;
 }
 
 interface Change {
@@ -146,6 +148,10 @@ async function overlayChanges(upper: string, rel: string, out: Change[]) {
   }
 }
 
+function clamp(t: Date, max: Date | undefined): Date {
+  return max && t.getTime() > max.getTime() ? max : t;
+}
+
 function whiteoutHeader(name: string): TarHeader {
   return { name, type: "file", mode: 0o644, uid: 0, gid: 0, size: 0, mtime: EPOCH };
 }
@@ -202,7 +208,7 @@ export function diffTar(opts: DiffOptions): ReadableStream<Uint8Array> {
         uid: i.uid ?? 0,
         gid: i.gid ?? 0,
         size: 0,
-        mtime: i.mtime ?? EPOCH,
+        mtime: clamp(i.mtime ?? EPOCH, opts.clampMtime),
         pax: Object.keys(own).length > 0 ? xattrRecords(own) : null,
       };
       if (i.isDirectory) {

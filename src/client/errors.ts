@@ -57,6 +57,37 @@ export function hintNotFound(err: unknown, hint: string): unknown {
   return err;
 }
 
+/**
+ * Runs `fn` on each of `names` (a delete of several), going on past
+ * failures, and reports each failure once: all but the last are printed as
+ * they would be shown, the last is thrown (its hint and exit status are the
+ * command's). A message that does not name its object gets `unable to
+ * delete NAME: ` before it. `hint` may add a hint to an error.
+ */
+export async function deleteEach(
+  names: string[],
+  fn: (name: string) => Promise<void>,
+  hint: (err: unknown) => unknown = (err) => err,
+): Promise<void> {
+  let last: unknown;
+  for (const name of names) {
+    try {
+      await fn(name);
+    } catch (err) {
+      if (last !== undefined) console.error(describeError(last, false));
+      const e = hint(err);
+      const b = toBerthError(e);
+      const message = b.message.includes(name)
+        ? b.message
+        : `unable to delete ${name}: ${b.message}`;
+      last = e instanceof HintedError
+        ? new HintedError(b.code, message, e.hint, { cause: e })
+        : new BerthError(b.code, message, { cause: e });
+    }
+  }
+  if (last !== undefined) throw last;
+}
+
 /** The message shown for `err`; with `debug`, its code and stack trace too. */
 export function describeError(err: unknown, debug: boolean): string {
   const e = toBerthError(err);

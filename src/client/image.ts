@@ -109,7 +109,7 @@ export async function getImage(conn: Connection, name: string): Promise<Image> {
   } catch (err) {
     throw hintNotFound(
       err,
-      `list images with: berth images ls; import one with: berth images import FILE.tar`,
+      `list images with: berth -n ${conn.namespace} images ls; import one with: berth -n ${conn.namespace} images import FILE.tar`,
     );
   }
 }

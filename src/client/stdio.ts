@@ -9,6 +9,7 @@
 
 import { makeRaw, mkfifo, restoreTermios, signalNumber, type Termios } from "../../ffi/mod.ts";
 import { getWinsize } from "../../ffi/mod.ts";
+import { BerthError, Code } from "../errdefs/mod.ts";
 import { Tasks } from "../gen/containerd/services/tasks/v1/tasks_pb.ts";
 import type { Connection } from "./connection.ts";
 
@@ -118,6 +119,19 @@ export class FifoIO {
     } catch { /* closed */ }
     if (this.#removeDir) await Deno.remove(this.#dir, { recursive: true }).catch(() => {});
   }
+}
+
+/**
+ * Refuses `flag` (-t) when this process's stdin is no terminal: the task's
+ * console would be wired to a pipe or /dev/null, the shell in it would print
+ * its banner and terminal queries there and exit on end of input.
+ */
+export function needTerminal(flag: string): void {
+  if (Deno.stdin.isTerminal()) return;
+  throw new BerthError(
+    Code.InvalidArgument,
+    `${flag} needs a terminal, and stdin is not one: run it from a terminal, or leave out ${flag}`,
+  );
 }
 
 /** Puts the local terminal in raw mode; the returned function restores it (idempotent). */

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { Code } from "../errdefs/mod.ts";
+import { BerthError, Code } from "../errdefs/mod.ts";
 import { Tasks } from "../gen/containerd/services/tasks/v1/tasks_pb.ts";
 import { type Process, Status } from "../gen/containerd/types/task_pb.ts";
 import type { Container } from "../gen/containerd/services/containers/v1/containers_pb.ts";
@@ -12,6 +12,7 @@ import { Snapshots } from "../gen/containerd/services/snapshots/v1/snapshots_pb.
 import type { Mount } from "../gen/containerd/types/mount_pb.ts";
 import type { Connection } from "./connection.ts";
 import { HintedError, hintNotFound } from "./errors.ts";
+import { Containers } from "../gen/containerd/services/containers/v1/containers_pb.ts";
 
 /** Status names as ctr prints them. */
 export function statusName(s: Status): string {
@@ -30,20 +31,80 @@ export async function findTask(conn: Connection, id: string): Promise<Process | 
   }
 }
 
-/** The task of container `id`; NotFound with a hint when there is none. */
+/** The task of container `id` (or its process `exec`); NotFound saying what is missing. */
 export async function getTask(conn: Connection, id: string, exec = ""): Promise<Process> {
   try {
     const { process } = await conn.service(Tasks).get({ containerId: id, execId: exec });
-    if (!process) throw new HintedError(Code.NotFound, `task "${id}": not found`, "");
+    if (!process) throw new BerthError(Code.NotFound, `task "${id}": not found`);
     return process;
   } catch (err) {
-    throw tasksError(
-      err,
-      `no task for container "${id}"${
-        exec ? ` (exec ${exec})` : ""
-      }: list tasks with: berth -n ${conn.namespace} tasks ls; start one with: berth tasks start ${id}`,
+    throw await explainTaskError(conn, err, id, exec);
+  }
+}
+
+/**
+ * The error a task call on container `id` (process `exec`) failed with,
+ * made exact by looking now: a NotFound says whether the container, its
+ * task or the process is missing, or names the state of a process that
+ * has exited, each with the command that helps; Unimplemented says the
+ * daemon runs no tasks. Other errors pass unchanged.
+ */
+export async function explainTaskError(
+  conn: Connection,
+  err: unknown,
+  id: string,
+  exec = "",
+): Promise<unknown> {
+  const code = (err as { code?: Code }).code;
+  if (code !== Code.NotFound || !id || err instanceof HintedError) return tasksError(err, "");
+  const ns = `berth -n ${conn.namespace}`;
+  const found = (p: Promise<unknown>) =>
+    p.then(() => true, (e) => {
+      if ((e as { code?: Code }).code === Code.NotFound) return false;
+      throw e;
+    });
+  if (!await found(conn.service(Containers).get({ id }))) {
+    return new HintedError(
+      Code.NotFound,
+      `container "${id}": not found`,
+      `list containers with: ${ns} containers ls`,
+      { cause: err },
     );
   }
+  const task = await findTask(conn, id);
+  if (task === undefined) {
+    return new HintedError(
+      Code.NotFound,
+      `container "${id}" has no task`,
+      `start one with: ${ns} tasks start ${id}`,
+      { cause: err },
+    );
+  }
+  let proc: Process | undefined = task;
+  if (exec) {
+    proc = await conn.service(Tasks).get({ containerId: id, execId: exec }).then(
+      (r) => r.process,
+      () => undefined,
+    );
+    if (proc === undefined) {
+      return new HintedError(
+        Code.NotFound,
+        `task "${id}" has no process "${exec}"`,
+        `list its processes with: ${ns} tasks ps ${id}`,
+        { cause: err },
+      );
+    }
+  }
+  if (proc.status === Status.STOPPED) {
+    const what = exec ? `process "${exec}" of task "${id}"` : `task "${id}"`;
+    return new HintedError(
+      Code.FailedPrecondition,
+      `${what} is STOPPED (exit status ${proc.exitStatus})`,
+      `delete it with: ${ns} tasks delete ${exec ? `--exec-id ${exec} ` : ""}${id}`,
+      { cause: err },
+    );
+  }
+  return err;
 }
 
 /** Adds hints to errors of task calls: not found, or no Tasks service in this daemon. */
@@ -71,8 +132,8 @@ export async function deleteTaskIfStopped(conn: Connection, id: string): Promise
   }
   throw new HintedError(
     Code.FailedPrecondition,
-    `cannot delete a non stopped container: task is ${statusName(task.status)}`,
-    `stop it first: berth tasks kill ${id}`,
+    `cannot delete container "${id}": its task is ${statusName(task.status)}`,
+    `stop it first: berth -n ${conn.namespace} tasks kill ${id} (-s SIGKILL if it ignores SIGTERM)`,
   );
 }
 
@@ -98,13 +159,18 @@ export async function createTask(conn: Connection, c: Container, io: IOChoice): 
     return r.pid;
   } catch (err) {
     if ((err as { code?: Code }).code === Code.AlreadyExists) {
+      const task = await findTask(conn, c.id).catch(() => undefined);
+      const state = task ? statusName(task.status) : "";
+      const ns = `berth -n ${conn.namespace}`;
       throw new HintedError(
         Code.AlreadyExists,
-        `container "${c.id}" has a task already`,
-        `see it with: berth tasks ls; remove a stopped one with: berth tasks rm ${c.id}`,
+        `container "${c.id}" has a task already${state ? ` (${state})` : ""}`,
+        task?.status === Status.STOPPED || task?.status === Status.CREATED
+          ? `delete it with: ${ns} tasks delete ${c.id}`
+          : `stop it with: ${ns} tasks kill ${c.id}, then delete it with: ${ns} tasks delete ${c.id}`,
       );
     }
-    throw tasksError(err, `container "${c.id}" not found`);
+    throw tasksError(err, "");
   }
 }
 

@@ -22,8 +22,17 @@ export interface FromDirOptions {
   /** Unpack into snapshots (default true). */
   unpack?: boolean;
   snapshotter?: string;
-  /** Creation time written into the config (default now). */
+  /**
+   * Creation time written into the config. Default: the Unix epoch, so that
+   * the same directory always gives the same image digest (the client passes
+   * SOURCE_DATE_EPOCH when it is set).
+   */
   created?: Date;
+  /**
+   * Modification times later than this are written as this (the
+   * reproducible-builds rule for SOURCE_DATE_EPOCH); default: as read.
+   */
+  clampMtime?: Date;
 }
 
 const DEFAULT_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"];
@@ -33,6 +42,11 @@ const DEFAULT_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
  * layer of its whole tree (owners, modes, links and xattrs kept), a config
  * with that layer's diff id, a manifest and an index, labelled for the
  * garbage collector and unpacked, under one lease.
+ *
+ * Reproducible: the same tree (contents, names, owners, modes, whole-second
+ * mtimes, xattrs) gives the same digests, wherever it lies. Entries are
+ * written in name order, the gzip header carries no time or name, and the
+ * config's times are `created` (default the epoch), never the clock.
  */
 export async function importDirectory(
   backend: ImageBackend,
@@ -48,10 +62,10 @@ export async function importDirectory(
     return await backend.withLease(async (b) => {
       const layer = await writeLayer(
         b.content,
-        diffTar({ lower: empty, upper: dir }),
+        diffTar({ lower: empty, upper: dir, clampMtime: opts.clampMtime }),
         `fromdir-${crypto.randomUUID()}`,
       );
-      const created = (opts.created ?? new Date()).toISOString();
+      const created = (opts.created ?? new Date(0)).toISOString();
       const config = {
         created,
         architecture: DEFAULT_PLATFORM.architecture,
@@ -62,7 +76,7 @@ export async function importDirectory(
           ...(opts.workingDir ? { WorkingDir: opts.workingDir } : {}),
         },
         rootfs: { type: "layers", diff_ids: [layer.diffId] },
-        history: [{ created, created_by: `berth images import --from-dir ${dir}` }],
+        history: [{ created, created_by: "berth images import --from-dir" }],
       };
       const enc = new TextEncoder();
       const configDesc = await putBytes(b.content, enc.encode(JSON.stringify(config)), OCI_CONFIG);

@@ -90,7 +90,10 @@ async function runtimeError(
   const kind = /container (\S+ )?does not exist|container not found/i.test(reason)
     ? Code.NotFound
     : Code.Unknown;
-  return new BerthError(kind, `${cfg.binary} ${command} failed: ${reason}`);
+  // runc's own log line already starts "runc create failed: ": said once.
+  const prefix = `${cfg.binary.slice(cfg.binary.lastIndexOf("/") + 1)} ${command} failed: `;
+  const text = reason.startsWith(prefix) ? reason.slice(prefix.length) : reason;
+  return new BerthError(kind, `${cfg.binary} ${command} failed: ${text}`);
 }
 
 /**

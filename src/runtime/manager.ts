@@ -150,7 +150,7 @@ export class TaskManager {
   /** The task `id` in `namespace`; NotFound when there is none. */
   get(namespace: string, id: string): ShimTask {
     const t = this.#tasks.get(keyOf(namespace, id));
-    if (t === undefined) throw notFound(`task ${id}: not found in namespace ${namespace}`);
+    if (t === undefined) throw notFound(`task ${id} in namespace ${namespace}`);
     return t;
   }
 
@@ -539,7 +539,7 @@ export class TaskManager {
     if (!binary) {
       const runtime = this.#opts.containerRuntime?.(namespace, id);
       try {
-        if (runtime === undefined) throw notFound(`container ${id} not found`);
+        if (runtime === undefined) throw notFound(`container ${id}`);
         binary = await this.#binaryFor(runtime);
       } catch (err) {
         log.warn("removing a bundle whose shim cannot be found", { id, error: String(err) });

@@ -18,13 +18,19 @@ export interface DaemonProc {
 
 /**
  * Starts `deno run mod.ts daemon ...args`, or `binary daemon ...args` when
- * a built executable (bin/berth) is named.
+ * a built executable (bin/berth) is named; `env` is added to the inherited
+ * environment.
  */
-export function spawnDaemon(args: string[], binary?: string): DaemonProc {
+export function spawnDaemon(
+  args: string[],
+  binary?: string,
+  env?: Record<string, string>,
+): DaemonProc {
   const [cmd, argv] = binary === undefined
     ? [Deno.execPath(), ["run", "-A", "--quiet", MOD, "daemon", ...args]]
     : [binary, ["daemon", ...args]];
   const child = spawn(cmd, argv, {
+    env,
     stdin: "null",
     stdout: "null",
     stderr: "piped",

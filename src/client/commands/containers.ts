@@ -8,7 +8,7 @@ import { Snapshots } from "../../gen/containerd/services/snapshots/v1/snapshots_
 import { type GroupSpec, labelArgs, usageError } from "../cli.ts";
 import { CONTAINER_FLAGS, createContainer, getContainer, specOf } from "../container.ts";
 import { type Connection, withConnection } from "../connection.ts";
-import { HintedError } from "../errors.ts";
+import { deleteEach, HintedError } from "../errors.ts";
 import { printJSON, printTable, timestampText, WIDE } from "../output.ts";
 import { deleteTaskIfStopped } from "../task.ts";
 
@@ -123,22 +123,11 @@ export const group: GroupSpec = {
       },
       async run({ flags, args, global }) {
         if (args.length === 0) throw usageError("must specify at least one container to delete");
-        let failure: unknown;
-        await withConnection(global, async (conn) => {
-          for (const id of args) {
-            try {
-              await deleteContainer(conn, id, flags["keep-snapshot"] === true);
-            } catch (err) {
-              failure ??= err;
-              if (args.length > 1) {
-                console.error(
-                  `berth: failed to delete container "${id}": ${(err as Error).message}`,
-                );
-              }
-            }
-          }
-        });
-        if (failure) throw failure;
+        await withConnection(
+          global,
+          (conn) =>
+            deleteEach(args, (id) => deleteContainer(conn, id, flags["keep-snapshot"] === true)),
+        );
         return 0;
       },
     },

@@ -3,7 +3,7 @@ import { Code } from "../../errdefs/mod.ts";
 import { Content } from "../../gen/containerd/services/content/v1/content_pb.ts";
 import { type GroupSpec, labelArgs, usageError } from "../cli.ts";
 import { withConnection } from "../connection.ts";
-import { HintedError, hintNotFound } from "../errors.ts";
+import { deleteEach, HintedError, hintNotFound } from "../errors.ts";
 import {
   formatTable,
   humanDuration,
@@ -15,7 +15,7 @@ import {
   write,
 } from "../output.ts";
 
-const LS_HINT = "list content with: berth content ls";
+const lsHint = (ns: string) => `list content with: berth -n ${ns} content ls`;
 
 /** The `content` group. */
 export const group: GroupSpec = {
@@ -83,7 +83,7 @@ export const group: GroupSpec = {
               while (off < r.data.length) off += await Deno.stdout.write(r.data.subarray(off));
             }
           } catch (err) {
-            throw hintNotFound(err, LS_HINT);
+            throw hintNotFound(err, lsHint(global.namespace));
           }
         });
         return 0;
@@ -96,23 +96,11 @@ export const group: GroupSpec = {
       argsUsage: "DIGEST [DIGEST ...]",
       async run({ args, global }) {
         if (args.length === 0) throw usageError("please name at least one digest");
-        let failure: unknown;
-        await withConnection(global, async (c) => {
-          for (const digest of args) {
-            try {
-              await c.service(Content).delete({ digest });
-              console.log(digest);
-            } catch (err) {
-              if ((err as { code?: Code }).code !== Code.NotFound) {
-                failure ??= err;
-                console.error(`berth: unable to delete ${digest}: ${(err as Error).message}`);
-              } else {
-                failure ??= hintNotFound(err, LS_HINT);
-              }
-            }
-          }
-        });
-        if (failure) throw failure;
+        await withConnection(global, (c) =>
+          deleteEach(args, async (digest) => {
+            await c.service(Content).delete({ digest });
+            console.log(digest);
+          }, (err) => hintNotFound(err, lsHint(global.namespace))));
         return 0;
       },
     },
@@ -131,7 +119,7 @@ export const group: GroupSpec = {
             });
             return info;
           } catch (err) {
-            throw hintNotFound(err, LS_HINT);
+            throw hintNotFound(err, lsHint(global.namespace));
           }
         });
         console.log(Object.entries(info?.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(","));

@@ -20,6 +20,21 @@ import { HintedError, hintNotFound } from "../errors.ts";
 import { getImage, imageConfig } from "../image.ts";
 import { bytesSize, write } from "../output.ts";
 
+/**
+ * SOURCE_DATE_EPOCH (reproducible-builds.org: whole seconds since the epoch)
+ * as a date, when set; anything else in it is a usage error, not ignored.
+ */
+function sourceDateEpoch(): Date | undefined {
+  const v = Deno.env.get("SOURCE_DATE_EPOCH");
+  if (v === undefined || v === "") return undefined;
+  if (!/^\d{1,12}$/.test(v)) {
+    throw usageError(
+      `SOURCE_DATE_EPOCH must be whole seconds since 1970 (got ${JSON.stringify(v)})`,
+    );
+  }
+  return new Date(Number(v) * 1000);
+}
+
 /** `images import`. */
 export const importCommand: CommandSpec = {
   name: "import",
@@ -31,7 +46,11 @@ export const importCommand: CommandSpec = {
     "index-name": { type: "string", help: "image name to keep the archive's whole index under" },
     "no-unpack": { type: "boolean", help: "skip unpacking the images" },
     snapshotter: { type: "string", help: "snapshotter to unpack into", default: "overlayfs" },
-    "from-dir": { type: "boolean", help: "import directory DIR as a one-layer image NAME" },
+    "from-dir": {
+      type: "boolean",
+      help:
+        "import directory DIR as a one-layer image NAME (the same tree gives the same digest; SOURCE_DATE_EPOCH sets its times)",
+    },
     cmd: {
       type: "string",
       multiple: true,
@@ -56,6 +75,7 @@ export const importCommand: CommandSpec = {
       if (args.length !== 2) {
         throw usageError("images import --from-dir needs a directory and an image name");
       }
+      const epoch = sourceDateEpoch();
       const r = await withConnection(
         global,
         (conn) =>
@@ -65,6 +85,8 @@ export const importCommand: CommandSpec = {
             workingDir: str(flags, "cwd"),
             unpack,
             snapshotter,
+            created: epoch,
+            clampMtime: epoch,
           }),
       );
       console.log(

@@ -4,7 +4,7 @@ import { Images } from "../../gen/containerd/services/images/v1/images_pb.ts";
 import { Snapshots } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import { type CommandSpec, type GroupSpec, str, usageError } from "../cli.ts";
 import { withConnection } from "../connection.ts";
-import { HintedError, hintNotFound } from "../errors.ts";
+import { deleteEach, HintedError, hintNotFound } from "../errors.ts";
 import { getImage, imageConfig, targetOf, totalSize, walkImage } from "../image.ts";
 import {
   bytesSize,
@@ -16,7 +16,7 @@ import {
   write,
 } from "../output.ts";
 
-const LS_HINT = "list images with: berth images ls";
+const lsHint = (ns: string) => `list images with: berth -n ${ns} images ls`;
 
 type TransferName =
   | "importCommand"
@@ -160,20 +160,11 @@ export const group: GroupSpec = {
       },
       async run({ flags, args, global }) {
         if (args.length === 0) throw usageError("please name at least one image to remove");
-        let failure: unknown;
-        await withConnection(global, async (conn) => {
-          const svc = conn.service(Images);
-          for (const name of args) {
-            try {
-              await svc.delete({ name, sync: flags.sync === true });
-              console.log(name);
-            } catch (err) {
-              failure ??= hintNotFound(err, LS_HINT);
-              console.error(`berth: unable to delete ${name}: ${(err as Error).message}`);
-            }
-          }
-        });
-        if (failure) throw failure;
+        await withConnection(global, (conn) =>
+          deleteEach(args, async (name) => {
+            await conn.service(Images).delete({ name, sync: flags.sync === true });
+            console.log(name);
+          }, (err) => hintNotFound(err, lsHint(global.namespace))));
         return 0;
       },
     },

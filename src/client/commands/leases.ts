@@ -90,7 +90,7 @@ export const group: GroupSpec = {
             try {
               await c.service(Leases).delete({ id, sync: flags.sync === true });
             } catch (err) {
-              throw hintNotFound(err, "list leases with: berth leases ls");
+              throw hintNotFound(err, `list leases with: berth -n ${c.namespace} leases ls`);
             }
             console.log(id);
           }

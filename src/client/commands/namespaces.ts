@@ -3,7 +3,7 @@ import { Code } from "../../errdefs/mod.ts";
 import { Namespaces } from "../../gen/containerd/services/namespaces/v1/namespaces_pb.ts";
 import { type GroupSpec, labelArgs, usageError } from "../cli.ts";
 import { withConnection } from "../connection.ts";
-import { hintNotFound } from "../errors.ts";
+import { deleteEach, hintNotFound } from "../errors.ts";
 import { labelsCell, printJSON, printTable } from "../output.ts";
 
 const LS_HINT = "list namespaces with: berth namespaces ls";
@@ -63,23 +63,14 @@ export const group: GroupSpec = {
       },
       async run({ args, global }) {
         if (args.length === 0) throw usageError("please specify at least one namespace to remove");
-        let failure: unknown;
-        await withConnection(global, async (c) => {
-          const ns = c.service(Namespaces);
-          for (const name of args) {
-            try {
-              await ns.delete({ name });
-            } catch (err) {
-              if ((err as { code?: Code }).code !== Code.NotFound) {
-                failure ??= err;
-                console.error(`berth: unable to delete ${name}: ${(err as Error).message}`);
-                continue;
-              }
-            }
+        await withConnection(global, (c) =>
+          deleteEach(args, async (name) => {
+            // A namespace that is not there is what the user wanted.
+            await c.service(Namespaces).delete({ name }).catch((err) => {
+              if ((err as { code?: Code }).code !== Code.NotFound) throw err;
+            });
             console.log(name);
-          }
-        });
-        if (failure) throw failure;
+          }));
         return 0;
       },
     },

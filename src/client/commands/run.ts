@@ -5,7 +5,7 @@ import { type CommandSpec, str, usageError } from "../cli.ts";
 import { CONTAINER_FLAGS, createContainer } from "../container.ts";
 import { withConnection } from "../connection.ts";
 import { runAttached } from "../foreground.ts";
-import { FifoIO } from "../stdio.ts";
+import { FifoIO, needTerminal } from "../stdio.ts";
 import { createTask, defaultFifoDir, fixedIO, tasksError } from "../task.ts";
 import { deleteContainer } from "./containers.ts";
 
@@ -31,6 +31,8 @@ export const command: CommandSpec = {
     const detach = flags.detach === true;
     if (detach && flags.rm) throw usageError("--rm and --detach cannot be used together");
     const tty = flags.tty === true;
+    const localIO = flags["null-io"] !== true && str(flags, "log-uri") === undefined;
+    if (tty && !detach && localIO) needTerminal("-t");
     return await withConnection(global, async (conn) => {
       const container = await createContainer(conn, flags, ref, id, cmd);
       let io: FifoIO | undefined;

@@ -8,7 +8,8 @@ import { type Connection, withConnection } from "../connection.ts";
 import { hintNotFound } from "../errors.ts";
 import { humanSize, labelsCell, printJSON, printTable, timestampText } from "../output.ts";
 
-const hint = (s: string) => `list snapshots with: berth snapshots --snapshotter ${s} ls`;
+const hint = (ns: string, s: string) =>
+  `list snapshots with: berth -n ${ns} snapshots --snapshotter ${s} ls`;
 
 function kindName(k: Kind): string {
   return ({ [Kind.VIEW]: "View", [Kind.ACTIVE]: "Active", [Kind.COMMITTED]: "Committed" } as Record<
@@ -80,7 +81,7 @@ export const group: GroupSpec = {
           global,
           (c) =>
             c.service(Snapshots).stat({ snapshotter: snap(flags), key: args[0] }).catch((e) => {
-              throw hintNotFound(e, hint(snap(flags)));
+              throw hintNotFound(e, hint(global.namespace, snap(flags)));
             }),
         );
         printJSON(info ? infoJSON(info) : null);
@@ -99,7 +100,7 @@ export const group: GroupSpec = {
           for (const key of keys) {
             const u = await c.service(Snapshots).usage({ snapshotter: snap(flags), key }).catch(
               (e) => {
-                throw hintNotFound(e, hint(snap(flags)));
+                throw hintNotFound(e, hint(global.namespace, snap(flags)));
               },
             );
             out.push([key, flags.b ? String(u.size) : humanSize(u.size), String(u.inodes)]);
@@ -120,7 +121,7 @@ export const group: GroupSpec = {
         await withConnection(global, async (c) => {
           for (const key of args) {
             await c.service(Snapshots).remove({ snapshotter: snap(flags), key }).catch((e) => {
-              throw hintNotFound(e, hint(snap(flags)));
+              throw hintNotFound(e, hint(global.namespace, snap(flags)));
             });
           }
         });
@@ -208,7 +209,7 @@ export const group: GroupSpec = {
           global,
           (c) =>
             c.service(Snapshots).mounts({ snapshotter: snap(flags), key: args[1] }).catch((e) => {
-              throw hintNotFound(e, hint(snap(flags)));
+              throw hintNotFound(e, hint(global.namespace, snap(flags)));
             }),
         );
         printMounts(args[0], mounts);
@@ -233,7 +234,7 @@ export const group: GroupSpec = {
               key: args[1],
               labels: labelArgs(list(flags, "label")),
             }).catch((e) => {
-              throw hintNotFound(e, hint(snap(flags)));
+              throw hintNotFound(e, hint(global.namespace, snap(flags)));
             }),
         );
         return 0;
@@ -273,7 +274,7 @@ export const group: GroupSpec = {
             info: { name: args[0], labels },
             updateMask: { paths: Object.keys(labels).map((k) => `labels.${k}`) },
           }).catch((e) => {
-            throw hintNotFound(e, hint(snap(flags)));
+            throw hintNotFound(e, hint(global.namespace, snap(flags)));
           }));
         console.log(labelsCell(info?.labels, ""));
         return 0;

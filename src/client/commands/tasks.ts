@@ -12,15 +12,15 @@ import { type Connection, withConnection } from "../connection.ts";
 import { HintedError } from "../errors.ts";
 import { runAttached } from "../foreground.ts";
 import { formatTable, printJSON, printTable, timestampText, WIDE, write } from "../output.ts";
-import { FifoIO, terminalSize } from "../stdio.ts";
+import { FifoIO, needTerminal, terminalSize } from "../stdio.ts";
 import {
   createTask,
   defaultFifoDir,
+  explainTaskError,
   fixedIO,
   getTask,
   removeFifoDir,
   statusName,
-  tasksError,
 } from "../task.ts";
 
 const PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process";
@@ -30,15 +30,17 @@ function needId(args: string[]): string {
   return args[0];
 }
 
-/** Runs a Tasks call, turning NotFound/Unimplemented into actionable errors. */
-async function taskCall<T>(conn: Connection, id: string, fn: () => Promise<T>): Promise<T> {
+/** Runs a Tasks call on container `id`; its NotFound says what is missing (see explainTaskError). */
+async function taskCall<T>(
+  conn: Connection,
+  id: string,
+  fn: () => Promise<T>,
+  exec = "",
+): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    throw tasksError(
-      err,
-      `no task for container "${id}": list tasks with: berth -n ${conn.namespace} tasks ls`,
-    );
+    throw await explainTaskError(conn, err, id, exec);
   }
 }
 
@@ -112,7 +114,7 @@ export const group: GroupSpec = {
                   throw new HintedError(
                     Code.FailedPrecondition,
                     `task "${id}" is ${statusName(p.status)}: it must be stopped before deleting`,
-                    `kill it first (berth tasks kill ${id}), or use --force`,
+                    `kill it first (berth -n ${conn.namespace} tasks kill ${id}), or use --force`,
                   );
                 }
                 const waited = tasks.wait({ containerId: id });
@@ -122,7 +124,7 @@ export const group: GroupSpec = {
               const r = await tasks.delete({ containerId: id });
               await removeFifoDir(p);
               if (r.exitStatus !== 0) status = r.exitStatus;
-            });
+            }, execId);
           }
         });
         return status;
@@ -149,6 +151,9 @@ export const group: GroupSpec = {
         if (!execId) throw usageError("exec-id must be provided (--exec-id NAME)");
         if (cmd.length === 0) throw usageError("please name a command to run");
         const tty = flags.tty === true;
+        if (tty && flags.detach !== true && str(flags, "log-uri") === undefined) {
+          needTerminal("-t");
+        }
         return await withConnection(global, async (conn) => {
           const c = await getContainer(conn, id);
           const spec = specOf(c);
@@ -232,13 +237,18 @@ export const group: GroupSpec = {
         await withConnection(
           global,
           (conn) =>
-            taskCall(conn, id, () =>
-              conn.service(Tasks).kill({
-                containerId: id,
-                execId,
-                signal,
-                all: flags.all === true,
-              })),
+            taskCall(
+              conn,
+              id,
+              () =>
+                conn.service(Tasks).kill({
+                  containerId: id,
+                  execId,
+                  signal,
+                  all: flags.all === true,
+                }),
+              execId,
+            ),
         );
         return 0;
       },
@@ -292,7 +302,7 @@ export const group: GroupSpec = {
           throw new HintedError(
             Code.NotFound,
             `no metrics for task "${id}"`,
-            `is it running? see: berth tasks ls`,
+            `is it running? see: berth -n ${global.namespace} tasks ls`,
           );
         }
         const registry = createRegistry(

@@ -1,0 +1,78 @@
+/**
+ * The built client against a daemon of its own: a private copy of bin/berth
+ * (so a rebuild of the shared tree while tests run cannot pull the executable
+ * from under them) and a `berth daemon` on a test's temporary paths.
+ * @module
+ */
+
+import { spawnDaemon, stopDaemon, waitForSocket } from "./daemon.ts";
+import { runTool, type ToolResult } from "./tool.ts";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+/** bin/berth as `make build` writes it. */
+export const BUILT = `${ROOT}bin/berth`;
+
+/**
+ * Copies bin/berth (and its shim alias) into a temporary directory, removed
+ * when the test process unloads; fails with a hint when it was never built.
+ */
+export async function privateCopy(): Promise<{ path: string; dir: string }> {
+  await Deno.stat(BUILT).catch(() => {
+    throw new Error(`${BUILT} is missing: run \`make build\` first`);
+  });
+  const dir = await Deno.makeTempDir({ prefix: "berth-client-bin-" });
+  await Deno.copyFile(BUILT, `${dir}/berth`);
+  await Deno.chmod(`${dir}/berth`, 0o755);
+  // The daemon finds berth's shim beside its own executable.
+  await Deno.symlink("berth", `${dir}/containerd-shim-berth-v2`);
+  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+  return { path: `${dir}/berth`, dir };
+}
+
+/** A berth daemon started by a test on its own temporary paths. */
+export interface Daemon {
+  dir: string;
+  address: string;
+  /** Runs the client against this daemon. */
+  berth(
+    args: string[],
+    opts?: { env?: Record<string, string>; timeoutMs?: number },
+  ): Promise<ToolResult>;
+  /** Stops the daemon by pid and removes its directory. */
+  stop(): Promise<void>;
+}
+
+/** Starts `berth daemon` (executable `berth`) on a new temporary directory. */
+export async function startDaemon(berth: string): Promise<Daemon> {
+  const dir = await Deno.makeTempDir({ prefix: "berth-client-test-" });
+  const address = `${dir}/berth.sock`;
+  const d = spawnDaemon(
+    ["--root", `${dir}/root`, "--state", `${dir}/state`, "--address", address],
+    berth,
+  );
+  await waitForSocket(`${address}.ttrpc`, d);
+  return {
+    dir,
+    address,
+    berth: (args, opts = {}) =>
+      runTool(berth, ["--address", address, ...args], {
+        env: opts.env,
+        timeoutMs: opts.timeoutMs ?? 60_000,
+      }),
+    async stop() {
+      await stopDaemon(d);
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** Writes a small busybox tree (sh, echo, cat, ls, sleep, stty, true) under `dir`; returns it. */
+export async function makeRootDir(dir: string): Promise<string> {
+  const root = `${dir}/imgroot`;
+  await Deno.mkdir(`${root}/bin`, { recursive: true });
+  await Deno.copyFile("/bin/busybox", `${root}/bin/busybox`);
+  for (const a of ["sh", "echo", "cat", "ls", "sleep", "stty", "true"]) {
+    await Deno.symlink("busybox", `${root}/bin/${a}`);
+  }
+  return root;
+}
