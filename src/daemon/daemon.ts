@@ -26,7 +26,7 @@ import {
 } from "../plugin/mod.ts";
 import { GrpcServer } from "../grpc/mod.ts";
 import { isRPCService } from "../services/service.ts";
-import { Server } from "../ttrpc/mod.ts";
+import { sameUserOnly, Server } from "../ttrpc/mod.ts";
 import { VERSION } from "../version.ts";
 import { lockRoot, type RootLock } from "./lock.ts";
 import { builtinPlugins } from "./plugins.ts";
@@ -166,10 +166,14 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
 
     // Both listeners take the very same service instances: every plugin
     // instance that is an RPCService registers itself on each transport.
-    server = new Server();
+    // The sockets are 0600, and a peer that reaches them anyway (a mode
+    // loosened by hand, a descriptor passed on) is still vetted: only our
+    // uid and the owner the config gives each socket are served.
+    server = new Server({ authorize: sameUserOnly([Deno.uid() ?? 0, cfg.ttrpc.uid]) });
     grpc = new GrpcServer({
       maxRecvMessageSize: cfg.grpc.max_recv_message_size,
       maxSendMessageSize: cfg.grpc.max_send_message_size,
+      authorize: sameUserOnly([Deno.uid() ?? 0, cfg.grpc.uid]),
     });
     for (const p of plugins.list()) {
       if (p.status === "ok" && isRPCService(p.instance)) {
