@@ -4,7 +4,7 @@ DENO_VERSION := 2.9.6
 DENO := $(CURDIR)/.tools/node_modules/deno/deno
 SOURCES := $(shell find mod.ts deno.json src ffi -name '*.ts' -o -name '*.json' 2>/dev/null)
 
-.PHONY: setup build proto test unit check demo bench clean
+.PHONY: setup build proto test unit check demo bench stress clean
 
 setup: .tools/setup.stamp
 
@@ -28,6 +28,10 @@ test: build
 
 demo: build
 	./scripts/demo.sh
+
+# The long forms of the reliability suite (README: What berth survives).
+stress: build
+	./scripts/stress.sh
 
 bench: build
 	$(DENO) run -A bench/main.ts

@@ -11,7 +11,7 @@
 import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { type Any, AnySchema, timestampNow } from "@bufbuild/protobuf/wkt";
 import { type Config, resolveRuntime } from "../config/mod.ts";
-import { alreadyExists, notFound } from "../errdefs/mod.ts";
+import { alreadyExists, Code, isCode, notFound } from "../errdefs/mod.ts";
 import { type Exchange, Topic } from "../events/mod.ts";
 import { TaskDeleteSchema, TaskExitSchema } from "../gen/containerd/events/task_pb.ts";
 import { type DeleteResponse, Task } from "../gen/containerd/task/v2/shim_pb.ts";
@@ -20,6 +20,7 @@ import { validateIdentifier } from "../identifiers/mod.ts";
 import { log } from "../log/mod.ts";
 import { startShim } from "../shim/start.ts";
 import { type Client, connect, type ServiceClient, serviceClient } from "../ttrpc/mod.ts";
+import { failpoint } from "../failpoint/mod.ts";
 import { type Bundle, bundleOf, createBundle, deleteBundle, readBundleFile } from "./bundle.ts";
 import {
   deleteShimBinary,
@@ -275,6 +276,7 @@ export class TaskManager {
         id,
         opts.spec,
       );
+      failpoint("task-create:bundle");
       let shimLog: ShimLog | undefined;
       let conn: ShimConnection | undefined;
       let task: ShimTaskClient | undefined;
@@ -283,6 +285,7 @@ export class TaskManager {
         const address = await this.#startShim(binary, bundle, shimOptions);
         // Kept so that a restarted daemon finds the same binary.
         await Deno.writeTextFile(`${bundle.path}/shim-binary-path`, binary, { mode: 0o600 });
+        failpoint("task-create:shim");
         conn = await this.#connection(address);
         conn.tasks.add(key);
         task = this.#taskClient(conn, namespace);
@@ -297,6 +300,7 @@ export class TaskManager {
           checkpoint: opts.checkpoint ?? "",
           options: opts.taskOptions,
         });
+        failpoint("task-create:runc");
         const t: ShimTask = { namespace, id, bundle, binary, task, conn, log: shimLog };
         this.#tasks.set(key, t);
         // A warm shim for the next start, once this one has its answer.
@@ -450,6 +454,17 @@ export class TaskManager {
       conn.tasks.add(key);
       const task = this.#taskClient(conn, namespace);
       await task.connect({ id }, { timeoutMs: LOAD_TIMEOUT_MS });
+      // A live shim without the task: a daemon died between starting it and
+      // its Create (containerd#6860). Undone like a failed create, not kept.
+      const state = await task.state({ id }, { timeoutMs: LOAD_TIMEOUT_MS }).catch((err) => {
+        if (isCode(err, Code.NotFound)) return undefined;
+        throw err;
+      });
+      if (state === undefined) {
+        log.warn("undoing a create the daemon's death cut short", { namespace, id, address });
+        await this.#undoCreate(bundle, binary, task, conn, key, shimLog);
+        return;
+      }
       this.#tasks.set(key, { namespace, id, bundle, binary, task, conn, log: shimLog });
       log.info("reloaded task", { namespace, id, address });
     } catch (err) {
