@@ -8,7 +8,7 @@ SYSCONFDIR ?= /etc
 DESTDIR ?=
 SOURCES := $(shell find mod.ts deno.json src ffi -name '*.ts' -o -name '*.json' 2>/dev/null)
 
-.PHONY: setup build proto test unit check demo bench clean install uninstall check-fresh
+.PHONY: setup build proto test unit check demo bench stress clean install uninstall check-fresh
 
 setup: .tools/setup.stamp
 
@@ -32,6 +32,10 @@ test: build
 
 demo: build
 	./scripts/demo.sh
+
+# The long forms of the reliability suite (README: What berth survives).
+stress: build
+	./scripts/stress.sh
 
 bench: build
 	$(DENO) run -A bench/main.ts

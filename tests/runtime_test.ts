@@ -985,3 +985,204 @@ Deno.test("runtime: a daemon killed with SIGKILL takes its shared shim back, and
     for (const id of [...ids.slice(0, 3), more]) await killAndDelete(w, id);
   }, sharedShims(4, "30s"));
 });
+
+/** Starts an exec `execId` running `args` in task `id`; resolves with its pid. */
+async function startExec(w: World, id: string, execId: string, args: string[]): Promise<number> {
+  const spec = (await w.baseSpec()).process;
+  spec.args = args;
+  spec.terminal = false;
+  await w.tasks.exec({
+    containerId: id,
+    execId,
+    spec: create(AnySchema, {
+      typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Process",
+      value: new TextEncoder().encode(JSON.stringify(spec)),
+    }),
+  });
+  return (await w.tasks.start({ containerId: id, execId })).pid;
+}
+
+/** A subscription to this world's TaskExit events, read into a list as they come. */
+function exitEvents(w: World): { seen: Array<{ id: string; pid: number }>; stop: () => void } {
+  const abort = new AbortController();
+  const seen: Array<{ id: string; pid: number }> = [];
+  const stream = serviceClient(w.client!, Events).subscribe(
+    { filters: [`topic=="/tasks/exit",namespace==${w.ns}`] },
+    { signal: abort.signal },
+  );
+  (async () => {
+    try {
+      for await (const ev of stream) {
+        const exit = fromBinary(TaskExitSchema, ev.event!.value);
+        seen.push({ id: exit.id, pid: exit.pid });
+      }
+    } catch { /* stopped */ }
+  })();
+  return { seen, stop: () => abort.abort() };
+}
+
+async function waitUntil(what: string, ok: () => boolean | Promise<boolean>, ms = 15_000) {
+  const deadline = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+for (const runtime of ["io.containerd.runc.v2", "io.containerd.berth.v2"]) {
+  // containerd#9719: an exec's exit must never be reported after its init's.
+  Deno.test(`runtime: an exec's exit is reported before its init's when the init dies (${runtime})`, async (t) => {
+    if (runtime === "io.containerd.berth.v2" && !(await berthShimBuilt())) {
+      await t.step({
+        name: "skipped: bin/containerd-shim-berth-v2 is not built",
+        ignore: true,
+        fn: () => {},
+      });
+      return;
+    }
+    await withWorld(async (w) => {
+      const id = `${w.ns}-order`;
+      await w.makeContainer(id, ["sleep", "1000"], runtime);
+      await w.tasks.create({ containerId: id });
+      await w.rememberShim(id);
+      const { pid } = await w.tasks.start({ containerId: id });
+      const execPid = await startExec(w, id, "ex1", ["sleep", "1000"]);
+      const events = exitEvents(w);
+      await w.tasks.list({}); // the subscription is in place once a later call round-trips
+      w.step = "kill the init";
+      await w.tasks.kill({ containerId: id, signal: 9 });
+      await waitUntil("two TaskExit events", () => events.seen.length >= 2);
+      events.stop();
+      assert.deepEqual(
+        events.seen.map((e) => e.pid),
+        [execPid, pid],
+        `exec's exit first: ${JSON.stringify(events.seen)}`,
+      );
+      assert.equal(events.seen[0].id, "ex1");
+      await w.tasks.deleteProcess({ containerId: id, execId: "ex1" });
+      await w.tasks.delete({ containerId: id });
+    });
+  });
+
+  // containerd#6771: the container's process exits while no daemon is running.
+  Deno.test(`runtime: an exit while the daemon is down is there after its restart (${runtime})`, async (t) => {
+    if (runtime === "io.containerd.berth.v2" && !(await berthShimBuilt())) {
+      await t.step({
+        name: "skipped: bin/containerd-shim-berth-v2 is not built",
+        ignore: true,
+        fn: () => {},
+      });
+      return;
+    }
+    await withWorld(async (w) => {
+      const [gone, stays] = [`${w.ns}-gone`, `${w.ns}-stays`];
+      const pids = new Map<string, number>();
+      for (const id of [gone, stays]) {
+        await w.makeContainer(id, ["sleep", "1000"], runtime);
+        await w.tasks.create({ containerId: id });
+        await w.rememberShim(id);
+        pids.set(id, (await w.tasks.start({ containerId: id })).pid);
+      }
+      w.step = "daemon SIGKILL";
+      await w.stop(true);
+      Deno.kill(pids.get(gone)!, "SIGKILL");
+      await waitUntil("the container's process to exit", () => !isAlive(pids.get(gone)!));
+      w.step = "daemon restart";
+      await w.start();
+      const listed = new Map((await w.tasks.list({})).tasks.map((t) => [t.id, t]));
+      assert.equal(listed.get(gone)?.status, Status.STOPPED, "the exit is seen");
+      assert.equal(listed.get(gone)?.exitStatus, 137);
+      assert.equal(listed.get(stays)?.status, Status.RUNNING, "the other is still running");
+      assert.equal((await w.tasks.wait({ containerId: gone })).exitStatus, 137);
+      assert.equal((await w.tasks.delete({ containerId: gone })).exitStatus, 137);
+      const exit = w.tasks.wait({ containerId: stays });
+      exit.catch(() => {}); // awaited below
+      await w.tasks.kill({ containerId: stays, signal: 9 });
+      assert.equal((await exit).exitStatus, 137);
+      await w.tasks.delete({ containerId: stays });
+    });
+  });
+}
+
+Deno.test("runtime: a shim killed with SIGKILL while its task runs an exec leaves no process, mount, bundle or runc state", async () => {
+  await withWorld(async (w) => {
+    const id = `${w.ns}-victim2`;
+    await w.makeContainer(id, ["sleep", "1000"], "io.containerd.runc.v2");
+    await w.tasks.create({ containerId: id });
+    await w.rememberShim(id);
+    const { pid } = await w.tasks.start({ containerId: id });
+    const execPid = await startExec(w, id, "ex1", ["sleep", "1000"]);
+    const events = exitEvents(w);
+    await w.tasks.list({});
+    await killNow(await w.shimPids(id));
+    await waitUntil("the TaskExit of the init", () => events.seen.some((e) => e.pid === pid));
+    events.stop();
+    await waitUntil(
+      "the bundle to go",
+      () => Deno.stat(`${w.bundles}/${id}`).then(() => false, () => true),
+    );
+    await rejectsWith(w.tasks.get({ containerId: id }), Code.NotFound);
+    assert.ok(!isAlive(pid), "the init went with its shim");
+    await waitUntil("the exec's process to go", () => !isAlive(execPid));
+    assert.deepEqual(mountsUnder(w.tmp), [], "rootfs unmounted");
+    await assert.rejects(
+      Deno.stat(`${RUNC_SHIM_ROOT}/${w.ns}/${id}`),
+      Deno.errors.NotFound,
+      "runc state removed",
+    );
+    // The container record stays, and a new task on it works.
+    await w.svc(Containers).get({ id });
+  });
+});
+
+// containerd#6860: the daemon dies in the middle of a create. BERTH_FAILPOINTS makes it
+// SIGKILL itself right after the bundle is written, after the shim is started, and after
+// the shim's Create (runc create) answered; the restarted daemon must leave nothing behind.
+for (const point of ["task-create:bundle", "task-create:shim", "task-create:runc"]) {
+  Deno.test(`runtime: a daemon SIGKILLed at ${point} leaves nothing after its restart`, async () => {
+    await withWorld(async (w) => {
+      const id = `${w.ns}-half`;
+      await w.makeContainer(id, ["sleep", "1000"], "io.containerd.runc.v2");
+      w.step = `restart with ${point} armed`;
+      await w.stop();
+      Deno.env.set("BERTH_FAILPOINTS", point);
+      try {
+        await w.start();
+      } finally {
+        Deno.env.delete("BERTH_FAILPOINTS");
+      }
+      w.step = `create up to ${point}`;
+      await rejectsWith(w.tasks.create({ containerId: id }), Code.Unavailable);
+      const status = await w.daemon!.done;
+      assert.equal(status.signal, "SIGKILL", `the daemon killed itself at ${point}`);
+      await w.rememberShim(id);
+      w.daemon = undefined;
+      w.step = "restart";
+      await w.start();
+      // A task whose Create got through is there (CREATED) and can be deleted; nothing else is.
+      const tasks = (await w.tasks.list({})).tasks;
+      if (point === "task-create:runc") {
+        assert.deepEqual(tasks.map((t) => [t.id, t.status]), [[id, Status.CREATED]]);
+        await w.tasks.delete({ containerId: id });
+      } else {
+        assert.deepEqual(tasks, [], "no half-made task");
+      }
+      await waitUntil("the shim to go", async () => (await w.shimPids(id)).length === 0);
+      await waitUntil(
+        "the bundle to go",
+        () => Deno.stat(`${w.bundles}/${id}`).then(() => false, () => true),
+      );
+      assert.deepEqual(mountsUnder(w.tmp), [], "nothing mounted");
+      await assert.rejects(Deno.stat(`${RUNC_SHIM_ROOT}/${w.ns}/${id}`), Deno.errors.NotFound);
+      // The container works again: a new task runs and is deleted.
+      await w.tasks.create({ containerId: id });
+      await w.rememberShim(id);
+      await w.tasks.start({ containerId: id });
+      const exit = w.tasks.wait({ containerId: id });
+      exit.catch(() => {}); // awaited below
+      await w.tasks.kill({ containerId: id, signal: 9 });
+      assert.equal((await exit).exitStatus, 137);
+      await w.tasks.delete({ containerId: id });
+    });
+  });
+}

@@ -1,13 +1,13 @@
 // Unpacking a layer into a directory, as containerd's archive.Apply does.
 
 import { Digester } from "../content/mod.ts";
-import { invalidArgument } from "../errdefs/mod.ts";
+import { BerthError, Code, invalidArgument, toBerthError } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import { decompress } from "./compression.ts";
 import { cleanEntryPath, resolveInRoot } from "./path.ts";
 import { lsetxattr } from "../../ffi/mod.ts";
 import { makeNode, setLayerXattr } from "./sys.ts";
-import { mtimeOf, readTar, type TarHeader, xattrsOf } from "./tar.ts";
+import { mtimeOf, readTar, type TarEntry, type TarHeader, xattrsOf } from "./tar.ts";
 
 // Loaded on first use: a static node: import is evaluated at every start of
 // the bundle, whatever the mode, and this one costs tens of ms and ~4 MB.
@@ -73,6 +73,54 @@ export async function applyLayer(
   layer: ReadableStream<Uint8Array>,
   opts: ApplyOptions = {},
 ): Promise<ApplyResult> {
+  const at: Position = {};
+  try {
+    return await applyEntries(root, layer, opts, at);
+  } catch (err) {
+    throw layerError(err, at);
+  }
+}
+
+// Where in the layer an error happened: inside an entry, or between entries
+// (a header that did not parse, a stream that did not inflate).
+interface Position {
+  entry?: string;
+  after?: string;
+}
+
+/**
+ * Every failure of a layer as a BerthError that names the entry. The tar
+ * reader and the decompressors throw plain Errors for a malformed stream:
+ * that is bad input (InvalidArgument); file-system errors keep their code
+ * (ENOSPC is ResourceExhausted).
+ */
+function layerError(err: unknown, at: Position): BerthError {
+  const e = toBerthError(err);
+  const code = e.code === Code.Unknown ? Code.InvalidArgument : e.code;
+  const where = at.entry !== undefined
+    ? `layer entry ${JSON.stringify(at.entry)}`
+    : at.after !== undefined
+    ? `layer, after entry ${JSON.stringify(at.after)}`
+    : "layer, before its first entry";
+  return new BerthError(code, `${where}: ${e.message}`, { cause: err });
+}
+
+/** Passes entries on, keeping `at` on the one being applied. */
+async function* tracked(entries: AsyncIterable<TarEntry>, at: Position): AsyncGenerator<TarEntry> {
+  for await (const e of entries) {
+    at.entry = e.header.name;
+    yield e;
+    at.after = e.header.name;
+    at.entry = undefined;
+  }
+}
+
+async function applyEntries(
+  root: string,
+  layer: ReadableStream<Uint8Array>,
+  opts: ApplyOptions,
+  at: Position,
+): Promise<ApplyResult> {
   const overlay = opts.whiteouts === "overlay";
   const { stream } = await decompress(layer, opts.mediaType);
 
@@ -103,7 +151,7 @@ export async function applyLayer(
   // Metadata calls are synchronous: each is one short syscall, and an
   // async op's round trip through Deno's thread pool costs more than the
   // call itself (a layer of many small files is made of little else).
-  for await (const { header: h, data } of readTar(hashed)) {
+  for await (const { header: h, data } of tracked(readTar(hashed), at)) {
     const parts = cleanEntryPath(h.name);
     if (parts.length === 0) continue; // the root itself keeps the snapshot's own attributes
     const base = parts[parts.length - 1];

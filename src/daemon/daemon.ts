@@ -26,7 +26,7 @@ import {
 } from "../plugin/mod.ts";
 import { GrpcServer } from "../grpc/mod.ts";
 import { isRPCService } from "../services/service.ts";
-import { Server } from "../ttrpc/mod.ts";
+import { sameUserOnly, Server } from "../ttrpc/mod.ts";
 import { VERSION } from "../version.ts";
 import { lockRoot, type RootLock } from "./lock.ts";
 import { type Operability, operability } from "./ops.ts";
@@ -168,12 +168,19 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
 
     // Both listeners take the very same service instances: every plugin
     // instance that is an RPCService registers itself on each transport.
+    // The sockets are 0600, and a peer that reaches them anyway (a mode
+    // loosened by hand, a descriptor passed on) is still vetted: only our
+    // uid and the owner the config gives each socket are served.
     ops = await operability(cfg);
-    server = new Server({ observe: ops.ttrpc });
+    server = new Server({
+      observe: ops.ttrpc,
+      authorize: sameUserOnly([Deno.uid() ?? 0, cfg.ttrpc.uid]),
+    });
     grpc = new GrpcServer({
       maxRecvMessageSize: cfg.grpc.max_recv_message_size,
       maxSendMessageSize: cfg.grpc.max_send_message_size,
       observe: ops.grpc,
+      authorize: sameUserOnly([Deno.uid() ?? 0, cfg.grpc.uid]),
     });
     for (const p of plugins.list()) {
       if (p.status === "ok" && isRPCService(p.instance)) {

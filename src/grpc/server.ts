@@ -58,6 +58,13 @@ export interface GrpcServerOptions {
   http2?: H2Options;
   /** Told of every call's start and end (see {@link CallObserver}). */
   observe?: CallObserver;
+  /**
+   * Vets each connection on a unix socket, synchronously, right after its
+   * accept (as the ttrpc server's `authorize`). A PermissionDenied thrown
+   * here becomes the answer to every call on that connection; any other
+   * error closes it. TCP connections carry no peer credentials and are not vetted.
+   */
+  authorize?: (conn: Deno.UnixConn) => unknown;
 }
 
 // Headers that are HTTP/2 or gRPC plumbing, not the caller's metadata.
@@ -170,6 +177,7 @@ export class GrpcServer implements H2Handler {
   #closing = false;
   #observe: CallObserver | undefined;
   #forget = (c: H2Connection) => this.#conns.delete(c);
+  #authorize: ((conn: Deno.UnixConn) => unknown) | undefined;
 
   constructor(opts: GrpcServerOptions = {}) {
     this.#maxRecv = opts.maxRecvMessageSize ?? MAX_GRPC_MESSAGE;
@@ -177,6 +185,7 @@ export class GrpcServer implements H2Handler {
     this.#queueSize = opts.streamQueue ?? 64;
     this.#h2 = opts.http2 ?? {};
     this.#observe = opts.observe;
+    this.#authorize = opts.authorize;
   }
 
   /** Registers `impl` for `service` (as {@link ServiceSet.register}). */
@@ -250,7 +259,21 @@ export class GrpcServer implements H2Handler {
         // Small frames, one write per tick: Nagle's wait would only add
         // latency (unix and TLS connections have no such switch).
         (conn as Partial<Deno.TcpConn>).setNoDelay?.(true);
-        const c = new H2Connection(conn, this, this.#h2, this.#forget);
+        let refusal: BerthError | undefined;
+        if (this.#authorize !== undefined && conn.localAddr.transport === "unix") {
+          try {
+            this.#authorize(conn as Deno.UnixConn);
+          } catch (err) {
+            log.warn("grpc: refusing connection", { error: String((err as Error)?.message) });
+            if (!(err instanceof BerthError) || err.code !== Code.PermissionDenied) {
+              conn.close();
+              return;
+            }
+            refusal = err;
+          }
+        }
+        const handler = refusal === undefined ? this : refusedHandler(refusal);
+        const c = new H2Connection(conn, handler, this.#h2, this.#forget);
         this.#conns.add(c);
         c.run();
       },
@@ -590,6 +613,16 @@ export class GrpcServer implements H2Handler {
     }
     s.conn.end(s, e === undefined ? OK_TRAILERS : statusBlock(e));
   }
+}
+
+/** What serves a refused connection: every call is answered with the refusal, nothing runs. */
+function refusedHandler(refusal: BerthError): H2Handler {
+  const answer = trailersOnly(refusal);
+  return {
+    request: (s) => s.conn.respond(s, answer, true),
+    data: () => {},
+    closed: () => {},
+  };
 }
 
 /** A trailers-only response: the whole answer is a status. */

@@ -13,7 +13,7 @@
 import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { type Any, AnySchema, timestampNow } from "@bufbuild/protobuf/wkt";
 import { type Config, resolveRuntime } from "../config/mod.ts";
-import { alreadyExists, notFound } from "../errdefs/mod.ts";
+import { alreadyExists, Code, isCode, notFound } from "../errdefs/mod.ts";
 import { type Exchange, Topic } from "../events/mod.ts";
 import { TaskDeleteSchema, TaskExitSchema } from "../gen/containerd/events/task_pb.ts";
 import { type DeleteResponse, Task } from "../gen/containerd/task/v2/shim_pb.ts";
@@ -30,6 +30,7 @@ import {
   readBundleFile,
   writeBundleFile,
 } from "./bundle.ts";
+import { failpoint } from "../failpoint/mod.ts";
 import {
   deleteShimBinary,
   resolveShimBinary,
@@ -304,6 +305,7 @@ export class TaskManager {
         id,
         opts.spec,
       );
+      failpoint("task-create:bundle");
       let shimLog: ShimLog | undefined;
       let conn: ShimConnection | undefined;
       let task: ShimTaskClient | undefined;
@@ -311,6 +313,7 @@ export class TaskManager {
         shimLog = await openShimLog(bundle.path);
         // Kept so that a restarted daemon finds the same binary.
         await writeBundleFile(bundle, "shim-binary-path", binary);
+        failpoint("task-create:shim");
         conn = await this.#shimFor(binary, bundle, shimOptions, poolKey);
         conn.tasks.add(key);
         task = this.#taskClient(conn, namespace);
@@ -325,6 +328,7 @@ export class TaskManager {
           checkpoint: opts.checkpoint ?? "",
           options: opts.taskOptions,
         });
+        failpoint("task-create:runc");
         const t: ShimTask = { namespace, id, bundle, binary, task, conn, log: shimLog };
         this.#tasks.set(key, t);
         return { task: t, pid: resp.pid };
@@ -557,6 +561,17 @@ export class TaskManager {
       conn.tasks.add(key);
       const task = this.#taskClient(conn, namespace);
       await task.connect({ id }, { timeoutMs: LOAD_TIMEOUT_MS });
+      // A live shim without the task: a daemon died between starting it and
+      // its Create (containerd#6860). Undone like a failed create, not kept.
+      const state = await task.state({ id }, { timeoutMs: LOAD_TIMEOUT_MS }).catch((err) => {
+        if (isCode(err, Code.NotFound)) return undefined;
+        throw err;
+      });
+      if (state === undefined) {
+        log.warn("undoing a create the daemon's death cut short", { namespace, id, address });
+        await this.#undoCreate(bundle, binary, task, conn, key, shimLog);
+        return;
+      }
       this.#tasks.set(key, { namespace, id, bundle, binary, task, conn, log: shimLog });
       log.info("reloaded task", { namespace, id, address });
     } catch (err) {

@@ -37,6 +37,8 @@ export type PeerCredReader = (fd: number) => PeerCred;
 export interface SameUserOptions {
   /** The uid peers must have (default: this process's uid). */
   uid?: number;
+  /** Several uids peers may have (instead of `uid`). */
+  uids?: readonly number[];
   /** Where to read the kernel's socket tables (tests point these elsewhere). */
   procNetUnix?: string;
   /** Directory of this process's descriptors. */
@@ -53,7 +55,7 @@ export function requireSameUser(
   readPeerCred: PeerCredReader,
   opts: SameUserOptions = {},
 ): (conn: Deno.UnixConn) => PeerCred {
-  const want = opts.uid ?? Deno.uid();
+  const want = new Set(opts.uids ?? [opts.uid ?? Deno.uid()]);
   const netUnix = opts.procNetUnix ?? "/proc/net/unix";
   const selfFd = opts.procSelfFd ?? "/proc/self/fd";
   // Per listening path: inodes of connections already vetted.
@@ -77,10 +79,12 @@ export function requireSameUser(
       );
     }
     const cred = readPeerCred(ours.get(fresh[0])!);
-    if (want !== null && cred.uid !== want) {
+    if (!want.has(cred.uid)) {
       throw new BerthError(
         Code.PermissionDenied,
-        `ttrpc: peer pid ${cred.pid} runs as uid ${cred.uid}, only uid ${want} may connect`,
+        `peer pid ${cred.pid} runs as uid ${cred.uid}, only uid ${
+          [...want].join(", ")
+        } may connect`,
       );
     }
     known.add(fresh[0]);
@@ -89,9 +93,12 @@ export function requireSameUser(
   };
 }
 
-/** The usual check: SO_PEERCRED through ffi/, peers must share our uid. */
-export function sameUserOnly(): (conn: Deno.UnixConn) => PeerCred {
-  return requireSameUser(getPeerCred);
+/**
+ * The usual check: SO_PEERCRED through ffi/, peers must share our uid (or
+ * have one of `uids`, when given: the daemon also admits its sockets' owners).
+ */
+export function sameUserOnly(uids?: readonly number[]): (conn: Deno.UnixConn) => PeerCred {
+  return requireSameUser(getPeerCred, { uids });
 }
 
 /**

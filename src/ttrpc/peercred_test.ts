@@ -39,11 +39,13 @@ Deno.test("requireSameUser hands SO_PEERCRED the accepted socket's fd and refuse
     assert.equal((await serviceClient(a, Echo).say({ text: "a" })).text, "a");
     verdicts.push(me + 1);
     const b = await connect(srv.path);
+    // Refused with PermissionDenied: every call says so, and none runs.
     await assert.rejects(
       serviceClient(b, Echo).say({ text: "b" }),
-      (e: unknown) => e instanceof BerthError && e.code === Code.Unavailable,
+      (e: unknown) =>
+        e instanceof BerthError && e.code === Code.PermissionDenied &&
+        /runs as uid \d+, only uid \d+ may connect/.test(e.message),
     );
-    await b.done;
     b.close();
     // The first connection is untouched; a third same-user one works too.
     assert.equal((await serviceClient(a, Echo).say({ text: "a2" })).text, "a2");

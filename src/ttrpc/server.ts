@@ -154,7 +154,7 @@ export class Server {
     try {
       verdict = authorize(conn);
     } catch (err) {
-      refuse(conn, err);
+      this.#refuse(conn, err);
       return;
     }
     if (!isThenable(verdict)) {
@@ -163,12 +163,23 @@ export class Server {
     }
     Promise.resolve(verdict).then(
       () => this.#closing ? conn.close() : this.#start(conn),
-      (err) => refuse(conn, err),
+      (err) => this.#closing ? conn.close() : this.#refuse(conn, err),
     );
   }
 
-  #start(conn: Deno.UnixConn): void {
-    const sc = new ServerConnection(conn, this.#services, this.#opts, (c) => this.#forget(c));
+  // A peer refused with PermissionDenied gets that as the answer to every
+  // call (it learns why, and nothing runs); any other refusal just closes.
+  #refuse(conn: Deno.UnixConn, err: unknown): void {
+    if (!(err instanceof BerthError) || err.code !== Code.PermissionDenied) {
+      refuse(conn, err);
+      return;
+    }
+    log.warn("ttrpc: refusing connection", { error: err.message });
+    this.#start(conn, new RefusedServices(err));
+  }
+
+  #start(conn: Deno.UnixConn, services: ServiceSet = this.#services): void {
+    const sc = new ServerConnection(conn, services, this.#opts, (c) => this.#forget(c));
     this.#conns.add(sc);
     sc.run();
   }
@@ -297,6 +308,17 @@ function refuse(conn: Deno.UnixConn, err: unknown): void {
   try {
     conn.close();
   } catch { /* already closed */ }
+}
+
+/** The services of a refused connection: every lookup fails with the refusal. */
+class RefusedServices extends ServiceSet {
+  constructor(readonly refusal: BerthError) {
+    super();
+  }
+
+  override lookup(): MethodEntry {
+    throw this.refusal;
+  }
 }
 
 /** True for the errors a closed listener or connection gives. */
