@@ -168,16 +168,23 @@ export async function readFifo(
   }
 }
 
-/** Copies the fifo at `path` into `log` as `stream` (see {@link readFifo}). */
+/**
+ * Copies the fifo at `path` into `log` as `stream` (see {@link readFifo}),
+ * handing each raw chunk to `tap` too.
+ */
 export async function copyFifo(
   path: string,
   stream: "stdout" | "stderr",
   log: ContainerLog,
   stop: AbortSignal,
+  tap?: (chunk: Uint8Array) => void,
 ): Promise<void> {
   const split = new LineSplitter();
   try {
-    await readFifo(path, (chunk) => log.write(stream, split.push(chunk)), stop);
+    await readFifo(path, (chunk) => {
+      log.write(stream, split.push(chunk));
+      tap?.(chunk);
+    }, stop);
   } finally {
     log.write(stream, split.flush());
   }

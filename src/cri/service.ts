@@ -37,7 +37,7 @@ import { VERSION } from "../version.ts";
 import type { CriConfig } from "./config.ts";
 import { type ExecResult, execSync } from "./exec.ts";
 import { resolveImage } from "./image.ts";
-import { ContainerLog, copyFifo } from "./logs.ts";
+import { ContainerIO, type StdioPaths } from "./io.ts";
 import { createNetns, removeNetns } from "./netns.ts";
 import { containerSpec, CRI_NAMESPACE, type ImageConfig, sandboxSpec } from "./spec.ts";
 import { type CriContainer, Index, newRunStatus, nowNanos, type Sandbox } from "./store.ts";
@@ -103,10 +103,7 @@ export class RuntimeServiceImpl {
   readonly sandboxes = new Index<Sandbox>("sandbox");
   readonly containers = new Index<CriContainer>("container");
   /** Open log files and the copies into them, by container id. */
-  readonly #io = new Map<
-    string,
-    { log: ContainerLog; stop: AbortController; done: Promise<void> }
-  >();
+  readonly #io = new Map<string, ContainerIO>();
   /** Background exit watchers, by task id. */
   readonly #watching = new Set<string>();
   #podCidr = "";
@@ -762,7 +759,7 @@ export class RuntimeServiceImpl {
 
   /** The container's task, with its output fifos copied into its log. */
   async #createTask(c: CriContainer, spec: Spec): Promise<void> {
-    const { stdout, stderr } = await this.#openIo(c);
+    const { stdin, stdout, stderr } = await this.#openIo(c);
     try {
       const rootfs = await this.deps.snapshotter.mounts(NS, c.id);
       const rec = this.deps.md.containers.get(NS, c.id);
@@ -770,7 +767,7 @@ export class RuntimeServiceImpl {
         spec: encodeSpec(spec),
         runtime: rec.runtime.name,
         rootfs: rootfs.map((m) => ({ ...m, target: "" })),
-        stdin: "",
+        stdin,
         stdout,
         stderr,
         terminal: c.config.tty,
@@ -785,25 +782,15 @@ export class RuntimeServiceImpl {
    * Starts copying the container's output fifos (made now, or left by a
    * daemon before this one) into its log file, and returns their paths.
    */
-  async #openIo(c: CriContainer): Promise<{ stdout: string; stderr: string }> {
-    const fifoDir = `${this.deps.state}/io/${c.id}`;
-    await Deno.mkdir(fifoDir, { recursive: true, mode: 0o700 });
-    const stdout = `${fifoDir}/stdout`;
-    const stderr = c.config.tty ? "" : `${fifoDir}/stderr`;
-    const stop = new AbortController();
-    let sink: ContainerLog;
-    if (c.logPath !== "") {
-      await Deno.mkdir(c.logPath.slice(0, c.logPath.lastIndexOf("/")), { recursive: true });
-      sink = await ContainerLog.open(c.logPath);
-    } else {
-      sink = await ContainerLog.open("/dev/null");
-    }
-    const copies = [copyFifo(stdout, "stdout", sink, stop.signal)];
-    if (stderr) copies.push(copyFifo(stderr, "stderr", sink, stop.signal));
-    // The fifos stay when the daemon stops (the shim holds them); #closeIo removes them.
-    const done = Promise.allSettled(copies).then(() => sink.close());
-    this.#io.set(c.id, { log: sink, stop, done });
-    return { stdout, stderr };
+  async #openIo(c: CriContainer): Promise<StdioPaths> {
+    const io = await ContainerIO.open({
+      dir: `${this.deps.state}/io/${c.id}`,
+      logPath: c.logPath,
+      tty: c.config.tty,
+      stdin: c.config.stdin,
+    });
+    this.#io.set(c.id, io);
+    return io.paths;
   }
 
   /** Stops the copy of a container's output, drains it, and removes its fifos. */
@@ -811,8 +798,7 @@ export class RuntimeServiceImpl {
     const io = this.#io.get(id);
     if (io === undefined) return;
     this.#io.delete(id);
-    io.stop.abort();
-    await io.done;
+    await io.stop();
     await Deno.remove(`${this.deps.state}/io/${id}`, { recursive: true }).catch(() => {});
   }
 
@@ -1091,8 +1077,7 @@ export class RuntimeServiceImpl {
 
   /** Stops the copies of output (the daemon is going away; the tasks live on). */
   async close(): Promise<void> {
-    for (const io of this.#io.values()) io.stop.abort();
-    await Promise.allSettled([...this.#io.values()].map((io) => io.done));
+    await Promise.allSettled([...this.#io.values()].map((io) => io.stop()));
   }
 }
 
