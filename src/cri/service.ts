@@ -28,6 +28,7 @@ import type {
 } from "../gen/k8s/cri/runtime/v1/api_pb.ts";
 import { Status as TaskStatus } from "../gen/containerd/types/task_pb.ts";
 import type { ImageBackend } from "../images/mod.ts";
+import { LABEL_GC_EXPIRE } from "../labels/mod.ts";
 import { log } from "../log/mod.ts";
 import type { Metadata, NamespacedSnapshotter } from "../metadata/mod.ts";
 import { encodeSpec, type Spec, SPEC_TYPE_URL } from "../oci/mod.ts";
@@ -39,7 +40,14 @@ import { type ExecResult, execSync } from "./exec.ts";
 import { resolveImage } from "./image.ts";
 import { ContainerIO, type StdioPaths } from "./io.ts";
 import { createNetns, removeNetns } from "./netns.ts";
-import { containerSpec, CRI_NAMESPACE, type ImageConfig, sandboxSpec } from "./spec.ts";
+import {
+  containerSpec,
+  containerUser,
+  CRI_NAMESPACE,
+  type ImageConfig,
+  sandboxSpec,
+} from "./spec.ts";
+import { readRootfsFile, resolveUser } from "./user.ts";
 import { type CriContainer, Index, newRunStatus, nowNanos, type Sandbox } from "./store.ts";
 import {
   CONTAINER_EXTENSION,
@@ -107,6 +115,8 @@ export class RuntimeServiceImpl {
   /** Background exit watchers, by task id. */
   readonly #watching = new Set<string>();
   #podCidr = "";
+  /** Leases of operations under way, by their cleanup list. */
+  readonly #leases = new Map<unknown[], string>();
 
   constructor(readonly deps: CriDeps) {}
 
@@ -398,6 +408,31 @@ export class RuntimeServiceImpl {
     ).finally(() => this.#watching.delete(id));
   }
 
+  /**
+   * A lease holding a new snapshot until the container record that
+   * references it exists (a collection in between would take it); it ends
+   * with the operation, through `cleanups`' owner (see {@link #endLeases}).
+   */
+  #lease(cleanups: unknown[]): string {
+    const id = `berth-cri-${crypto.randomUUID()}`;
+    const expire = new Date(Date.now() + 3600_000).toISOString();
+    this.deps.md.leases.create(NS, id, { [LABEL_GC_EXPIRE]: expire });
+    this.#leases.set(cleanups, id);
+    return id;
+  }
+
+  /** Ends the lease {@link #lease} took for `cleanups`' operation. */
+  #endLease(cleanups: unknown[]): void {
+    const id = this.#leases.get(cleanups);
+    if (id === undefined) return;
+    this.#leases.delete(cleanups);
+    try {
+      this.deps.md.leases.delete(NS, id);
+    } catch (err) {
+      log.warn("cri: cannot delete a lease", { id, error: String(err) });
+    }
+  }
+
   // ---- pod sandboxes ----
 
   async runPodSandbox(config: PodSandboxConfig | undefined, handler: string): Promise<string> {
@@ -466,7 +501,9 @@ export class RuntimeServiceImpl {
         shmPath,
         maxOomScoreAdj: this.deps.cri.restrictOomScoreAdj ? await ownOomScoreAdj() : undefined,
       });
-      const mounts = await this.deps.snapshotter.prepare(NS, id, image.chainId);
+      const mounts = await this.deps.snapshotter.prepare(NS, id, image.chainId, {
+        lease: this.#lease(undo),
+      });
       undo.push(() => this.deps.snapshotter.remove(NS, id));
       const sandbox: Sandbox = {
         id,
@@ -516,6 +553,8 @@ export class RuntimeServiceImpl {
         }
       }
       throw err;
+    } finally {
+      this.#endLease(undo);
     }
   }
 
@@ -693,6 +732,15 @@ export class RuntimeServiceImpl {
         // containerd makes a missing host directory, as the kubelet expects.
         await Deno.stat(m.hostPath).catch(() => Deno.mkdir(m.hostPath, { recursive: true }));
       }
+      const rootfs = await this.deps.snapshotter.prepare(NS, id, image.chainId, {
+        lease: this.#lease(undo),
+      });
+      undo.push(() => this.deps.snapshotter.remove(NS, id));
+      const user = resolveUser(
+        containerUser(config, image.config),
+        await readRootfsFile(rootfs, "/etc/passwd"),
+        await readRootfsFile(rootfs, "/etc/group"),
+      );
       const dir = this.#sandboxDir(s.id);
       const spec = containerSpec({
         id,
@@ -708,9 +756,8 @@ export class RuntimeServiceImpl {
         shmPath: `${this.#sandboxStateDir(s.id)}/shm`,
         maxOomScoreAdj: this.deps.cri.restrictOomScoreAdj ? await ownOomScoreAdj() : undefined,
         devices,
+        user,
       });
-      await this.deps.snapshotter.prepare(NS, id, image.chainId);
-      undo.push(() => this.deps.snapshotter.remove(NS, id));
       const logPath = config.logPath && s.config.logDirectory
         ? `${s.config.logDirectory}/${config.logPath}`
         : "";
@@ -754,6 +801,8 @@ export class RuntimeServiceImpl {
         }
       }
       throw err;
+    } finally {
+      this.#endLease(undo);
     }
   }
 
