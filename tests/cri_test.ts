@@ -352,6 +352,31 @@ Deno.test("cri: pods and containers through berth's gRPC client, bad input, rest
       (e) => isCode(e, Code.NotFound),
     );
     assert.doesNotMatch(await berth(env, ["containers", "ls"]), new RegExp(pod));
+
+    // The "runc" handler: containerd's Go shim serves the pod, its containers in the same shim.
+    const p2 = podConfig(env, "p2", logs);
+    const { podSandboxId: goPod } = await c2b.unary(M.runPodSandbox, {
+      config: p2,
+      runtimeHandler: "runc",
+    });
+    const { containerId: goCtr } = await c2b.unary(M.createContainer, {
+      podSandboxId: goPod,
+      config: containerConfig("g1", ["sleep", "300"]),
+      sandboxConfig: p2,
+    });
+    await c2b.unary(M.startContainer, { containerId: goCtr });
+    const goEx = await c2b.unary(M.execSync, {
+      containerId: goCtr,
+      cmd: ["hostname"],
+      timeout: 10n,
+    });
+    assert.equal(decode(goEx.stdout), "host-p2\n");
+    const goShims = processesMentioning(env.tmp).filter((
+      p,
+    ) => (Deno.readTextFileSync(`/proc/${p}/cmdline`).includes("containerd-shim-runc-v2")));
+    assert.equal(goShims.length, 1, "one Go shim serves the pod and its container");
+    await c2b.unary(M.stopPodSandbox, { podSandboxId: goPod });
+    await c2b.unary(M.removePodSandbox, { podSandboxId: goPod });
     await assertNothingLeft(env);
   } catch (err) {
     throw new Error(

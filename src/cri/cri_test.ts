@@ -9,6 +9,7 @@ import {
 import { criConfig, DEFAULT_SANDBOX_IMAGE } from "./config.ts";
 import { formatRecord, LineSplitter, MAX_RECORD, rfc3339Nano } from "./logs.ts";
 import { containerSpec, processArgs, sandboxSpec } from "./spec.ts";
+import { readRootfsFile, resolveUser } from "./user.ts";
 import { decodeRunStatus, encodeRunStatus, Index, newRunStatus } from "./store.ts";
 
 Deno.test("cri config: containerd's defaults, and the section's keys", () => {
@@ -141,6 +142,7 @@ Deno.test("cri spec: a sandbox's namespaces, and its containers joining them", (
     hostnamePath: "/p/hostname",
     shmPath: "/run/shm",
     devices: [],
+    user: { uid: 1000, gid: 1000, additionalGids: [] },
   });
   const ns = Object.fromEntries(c.linux.namespaces.map((n) => [n.type, n.path]));
   assert.equal(ns.network, "/proc/42/ns/net");
@@ -180,4 +182,45 @@ Deno.test("cri store: names are reserved once; ids found by a unique prefix", ()
 
   const st = { ...newRunStatus(), pid: 7, startedAt: 1_700_000_000_000_000_000n, exitCode: 3 };
   assert.deepEqual(decodeRunStatus(encodeRunStatus(st)), st);
+});
+
+Deno.test("cri user: names resolved in the image's passwd and group files, upper layers first", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "berth-cri-user-" });
+  try {
+    for (const d of ["lower/etc", "upper/etc"]) {
+      await Deno.mkdir(`${dir}/${d}`, { recursive: true });
+    }
+    await Deno.writeTextFile(`${dir}/lower/etc/passwd`, "root:x:0:0::/root:/bin/sh\n");
+    await Deno.writeTextFile(
+      `${dir}/upper/etc/passwd`,
+      "root:x:0:0::/root:/bin/sh\nweb:x:33:34::/var/www:/bin/false\n",
+    );
+    await Deno.writeTextFile(
+      `${dir}/lower/etc/group`,
+      "root:x:0:\nwww:x:34:\nlogs:x:40:web,other\n",
+    );
+    const mounts = [{
+      type: "overlay",
+      source: "overlay",
+      options: [`lowerdir=${dir}/lower`, `upperdir=${dir}/upper`, `workdir=${dir}/work`],
+    }];
+    const passwd = await readRootfsFile(mounts, "/etc/passwd");
+    const group = await readRootfsFile(mounts, "/etc/group");
+    assert.match(passwd!, /^web:/m, "the upper layer's file wins");
+    assert.deepEqual(resolveUser("web", passwd, group), { uid: 33, gid: 34, additionalGids: [40] });
+    assert.deepEqual(resolveUser("33:40", passwd, group), {
+      uid: 33,
+      gid: 40,
+      additionalGids: [40],
+    });
+    assert.deepEqual(resolveUser("web:www", passwd, group).gid, 34);
+    assert.deepEqual(resolveUser("5000", passwd, group), { uid: 5000, gid: 0, additionalGids: [] });
+    assert.throws(
+      () => resolveUser("nobody", passwd, group),
+      (e) => isCode(e, Code.InvalidArgument),
+    );
+    assert.equal(await readRootfsFile(mounts, "/etc/shadow"), undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

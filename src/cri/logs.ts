@@ -133,13 +133,13 @@ export class ContainerLog {
 
 /**
  * Reads the fifo at `path` (made here when missing), handing each chunk to
- * `onData`, until `stop` aborts; then takes what is buffered and returns.
+ * `onData` (awaited: a slow reader slows the reading), until `stop` aborts; then takes what is buffered and returns.
  * The fifo is held open read-write so that the shim opening and closing
  * its end never ends the reading early.
  */
 export async function readFifo(
   path: string,
-  onData: (chunk: Uint8Array) => void,
+  onData: (chunk: Uint8Array) => void | Promise<void>,
   stop: AbortSignal,
 ): Promise<void> {
   try {
@@ -161,23 +161,30 @@ export async function readFifo(
         continue;
       }
       if (n === 0) break;
-      onData(buf.slice(0, n));
+      await onData(buf.slice(0, n));
     }
   } finally {
     close(fd);
   }
 }
 
-/** Copies the fifo at `path` into `log` as `stream` (see {@link readFifo}). */
+/**
+ * Copies the fifo at `path` into `log` as `stream` (see {@link readFifo}),
+ * handing each raw chunk to `tap` too.
+ */
 export async function copyFifo(
   path: string,
   stream: "stdout" | "stderr",
   log: ContainerLog,
   stop: AbortSignal,
+  tap?: (chunk: Uint8Array) => void,
 ): Promise<void> {
   const split = new LineSplitter();
   try {
-    await readFifo(path, (chunk) => log.write(stream, split.push(chunk)), stop);
+    await readFifo(path, (chunk) => {
+      log.write(stream, split.push(chunk));
+      tap?.(chunk);
+    }, stop);
   } finally {
     log.write(stream, split.flush());
   }

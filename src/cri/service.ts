@@ -28,6 +28,7 @@ import type {
 } from "../gen/k8s/cri/runtime/v1/api_pb.ts";
 import { Status as TaskStatus } from "../gen/containerd/types/task_pb.ts";
 import type { ImageBackend } from "../images/mod.ts";
+import { LABEL_GC_EXPIRE } from "../labels/mod.ts";
 import { log } from "../log/mod.ts";
 import type { Metadata, NamespacedSnapshotter } from "../metadata/mod.ts";
 import { encodeSpec, type Spec, SPEC_TYPE_URL } from "../oci/mod.ts";
@@ -37,9 +38,16 @@ import { VERSION } from "../version.ts";
 import type { CriConfig } from "./config.ts";
 import { type ExecResult, execSync } from "./exec.ts";
 import { resolveImage } from "./image.ts";
-import { ContainerLog, copyFifo } from "./logs.ts";
+import { ContainerIO, type StdioPaths } from "./io.ts";
 import { createNetns, removeNetns } from "./netns.ts";
-import { containerSpec, CRI_NAMESPACE, type ImageConfig, sandboxSpec } from "./spec.ts";
+import {
+  containerSpec,
+  containerUser,
+  CRI_NAMESPACE,
+  type ImageConfig,
+  sandboxSpec,
+} from "./spec.ts";
+import { readRootfsFile, resolveUser } from "./user.ts";
 import { type CriContainer, Index, newRunStatus, nowNanos, type Sandbox } from "./store.ts";
 import {
   CONTAINER_EXTENSION,
@@ -103,13 +111,12 @@ export class RuntimeServiceImpl {
   readonly sandboxes = new Index<Sandbox>("sandbox");
   readonly containers = new Index<CriContainer>("container");
   /** Open log files and the copies into them, by container id. */
-  readonly #io = new Map<
-    string,
-    { log: ContainerLog; stop: AbortController; done: Promise<void> }
-  >();
+  readonly #io = new Map<string, ContainerIO>();
   /** Background exit watchers, by task id. */
   readonly #watching = new Set<string>();
   #podCidr = "";
+  /** Leases of operations under way, by their cleanup list. */
+  readonly #leases = new Map<unknown[], string>();
 
   constructor(readonly deps: CriDeps) {}
 
@@ -401,6 +408,31 @@ export class RuntimeServiceImpl {
     ).finally(() => this.#watching.delete(id));
   }
 
+  /**
+   * A lease holding a new snapshot until the container record that
+   * references it exists (a collection in between would take it); it ends
+   * with the operation, through `cleanups`' owner (see {@link #endLeases}).
+   */
+  #lease(cleanups: unknown[]): string {
+    const id = `berth-cri-${crypto.randomUUID()}`;
+    const expire = new Date(Date.now() + 3600_000).toISOString();
+    this.deps.md.leases.create(NS, id, { [LABEL_GC_EXPIRE]: expire });
+    this.#leases.set(cleanups, id);
+    return id;
+  }
+
+  /** Ends the lease {@link #lease} took for `cleanups`' operation. */
+  #endLease(cleanups: unknown[]): void {
+    const id = this.#leases.get(cleanups);
+    if (id === undefined) return;
+    this.#leases.delete(cleanups);
+    try {
+      this.deps.md.leases.delete(NS, id);
+    } catch (err) {
+      log.warn("cri: cannot delete a lease", { id, error: String(err) });
+    }
+  }
+
   // ---- pod sandboxes ----
 
   async runPodSandbox(config: PodSandboxConfig | undefined, handler: string): Promise<string> {
@@ -469,7 +501,9 @@ export class RuntimeServiceImpl {
         shmPath,
         maxOomScoreAdj: this.deps.cri.restrictOomScoreAdj ? await ownOomScoreAdj() : undefined,
       });
-      const mounts = await this.deps.snapshotter.prepare(NS, id, image.chainId);
+      const mounts = await this.deps.snapshotter.prepare(NS, id, image.chainId, {
+        lease: this.#lease(undo),
+      });
       undo.push(() => this.deps.snapshotter.remove(NS, id));
       const sandbox: Sandbox = {
         id,
@@ -519,6 +553,8 @@ export class RuntimeServiceImpl {
         }
       }
       throw err;
+    } finally {
+      this.#endLease(undo);
     }
   }
 
@@ -696,6 +732,15 @@ export class RuntimeServiceImpl {
         // containerd makes a missing host directory, as the kubelet expects.
         await Deno.stat(m.hostPath).catch(() => Deno.mkdir(m.hostPath, { recursive: true }));
       }
+      const rootfs = await this.deps.snapshotter.prepare(NS, id, image.chainId, {
+        lease: this.#lease(undo),
+      });
+      undo.push(() => this.deps.snapshotter.remove(NS, id));
+      const user = resolveUser(
+        containerUser(config, image.config),
+        await readRootfsFile(rootfs, "/etc/passwd"),
+        await readRootfsFile(rootfs, "/etc/group"),
+      );
       const dir = this.#sandboxDir(s.id);
       const spec = containerSpec({
         id,
@@ -711,9 +756,8 @@ export class RuntimeServiceImpl {
         shmPath: `${this.#sandboxStateDir(s.id)}/shm`,
         maxOomScoreAdj: this.deps.cri.restrictOomScoreAdj ? await ownOomScoreAdj() : undefined,
         devices,
+        user,
       });
-      await this.deps.snapshotter.prepare(NS, id, image.chainId);
-      undo.push(() => this.deps.snapshotter.remove(NS, id));
       const logPath = config.logPath && s.config.logDirectory
         ? `${s.config.logDirectory}/${config.logPath}`
         : "";
@@ -757,12 +801,14 @@ export class RuntimeServiceImpl {
         }
       }
       throw err;
+    } finally {
+      this.#endLease(undo);
     }
   }
 
   /** The container's task, with its output fifos copied into its log. */
   async #createTask(c: CriContainer, spec: Spec): Promise<void> {
-    const { stdout, stderr } = await this.#openIo(c);
+    const { stdin, stdout, stderr } = await this.#openIo(c);
     try {
       const rootfs = await this.deps.snapshotter.mounts(NS, c.id);
       const rec = this.deps.md.containers.get(NS, c.id);
@@ -770,7 +816,7 @@ export class RuntimeServiceImpl {
         spec: encodeSpec(spec),
         runtime: rec.runtime.name,
         rootfs: rootfs.map((m) => ({ ...m, target: "" })),
-        stdin: "",
+        stdin,
         stdout,
         stderr,
         terminal: c.config.tty,
@@ -785,25 +831,15 @@ export class RuntimeServiceImpl {
    * Starts copying the container's output fifos (made now, or left by a
    * daemon before this one) into its log file, and returns their paths.
    */
-  async #openIo(c: CriContainer): Promise<{ stdout: string; stderr: string }> {
-    const fifoDir = `${this.deps.state}/io/${c.id}`;
-    await Deno.mkdir(fifoDir, { recursive: true, mode: 0o700 });
-    const stdout = `${fifoDir}/stdout`;
-    const stderr = c.config.tty ? "" : `${fifoDir}/stderr`;
-    const stop = new AbortController();
-    let sink: ContainerLog;
-    if (c.logPath !== "") {
-      await Deno.mkdir(c.logPath.slice(0, c.logPath.lastIndexOf("/")), { recursive: true });
-      sink = await ContainerLog.open(c.logPath);
-    } else {
-      sink = await ContainerLog.open("/dev/null");
-    }
-    const copies = [copyFifo(stdout, "stdout", sink, stop.signal)];
-    if (stderr) copies.push(copyFifo(stderr, "stderr", sink, stop.signal));
-    // The fifos stay when the daemon stops (the shim holds them); #closeIo removes them.
-    const done = Promise.allSettled(copies).then(() => sink.close());
-    this.#io.set(c.id, { log: sink, stop, done });
-    return { stdout, stderr };
+  async #openIo(c: CriContainer): Promise<StdioPaths> {
+    const io = await ContainerIO.open({
+      dir: `${this.deps.state}/io/${c.id}`,
+      logPath: c.logPath,
+      tty: c.config.tty,
+      stdin: c.config.stdin,
+    });
+    this.#io.set(c.id, io);
+    return io.paths;
   }
 
   /** Stops the copy of a container's output, drains it, and removes its fifos. */
@@ -811,8 +847,7 @@ export class RuntimeServiceImpl {
     const io = this.#io.get(id);
     if (io === undefined) return;
     this.#io.delete(id);
-    io.stop.abort();
-    await io.done;
+    await io.stop();
     await Deno.remove(`${this.deps.state}/io/${id}`, { recursive: true }).catch(() => {});
   }
 
@@ -1091,8 +1126,7 @@ export class RuntimeServiceImpl {
 
   /** Stops the copies of output (the daemon is going away; the tasks live on). */
   async close(): Promise<void> {
-    for (const io of this.#io.values()) io.stop.abort();
-    await Promise.allSettled([...this.#io.values()].map((io) => io.done));
+    await Promise.allSettled([...this.#io.values()].map((io) => io.stop()));
   }
 }
 

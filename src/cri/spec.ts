@@ -14,6 +14,7 @@ import type {
 } from "../gen/k8s/cri/runtime/v1/api_pb.ts";
 import { MountPropagation, NamespaceMode } from "../gen/k8s/cri/runtime/v1/api_pb.ts";
 import { invalidArgument } from "../errdefs/mod.ts";
+import type { ResolvedUser } from "./user.ts";
 import {
   ALL_CAPS,
   defaultSpec,
@@ -174,6 +175,16 @@ export interface ContainerSpecInput {
   maxOomScoreAdj?: number;
   /** Host devices resolved by the caller (type and numbers), by container path. */
   devices: { path: string; type: string; major: number; minor: number; access: string }[];
+  /** The process's user, resolved by the caller in the image (see {@link containerUser}). */
+  user: ResolvedUser;
+}
+
+/** Which user a container runs as, before resolution: run_as_user, run_as_username, the image's. */
+export function containerUser(config: ContainerConfig, image: ImageConfig): string {
+  const sc = config.linux?.securityContext;
+  if (sc?.runAsUser) return String(sc.runAsUser.value);
+  if (sc?.runAsUsername) return sc.runAsUsername;
+  return image.User || "0";
 }
 
 /** The args the kubelet means: command replaces the entrypoint, args replace cmd. */
@@ -217,7 +228,7 @@ export function applyResources(
 export function containerSpec(input: ContainerSpecInput): Spec {
   const { id, config, sandboxConfig } = input;
   const spec = defaultSpec(CRI_NAMESPACE, id) as CriSpec;
-  withImageConfig(spec, input.image);
+  withImageConfig(spec, { ...input.image, User: undefined });
   spec.process.args = processArgs(config, input.image);
   if (spec.process.args.length === 0) {
     throw invalidArgument(
@@ -228,6 +239,11 @@ export function containerSpec(input: ContainerSpecInput): Spec {
   spec.process.env = mergeEnv(spec.process.env, config.envs.map((e) => `${e.key}=${e.value}`));
   spec.process.terminal = config.tty;
   const sc = config.linux?.securityContext;
+  spec.process.user = {
+    uid: input.user.uid,
+    gid: input.user.gid,
+    ...(input.user.additionalGids.length > 0 ? { additionalGids: input.user.additionalGids } : {}),
+  };
   const podNs = sandboxConfig.linux?.securityContext?.namespaceOptions;
   const ns = sc?.namespaceOptions;
   const proc = (n: string) => `/proc/${input.sandboxPid}/ns/${n}`;
@@ -300,18 +316,9 @@ export function containerSpec(input: ContainerSpecInput): Spec {
   applyResources(spec, config.linux?.resources, input.maxOomScoreAdj);
 
   if (sc) {
-    if (sc.runAsUser) spec.process.user = { uid: Number(sc.runAsUser.value), gid: 0 };
-    else if (sc.runAsUsername) {
-      throw invalidArgument(
-        `run_as_username ${
-          JSON.stringify(sc.runAsUsername)
-        }: berth does not read the image's /etc/passwd yet; give run_as_user`,
-      );
-    }
     if (sc.runAsGroup) spec.process.user.gid = Number(sc.runAsGroup.value);
-    if (sc.supplementalGroups.length > 0) {
-      spec.process.user.additionalGids = sc.supplementalGroups.map(Number);
-    }
+    const gids = [...spec.process.user.additionalGids ?? [], ...sc.supplementalGroups.map(Number)];
+    if (gids.length > 0) spec.process.user.additionalGids = [...new Set(gids)];
     spec.root.readonly = sc.readonlyRootfs;
     spec.process.noNewPrivileges = sc.noNewPrivs;
     if (sc.privileged) {
