@@ -17,13 +17,8 @@
 import { run, runChecked, spawn } from "../src/spawn/mod.ts";
 import { BerthError, Code, notFound } from "../src/errdefs/mod.ts";
 import { Task } from "../src/gen/containerd/task/v2/shim_pb.ts";
-import {
-  type Client,
-  connect,
-  NAMESPACE_METADATA_KEY,
-  Server,
-  serviceClient,
-} from "../src/ttrpc/mod.ts";
+import { TTRPC_NAMESPACE_KEY } from "../src/namespaces/mod.ts";
+import { type Client, connect, Server, serviceClient } from "../src/ttrpc/mod.ts";
 import { findProcesses } from "../tests/support/proc.ts";
 import { removeIfEmpty } from "../tests/support/mounts.ts";
 
@@ -300,7 +295,7 @@ async function load(
   ms: number,
 ): Promise<number> {
   const task = serviceClient(client, Task, {
-    defaults: { metadata: { [NAMESPACE_METADATA_KEY]: namespace } },
+    defaults: { metadata: { [TTRPC_NAMESPACE_KEY]: namespace } },
   });
   let running = true;
   let calls = 0;

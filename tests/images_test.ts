@@ -45,7 +45,8 @@ import type { Registration } from "../src/plugin/mod.ts";
 import { contentServicePlugin } from "../src/services/content/mod.ts";
 import { diffPlugin } from "../src/services/diff/mod.ts";
 import { snapshotsPlugin } from "../src/services/snapshots/mod.ts";
-import { connect, NAMESPACE_METADATA_KEY, serviceClient } from "../src/ttrpc/mod.ts";
+import { TTRPC_NAMESPACE_KEY } from "../src/namespaces/mod.ts";
+import { connect, serviceClient } from "../src/ttrpc/mod.ts";
 
 const NS = "default";
 
@@ -897,7 +898,7 @@ Deno.test("images: the daemon serves the Diff service over ttrpc (diff a snapsho
   );
   const client = await connect(d.ttrpcAddress);
   try {
-    const defaults = { metadata: { [NAMESPACE_METADATA_KEY]: "images-test" } };
+    const defaults = { metadata: { [TTRPC_NAMESPACE_KEY]: "images-test" } };
     const snaps = serviceClient(client, Snapshots, { defaults });
     const diff = serviceClient(client, Diff, { defaults });
     const content = serviceClient(client, Content, { defaults });

@@ -10,7 +10,7 @@ import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2
 import { BerthError, Code } from "../errdefs/mod.ts";
 // The client half of ttrpc only: ttrpc/mod.ts would also load the server and its peer check (ffi).
 import { type Client, connect, type ServiceClient, serviceClient } from "../ttrpc/client.ts";
-import { NAMESPACE_METADATA_KEY } from "../ttrpc/context.ts";
+import { TTRPC_NAMESPACE_KEY } from "../namespaces/mod.ts";
 import { DEFAULT_ADDRESS, type GlobalOptions } from "./cli.ts";
 import { HintedError } from "./errors.ts";
 
@@ -97,7 +97,7 @@ export class Connection {
     opts: { lease?: string } = {},
   ): ServiceClient<S> {
     const remaining = this.#deadline > 0 ? Math.max(1, this.#deadline - Date.now()) : undefined;
-    const metadata: Record<string, string> = { [NAMESPACE_METADATA_KEY]: this.#global.namespace };
+    const metadata: Record<string, string> = { [TTRPC_NAMESPACE_KEY]: this.#global.namespace };
     // containerd's key for "hold what this call creates under that lease".
     if (opts.lease) metadata["containerd-lease"] = opts.lease;
     return serviceClient(this.#client, service, {

@@ -11,7 +11,7 @@ import { setLogSink } from "../log/mod.ts";
 import type { Metadata } from "../metadata/mod.ts";
 import type { Registration } from "../plugin/mod.ts";
 import type { RPCService } from "../services/service.ts";
-import type { ServiceImpl } from "../ttrpc/mod.ts";
+import type { ServiceImpl } from "../rpc/mod.ts";
 import { snapshotsService } from "../services/snapshots/mod.ts";
 import type { Snapshotter } from "../snapshots/mod.ts";
 import { remoteBackend } from "./backend.ts";

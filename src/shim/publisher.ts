@@ -13,7 +13,8 @@ import { create, type DescMessage, type MessageInitShape, toBinary } from "@bufb
 import { type Any, AnySchema, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { log } from "../log/mod.ts";
 import { run } from "../spawn/mod.ts";
-import { type Client, connect, NAMESPACE_METADATA_KEY, serviceClient } from "../ttrpc/mod.ts";
+import { TTRPC_NAMESPACE_KEY } from "../namespaces/mod.ts";
+import { type Client, connect, serviceClient } from "../ttrpc/mod.ts";
 import { Events } from "../gen/containerd/services/events/ttrpc/v1/events_pb.ts";
 
 /** Packs an event the way containerd's typeurl names it: the bare message name, no URL prefix. */
@@ -151,7 +152,7 @@ export class Publisher {
       },
     }, {
       timeoutMs: FORWARD_TIMEOUT_MS,
-      metadata: { [NAMESPACE_METADATA_KEY]: this.opts.namespace },
+      metadata: { [TTRPC_NAMESPACE_KEY]: this.opts.namespace },
     });
   }
 

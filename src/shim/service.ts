@@ -10,7 +10,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { alreadyExists, BerthError, Code, invalidArgument, notFound } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
-import type { CallContext, ServiceImpl } from "../ttrpc/mod.ts";
+import type { CallContext, ServiceImpl } from "../rpc/mod.ts";
 import * as ev from "../gen/containerd/events/task_pb.ts";
 import {
   CheckpointOptionsSchema,

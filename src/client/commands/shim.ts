@@ -3,7 +3,7 @@ import { Code } from "../../errdefs/mod.ts";
 import { Task } from "../../gen/containerd/task/v2/shim_pb.ts";
 import { socketDir, socketPath } from "../../shim/socket.ts";
 import { connect, serviceClient } from "../../ttrpc/client.ts";
-import { NAMESPACE_METADATA_KEY } from "../../ttrpc/context.ts";
+import { TTRPC_NAMESPACE_KEY } from "../../namespaces/mod.ts";
 import { type GlobalOptions, type GroupSpec, str, usageError } from "../cli.ts";
 import { HintedError } from "../errors.ts";
 import { printJSON, timestampText } from "../output.ts";
@@ -40,7 +40,7 @@ async function withShim<T>(
     try {
       return await fn(
         serviceClient(client, Task, {
-          defaults: { metadata: { [NAMESPACE_METADATA_KEY]: global.namespace } },
+          defaults: { metadata: { [TTRPC_NAMESPACE_KEY]: global.namespace } },
         }),
         id,
       );

@@ -19,14 +19,8 @@ import {
 } from "../../gen/containerd/services/content/v1/content_pb.ts";
 import type { ContentRecord, Metadata } from "../../metadata/mod.ts";
 import type { Registration } from "../../plugin/mod.ts";
-import {
-  leaseOf,
-  maskPaths,
-  namespaceRequired,
-  type RPCService,
-  rpcService,
-  toTimestamp,
-} from "../service.ts";
+import { namespaceRequired } from "../../namespaces/mod.ts";
+import { leaseOf, maskPaths, type RPCService, rpcService, toTimestamp } from "../service.ts";
 import { NamespacedContent } from "./namespaced.ts";
 
 export { NamespacedContent, NamespacedWriter, type NamespacedWriterOptions } from "./namespaced.ts";

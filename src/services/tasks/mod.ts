@@ -18,8 +18,9 @@ import type { Metadata } from "../../metadata/mod.ts";
 import type { Registration } from "../../plugin/mod.ts";
 import { type ShimTask, TaskManager } from "../../runtime/mod.ts";
 import type { Snapshotter } from "../../snapshots/mod.ts";
-import type { CallContext } from "../../ttrpc/mod.ts";
-import { namespaceRequired, type RPCService, rpcService } from "../service.ts";
+import type { CallContext } from "../../rpc/mod.ts";
+import { namespaceRequired } from "../../namespaces/mod.ts";
+import { type RPCService, rpcService } from "../service.ts";
 
 /** The type URL containerd stores OCI specs under. */
 const SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
