@@ -21,18 +21,10 @@ import { TTRPC_NAMESPACE_KEY } from "../src/namespaces/mod.ts";
 import { type Client, connect, Server, serviceClient } from "../src/ttrpc/mod.ts";
 import { findProcesses } from "../tests/support/proc.ts";
 import { removeIfEmpty } from "../tests/support/mounts.ts";
+import { existsSync } from "../src/fsutil/mod.ts";
 
 const SHIM = "containerd-shim-runc-v2";
 const RUN_DIR = "/run/containerd";
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function randomHex(bytes: number): string {
   return [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) =>
@@ -80,9 +72,9 @@ export async function startRuncShim(
   const namespace = `berth-${randomHex(3)}`;
   const id = `shim-${randomHex(6)}`;
   const bundle = `${dir}/${namespace}/${id}`;
-  const runExisted = exists(RUN_DIR);
-  const socketsExisted = exists(`${RUN_DIR}/s`);
-  const runcExisted = exists(`${RUN_DIR}/runc`);
+  const runExisted = existsSync(RUN_DIR);
+  const socketsExisted = existsSync(`${RUN_DIR}/s`);
+  const runcExisted = existsSync(`${RUN_DIR}/runc`);
   // Where the shim's runc keeps container state: unique to our namespace.
   const runcRoot = `${RUN_DIR}/runc/${namespace}`;
   await Deno.mkdir(bundle, { recursive: true });
@@ -142,7 +134,7 @@ export async function startRuncShim(
     await child.status;
     clearTimeout(timer);
     // A container the shim created and nobody deleted (a failed test).
-    for (const e of exists(runcRoot) ? Deno.readDirSync(runcRoot) : []) {
+    for (const e of existsSync(runcRoot) ? Deno.readDirSync(runcRoot) : []) {
       await run("runc", ["--root", runcRoot, "delete", "--force", e.name]).catch(() => {});
     }
     removeIfEmpty(runcRoot);

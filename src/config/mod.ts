@@ -37,4 +37,3 @@ export {
   ttrpcAddress,
 } from "./config.ts";
 export { keyPath } from "./shape.ts";
-export { configMain, DEFAULT_CONFIG_PATH } from "./cli.ts";

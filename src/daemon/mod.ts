@@ -15,7 +15,6 @@
  * @module
  */
 
-export { DAEMON_USAGE, type DaemonArgs, parseDaemonArgs } from "./args.ts";
 export {
   type DaemonProperties,
   daemonProperties,
