@@ -290,8 +290,8 @@ export async function benchMain(argv: string[]): Promise<number> {
       ...namespaces.flatMap((ns) => processesInCgroup(`/${ns}/`)),
     ],
     mounts: dirs.flatMap((d) => mountsUnder(d)),
-    runcState: namespaces.flatMap((ns) => RUN_DIRS.map((r) => `${r}/runc/${ns}`)).filter(
-      existsSync,
+    runcState: namespaces.flatMap((ns) => RUN_DIRS.map((r) => `${r}/runc/${ns}`)).filter((p) =>
+      existsSync(p)
     ),
   };
   const clean = Object.values(leftover).every((l) => l.length === 0);

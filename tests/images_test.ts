@@ -10,7 +10,6 @@ import { Digester, digestOf } from "../src/content/mod.ts";
 import { Code, isCode } from "../src/errdefs/mod.ts";
 import { GarbageCollector } from "../src/gc/mod.ts";
 import {
-  chainIds,
   exportArchive,
   type ImageBackend,
   importArchive,
@@ -46,6 +45,7 @@ import { contentServicePlugin } from "../src/services/content/mod.ts";
 import { diffPlugin } from "../src/services/diff/mod.ts";
 import { snapshotsPlugin } from "../src/services/snapshots/mod.ts";
 import { TTRPC_NAMESPACE_KEY } from "../src/namespaces/mod.ts";
+import { chainId } from "../src/platforms/mod.ts";
 import { connect, serviceClient } from "../src/ttrpc/mod.ts";
 
 const NS = "default";
@@ -131,7 +131,7 @@ Deno.test("images: a umoci archive imports, unpacks by chain id, and re-imports 
       w.backend.content,
       manifest.config.digest,
     );
-    const top = chainIds(cfg.rootfs.diff_ids).at(-1)!;
+    const top = await chainId(cfg.rootfs.diff_ids);
     assert.equal(r.unpacked[BUSYBOX_REF].chainId, top);
     const info = await w.md.snapshotter(w.overlay).stat(NS, top);
     assert.equal(info.kind, "committed");

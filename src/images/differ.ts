@@ -8,7 +8,7 @@ import { Digester } from "../content/mod.ts";
 import { unimplemented } from "../errdefs/mod.ts";
 import { LABEL_UNCOMPRESSED } from "../labels/mod.ts";
 import type { ContentAccess, Descriptor, LayerDiffer, Mount } from "./backend.ts";
-import { OCI_LAYER, OCI_LAYER_GZIP } from "./mediatypes.ts";
+import { OCI_LAYER, OCI_LAYER_GZIP } from "../platforms/mod.ts";
 
 /** Where a layer is written for `mounts`, and how whiteouts are expressed there. */
 export interface WritableDir {

@@ -7,8 +7,8 @@ import type { Image, ImageBackend } from "./backend.ts";
 import { putBytes } from "./blobs.ts";
 import { writeLayer } from "./differ.ts";
 import { labelChildren } from "./gclabels.ts";
-import { OCI_CONFIG, OCI_INDEX, OCI_MANIFEST } from "./mediatypes.ts";
-import { DEFAULT_PLATFORM } from "./platform.ts";
+import { OCI_CONFIG, OCI_INDEX, OCI_MANIFEST } from "../platforms/mod.ts";
+import { DEFAULT_PLATFORM } from "../platforms/mod.ts";
 import { normalizeName } from "./reference.ts";
 import { unpackImage, type UnpackResult } from "./unpack.ts";
 

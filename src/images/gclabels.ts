@@ -6,8 +6,8 @@ import { Code, isCode } from "../errdefs/mod.ts";
 import { LABEL_GC_REF_CONTENT, LABEL_GC_REF_SNAPSHOT } from "../labels/mod.ts";
 import type { ContentAccess, Descriptor } from "./backend.ts";
 import { type IndexJson, type ManifestJson, readJson } from "./blobs.ts";
-import { isIndex, isManifest, sniffMediaType } from "./mediatypes.ts";
-import { matchPlatform, type Platform } from "./platform.ts";
+import { isIndex, isManifest, sniffMediaType } from "../platforms/mod.ts";
+import { matchPlatform, type Platform } from "../platforms/mod.ts";
 
 async function present(content: ContentAccess, digest: string): Promise<boolean> {
   try {

@@ -25,8 +25,8 @@ import {
   OCI_INDEX,
   OCI_LAYER_ZSTD,
   sniffMediaType,
-} from "./mediatypes.ts";
-import type { Platform } from "./platform.ts";
+} from "../platforms/mod.ts";
+import type { Platform } from "../platforms/mod.ts";
 import { normalizeName } from "./reference.ts";
 import { unpackImage, type UnpackResult } from "./unpack.ts";
 

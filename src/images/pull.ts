@@ -18,8 +18,8 @@ import {
   WRITE_CHUNK,
 } from "./blobs.ts";
 import { labelChildren } from "./gclabels.ts";
-import { isIndex, isManifest } from "./mediatypes.ts";
-import type { Platform } from "./platform.ts";
+import { isIndex, isManifest } from "../platforms/mod.ts";
+import type { Platform } from "../platforms/mod.ts";
 import { formatReference, parseReference } from "./reference.ts";
 import { RegistryClient, type RegistryOptions } from "./registry.ts";
 import { unpackImage, type UnpackResult } from "./unpack.ts";

@@ -19,7 +19,7 @@ import {
   OCI_INDEX,
   OCI_MANIFEST,
   sniffMediaType,
-} from "./mediatypes.ts";
+} from "../platforms/mod.ts";
 import type { Reference } from "./reference.ts";
 
 /** How to reach and authenticate to a registry. */

@@ -20,6 +20,7 @@
 import type { DaemonProperties } from "../daemon/daemon.ts";
 import type { Exchange } from "../events/mod.ts";
 import type { Metadata } from "../metadata/mod.ts";
+import { DEFAULT_PLATFORM } from "../platforms/mod.ts";
 import type { Registration } from "../plugin/mod.ts";
 import { berthDirs, type ShimEnvironment } from "./binary.ts";
 import { TaskManager } from "./manager.ts";
@@ -81,7 +82,7 @@ export const taskManagerPlugin: Registration<TaskManager> = {
     await Deno.mkdir(ctx.state, { recursive: true, mode: 0o711 });
     ctx.meta.exports.root = ctx.root;
     ctx.meta.exports.state = ctx.state;
-    ctx.meta.platforms.push({ os: "linux", architecture: "amd64" });
+    ctx.meta.platforms.push({ ...DEFAULT_PLATFORM });
     const manager = new TaskManager({
       root: ctx.root,
       state: ctx.state,

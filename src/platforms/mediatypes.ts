@@ -1,4 +1,8 @@
-// The media types berth reads and writes, OCI and Docker alike.
+/**
+ * The media types berth reads and writes, OCI and Docker alike.
+ *
+ * @module
+ */
 
 /** OCI image index. */
 export const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
