@@ -15,12 +15,6 @@
  * @module
  */
 
-export {
-  type DaemonProperties,
-  daemonProperties,
-  type RunningDaemon,
-  startDaemon,
-  type StartOptions,
-} from "./daemon.ts";
+export { type RunningDaemon, startDaemon, type StartOptions } from "./daemon.ts";
 export { LOCK_FILE, lockRoot, type RootLock } from "./lock.ts";
 export { builtinPlugins } from "./plugins.ts";

@@ -9,8 +9,7 @@
 import type { DescMessage, Message, Registry } from "@bufbuild/protobuf";
 import { type Any, anyUnpack } from "@bufbuild/protobuf/wkt";
 import type { Adaptor } from "../filters/mod.ts";
-import type { Envelope } from "./exchange.ts";
-import { EVENT_TYPES } from "./types.ts";
+import { type Envelope, EVENT_TYPES } from "./types.ts";
 
 /** Decodes an event Any when its type is known; undefined otherwise (or when malformed). */
 export function decodeEvent(

@@ -13,17 +13,7 @@ import { parseFilters } from "../filters/mod.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";
 import { log, logEnabled } from "../log/mod.ts";
 import { adaptEnvelope } from "./adapt.ts";
-import { packEvent } from "./types.ts";
-
-/** One event as it travels: when, in which namespace, on which topic, and what. */
-export interface Envelope {
-  timestamp: Timestamp;
-  namespace: string;
-  /** e.g. "/containers/create". */
-  topic: string;
-  /** The event message; its type URL is the message's full name, as containerd writes it. */
-  event: Any;
-}
+import { type Envelope, packEvent } from "./types.ts";
 
 /** Options of {@link Exchange}. */
 export interface ExchangeOptions {

@@ -17,11 +17,5 @@
  */
 
 export { adaptEnvelope, anyField, decodeEvent, messageField } from "./adapt.ts";
-export {
-  type Envelope,
-  Exchange,
-  type ExchangeOptions,
-  validateEnvelope,
-  validateTopic,
-} from "./exchange.ts";
-export { EVENT_TYPES, packEvent, Topic } from "./types.ts";
+export { Exchange, type ExchangeOptions, validateEnvelope, validateTopic } from "./exchange.ts";
+export { type Envelope, EVENT_TYPES, packEvent, Topic } from "./types.ts";

@@ -14,7 +14,7 @@ import {
   type Registry,
   toBinary,
 } from "@bufbuild/protobuf";
-import { type Any, AnySchema } from "@bufbuild/protobuf/wkt";
+import { type Any, AnySchema, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_containerd_events_container } from "../gen/containerd/events/container_pb.ts";
 import { file_containerd_events_content } from "../gen/containerd/events/content_pb.ts";
 import { file_containerd_events_image } from "../gen/containerd/events/image_pb.ts";
@@ -58,6 +58,16 @@ export const EVENT_TYPES: Registry = createRegistry(
   file_containerd_events_snapshot,
   file_containerd_events_task,
 );
+
+/** One event as it travels: when, in which namespace, on which topic, and what. */
+export interface Envelope {
+  timestamp: Timestamp;
+  namespace: string;
+  /** e.g. "/containers/create". */
+  topic: string;
+  /** The event message; its type URL is the message's full name, as containerd writes it. */
+  event: Any;
+}
 
 /**
  * Packs a message (or an init object for one) in an Any the way containerd's

@@ -20,6 +20,7 @@
  */
 
 export {
+  type DaemonProperties,
   type InitContext,
   initOrder,
   type LoadedPlugin,

@@ -17,7 +17,7 @@
  * @module
  */
 
-import type { DaemonProperties } from "../daemon/daemon.ts";
+import { failedPrecondition } from "../errdefs/mod.ts";
 import type { Exchange } from "../events/mod.ts";
 import type { Metadata } from "../metadata/mod.ts";
 import { DEFAULT_PLATFORM } from "../platforms/mod.ts";
@@ -69,7 +69,12 @@ export const taskManagerPlugin: Registration<TaskManager> = {
   id: "task",
   requires: ["io.containerd.metadata.v1", "io.containerd.event.v1"],
   init: async (ctx) => {
-    const props = ctx.properties as unknown as DaemonProperties;
+    const props = ctx.properties;
+    if (props === undefined) {
+      throw failedPrecondition(
+        "the task manager needs the daemon's properties (config, addresses)",
+      );
+    }
     const md = ctx.first<Metadata>("io.containerd.metadata.v1");
     const level = props.config.debug.level;
     const env: ShimEnvironment = {
