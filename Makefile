@@ -4,7 +4,7 @@ DENO_VERSION := 2.9.6
 DENO := $(CURDIR)/.tools/node_modules/deno/deno
 SOURCES := $(shell find mod.ts deno.json src ffi -name '*.ts' -o -name '*.json' 2>/dev/null)
 
-.PHONY: setup build proto test unit check demo bench clean
+.PHONY: setup build proto test check demo bench clean
 
 setup: .tools/setup.stamp
 
@@ -20,17 +20,23 @@ bin/berth: $(SOURCES) scripts/build.sh
 proto: setup
 	./scripts/gen-proto.sh
 
+# The style gate: formatting, lint, types of every entry point (the
+# program, tests, benches, scripts) and no import cycle.
 check: setup
-	$(DENO) check mod.ts
+	$(DENO) fmt --check
+	$(DENO) lint
+	$(DENO) check mod.ts $$(find src ffi tests bench scripts -name '*_test.ts' -not -path 'src/gen/*') bench/main.ts scripts/check_cycles.ts
+	$(DENO) run --allow-read scripts/check_cycles.ts
 
-test: build
+test: check build
 	./scripts/test.sh
 
 demo: build
 	./scripts/demo.sh
 
+# Arguments for bench/main.ts: make bench ARGS="--quick --only 1,3"
 bench: build
-	$(DENO) run -A bench/main.ts
+	$(DENO) run -A bench/main.ts $(ARGS)
 
 clean:
 	rm -rf bin .demo

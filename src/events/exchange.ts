@@ -7,7 +7,7 @@
  */
 
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
-import { type Any, type Timestamp, timestampNow } from "@bufbuild/protobuf/wkt";
+import { type Any, timestampNow } from "@bufbuild/protobuf/wkt";
 import { BerthError, Code, failedPrecondition, invalidArgument } from "../errdefs/mod.ts";
 import { parseFilters } from "../filters/mod.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";

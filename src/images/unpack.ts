@@ -2,7 +2,6 @@
 // named by the layer's chain id, so images sharing lower layers share
 // their snapshots and a repeated unpack finds everything done.
 
-import { digestOf } from "../content/mod.ts";
 import { Code, failedPrecondition, invalidArgument, isCode } from "../errdefs/mod.ts";
 import { LABEL_UNCOMPRESSED } from "../labels/mod.ts";
 import type { Descriptor, ImageBackend } from "./backend.ts";
