@@ -21,7 +21,7 @@ import {
   resolveManifest,
 } from "../src/images/mod.ts";
 import { type Metadata, openMetadata } from "../src/metadata/mod.ts";
-import { NamespacedContent } from "../src/services/content/namespaced.ts";
+import { NamespacedContent } from "../src/metadata/mod.ts";
 import { NativeSnapshotter, OverlaySnapshotter, type Snapshotter } from "../src/snapshots/mod.ts";
 import { makeBusyboxRootfs } from "./support/bundle.ts";
 import { startContainerd } from "./support/containerd.ts";
@@ -606,7 +606,7 @@ Deno.test("images: an import killed with SIGKILL midway leaves no corrupt blob, 
       `import { ContentStore } from ${mod("../src/content/mod.ts")};
 import { importArchive, localBackend } from ${mod("../src/images/mod.ts")};
 import { openMetadata } from ${mod("../src/metadata/mod.ts")};
-import { NamespacedContent } from ${mod("../src/services/content/namespaced.ts")};
+import { NamespacedContent } from ${mod("../src/metadata/mod.ts")};
 import { OverlaySnapshotter } from ${mod("../src/snapshots/mod.ts")};
 const root = ${JSON.stringify(`${w.dir}/root`)};
 const store = await ContentStore.open(root + "/io.containerd.content.v1.content");

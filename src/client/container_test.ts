@@ -10,7 +10,7 @@ import { importDirectory } from "../images/mod.ts";
 import { setLogSink } from "../log/mod.ts";
 import type { Metadata } from "../metadata/mod.ts";
 import type { Registration } from "../plugin/mod.ts";
-import type { RPCService } from "../services/service.ts";
+import type { RPCService } from "../services/mod.ts";
 import type { ServiceImpl } from "../rpc/mod.ts";
 import { snapshotsService } from "../services/snapshots/mod.ts";
 import type { Snapshotter } from "../snapshots/mod.ts";

@@ -26,7 +26,7 @@ import {
   RequiredPluginError,
 } from "../plugin/mod.ts";
 import { GrpcServer } from "../grpc/mod.ts";
-import { isRPCService } from "../services/service.ts";
+import { isRPCService } from "../services/mod.ts";
 import { Server } from "../ttrpc/mod.ts";
 import { VERSION } from "../version.ts";
 import { lockRoot, type RootLock } from "./lock.ts";

@@ -17,7 +17,7 @@ import { type Metadata, openMetadata } from "../metadata/mod.ts";
 import { NativeSnapshotter, type Snapshotter } from "../snapshots/mod.ts";
 import type { CallContext } from "../rpc/mod.ts";
 import { TTRPC_NAMESPACE_KEY } from "../namespaces/mod.ts";
-import type { RPCService, Transport } from "./service.ts";
+import type { RPCService, Transport } from "./mod.ts";
 
 /** What a service test runs against. */
 export interface Fixture {

@@ -1,8 +1,8 @@
 /** `berth shim`: talk to a container's shim directly over its ttrpc socket (state, start, delete). */
 import { Code } from "../../errdefs/mod.ts";
 import { Task } from "../../gen/containerd/task/v2/shim_pb.ts";
-import { socketDir, socketPath } from "../../shim/socket.ts";
-import { connect, serviceClient } from "../../ttrpc/client.ts";
+import { socketDir, socketPath } from "../../shim/mod.ts";
+import { connect, serviceClient } from "../../ttrpc/mod.ts";
 import { TTRPC_NAMESPACE_KEY } from "../../namespaces/mod.ts";
 import { type GlobalOptions, type GroupSpec, str, usageError } from "../cli.ts";
 import { HintedError } from "../errors.ts";

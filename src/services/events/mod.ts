@@ -14,7 +14,7 @@ import { Events as TTRPCEvents } from "../../gen/containerd/services/events/ttrp
 import { Events } from "../../gen/containerd/services/events/v1/events_pb.ts";
 import type { Registration } from "../../plugin/mod.ts";
 import { namespaceOf } from "../../namespaces/mod.ts";
-import type { RPCService } from "../service.ts";
+import type { RPCService } from "../mod.ts";
 
 /** An envelope as either Events API sends it. */
 interface EnvelopeMessage {

@@ -23,7 +23,7 @@ import type { Descriptor as DescriptorProto } from "../../gen/containerd/types/d
 import type { Descriptor, Image, Metadata } from "../../metadata/mod.ts";
 import type { Registration } from "../../plugin/mod.ts";
 import { namespaceRequired } from "../../namespaces/mod.ts";
-import { type Collector, maskPaths, type RPCService, rpcService, toTimestamp } from "../service.ts";
+import { type Collector, maskPaths, type RPCService, rpcService, toTimestamp } from "../mod.ts";
 
 /** A stored descriptor as containerd's Descriptor message init. */
 export function descriptorToProto(d: Descriptor) {

@@ -18,7 +18,7 @@ import { Namespaces } from "../../gen/containerd/services/namespaces/v1/namespac
 import type { Metadata, Namespace } from "../../metadata/mod.ts";
 import type { Registration } from "../../plugin/mod.ts";
 import { namespaceOf } from "../../namespaces/mod.ts";
-import { maskPaths, type RPCService, rpcService } from "../service.ts";
+import { maskPaths, type RPCService, rpcService } from "../mod.ts";
 
 function toProto(n: Namespace) {
   return { name: n.name, labels: n.labels };

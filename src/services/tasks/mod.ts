@@ -20,7 +20,7 @@ import { type ShimTask, TaskManager } from "../../runtime/mod.ts";
 import type { Snapshotter } from "../../snapshots/mod.ts";
 import type { CallContext } from "../../rpc/mod.ts";
 import { namespaceRequired } from "../../namespaces/mod.ts";
-import { type RPCService, rpcService } from "../service.ts";
+import { type RPCService, rpcService } from "../mod.ts";
 
 /** The type URL containerd stores OCI specs under. */
 const SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
