@@ -1,4 +1,7 @@
-/** Entry of `berth daemon`: flags and config in, a running daemon until SIGTERM or SIGINT. */
+/**
+ * Entry of `berth daemon`: flags and config in, a running daemon until SIGTERM or SIGINT.
+ * @module
+ */
 import { loadConfig } from "../config/mod.ts";
 import { startDaemon } from "../daemon/mod.ts";
 import { log, setLogFormat, setLogLevel } from "../log/mod.ts";

@@ -1,5 +1,9 @@
-// The local content store: immutable blobs addressed by digest, and
-// resumable ingests that become blobs only once their digest checks out.
+/**
+ * The local content store: immutable blobs addressed by digest, and
+ * resumable ingests that become blobs only once their digest checks out.
+ *
+ * @module
+ */
 
 import {
   alreadyExists,

@@ -1,7 +1,8 @@
 /**
  * `berth daemon`: the long-lived process. It locks its root, loads its
  * plugins (stores, the event exchange, services) and serves containerd's
- * v1 services over ttrpc at `<address>.ttrpc`.
+ * v1 services over gRPC at `<address>` (and on TCP when configured) and
+ * over ttrpc at `<address>.ttrpc`.
  *
  * @example
  * ```ts

@@ -89,11 +89,6 @@ export function unavailable(message: string, cause?: unknown): BerthError {
   return new BerthError(Code.Unavailable, message, { cause });
 }
 
-/** The deadline of the call passed before it finished. */
-export function deadlineExceeded(message = "deadline exceeded"): BerthError {
-  return new BerthError(Code.DeadlineExceeded, message);
-}
-
 /** The call was cancelled by its caller. */
 export function canceled(message = "canceled"): BerthError {
   return new BerthError(Code.Canceled, message);

@@ -1,6 +1,10 @@
-// Writing and reading blobs for image operations: verified writes that
-// leave nothing behind on failure, small JSON documents, and the
-// children of manifests and indexes.
+/**
+ * Writing and reading blobs for image operations: verified writes that
+ * leave nothing behind on failure, small JSON documents, and the
+ * children of manifests and indexes.
+ *
+ * @module
+ */
 
 import { Code, failedPrecondition, invalidArgument, isCode, notFound } from "../errdefs/mod.ts";
 import { digestOf } from "../content/mod.ts";

@@ -1,7 +1,11 @@
-// Applying layers to snapshot mounts and turning mounts' differences into
-// layers, without mounting: berth's snapshotters return mounts whose
-// directories can be written directly (an overlay's upperdir, a bind's
-// source), which is both faster and needs no mount privileges.
+/**
+ * Applying layers to snapshot mounts and turning mounts' differences into
+ * layers, without mounting: berth's snapshotters return mounts whose
+ * directories can be written directly (an overlay's upperdir, a bind's
+ * source), which is both faster and needs no mount privileges.
+ *
+ * @module
+ */
 
 import { applyLayer, diffTar } from "../archive/mod.ts";
 import { Digester } from "../content/mod.ts";

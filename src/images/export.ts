@@ -1,6 +1,10 @@
-// Exporting images as an OCI image layout archive, with a docker-style
-// manifest.json beside it (as `ctr images export` writes) so `docker load`
-// reads it too. Blobs stream from the content store into the tar.
+/**
+ * Exporting images as an OCI image layout archive, with a docker-style
+ * manifest.json beside it (as `ctr images export` writes) so `docker load`
+ * reads it too. Blobs stream from the content store into the tar.
+ *
+ * @module
+ */
 
 import { packTar, type TarOut } from "../archive/mod.ts";
 import { Code, isCode, notFound } from "../errdefs/mod.ts";

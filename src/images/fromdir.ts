@@ -1,5 +1,9 @@
-// Making an image from a plain directory (like `docker import`): on a
-// machine without a registry this is how users get an image at all.
+/**
+ * Making an image from a plain directory (like `docker import`): on a
+ * machine without a registry this is how users get an image at all.
+ *
+ * @module
+ */
 
 import { diffTar } from "../archive/mod.ts";
 import { invalidArgument } from "../errdefs/mod.ts";

@@ -1,6 +1,10 @@
-// The garbage collector's view of an image: labels on the index, manifest
-// and config that name their children, set as containerd sets them, so
-// that an image record keeps exactly its own blobs and snapshots alive.
+/**
+ * The garbage collector's view of an image: labels on the index, manifest
+ * and config that name their children, set as containerd sets them, so
+ * that an image record keeps exactly its own blobs and snapshots alive.
+ *
+ * @module
+ */
 
 import { Code, isCode } from "../errdefs/mod.ts";
 import { LABEL_GC_REF_CONTENT, LABEL_GC_REF_SNAPSHOT } from "../labels/mod.ts";

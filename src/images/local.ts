@@ -1,5 +1,9 @@
-// The image backend over the daemon's own stores: namespaced content,
-// metadata and snapshotters, in this process.
+/**
+ * The image backend over the daemon's own stores: namespaced content,
+ * metadata and snapshotters, in this process.
+ *
+ * @module
+ */
 
 import { Code, isCode, notFound } from "../errdefs/mod.ts";
 import { LABEL_GC_EXPIRE } from "../labels/mod.ts";

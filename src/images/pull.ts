@@ -1,7 +1,11 @@
-// Pulling an image from a registry into the content store: resolve the
-// reference, follow an index to the platform's manifest, fetch config and
-// layers concurrently (resuming interrupted ingests with Range requests),
-// label, unpack, and record the image; all under one lease.
+/**
+ * Pulling an image from a registry into the content store: resolve the
+ * reference, follow an index to the platform's manifest, fetch config and
+ * layers concurrently (resuming interrupted ingests with Range requests),
+ * label, unpack, and record the image; all under one lease.
+ *
+ * @module
+ */
 
 import { Code, failedPrecondition, invalidArgument, isCode, unavailable } from "../errdefs/mod.ts";
 import type { ContentAccess, Descriptor, Image, ImageBackend } from "./backend.ts";

@@ -1,6 +1,10 @@
-// Unpacking an image into snapshots: one committed snapshot per layer,
-// named by the layer's chain id, so images sharing lower layers share
-// their snapshots and a repeated unpack finds everything done.
+/**
+ * Unpacking an image into snapshots: one committed snapshot per layer,
+ * named by the layer's chain id, so images sharing lower layers share
+ * their snapshots and a repeated unpack finds everything done.
+ *
+ * @module
+ */
 
 import { Code, failedPrecondition, invalidArgument, isCode } from "../errdefs/mod.ts";
 import { LABEL_UNCOMPRESSED } from "../labels/mod.ts";

@@ -37,12 +37,6 @@ export function isManifest(mediaType: string): boolean {
   return mediaType === OCI_MANIFEST || mediaType === DOCKER_MANIFEST;
 }
 
-/** True for a layer media type berth can unpack (foreign/non-distributable ones included). */
-export function isLayer(mediaType: string): boolean {
-  return mediaType.startsWith("application/vnd.oci.image.layer.") ||
-    mediaType.startsWith("application/vnd.docker.image.rootfs.");
-}
-
 /**
  * The media type of a JSON document that names none (OCI allows omitting
  * `mediaType`): an index has `manifests`, a manifest has `config`.

@@ -69,11 +69,6 @@ export function toTimestamp(d: Date): Timestamp {
   return timestampFromDate(d);
 }
 
-/** A protobuf Timestamp as a Date (undefined stays undefined). */
-export function fromTimestamp(t: Timestamp | undefined): Date | undefined {
-  return t === undefined ? undefined : timestampDate(t);
-}
-
 /** The paths of an update mask (none: an empty list, meaning "replace what may be replaced"). */
 export function maskPaths(mask: { paths: string[] } | undefined): string[] {
   return mask?.paths ?? [];

@@ -1,5 +1,9 @@
-// The overlayfs snapshotter: each snapshot is an upper directory; an
-// active snapshot mounts its parents' upper directories as lower layers.
+/**
+ * The overlayfs snapshotter: each snapshot is an upper directory; an
+ * active snapshot mounts its parents' upper directories as lower layers.
+ *
+ * @module
+ */
 
 import { unimplemented } from "../errdefs/mod.ts";
 import { LocalSnapshotter } from "./local.ts";

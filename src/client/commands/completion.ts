@@ -1,4 +1,7 @@
-/** `berth completion bash`: a bash completion script for every command, subcommand and flag. */
+/**
+ * `berth completion bash`: a bash completion script for every command, subcommand and flag.
+ * @module
+ */
 import {
   type CommandSpec,
   type FlagSpec,

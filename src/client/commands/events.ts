@@ -1,4 +1,7 @@
-/** `berth events`: stream the daemon's events (with ctr's filters) until Ctrl-C. */
+/**
+ * `berth events`: stream the daemon's events (with ctr's filters) until Ctrl-C.
+ * @module
+ */
 import { fromBinary, toJson } from "@bufbuild/protobuf";
 import { EVENT_TYPES } from "../../events/mod.ts";
 import { Code } from "../../errdefs/mod.ts";

@@ -1,4 +1,7 @@
-/** `berth shim`: talk to a container's shim directly over its ttrpc socket (state, start, delete). */
+/**
+ * `berth shim`: talk to a container's shim directly over its ttrpc socket (state, start, delete).
+ * @module
+ */
 import { Code } from "../../errdefs/mod.ts";
 import { Task } from "../../gen/containerd/task/v2/shim_pb.ts";
 import { socketDir, socketPath } from "../../shim/mod.ts";
