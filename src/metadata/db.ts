@@ -6,9 +6,8 @@
  */
 
 import type { SQLInputValue, StatementSync } from "node:sqlite";
-import { failedPrecondition, invalidArgument } from "../errdefs/mod.ts";
+import { failedPrecondition } from "../errdefs/mod.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";
-import { validateLabels } from "../labels/mod.ts";
 
 // Imported dynamically: a bundle evaluates its static node: imports at every
 // start, whatever the mode.

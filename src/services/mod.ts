@@ -9,7 +9,7 @@
  */
 
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
-import { type Timestamp, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { type Timestamp, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { CallContext, RegisterOptions, ServiceImpl } from "../rpc/mod.ts";
 
 /** The transports the daemon serves its API on. */
