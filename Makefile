@@ -8,7 +8,7 @@ SYSCONFDIR ?= /etc
 DESTDIR ?=
 SOURCES := $(shell find mod.ts deno.json src ffi -name '*.ts' -o -name '*.json' 2>/dev/null)
 
-.PHONY: setup build proto test unit check demo bench stress clean install uninstall check-fresh
+.PHONY: setup build proto test check demo bench stress clean install uninstall check-fresh
 
 setup: .tools/setup.stamp
 
@@ -24,10 +24,15 @@ bin/berth: $(SOURCES) scripts/build.sh
 proto: setup
 	./scripts/gen-proto.sh
 
+# The style gate: formatting, lint, types of every entry point (the
+# program, tests, benches, scripts) and no import cycle.
 check: setup
-	$(DENO) check mod.ts
+	$(DENO) fmt --check
+	$(DENO) lint
+	$(DENO) check mod.ts $$(find src ffi tests bench scripts -name '*_test.ts' -not -path 'src/gen/*') bench/main.ts scripts/check_cycles.ts
+	$(DENO) run --allow-read scripts/check_cycles.ts
 
-test: build
+test: check build
 	./scripts/test.sh
 
 demo: build
@@ -37,8 +42,9 @@ demo: build
 stress: build
 	./scripts/stress.sh
 
+# Arguments for bench/main.ts: make bench ARGS="--quick --only 1,3"
 bench: build
-	$(DENO) run -A bench/main.ts
+	$(DENO) run -A bench/main.ts $(ARGS)
 
 install: build
 	PREFIX="$(PREFIX)" SYSCONFDIR="$(SYSCONFDIR)" DESTDIR="$(DESTDIR)" ./scripts/install.sh install

@@ -17,6 +17,7 @@ import {
 } from "../tests/support/containerd.ts";
 import { childrenOf, findProcesses, isAlive } from "../tests/support/proc.ts";
 import { runTool, type ToolResult } from "../tests/support/tool.ts";
+import { existsSync } from "../src/fsutil/mod.ts";
 
 /** A daemon under test and the client that drives it. */
 export interface Engine {
@@ -68,15 +69,6 @@ export async function snapshotBerth(
   await Deno.chmod(`${binDir}/berth`, 0o755);
   await Deno.symlink("berth", `${binDir}/containerd-shim-berth-v2`);
   return { binDir, missing: null };
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function uniqueNamespace(prefix: string): string {
@@ -176,7 +168,7 @@ export async function startBerthEngine(binDir: string, shimSocketDir: string): P
     shimSocketDir,
   };
 
-  if (!exists(bin)) {
+  if (!existsSync(bin)) {
     await Deno.remove(dir, { recursive: true });
     return {
       ...base,
@@ -237,7 +229,7 @@ export async function startBerthEngine(binDir: string, shimSocketDir: string): P
       unavailable = `berth daemon exited with status ${s.code}: ${await logTail(logPath)}`;
       break;
     }
-    if (exists(address) || exists(ttrpcAddress)) break;
+    if (existsSync(address) || existsSync(ttrpcAddress)) break;
     if (Date.now() > deadline) {
       unavailable = `berth daemon did not open ${address} within 30 s: ${await logTail(logPath)}`;
       break;

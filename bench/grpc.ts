@@ -6,6 +6,7 @@
  * @module
  */
 
+import { GRPC_NAMESPACE_KEY } from "../src/namespaces/mod.ts";
 import http2 from "node:http2";
 import net from "node:net";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -66,7 +67,7 @@ export class GrpcConnection {
         ":path": c.path,
         "content-type": "application/grpc",
         "te": "trailers",
-        "containerd-namespace": this.#namespace,
+        [GRPC_NAMESPACE_KEY]: this.#namespace,
       });
       const chunks: Uint8Array[] = [];
       let grpcStatus: string | undefined;

@@ -37,6 +37,7 @@ import { ttrpc } from "./workloads/ttrpc.ts";
 import { images } from "./workloads/images.ts";
 import { api } from "./workloads/api.ts";
 import { startup } from "./workloads/startup.ts";
+import { existsSync } from "../src/fsutil/mod.ts";
 
 /** Where containerd's and berth's shims keep runc state, per namespace. */
 const RUN_DIRS = ["/run/containerd", "/run/berth"];
@@ -282,22 +283,16 @@ export async function benchMain(argv: string[]): Promise<number> {
 
   // Nothing of this run may remain: no directory, no process naming one or
   // in a namespace's cgroup (a container), no mount, no runc state.
-  const exists = (p: string) => {
-    try {
-      Deno.lstatSync(p);
-      return true;
-    } catch {
-      return false;
-    }
-  };
   const leftover = {
-    dirs: dirs.filter(exists),
+    dirs: dirs.filter((p) => existsSync(p)),
     processes: [
       ...dirs.flatMap((d) => processesMentioning(d)),
       ...namespaces.flatMap((ns) => processesInCgroup(`/${ns}/`)),
     ],
     mounts: dirs.flatMap((d) => mountsUnder(d)),
-    runcState: namespaces.flatMap((ns) => RUN_DIRS.map((r) => `${r}/runc/${ns}`)).filter(exists),
+    runcState: namespaces.flatMap((ns) => RUN_DIRS.map((r) => `${r}/runc/${ns}`)).filter((p) =>
+      existsSync(p)
+    ),
   };
   const clean = Object.values(leftover).every((l) => l.length === 0);
   if (!clean) errors.push(`left behind: ${JSON.stringify(leftover)}`);

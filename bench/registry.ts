@@ -9,17 +9,9 @@
 import { spawn } from "../src/spawn/mod.ts";
 import { runTool } from "../tests/support/tool.ts";
 import { isAlive, terminate } from "../tests/support/proc.ts";
+import { existsSync } from "../src/fsutil/mod.ts";
 
 const SKOPEO_CACHE_PARENT = "/var/lib/containers";
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** A running registry started by {@link startRegistry}. */
 export interface Registry {
@@ -110,7 +102,7 @@ export async function startRegistry(): Promise<Registry> {
     const ref = `${host}/${repoAndTag}`;
     // skopeo (as root) keeps a blob-info cache in /var/lib/containers/cache,
     // which no option moves; remove it again when this push created it.
-    const cacheParentExisted = exists(SKOPEO_CACHE_PARENT);
+    const cacheParentExisted = existsSync(SKOPEO_CACHE_PARENT);
     const r = await runTool("skopeo", [
       "--insecure-policy",
       "copy",

@@ -17,27 +17,14 @@
 import { run, runChecked, spawn } from "../src/spawn/mod.ts";
 import { BerthError, Code, notFound } from "../src/errdefs/mod.ts";
 import { Task } from "../src/gen/containerd/task/v2/shim_pb.ts";
-import {
-  type Client,
-  connect,
-  NAMESPACE_METADATA_KEY,
-  Server,
-  serviceClient,
-} from "../src/ttrpc/mod.ts";
+import { TTRPC_NAMESPACE_KEY } from "../src/namespaces/mod.ts";
+import { type Client, connect, Server, serviceClient } from "../src/ttrpc/mod.ts";
 import { findProcesses } from "../tests/support/proc.ts";
 import { removeIfEmpty } from "../tests/support/mounts.ts";
+import { existsSync } from "../src/fsutil/mod.ts";
 
 const SHIM = "containerd-shim-runc-v2";
 const RUN_DIR = "/run/containerd";
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function randomHex(bytes: number): string {
   return [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) =>
@@ -85,9 +72,9 @@ export async function startRuncShim(
   const namespace = `berth-${randomHex(3)}`;
   const id = `shim-${randomHex(6)}`;
   const bundle = `${dir}/${namespace}/${id}`;
-  const runExisted = exists(RUN_DIR);
-  const socketsExisted = exists(`${RUN_DIR}/s`);
-  const runcExisted = exists(`${RUN_DIR}/runc`);
+  const runExisted = existsSync(RUN_DIR);
+  const socketsExisted = existsSync(`${RUN_DIR}/s`);
+  const runcExisted = existsSync(`${RUN_DIR}/runc`);
   // Where the shim's runc keeps container state: unique to our namespace.
   const runcRoot = `${RUN_DIR}/runc/${namespace}`;
   await Deno.mkdir(bundle, { recursive: true });
@@ -147,7 +134,7 @@ export async function startRuncShim(
     await child.status;
     clearTimeout(timer);
     // A container the shim created and nobody deleted (a failed test).
-    for (const e of exists(runcRoot) ? Deno.readDirSync(runcRoot) : []) {
+    for (const e of existsSync(runcRoot) ? Deno.readDirSync(runcRoot) : []) {
       await run("runc", ["--root", runcRoot, "delete", "--force", e.name]).catch(() => {});
     }
     removeIfEmpty(runcRoot);
@@ -300,7 +287,7 @@ async function load(
   ms: number,
 ): Promise<number> {
   const task = serviceClient(client, Task, {
-    defaults: { metadata: { [NAMESPACE_METADATA_KEY]: namespace } },
+    defaults: { metadata: { [TTRPC_NAMESPACE_KEY]: namespace } },
   });
   let running = true;
   let calls = 0;

@@ -6,8 +6,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 DENO="$(pwd)/.tools/node_modules/deno/deno"
-# The same as RUNTIME_FLAGS in src/spawn/mod.ts (why each is there is said there).
-FLAGS="-A --quiet --no-prompt --v8-flags=--max-semi-space-size=1"
+# RUNTIME_FLAGS of src/spawn/flags.ts (why each is there is said there).
+FLAGS=$("$DENO" eval --no-config 'import { RUNTIME_FLAGS } from "./src/spawn/flags.ts"; console.log(RUNTIME_FLAGS.join(" "))')
+[ -n "$FLAGS" ] || { echo "build: error: cannot read RUNTIME_FLAGS from src/spawn/flags.ts" >&2; exit 1; }
 mkdir -p bin
 rm -f bin/berth bin/containerd-shim-berth-v2 bin/berth.tmp
 form=""
@@ -28,6 +29,13 @@ else
     -e 's/var ([A-Za-z_$][A-Za-z0-9_$]*) ?= ?__deno_internal_createRequire\(import\.meta\.url\);/var \1 = (id) => (__deno_internal_require ??= process.getBuiltinModule("node:module").createRequire(import.meta.url))(id);/' \
     bin/berth.js > bin/berth.lazy.js
   mv bin/berth.lazy.js bin/berth.js
+  # The rewrite names esbuild's internals: when a Deno upgrade renames them,
+  # it silently matches nothing, and every start pays for node:module. Stop.
+  if grep -q '__deno_internal_createRequire' bin/berth.js; then
+    echo "build: error: the bundle's createRequire was not made lazy (deno bundle's output changed): fix the sed rewrite in scripts/build.sh" >&2
+    rm -f bin/berth.js
+    exit 1
+  fi
   # Some bundles leave CommonJS requires to esbuild's polyfill instead, which
   # throws "Dynamic require of ... is not supported" unless a `require` is in
   # scope: give it the same lazy one (it looks the name up when called).
@@ -36,7 +44,11 @@ else
     mv bin/berth.lazy.js bin/berth.js
   fi
   eager=$(grep -oE '(^|[;}])import[^;("'"'"']*from ?"node:[^"]*"' bin/berth.js | sed -E 's/.*"(node:[^"]*)"/\1/' | sort -u | paste -sd ' ' -)
-  [ -z "$eager" ] || echo "build: warning: bin/berth evaluates $eager at every start, in every mode (tens of ms each): import dynamically where used" >&2
+  if [ -n "$eager" ]; then
+    echo "build: error: bin/berth would evaluate $eager at every start, in every mode (tens of ms each): import dynamically where used" >&2
+    rm -f bin/berth.js
+    exit 1
+  fi
   # --ext=js: the file has no extension, and deno would otherwise transpile it as
   # TypeScript on every start (~90 ms here).
   { echo "#!/usr/bin/env -S $DENO run $FLAGS --no-config --ext=js"; cat bin/berth.js; } > bin/berth.tmp

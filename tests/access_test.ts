@@ -17,7 +17,8 @@ import { RequestSchema } from "../src/gen/ttrpc/request_pb.ts";
 import { encodeHeaders, HpackDecoder } from "../src/grpc/h2/hpack.ts";
 import { run } from "../src/spawn/mod.ts";
 import { decodeResponse } from "../src/ttrpc/envelope.ts";
-import { connect, NAMESPACE_METADATA_KEY, serviceClient } from "../src/ttrpc/mod.ts";
+import { connect, serviceClient } from "../src/ttrpc/mod.ts";
+import { TTRPC_NAMESPACE_KEY } from "../src/namespaces/mod.ts";
 import { makeBundle } from "./support/bundle.ts";
 import { spawnDaemon, stopDaemon, waitForSocket } from "./support/daemon.ts";
 import { concat } from "./support/fuzz.ts";
@@ -89,7 +90,7 @@ function ttrpcRequest(name: string): Uint8Array {
       service: Namespaces.typeName,
       method: "Create",
       payload: nsCreate(name),
-      metadata: [{ key: NAMESPACE_METADATA_KEY, value: "default" }],
+      metadata: [{ key: TTRPC_NAMESPACE_KEY, value: "default" }],
     }),
   );
   const h = new Uint8Array(10);

@@ -4,7 +4,7 @@
  * `make test` builds first; this test fails if bin/berth is missing.
  */
 import assert from "node:assert/strict";
-import { run } from "../src/spawn/mod.ts";
+import { run, RUNTIME_FLAGS } from "../src/spawn/mod.ts";
 import { VERSION } from "../src/version.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -31,4 +31,14 @@ Deno.test("build: the containerd-shim-berth-v2 alias runs the same program in sh
   const r = await run(`${root}bin/containerd-shim-berth-v2`, ["-id", "x", "start"]);
   assert.notEqual(r.code, 0);
   assert.doesNotMatch(text(r.stderr), /unknown command/);
+});
+
+Deno.test("build: a bundle's shebang runs deno with RUNTIME_FLAGS, read from src/spawn/flags.ts", async () => {
+  const head = new Uint8Array(512);
+  const f = await Deno.open(`${root}bin/berth`);
+  const n = (await f.read(head)) ?? 0;
+  f.close();
+  const first = text(head.subarray(0, n)).split("\n")[0];
+  if (!first.startsWith("#!")) return; // a compiled binary: the flags are compiled in
+  assert.ok(first.includes(` run ${RUNTIME_FLAGS.join(" ")} `), first);
 });

@@ -18,11 +18,10 @@ import {
   RemoveImageRequestSchema,
 } from "../src/gen/k8s/cri/runtime/v1/api_pb.ts";
 import { GrpcClient, GrpcServer } from "../src/grpc/mod.ts";
-import { chainIds } from "../src/images/mod.ts";
-import { type Metadata, openMetadata } from "../src/metadata/mod.ts";
-import { NamespacedContent } from "../src/services/content/namespaced.ts";
+import { chainIds } from "../src/platforms/mod.ts";
+import { type Metadata, NamespacedContent, openMetadata } from "../src/metadata/mod.ts";
 import { OverlaySnapshotter, type Snapshotter } from "../src/snapshots/mod.ts";
-import type { CallContext } from "../src/ttrpc/mod.ts";
+import type { CallContext } from "../src/rpc/mod.ts";
 import { buildBusyboxLayout } from "./support/image.ts";
 import { freePort, startRegistry } from "./support/registry.ts";
 import { runTool } from "./support/tool.ts";
@@ -147,7 +146,7 @@ Deno.test("cri images: pull through a mirror, status, list, remove by tag, id an
       assert.equal(r.labels["io.cri-containerd.image"], "managed", r.name);
       assert.equal(r.target.digest, pushed.manifest);
     }
-    const chain = chainIds(pushed.diffIds).at(-1)!;
+    const chain = (await chainIds(pushed.diffIds)).at(-1)!;
     assert.equal((await w.md.snapshotter(w.overlay).stat(NS, chain)).kind, "committed");
     const topics = async (n: number) => {
       const out: string[] = [];

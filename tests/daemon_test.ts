@@ -3,6 +3,7 @@
  * and address, driven over ttrpc with containerd's v1 services, refused a
  * second time on the same root, and stopped with SIGTERM, leaving nothing.
  */
+import { TTRPC_NAMESPACE_KEY } from "../src/namespaces/mod.ts";
 import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { AnySchema } from "@bufbuild/protobuf/wkt";
@@ -25,7 +26,7 @@ import { VERSION } from "../src/version.ts";
 import { spawnDaemon as startDaemon, waitForSocket } from "./support/daemon.ts";
 
 const MOD = new URL("../mod.ts", import.meta.url).pathname;
-const NS_KEY = "containerd-namespace-ttrpc";
+const NS_KEY = TTRPC_NAMESPACE_KEY;
 
 function rejectsWith(p: Promise<unknown>, code: Code, re?: RegExp): Promise<void> {
   return assert.rejects(p, (e) => {

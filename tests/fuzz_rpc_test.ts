@@ -24,7 +24,8 @@ import { Tasks } from "../src/gen/containerd/services/tasks/v1/tasks_pb.ts";
 import { Version } from "../src/gen/containerd/services/version/v1/version_pb.ts";
 import { GrpcClient } from "../src/grpc/mod.ts";
 import { encodeHeaders } from "../src/grpc/h2/hpack.ts";
-import { type Client, connect, NAMESPACE_METADATA_KEY, serviceClient } from "../src/ttrpc/mod.ts";
+import { type Client, connect, serviceClient } from "../src/ttrpc/mod.ts";
+import { TTRPC_NAMESPACE_KEY } from "../src/namespaces/mod.ts";
 import { spawnDaemon, stopDaemon, waitForSocket } from "./support/daemon.ts";
 import { bounded, concat, fuzzCases, fuzzSeed, fuzzSummary, mutate, Rng } from "./support/fuzz.ts";
 import { childrenOf, isAlive, rssKiB } from "./support/proc.ts";
@@ -121,7 +122,7 @@ function randomMessage(rng: Rng, desc: DescMessage, depth = 0): Uint8Array {
   return w.finish();
 }
 
-const TTRPC_NS = { [NAMESPACE_METADATA_KEY]: "fuzz" };
+const TTRPC_NS = { [TTRPC_NAMESPACE_KEY]: "fuzz" };
 
 /** One payload case: the verdict ("ok", a code name, "open" for a stream still running). */
 async function payloadCase(

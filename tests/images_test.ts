@@ -10,7 +10,6 @@ import { Digester, digestOf } from "../src/content/mod.ts";
 import { Code, isCode } from "../src/errdefs/mod.ts";
 import { GarbageCollector } from "../src/gc/mod.ts";
 import {
-  chainIds,
   exportArchive,
   type ImageBackend,
   importArchive,
@@ -22,7 +21,7 @@ import {
   resolveManifest,
 } from "../src/images/mod.ts";
 import { type Metadata, openMetadata } from "../src/metadata/mod.ts";
-import { NamespacedContent } from "../src/services/content/namespaced.ts";
+import { NamespacedContent } from "../src/metadata/mod.ts";
 import { NativeSnapshotter, OverlaySnapshotter, type Snapshotter } from "../src/snapshots/mod.ts";
 import { makeBusyboxRootfs } from "./support/bundle.ts";
 import { startContainerd } from "./support/containerd.ts";
@@ -51,7 +50,9 @@ import type { Registration } from "../src/plugin/mod.ts";
 import { contentServicePlugin } from "../src/services/content/mod.ts";
 import { diffPlugin } from "../src/services/diff/mod.ts";
 import { snapshotsPlugin } from "../src/services/snapshots/mod.ts";
-import { connect, NAMESPACE_METADATA_KEY, serviceClient } from "../src/ttrpc/mod.ts";
+import { TTRPC_NAMESPACE_KEY } from "../src/namespaces/mod.ts";
+import { chainId } from "../src/platforms/mod.ts";
+import { connect, serviceClient } from "../src/ttrpc/mod.ts";
 
 const NS = "default";
 
@@ -136,7 +137,7 @@ Deno.test("images: a umoci archive imports, unpacks by chain id, and re-imports 
       w.backend.content,
       manifest.config.digest,
     );
-    const top = chainIds(cfg.rootfs.diff_ids).at(-1)!;
+    const top = await chainId(cfg.rootfs.diff_ids);
     assert.equal(r.unpacked[BUSYBOX_REF].chainId, top);
     const info = await w.md.snapshotter(w.overlay).stat(NS, top);
     assert.equal(info.kind, "committed");
@@ -525,7 +526,7 @@ Deno.test("images: an import killed with SIGKILL midway leaves no corrupt blob, 
       `import { ContentStore } from ${mod("../src/content/mod.ts")};
 import { importArchive, localBackend } from ${mod("../src/images/mod.ts")};
 import { openMetadata } from ${mod("../src/metadata/mod.ts")};
-import { NamespacedContent } from ${mod("../src/services/content/namespaced.ts")};
+import { NamespacedContent } from ${mod("../src/metadata/mod.ts")};
 import { OverlaySnapshotter } from ${mod("../src/snapshots/mod.ts")};
 const root = ${JSON.stringify(`${w.dir}/root`)};
 const store = await ContentStore.open(root + "/io.containerd.content.v1.content");
@@ -817,7 +818,7 @@ Deno.test("images: the daemon serves the Diff service over ttrpc (diff a snapsho
   );
   const client = await connect(d.ttrpcAddress);
   try {
-    const defaults = { metadata: { [NAMESPACE_METADATA_KEY]: "images-test" } };
+    const defaults = { metadata: { [TTRPC_NAMESPACE_KEY]: "images-test" } };
     const snaps = serviceClient(client, Snapshots, { defaults });
     const diff = serviceClient(client, Diff, { defaults });
     const content = serviceClient(client, Content, { defaults });

@@ -7,6 +7,7 @@
  * Every test removes what it started: processes by pid, mounts, sockets,
  * runc state and its temporary directory.
  */
+import { TTRPC_NAMESPACE_KEY } from "../src/namespaces/mod.ts";
 import assert from "node:assert/strict";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { AnySchema } from "@bufbuild/protobuf/wkt";
@@ -31,7 +32,7 @@ import { allPids, findProcesses, isAlive, killNow } from "./support/proc.ts";
 
 const MOD = new URL("../mod.ts", import.meta.url).pathname;
 const BERTH_SHIM = new URL("../bin/containerd-shim-berth-v2", import.meta.url).pathname;
-const NS_KEY = "containerd-namespace-ttrpc";
+const NS_KEY = TTRPC_NAMESPACE_KEY;
 const SPEC_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 const RUNC_SHIM_ROOT = "/run/containerd/runc";
 /** Where berth's shim keeps runc state, per namespace. */

@@ -9,7 +9,8 @@
 import assert from "node:assert/strict";
 import { BerthError, Code } from "../src/errdefs/mod.ts";
 import { spawn } from "../src/spawn/mod.ts";
-import { connect, NAMESPACE_METADATA_KEY, serviceClient } from "../src/ttrpc/mod.ts";
+import { TTRPC_NAMESPACE_KEY } from "../src/namespaces/mod.ts";
+import { connect, serviceClient } from "../src/ttrpc/mod.ts";
 import { Task } from "../src/gen/containerd/task/v2/shim_pb.ts";
 import { type ContainerdInstance, startContainerd } from "./support/containerd.ts";
 import { buildBusyboxImage, type TestImage } from "./support/image.ts";
@@ -80,7 +81,7 @@ async function shimOf(env: Env, id: string): Promise<number> {
   const client = await connect(address);
   try {
     const task = serviceClient(client, Task, {
-      defaults: { metadata: { [NAMESPACE_METADATA_KEY]: env.ctd.namespace } },
+      defaults: { metadata: { [TTRPC_NAMESPACE_KEY]: env.ctd.namespace } },
     });
     return (await task.connect({ id })).shimPid;
   } finally {
@@ -258,7 +259,7 @@ Deno.test({
         const client = await connect(address);
         try {
           const task = serviceClient(client, Task, {
-            defaults: { metadata: { [NAMESPACE_METADATA_KEY]: ctd.namespace } },
+            defaults: { metadata: { [TTRPC_NAMESPACE_KEY]: ctd.namespace } },
           });
           await assert.rejects(
             task.state({ id: "no-such" }),
@@ -543,7 +544,7 @@ Deno.test({
               .replace(/^unix:\/\//, "");
             const client = await connect(address);
             try {
-              const metadata = { [NAMESPACE_METADATA_KEY]: ctd.namespace };
+              const metadata = { [TTRPC_NAMESPACE_KEY]: ctd.namespace };
               const task = serviceClient(client, Task, { defaults: { metadata } });
               await task.shutdown({ id: ids[2] });
             } finally {

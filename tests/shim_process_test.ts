@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { BerthError, Code } from "../src/errdefs/mod.ts";
 import { Container, type ContainerEnv } from "../src/shim/container.ts";
-import { packEvent } from "../src/shim/publisher.ts";
+import { packEvent } from "../src/events/mod.ts";
 import { OptionsSchema } from "../src/gen/containerd/runc/v1/options_pb.ts";
 import type { Process } from "../src/shim/process.ts";
 import { Reaper } from "../src/shim/reaper.ts";

@@ -15,14 +15,8 @@ import { type Envelope, Events } from "../src/gen/containerd/services/events/ttr
 import { Task } from "../src/gen/containerd/task/v2/shim_pb.ts";
 import { RequestSchema } from "../src/gen/ttrpc/request_pb.ts";
 import { run, spawn } from "../src/spawn/mod.ts";
-import {
-  connect,
-  NAMESPACE_METADATA_KEY,
-  namespaceOf,
-  sameUserOnly,
-  Server,
-  serviceClient,
-} from "../src/ttrpc/mod.ts";
+import { namespaceOf, TTRPC_NAMESPACE_KEY } from "../src/namespaces/mod.ts";
+import { connect, sameUserOnly, Server, serviceClient } from "../src/ttrpc/mod.ts";
 import { makeBundle } from "./support/bundle.ts";
 import { startContainerd } from "./support/containerd.ts";
 import { findProcesses, isAlive } from "./support/proc.ts";
@@ -48,7 +42,7 @@ Deno.test("berth's client drives Debian's containerd-shim-runc-v2: Connect, Stat
   const client = await connect(shim.socket);
   try {
     const task = serviceClient(client, Task, {
-      defaults: { timeoutMs: 5000, metadata: { [NAMESPACE_METADATA_KEY]: shim.namespace } },
+      defaults: { timeoutMs: 5000, metadata: { [TTRPC_NAMESPACE_KEY]: shim.namespace } },
     });
     const c = await task.connect({ id: shim.id });
     assert.equal(c.shimPid, shim.nsPid, "Connect reports the serving process");
@@ -190,7 +184,7 @@ Deno.test("a Go ttrpc client (the runc shim's event publisher) calls berth's ser
   const client = await connect(shim.socket);
   try {
     const task = serviceClient(client, Task, {
-      defaults: { timeoutMs: 20_000, metadata: { [NAMESPACE_METADATA_KEY]: shim.namespace } },
+      defaults: { timeoutMs: 20_000, metadata: { [TTRPC_NAMESPACE_KEY]: shim.namespace } },
     });
     const created = await task.create({ id: shim.id, bundle: shim.bundle });
     assert.ok(created.pid > 0);

@@ -1,4 +1,8 @@
-// Unpacking a layer into a directory, as containerd's archive.Apply does.
+/**
+ * Unpacking a layer into a directory, as containerd's archive.Apply does.
+ *
+ * @module
+ */
 
 import { Digester } from "../content/mod.ts";
 import { BerthError, Code, invalidArgument, toBerthError } from "../errdefs/mod.ts";

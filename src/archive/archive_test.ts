@@ -14,6 +14,7 @@ import {
   type TarOut,
 } from "./mod.ts";
 import { xattrRecords } from "./tar.ts";
+import { exists } from "../fsutil/mod.ts";
 
 const te = new TextEncoder();
 const code = (c: Code) => (e: unknown) => isCode(e, c);
@@ -70,10 +71,6 @@ async function withDirs(fn: (tmp: string) => Promise<void>): Promise<void> {
     }
     await Deno.remove(tmp, { recursive: true });
   }
-}
-
-async function exists(p: string): Promise<boolean> {
-  return await Deno.lstat(p).then(() => true, () => false);
 }
 
 const cap = new Uint8Array([1, 0, 0, 2, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);

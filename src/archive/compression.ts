@@ -1,5 +1,9 @@
-// Layer compression: detected from the stream's first bytes (as containerd
-// does), so a mislabelled layer still unpacks.
+/**
+ * Layer compression: detected from the stream's first bytes (as containerd
+ * does), so a mislabelled layer still unpacks.
+ *
+ * @module
+ */
 
 import { Decompress } from "fzstd";
 import { unimplemented } from "../errdefs/mod.ts";

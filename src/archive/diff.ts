@@ -1,5 +1,9 @@
-// Producing a layer: the changes between two directories, or an overlay
-// upper directory with its whiteouts turned back into OCI ones.
+/**
+ * Producing a layer: the changes between two directories, or an overlay
+ * upper directory with its whiteouts turned back into OCI ones.
+ *
+ * @module
+ */
 
 import { devMajor, devMinor, lgetxattr } from "../../ffi/mod.ts";
 import { OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX } from "./apply.ts";

@@ -1,4 +1,8 @@
-// Paths of tar entries, confined to the directory a layer is applied to.
+/**
+ * Paths of tar entries, confined to the directory a layer is applied to.
+ *
+ * @module
+ */
 
 import { invalidArgument } from "../errdefs/mod.ts";
 

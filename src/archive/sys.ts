@@ -1,6 +1,10 @@
-// Device nodes and extended attributes for layers, over ffi's mknod and
-// l*xattr calls (Deno has neither). Everything here acts on a path itself,
-// never on a symlink's target.
+/**
+ * Device nodes and extended attributes for layers, over ffi's mknod and
+ * l*xattr calls (Deno has neither). Everything here acts on a path itself,
+ * never on a symlink's target.
+ *
+ * @module
+ */
 
 import {
   isErrno,

@@ -1,16 +1,20 @@
-// Reading and writing tar streams.
-//
-// Reading uses tar-stream@3: it streams (entries and their data arrive as
-// they are read, so a layer is never held in memory), it knows the formats
-// found in the wild (ustar, GNU long names, PAX, base-256 numbers), it is
-// small, and it runs unchanged in Deno through the npm: specifier.
-//
-// One thing is changed: tar-stream decodes PAX record values as UTF-8
-// text, but extended-attribute records (SCHILY.xattr.*) carry raw bytes
-// (security.capability is binary) that UTF-8 would mangle. So PAX headers
-// are decoded by berth (one hook on the extractor, below), keeping
-// SCHILY.xattr.* values one character per byte. Writing is berth's own
-// (packTar), for the same reason.
+/**
+ * Reading and writing tar streams.
+ *
+ * Reading uses tar-stream@3: it streams (entries and their data arrive as
+ * they are read, so a layer is never held in memory), it knows the formats
+ * found in the wild (ustar, GNU long names, PAX, base-256 numbers), it is
+ * small, and it runs unchanged in Deno through the npm: specifier.
+ *
+ * One thing is changed: tar-stream decodes PAX record values as UTF-8
+ * text, but extended-attribute records (SCHILY.xattr.*) carry raw bytes
+ * (security.capability is binary) that UTF-8 would mangle. So PAX headers
+ * are decoded by berth (one hook on the extractor, below), keeping
+ * SCHILY.xattr.* values one character per byte. Writing is berth's own
+ * (packTar), for the same reason.
+ *
+ * @module
+ */
 
 // @ts-types="./tar_stream.d.ts"
 import tarStream from "tar-stream";

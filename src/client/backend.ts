@@ -6,7 +6,7 @@
  * @module
  */
 
-import { Digester } from "../content/digest.ts";
+import { Digester } from "../content/mod.ts";
 import { Code, isCode } from "../errdefs/mod.ts";
 import { Content, WriteAction } from "../gen/containerd/services/content/v1/content_pb.ts";
 import { Diff } from "../gen/containerd/services/diff/v1/diff_pb.ts";

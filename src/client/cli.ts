@@ -7,6 +7,7 @@
 
 import { BerthError, Code } from "../errdefs/mod.ts";
 import { parseArgs } from "../args/mod.ts";
+import { DEFAULT_ADDRESS } from "../defaults/mod.ts";
 
 /** One flag of a command, as a table row. */
 export interface FlagSpec {
@@ -77,7 +78,6 @@ export interface GlobalOptions {
 }
 
 /** Default daemon address (berth's, not containerd's). */
-export const DEFAULT_ADDRESS = "/run/berth/berth.sock";
 
 /** The global flags, as a table (also used for --help and completion). */
 export const GLOBAL_FLAGS: Record<string, FlagSpec> = {

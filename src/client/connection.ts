@@ -10,14 +10,10 @@ import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2
 import { BerthError, Code } from "../errdefs/mod.ts";
 // The client half of ttrpc only: ttrpc/mod.ts would also load the server and its peer check (ffi).
 import { type Client, connect, type ServiceClient, serviceClient } from "../ttrpc/client.ts";
-import { NAMESPACE_METADATA_KEY } from "../ttrpc/context.ts";
-import { DEFAULT_ADDRESS, type GlobalOptions } from "./cli.ts";
+import { TTRPC_NAMESPACE_KEY } from "../namespaces/mod.ts";
+import { DEFAULT_ADDRESS, ttrpcSocket } from "../defaults/mod.ts";
+import type { GlobalOptions } from "./cli.ts";
 import { HintedError } from "./errors.ts";
-
-/** The ttrpc socket path for a daemon address. */
-export function ttrpcPath(address: string): string {
-  return address.endsWith(".ttrpc") ? address : `${address}.ttrpc`;
-}
 
 /** A connection to the daemon, opened once and shared by a command's calls. */
 export class Connection {
@@ -35,7 +31,7 @@ export class Connection {
 
   /** Connects to the daemon named by the global options, with an actionable error if it is not there. */
   static async open(global: GlobalOptions): Promise<Connection> {
-    const path = ttrpcPath(global.address);
+    const path = ttrpcSocket(global.address);
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       const connecting = connect(path);
@@ -97,7 +93,7 @@ export class Connection {
     opts: { lease?: string } = {},
   ): ServiceClient<S> {
     const remaining = this.#deadline > 0 ? Math.max(1, this.#deadline - Date.now()) : undefined;
-    const metadata: Record<string, string> = { [NAMESPACE_METADATA_KEY]: this.#global.namespace };
+    const metadata: Record<string, string> = { [TTRPC_NAMESPACE_KEY]: this.#global.namespace };
     // containerd's key for "hold what this call creates under that lease".
     if (opts.lease) metadata["containerd-lease"] = opts.lease;
     return serviceClient(this.#client, service, {

@@ -12,6 +12,14 @@ import { Images } from "../gen/containerd/services/images/v1/images_pb.ts";
 import type { Image } from "../gen/containerd/services/images/v1/images_pb.ts";
 import type { Connection } from "./connection.ts";
 import { hintNotFound } from "./errors.ts";
+import {
+  chainId,
+  DEFAULT_PLATFORM,
+  formatPlatform,
+  isIndex,
+  isManifest,
+  manifestsFor,
+} from "../platforms/mod.ts";
 
 /** An OCI descriptor as JSON manifests carry it. */
 export interface Descriptor {
@@ -36,35 +44,6 @@ export interface ImageConfig {
     StopSignal?: string;
   };
   rootfs?: { type: string; diff_ids: string[] };
-}
-
-const INDEX_TYPES = new Set([
-  "application/vnd.oci.image.index.v1+json",
-  "application/vnd.docker.distribution.manifest.list.v2+json",
-]);
-const MANIFEST_TYPES = new Set([
-  "application/vnd.oci.image.manifest.v1+json",
-  "application/vnd.docker.distribution.manifest.v2+json",
-]);
-
-/** This machine's platform in OCI terms. */
-export function hostPlatform(): { os: string; architecture: string } {
-  const arch = ({ x86_64: "amd64", aarch64: "arm64" } as Record<string, string>)[Deno.build.arch] ??
-    Deno.build.arch;
-  return { os: "linux", architecture: arch };
-}
-
-function matchesHost(p: Descriptor["platform"]): boolean {
-  if (p === undefined) return true;
-  const h = hostPlatform();
-  return (p.os ?? "linux") === h.os && p.architecture === h.architecture;
-}
-
-/** Formats a platform like containerd's platforms.Format ("linux/amd64"). */
-export function platformString(
-  p: { os?: string; architecture?: string; variant?: string },
-): string {
-  return [p.os ?? "unknown", p.architecture ?? "unknown", p.variant].filter((s) => s).join("/");
 }
 
 /** Reads a whole blob from the daemon's content store. */
@@ -136,22 +115,20 @@ export async function walkImage(conn: Connection, target: Descriptor): Promise<W
   const visit = async (d: Descriptor, top: boolean): Promise<void> => {
     w.required.push(d);
     if (!(await hasBlob(conn, d.digest))) {
-      if (INDEX_TYPES.has(d.mediaType) || MANIFEST_TYPES.has(d.mediaType)) w.available = false;
+      if (isIndex(d.mediaType) || isManifest(d.mediaType)) w.available = false;
       return;
     }
     w.present.push(d);
-    if (INDEX_TYPES.has(d.mediaType)) {
+    if (isIndex(d.mediaType)) {
       const index = await readJSON<{ manifests?: Descriptor[] }>(conn, d.digest);
       for (const m of index.manifests ?? []) {
-        if (m.platform) w.platforms.push(platformString(m.platform));
+        if (m.platform) w.platforms.push(formatPlatform(m.platform));
       }
-      const pick = (index.manifests ?? []).find((m) =>
-        MANIFEST_TYPES.has(m.mediaType) && matchesHost(m.platform)
-      );
+      const pick = manifestsFor(index.manifests ?? []).find((m) => isManifest(m.mediaType));
       if (pick) await visit(pick, false);
       return;
     }
-    if (MANIFEST_TYPES.has(d.mediaType)) {
+    if (isManifest(d.mediaType)) {
       const m = await readJSON<{ config: Descriptor; layers?: Descriptor[] }>(conn, d.digest);
       w.manifest = { config: m.config, layers: m.layers ?? [] };
       const children = [m.config, ...(m.layers ?? [])];
@@ -161,7 +138,7 @@ export async function walkImage(conn: Connection, target: Descriptor): Promise<W
       w.present.push(...children.filter((_, i) => have[i]));
       if (top && w.platforms.length === 0 && have[0]) {
         w.config = await readJSON<ImageConfig>(conn, m.config.digest);
-        w.platforms.push(platformString({ os: w.config.os, architecture: w.config.architecture }));
+        w.platforms.push(formatPlatform({ os: w.config.os, architecture: w.config.architecture }));
       }
     }
   };
@@ -194,23 +171,8 @@ export async function imageConfig(
 ): Promise<{ config: ImageConfig; chainId: string }> {
   const walk = await walkImage(conn, targetOf(image));
   if (!walk.manifest) {
-    throw notFound(`a manifest for ${platformString(hostPlatform())} in image "${image.name}"`);
+    throw notFound(`a manifest for ${formatPlatform(DEFAULT_PLATFORM)} in image "${image.name}"`);
   }
   const config = walk.config ?? await readJSON<ImageConfig>(conn, walk.manifest.config.digest);
   return { config, chainId: await chainId(config.rootfs?.diff_ids ?? []) };
-}
-
-/** The OCI chain id of a list of layer diff ids (the name of the unpacked snapshot). */
-export async function chainId(diffIds: string[]): Promise<string> {
-  let chain = "";
-  for (const d of diffIds) {
-    if (chain === "") {
-      chain = d;
-      continue;
-    }
-    const sum = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${chain} ${d}`));
-    chain = "sha256:" +
-      [...new Uint8Array(sum)].map((b) => b.toString(16).padStart(2, "0")).join("");
-  }
-  return chain;
 }

@@ -109,7 +109,7 @@ export const COMMANDS: readonly TopCommand[] = [
   {
     name: "completion",
     usage: "print a shell completion script (bash)",
-    load: () => import("./commands/completion.ts").then((m) => m.group),
+    load: () => import("./commands/completion.ts").then((m) => m.completionGroup(COMMANDS)),
   },
 ];
 

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { DEFAULT_STATE } from "../defaults/mod.ts";
 import { BerthError, Code } from "../errdefs/mod.ts";
 import { Tasks } from "../gen/containerd/services/tasks/v1/tasks_pb.ts";
 import { type Process, Status } from "../gen/containerd/types/task_pb.ts";
@@ -192,7 +193,7 @@ export function fixedIO(
 
 /** The default fifo directory: next to the daemon's socket, like ctr's /run/containerd/fifo. */
 export function defaultFifoDir(address: string): string {
-  return `${address.slice(0, address.lastIndexOf("/")) || "/run/berth"}/fifo`;
+  return `${address.slice(0, address.lastIndexOf("/")) || DEFAULT_STATE}/fifo`;
 }
 
 /** Removes the fifo directory a detached process was given by this client (`<fifo-dir>/<id>-XXXX`). */

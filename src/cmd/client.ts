@@ -11,7 +11,7 @@ export function clientMain(args: string[]): Promise<number> {
   const first = args[0];
   // Commands with their own small modules, loaded only when used.
   if (first === "config") {
-    return import("../config/mod.ts").then((m) => m.configMain(args.slice(1)));
+    return import("./config.ts").then((m) => m.configMain(args.slice(1)));
   }
   if (first === "oci-hook") {
     return import("../ocihook/mod.ts").then((m) => m.ociHookMain(args.slice(1)));
@@ -19,7 +19,7 @@ export function clientMain(args: string[]): Promise<number> {
   // containerd's shims call `<binary> --address A publish --topic T --namespace N`.
   const publishAt = args.indexOf("publish");
   if (publishAt === 0 || (publishAt === 2 && /^(--address|-a)$/.test(first))) {
-    return import("../events/mod.ts").then((m) =>
+    return import("./publish.ts").then((m) =>
       m.publishMain(args.filter((_, i) => i !== publishAt))
     );
   }

@@ -1,16 +1,11 @@
-/** Entry of `berth daemon`: flags and config in, a running daemon until SIGTERM or SIGINT. */
-import { DEFAULT_CONFIG_PATH, loadConfig } from "../config/mod.ts";
-import { DAEMON_USAGE, parseDaemonArgs, startDaemon } from "../daemon/mod.ts";
+/**
+ * Entry of `berth daemon`: flags and config in, a running daemon until SIGTERM or SIGINT.
+ * @module
+ */
+import { loadConfig } from "../config/mod.ts";
+import { startDaemon } from "../daemon/mod.ts";
 import { log, setLogFormat, setLogLevel } from "../log/mod.ts";
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { configPathOf, DAEMON_USAGE, parseDaemonArgs } from "./daemon_args.ts";
 
 /** How often the daemon gives malloc's free memory back (a walk of its arenas, well under 1 ms idle). */
 const TRIM_MS = 2000;
@@ -25,10 +20,7 @@ export async function daemonMain(args: string[]): Promise<number> {
       console.log(DAEMON_USAGE);
       return 0;
     }
-    // Without --config the default file is read only when it exists.
-    const path = parsed.configPath ??
-      (await exists(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);
-    const { config, warnings } = await loadConfig(path, parsed.overrides);
+    const { config, warnings } = await loadConfig(await configPathOf(parsed), parsed.overrides);
     setLogLevel(config.debug.level);
     setLogFormat(config.debug.format as "text" | "json");
     for (const w of warnings) log.warn(w);

@@ -10,6 +10,7 @@
 // runs unchanged in Deno; TOML has corner cases (dotted keys, inline tables,
 // table arrays) not worth writing by hand.
 import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
+import { DEFAULT_ADDRESS, DEFAULT_ROOT, DEFAULT_STATE, ttrpcSocket } from "../defaults/mod.ts";
 import { BerthError, Code, invalidArgument, notFound } from "../errdefs/mod.ts";
 import { any, bool, ignored, int, list, map, merge, num, type Shape, str, table } from "./shape.ts";
 import { REGISTRY_SHAPE, type RegistryConfig, registryFromSection } from "./registry.ts";
@@ -189,11 +190,11 @@ export const DESCRIBED_PLUGIN_SECTIONS: readonly string[] = Object.keys(
 export function defaultConfig(): Config {
   return {
     version: 2,
-    root: "/var/lib/berth",
-    state: "/run/berth",
+    root: DEFAULT_ROOT,
+    state: DEFAULT_STATE,
     temp: "",
     grpc: {
-      address: "/run/berth/berth.sock",
+      address: DEFAULT_ADDRESS,
       uid: 0,
       gid: 0,
       max_recv_message_size: 16 << 20,
@@ -413,7 +414,7 @@ export function applyOverrides(config: Config, o: ConfigOverrides): Config {
 
 /** The ttrpc socket path: `ttrpc.address`, else `<grpc.address>.ttrpc` as containerd does. */
 export function ttrpcAddress(c: Config): string {
-  return c.ttrpc.address !== "" ? c.ttrpc.address : `${c.grpc.address}.ttrpc`;
+  return c.ttrpc.address !== "" ? c.ttrpc.address : ttrpcSocket(c.grpc.address);
 }
 
 /** The configuration with derived values filled in (what `berth config dump` prints). */

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { Code, isCode } from "../errdefs/mod.ts";
 import {
-  configMain,
   configToToml,
   defaultConfig,
   defaultSnapshotter,
@@ -175,36 +174,6 @@ Deno.test("config: Go durations", () => {
       /gc\.schedule_delay: .* is not a duration/,
       bad,
     );
-  }
-});
-
-Deno.test("config: `berth config default` and `dump` print TOML that loads back", async () => {
-  const out: string[] = [];
-  const err: string[] = [];
-  assert.equal(await configMain(["default"], (s) => out.push(s), (s) => err.push(s)), 0);
-  assert.deepEqual(parseConfig(out[0]).config, defaultConfig());
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeTextFile(`${dir}/c.toml`, `version = 2\nroot = "/srv/b"\nshiny = true\n`);
-    out.length = 0;
-    assert.equal(
-      await configMain(
-        ["dump", "-c", `${dir}/c.toml`, "--address", "/x/b.sock"],
-        (s) => out.push(s),
-        (s) => err.push(s),
-      ),
-      0,
-    );
-    const dumped = parseConfig(out[0]).config;
-    assert.equal(dumped.root, "/srv/b");
-    assert.equal(dumped.ttrpc.address, "/x/b.sock.ttrpc", "derived values are filled in");
-    assert.match(err.join("\n"), /warning: .*shiny: unknown key/);
-    err.length = 0;
-    assert.equal(await configMain(["dump", "--bogus"], (s) => out.push(s), (s) => err.push(s)), 1);
-    assert.equal(await configMain(["frobnicate"], (s) => out.push(s), (s) => err.push(s)), 1);
-    assert.match(err.join("\n"), /unknown config command "frobnicate"/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -46,4 +46,3 @@ export {
   type RegistryHostConfig,
   type RegistryTls,
 } from "./registry.ts";
-export { configMain, DEFAULT_CONFIG_PATH } from "./cli.ts";

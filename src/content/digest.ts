@@ -1,4 +1,8 @@
-// Digest strings ("<algorithm>:<hex>") and streaming digesters.
+/**
+ * Digest strings ("<algorithm>:<hex>") and streaming digesters.
+ *
+ * @module
+ */
 
 import type { Hash } from "node:crypto";
 import { invalidArgument } from "../errdefs/mod.ts";

@@ -34,5 +34,4 @@ export {
   parseDigest,
 } from "./digest.ts";
 
-/** Directory name of the content store inside berth's root, as containerd names it. */
 export const CONTENT_PLUGIN_DIR = "io.containerd.content.v1.content";

@@ -1,5 +1,9 @@
-// The local content store: immutable blobs addressed by digest, and
-// resumable ingests that become blobs only once their digest checks out.
+/**
+ * The local content store: immutable blobs addressed by digest, and
+ * resumable ingests that become blobs only once their digest checks out.
+ *
+ * @module
+ */
 
 import {
   alreadyExists,
@@ -11,6 +15,7 @@ import {
 import { adaptFields, parseFilters } from "../filters/mod.ts";
 import { log } from "../log/mod.ts";
 import { CANONICAL_ALGORITHM, Digester, digestOf, parseDigest } from "./digest.ts";
+import { exists } from "../fsutil/mod.ts";
 
 /** What the store knows about one blob (labels live in the metadata store). */
 export interface ContentInfo {
@@ -66,16 +71,6 @@ function lockRef(key: string, ref: string): void {
 
 function unlockRef(key: string): void {
   lockedRefs.delete(key);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
-  }
 }
 
 // Small state files are written beside and renamed over, so a crash leaves

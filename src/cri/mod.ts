@@ -15,13 +15,11 @@
  */
 
 import type { ContentStore } from "../content/mod.ts";
-import { daemonProperties } from "../daemon/daemon.ts";
 import { localBackend } from "../images/mod.ts";
-import type { Metadata, NamespacedSnapshotter } from "../metadata/mod.ts";
-import type { Registration } from "../plugin/mod.ts";
+import { type Metadata, NamespacedContent, type NamespacedSnapshotter } from "../metadata/mod.ts";
+import { daemonProperties, type Registration } from "../plugin/mod.ts";
 import type { TaskManager } from "../runtime/mod.ts";
-import { NamespacedContent } from "../services/content/mod.ts";
-import type { RPCService } from "../services/service.ts";
+import type { RPCService } from "../services/mod.ts";
 import type { Snapshotter } from "../snapshots/mod.ts";
 import { invalidArgument } from "../errdefs/mod.ts";
 import { criConfig } from "./config.ts";

@@ -33,7 +33,7 @@ import { log } from "../log/mod.ts";
 import type { Metadata, NamespacedSnapshotter } from "../metadata/mod.ts";
 import { encodeSpec, type Spec, SPEC_TYPE_URL } from "../oci/mod.ts";
 import type { ShimTask, TaskManager } from "../runtime/mod.ts";
-import { type RPCService, rpcService } from "../services/service.ts";
+import { type RPCService, rpcService } from "../services/mod.ts";
 import { VERSION } from "../version.ts";
 import type { CriConfig } from "./config.ts";
 import { type ExecResult, execSync } from "./exec.ts";

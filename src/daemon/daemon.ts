@@ -17,6 +17,7 @@ import { BerthError, Code, toBerthError } from "../errdefs/mod.ts";
 import type { Exchange } from "../events/mod.ts";
 import { log } from "../log/mod.ts";
 import {
+  type DaemonProperties,
   loadPlugins,
   type PluginSet,
   pluginUri,
@@ -25,30 +26,12 @@ import {
   RequiredPluginError,
 } from "../plugin/mod.ts";
 import { GrpcServer } from "../grpc/mod.ts";
-import { isRPCService } from "../services/service.ts";
+import { isRPCService } from "../services/mod.ts";
 import { sameUserOnly, Server } from "../ttrpc/mod.ts";
 import { VERSION } from "../version.ts";
 import { lockRoot, type RootLock } from "./lock.ts";
 import { type Operability, operability } from "./ops.ts";
 import { builtinPlugins } from "./plugins.ts";
-
-/**
- * What every plugin finds in `ctx.properties`: the daemon's effective
- * config (runtimes, timeouts), and its addresses (a task manager gives
- * shims the ttrpc one as TTRPC_ADDRESS and the other as -address).
- */
-export interface DaemonProperties {
-  config: Config;
-  /** The gRPC address (`grpc.address`). */
-  address: string;
-  /** The ttrpc socket path. */
-  ttrpcAddress: string;
-}
-
-/** The daemon's properties as a plugin's init context carries them. */
-export function daemonProperties(ctx: { properties: Record<string, unknown> }): DaemonProperties {
-  return ctx.properties as unknown as DaemonProperties;
-}
 
 /** A daemon that is serving. */
 export interface RunningDaemon {

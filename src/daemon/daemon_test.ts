@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import {
   applyOverrides,
-  configMain,
-  defaultConfig,
+  configToToml,
+  effectiveConfig,
+  loadConfig,
   parseConfig,
   parseTcpAddress,
 } from "../config/mod.ts";
@@ -15,7 +16,7 @@ import { versionPlugin } from "../services/version/mod.ts";
 import { runChecked } from "../spawn/mod.ts";
 import { connect, serviceClient } from "../ttrpc/mod.ts";
 import { VERSION } from "../version.ts";
-import { DAEMON_USAGE, parseDaemonArgs, startDaemon } from "./mod.ts";
+import { startDaemon } from "./mod.ts";
 
 async function withDirs(fn: (tmp: string, logs: string[]) => Promise<void>): Promise<void> {
   const tmp = await Deno.makeTempDir({ prefix: "berth-daemon-unit-" });
@@ -129,32 +130,6 @@ Deno.test("daemon: a live socket at the address is not taken over", () =>
     }
   }));
 
-Deno.test("daemon: command line", () => {
-  const a = parseDaemonArgs([
-    "--config",
-    "/etc/x.toml",
-    "--root",
-    "/r",
-    "--state",
-    "/s",
-    "-a",
-    "/s/b.sock",
-    "-l",
-    "debug",
-  ]);
-  assert.deepEqual(a, {
-    configPath: "/etc/x.toml",
-    overrides: { root: "/r", state: "/s", address: "/s/b.sock", logLevel: "debug" },
-    help: false,
-  });
-  assert.equal(parseDaemonArgs(["-h"]).help, true);
-  assert.throws(() => parseDaemonArgs(["--bogus"]), (e) => isCode(e, Code.InvalidArgument));
-  assert.throws(() => parseDaemonArgs(["extra"]), (e) => isCode(e, Code.InvalidArgument));
-  assert.throws(() => parseDaemonArgs(["--root", "relative"]), /--root must be an absolute path/);
-  assert.match(DAEMON_USAGE, /--address SOCK/);
-  assert.equal(defaultConfig().grpc.address, "/run/berth/berth.sock");
-});
-
 /** A TCP port nobody listens on now. */
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -178,9 +153,11 @@ Deno.test("daemon: grpc.tcp_address serves gRPC over plaintext TCP as well as th
     const port = freePort();
     const extra = `[grpc]\ntcp_address = "127.0.0.1:${port}"\n`;
     await Deno.writeTextFile(`${tmp}/c.toml`, `version = 2\n${extra}`);
-    const out: string[] = [];
-    assert.equal(await configMain(["dump", "-c", `${tmp}/c.toml`], (s) => out.push(s)), 0);
-    assert.match(out.join(""), new RegExp(`tcp_address = "127\\.0\\.0\\.1:${port}"`));
+    const { config } = await loadConfig(`${tmp}/c.toml`, {});
+    assert.match(
+      configToToml(effectiveConfig(config)),
+      new RegExp(`tcp_address = "127\\.0\\.0\\.1:${port}"`),
+    );
 
     const d = await startDaemon(configIn(tmp, extra), { plugins: [versionPlugin] });
     try {

@@ -1,7 +1,8 @@
 /**
  * `berth daemon`: the long-lived process. It locks its root, loads its
  * plugins (stores, the event exchange, services) and serves containerd's
- * v1 services over ttrpc at `<address>.ttrpc`.
+ * v1 services over gRPC at `<address>` (and on TCP when configured) and
+ * over ttrpc at `<address>.ttrpc`.
  *
  * @example
  * ```ts
@@ -15,13 +16,6 @@
  * @module
  */
 
-export { DAEMON_USAGE, type DaemonArgs, parseDaemonArgs } from "./args.ts";
-export {
-  type DaemonProperties,
-  daemonProperties,
-  type RunningDaemon,
-  startDaemon,
-  type StartOptions,
-} from "./daemon.ts";
+export { type RunningDaemon, startDaemon, type StartOptions } from "./daemon.ts";
 export { LOCK_FILE, lockRoot, type RootLock } from "./lock.ts";
 export { builtinPlugins } from "./plugins.ts";

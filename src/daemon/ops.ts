@@ -13,7 +13,7 @@ import { log } from "../log/mod.ts";
 import type { Metadata } from "../metadata/mod.ts";
 import type { TaskMetrics } from "../metrics/mod.ts";
 import type { PluginSet } from "../plugin/mod.ts";
-import type { CallObserver } from "../ttrpc/mod.ts";
+import type { CallObserver } from "../rpc/mod.ts";
 
 /** What the daemon wires in: observers for its servers, then the endpoints once plugins exist. */
 export interface Operability {

@@ -6,7 +6,7 @@
  *
  * The task runtime, for instance, comes as two registrations: a manager
  * `{ type: "io.containerd.runtime.v2", id: "task", requires: [metadata,
- * event] }` whose init reads `daemonProperties(ctx)` (runtimes table, ttrpc
+ * event] }` whose init reads `ctx.properties` (runtimes table, ttrpc
  * address for shims) and recovers live shims, and a service
  * `{ type: "io.containerd.grpc.v1", id: "tasks", requires:
  * ["io.containerd.runtime.v2"] }` whose instance is an RPCService; the

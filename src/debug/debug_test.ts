@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Code, isCode } from "../errdefs/mod.ts";
-import type { MethodEntry } from "../ttrpc/mod.ts";
+import type { MethodEntry } from "../rpc/mod.ts";
 import { cpuProfile, DebugEndpoint, InFlight } from "./mod.ts";
 
 Deno.test("debug: calls are listed while in flight, oldest first, with their age", async () => {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { CallObserver } from "../ttrpc/mod.ts";
+import type { CallObserver } from "../rpc/mod.ts";
 
 /** One call in flight, as listed. */
 export interface InFlightCall {

@@ -14,7 +14,7 @@
 
 import { Code, toBerthError } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
-import { removeStaleSocket } from "../ttrpc/mod.ts";
+import { removeStaleSocket } from "../rpc/mod.ts";
 import { InFlight } from "./inflight.ts";
 import { cpuProfile, heapSnapshot } from "./profile.ts";
 

@@ -12,6 +12,9 @@
  * @module
  */
 
+// errno.ts alone (no imports): every mode loads errdefs, not all of ffi.
+import { errnoName } from "../../ffi/errno.ts";
+
 /** Canonical gRPC status codes (the same numbers on ttrpc and gRPC). */
 export enum Code {
   OK = 0,
@@ -86,12 +89,12 @@ export function unavailable(message: string, cause?: unknown): BerthError {
   return new BerthError(Code.Unavailable, message, { cause });
 }
 
-/** The deadline of the call passed before it finished. */
-export function deadlineExceeded(message = "deadline exceeded"): BerthError {
+/** The call was cancelled by its caller. */
+/** DeadlineExceeded: the call's time ran out. */
+export function deadlineExceeded(message: string): BerthError {
   return new BerthError(Code.DeadlineExceeded, message);
 }
 
-/** The call was cancelled by its caller. */
 export function canceled(message = "canceled"): BerthError {
   return new BerthError(Code.Canceled, message);
 }
@@ -134,30 +137,23 @@ export function toBerthError(err: unknown): BerthError {
 
 /** The gRPC code that best describes a failed system call's errno. */
 export function codeForErrno(errno: number): Code {
-  switch (errno) {
-    case 2: // ENOENT
-    case 3: // ESRCH
-    case 10: // ECHILD
-      return Code.NotFound;
-    case 17: // EEXIST
-      return Code.AlreadyExists;
-    case 1: // EPERM
-    case 13: // EACCES
-      return Code.PermissionDenied;
-    case 22: // EINVAL
-    case 9: // EBADF
-      return Code.InvalidArgument;
-    case 16: // EBUSY
-      return Code.FailedPrecondition;
-    case 38: // ENOSYS
-    case 95: // EOPNOTSUPP
-      return Code.Unimplemented;
-    case 110: // ETIMEDOUT
-      return Code.DeadlineExceeded;
-    case 28: // ENOSPC
-    case 24: // EMFILE
-      return Code.ResourceExhausted;
-    default:
-      return Code.Unknown;
-  }
+  return ERRNO_CODES[errnoName(errno)] ?? Code.Unknown;
 }
+
+// By name: the numbers live in ffi/errno.ts alone.
+const ERRNO_CODES: Readonly<Record<string, Code>> = {
+  ENOENT: Code.NotFound,
+  ESRCH: Code.NotFound,
+  ECHILD: Code.NotFound,
+  EEXIST: Code.AlreadyExists,
+  EPERM: Code.PermissionDenied,
+  EACCES: Code.PermissionDenied,
+  EINVAL: Code.InvalidArgument,
+  EBADF: Code.InvalidArgument,
+  EBUSY: Code.FailedPrecondition,
+  ENOSYS: Code.Unimplemented,
+  EOPNOTSUPP: Code.Unimplemented,
+  ETIMEDOUT: Code.DeadlineExceeded,
+  ENOSPC: Code.ResourceExhausted,
+  EMFILE: Code.ResourceExhausted,
+};

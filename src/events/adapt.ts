@@ -6,26 +6,10 @@
  * @module
  */
 
-import { createRegistry, type DescMessage, type Message, type Registry } from "@bufbuild/protobuf";
+import type { DescMessage, Message, Registry } from "@bufbuild/protobuf";
 import { type Any, anyUnpack } from "@bufbuild/protobuf/wkt";
 import type { Adaptor } from "../filters/mod.ts";
-import { file_containerd_events_container } from "../gen/containerd/events/container_pb.ts";
-import { file_containerd_events_content } from "../gen/containerd/events/content_pb.ts";
-import { file_containerd_events_image } from "../gen/containerd/events/image_pb.ts";
-import { file_containerd_events_namespace } from "../gen/containerd/events/namespace_pb.ts";
-import { file_containerd_events_snapshot } from "../gen/containerd/events/snapshot_pb.ts";
-import { file_containerd_events_task } from "../gen/containerd/events/task_pb.ts";
-import type { Envelope } from "./exchange.ts";
-
-/** Every event type containerd publishes, to decode an envelope's Any for filtering. */
-export const EVENT_TYPES: Registry = createRegistry(
-  file_containerd_events_container,
-  file_containerd_events_content,
-  file_containerd_events_image,
-  file_containerd_events_namespace,
-  file_containerd_events_snapshot,
-  file_containerd_events_task,
-);
+import { type Envelope, EVENT_TYPES } from "./types.ts";
 
 /** Decodes an event Any when its type is known; undefined otherwise (or when malformed). */
 export function decodeEvent(

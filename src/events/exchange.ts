@@ -6,23 +6,14 @@
  * @module
  */
 
-import { type DescMessage, type MessageShape, toBinary } from "@bufbuild/protobuf";
-import { type Any, type Timestamp, timestampNow } from "@bufbuild/protobuf/wkt";
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
+import { type Any, timestampNow } from "@bufbuild/protobuf/wkt";
 import { BerthError, Code, failedPrecondition, invalidArgument } from "../errdefs/mod.ts";
 import { parseFilters } from "../filters/mod.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";
 import { log, logEnabled } from "../log/mod.ts";
 import { adaptEnvelope } from "./adapt.ts";
-
-/** One event as it travels: when, in which namespace, on which topic, and what. */
-export interface Envelope {
-  timestamp: Timestamp;
-  namespace: string;
-  /** e.g. "/containers/create". */
-  topic: string;
-  /** The event message; its type URL is the message's full name, as containerd writes it. */
-  event: Any;
-}
+import { type Envelope, packEvent } from "./types.ts";
 
 /** Options of {@link Exchange}. */
 export interface ExchangeOptions {
@@ -31,19 +22,6 @@ export interface ExchangeOptions {
    * stuck subscriber from growing the daemon without bound (default 4096).
    */
   maxPending?: number;
-}
-
-/**
- * Packs `message` in an Any the way containerd's typeurl does: the type URL
- * is the bare message name ("containerd.events.TaskExit"), no
- * "type.googleapis.com/" prefix.
- */
-export function packEvent<D extends DescMessage>(schema: D, message: MessageShape<D>): Any {
-  return {
-    $typeName: "google.protobuf.Any",
-    typeUrl: schema.typeName,
-    value: toBinary(schema, message),
-  };
 }
 
 /** Throws InvalidArgument unless `topic` is "/" followed by identifiers joined by "/". */

@@ -16,40 +16,6 @@
  * @module
  */
 
-export { adaptEnvelope, anyField, decodeEvent, EVENT_TYPES, messageField } from "./adapt.ts";
-export {
-  type Envelope,
-  Exchange,
-  type ExchangeOptions,
-  packEvent,
-  validateEnvelope,
-  validateTopic,
-} from "./exchange.ts";
-export { publishMain, publishSocket } from "./publish.ts";
-
-/** The topics containerd publishes on, by what happened. */
-export const Topic = {
-  NamespaceCreate: "/namespaces/create",
-  NamespaceUpdate: "/namespaces/update",
-  NamespaceDelete: "/namespaces/delete",
-  ContainerCreate: "/containers/create",
-  ContainerUpdate: "/containers/update",
-  ContainerDelete: "/containers/delete",
-  ImageCreate: "/images/create",
-  ImageUpdate: "/images/update",
-  ImageDelete: "/images/delete",
-  SnapshotPrepare: "/snapshot/prepare",
-  SnapshotCommit: "/snapshot/commit",
-  SnapshotRemove: "/snapshot/remove",
-  ContentDelete: "/content/delete",
-  TaskCreate: "/tasks/create",
-  TaskStart: "/tasks/start",
-  TaskOOM: "/tasks/oom",
-  TaskExit: "/tasks/exit",
-  TaskDelete: "/tasks/delete",
-  TaskExecAdded: "/tasks/exec-added",
-  TaskExecStarted: "/tasks/exec-started",
-  TaskPaused: "/tasks/paused",
-  TaskResumed: "/tasks/resumed",
-  TaskCheckpointed: "/tasks/checkpointed",
-} as const;
+export { adaptEnvelope, anyField, decodeEvent, messageField } from "./adapt.ts";
+export { Exchange, type ExchangeOptions, validateEnvelope, validateTopic } from "./exchange.ts";
+export { type Envelope, EVENT_TYPES, packEvent, Topic } from "./types.ts";

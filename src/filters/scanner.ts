@@ -1,5 +1,9 @@
-// The tokenizer of the filter language. Positions are UTF-16 indices into
-// the input, which is what error messages point at.
+/**
+ * The tokenizer of the filter language. Positions are UTF-16 indices into
+ * the input, which is what error messages point at.
+ *
+ * @module
+ */
 
 /** Token kinds; any other single character comes back as {@link Tok.Char}. */
 export enum Tok {

@@ -1,7 +1,11 @@
-// berth's garbage collector: marks what images, containers, leases and
-// gc.root labels keep alive in the metadata, removes every other record in
-// the same transaction, then frees the blobs and backend snapshots that no
-// namespace refers to any more.
+/**
+ * berth's garbage collector: marks what images, containers, leases and
+ * gc.root labels keep alive in the metadata, removes every other record in
+ * the same transaction, then frees the blobs and backend snapshots that no
+ * namespace refers to any more.
+ *
+ * @module
+ */
 
 import type { ContentStore } from "../content/mod.ts";
 import { log } from "../log/mod.ts";

@@ -1,5 +1,9 @@
-// The marking half of a tricolour collector, independent of what the
-// nodes are: everything reachable from the roots is black, the rest white.
+/**
+ * The marking half of a tricolour collector, independent of what the
+ * nodes are: everything reachable from the roots is black, the rest white.
+ *
+ * @module
+ */
 
 /** A resource in the graph: its kind, namespace and key. */
 export interface Node {

@@ -23,8 +23,7 @@ import {
   toBinary,
 } from "@bufbuild/protobuf";
 import { BerthError, Code } from "../errdefs/mod.ts";
-import { MessageQueue } from "../ttrpc/queue.ts";
-import { errorFromStatus } from "../ttrpc/status.ts";
+import { errorFromStatus, MessageQueue } from "../rpc/mod.ts";
 import {
   decodeStatusMessage,
   formatTimeout,

@@ -19,21 +19,19 @@ import { log } from "../log/mod.ts";
 import {
   acceptEach,
   type CallContext,
-  listenPrivate,
-  type Metadata,
-  type RegisterOptions,
-  type ServiceImpl,
-} from "../ttrpc/mod.ts";
-import { MessageQueue } from "../ttrpc/queue.ts";
-import {
   type CallObserver,
   callUnary,
   decodeInput,
   encodeOutput,
   isThenable,
+  listenPrivate,
+  MessageQueue,
+  type Metadata,
   type MethodEntry,
+  type RegisterOptions,
+  type ServiceImpl,
   ServiceSet,
-} from "../ttrpc/services.ts";
+} from "../rpc/mod.ts";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import {
   ACCEPT_ENCODING,

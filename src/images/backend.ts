@@ -1,7 +1,11 @@
-// The small interfaces image operations run against. They can be backed by
-// the daemon's local stores (see local.ts) or by clients of the daemon's
-// Content, Images, Snapshots and Diff services; the import, pull, unpack
-// and export code does not know which.
+/**
+ * The small interfaces image operations run against. They can be backed by
+ * the daemon's local stores (see local.ts) or by clients of the daemon's
+ * Content, Images, Snapshots and Diff services; the import, pull, unpack
+ * and export code does not know which.
+ *
+ * @module
+ */
 
 import type { Descriptor, Image } from "../metadata/mod.ts";
 import type { Mount } from "../snapshots/mod.ts";

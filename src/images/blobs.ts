@@ -1,12 +1,16 @@
-// Writing and reading blobs for image operations: verified writes that
-// leave nothing behind on failure, small JSON documents, and the
-// children of manifests and indexes.
+/**
+ * Writing and reading blobs for image operations: verified writes that
+ * leave nothing behind on failure, small JSON documents, and the
+ * children of manifests and indexes.
+ *
+ * @module
+ */
 
 import { Code, failedPrecondition, invalidArgument, isCode, notFound } from "../errdefs/mod.ts";
 import { digestOf } from "../content/mod.ts";
 import type { BlobWriter, ContentAccess, Descriptor } from "./backend.ts";
-import { isIndex, isManifest, sniffMediaType } from "./mediatypes.ts";
-import { DEFAULT_PLATFORM, formatPlatform, matchPlatform, type Platform } from "./platform.ts";
+import { DEFAULT_PLATFORM, formatPlatform, manifestsFor, type Platform } from "../platforms/mod.ts";
+import { isIndex, isManifest, sniffMediaType } from "../platforms/mod.ts";
 
 /** The largest JSON document (index, manifest, config) berth reads into memory. */
 export const MAX_JSON_SIZE = 8 << 20;
@@ -228,7 +232,7 @@ export async function pickManifest(
   entries: JsonDescriptor[],
   platform?: Platform,
 ): Promise<JsonDescriptor | undefined> {
-  const candidates = entries.filter((e) => matchPlatform(e.platform, platform));
+  const candidates = manifestsFor(entries, platform);
   if (!content) return candidates[0];
   for (const c of candidates) {
     try {

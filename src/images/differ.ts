@@ -1,14 +1,18 @@
-// Applying layers to snapshot mounts and turning mounts' differences into
-// layers, without mounting: berth's snapshotters return mounts whose
-// directories can be written directly (an overlay's upperdir, a bind's
-// source), which is both faster and needs no mount privileges.
+/**
+ * Applying layers to snapshot mounts and turning mounts' differences into
+ * layers, without mounting: berth's snapshotters return mounts whose
+ * directories can be written directly (an overlay's upperdir, a bind's
+ * source), which is both faster and needs no mount privileges.
+ *
+ * @module
+ */
 
 import { applyLayer, diffTar } from "../archive/mod.ts";
 import { Digester } from "../content/mod.ts";
 import { unimplemented } from "../errdefs/mod.ts";
 import { LABEL_UNCOMPRESSED } from "../labels/mod.ts";
 import type { ContentAccess, Descriptor, LayerDiffer, Mount } from "./backend.ts";
-import { OCI_LAYER, OCI_LAYER_GZIP } from "./mediatypes.ts";
+import { OCI_LAYER, OCI_LAYER_GZIP } from "../platforms/mod.ts";
 
 /** Where a layer is written for `mounts`, and how whiteouts are expressed there. */
 export interface WritableDir {

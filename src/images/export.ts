@@ -1,14 +1,18 @@
-// Exporting images as an OCI image layout archive, with a docker-style
-// manifest.json beside it (as `ctr images export` writes) so `docker load`
-// reads it too. Blobs stream from the content store into the tar.
+/**
+ * Exporting images as an OCI image layout archive, with a docker-style
+ * manifest.json beside it (as `ctr images export` writes) so `docker load`
+ * reads it too. Blobs stream from the content store into the tar.
+ *
+ * @module
+ */
 
 import { packTar, type TarOut } from "../archive/mod.ts";
 import { Code, isCode, notFound } from "../errdefs/mod.ts";
 import type { Descriptor, ImageBackend } from "./backend.ts";
 import { type IndexJson, type ManifestJson, readJson, resolveManifest } from "./blobs.ts";
 import { ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME } from "./import.ts";
-import { isIndex, isManifest, OCI_INDEX, sniffMediaType } from "./mediatypes.ts";
-import { matchPlatform, type Platform } from "./platform.ts";
+import { isIndex, isManifest, OCI_INDEX, sniffMediaType } from "../platforms/mod.ts";
+import { matchPlatform, type Platform } from "../platforms/mod.ts";
 import { familiarName, parseReference } from "./reference.ts";
 
 /** Options of {@link exportArchive}. */

@@ -1,5 +1,9 @@
-// Making an image from a plain directory (like `docker import`): on a
-// machine without a registry this is how users get an image at all.
+/**
+ * Making an image from a plain directory (like `docker import`): on a
+ * machine without a registry this is how users get an image at all.
+ *
+ * @module
+ */
 
 import { diffTar } from "../archive/mod.ts";
 import { invalidArgument } from "../errdefs/mod.ts";
@@ -7,8 +11,8 @@ import type { Image, ImageBackend } from "./backend.ts";
 import { putBytes } from "./blobs.ts";
 import { writeLayer } from "./differ.ts";
 import { labelChildren } from "./gclabels.ts";
-import { OCI_CONFIG, OCI_INDEX, OCI_MANIFEST } from "./mediatypes.ts";
-import { DEFAULT_PLATFORM } from "./platform.ts";
+import { OCI_CONFIG, OCI_INDEX, OCI_MANIFEST } from "../platforms/mod.ts";
+import { DEFAULT_PLATFORM } from "../platforms/mod.ts";
 import { normalizeName } from "./reference.ts";
 import { unpackImage, type UnpackResult } from "./unpack.ts";
 

@@ -1,13 +1,17 @@
-// The garbage collector's view of an image: labels on the index, manifest
-// and config that name their children, set as containerd sets them, so
-// that an image record keeps exactly its own blobs and snapshots alive.
+/**
+ * The garbage collector's view of an image: labels on the index, manifest
+ * and config that name their children, set as containerd sets them, so
+ * that an image record keeps exactly its own blobs and snapshots alive.
+ *
+ * @module
+ */
 
 import { Code, isCode } from "../errdefs/mod.ts";
 import { LABEL_GC_REF_CONTENT, LABEL_GC_REF_SNAPSHOT } from "../labels/mod.ts";
 import type { ContentAccess, Descriptor } from "./backend.ts";
 import { type IndexJson, type ManifestJson, readJson } from "./blobs.ts";
-import { isIndex, isManifest, sniffMediaType } from "./mediatypes.ts";
-import { matchPlatform, type Platform } from "./platform.ts";
+import { isIndex, isManifest, sniffMediaType } from "../platforms/mod.ts";
+import { matchPlatform, type Platform } from "../platforms/mod.ts";
 
 async function present(content: ContentAccess, digest: string): Promise<boolean> {
   try {

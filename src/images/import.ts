@@ -1,8 +1,12 @@
-// Importing image archives: OCI image layouts (skopeo, umoci, `ctr images
-// export`) and `docker save` archives, read as one stream. Every file that
-// can be a blob goes straight into the content store as it passes (digest
-// checked when its path names one); the small index files are kept and
-// read at the end, since archives put them anywhere.
+/**
+ * Importing image archives: OCI image layouts (skopeo, umoci, `ctr images
+ * export`) and `docker save` archives, read as one stream. Every file that
+ * can be a blob goes straight into the content store as it passes (digest
+ * checked when its path names one); the small index files are kept and
+ * read at the end, since archives put them anywhere.
+ *
+ * @module
+ */
 
 import { isDigest } from "../content/mod.ts";
 import { detectCompression, readTar } from "../archive/mod.ts";
@@ -25,8 +29,8 @@ import {
   OCI_INDEX,
   OCI_LAYER_ZSTD,
   sniffMediaType,
-} from "./mediatypes.ts";
-import type { Platform } from "./platform.ts";
+} from "../platforms/mod.ts";
+import type { Platform } from "../platforms/mod.ts";
 import { normalizeName } from "./reference.ts";
 import { unpackImage, type UnpackResult } from "./unpack.ts";
 

@@ -1,10 +1,14 @@
-// The image backend over the daemon's own stores: namespaced content,
-// metadata and snapshotters, in this process.
+/**
+ * The image backend over the daemon's own stores: namespaced content,
+ * metadata and snapshotters, in this process.
+ *
+ * @module
+ */
 
 import { Code, isCode, notFound } from "../errdefs/mod.ts";
 import { LABEL_GC_EXPIRE } from "../labels/mod.ts";
 import type { Metadata, NamespacedSnapshotter } from "../metadata/mod.ts";
-import type { NamespacedContent } from "../services/content/namespaced.ts";
+import type { NamespacedContent } from "../metadata/mod.ts";
 import { DEFAULT_SNAPSHOTTER } from "../snapshots/mod.ts";
 import type {
   BlobWriter,

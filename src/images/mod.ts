@@ -56,16 +56,9 @@ export {
 } from "./import.ts";
 export { exportArchive, type ExportOptions } from "./export.ts";
 export { type FromDirOptions, importDirectory } from "./fromdir.ts";
-export { chainIds, unpackImage, type UnpackOptions, type UnpackResult } from "./unpack.ts";
+export { unpackImage, type UnpackOptions, type UnpackResult } from "./unpack.ts";
 export { labelChildren, snapshotLabel } from "./gclabels.ts";
 export { readJson, resolveManifest } from "./blobs.ts";
-export {
-  DEFAULT_PLATFORM,
-  formatPlatform,
-  matchPlatform,
-  parsePlatform,
-  type Platform,
-} from "./platform.ts";
 export {
   familiarName,
   formatReference,
@@ -73,7 +66,6 @@ export {
   parseReference,
   type Reference,
 } from "./reference.ts";
-export * as mediaTypes from "./mediatypes.ts";
 export { pullImage, type PullOptions, type PullProgress, type PullResult } from "./pull.ts";
 export {
   type Challenge,

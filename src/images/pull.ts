@@ -1,7 +1,11 @@
-// Pulling an image from a registry into the content store: resolve the
-// reference, follow an index to the platform's manifest, fetch config and
-// layers concurrently (resuming interrupted ingests with Range requests),
-// label, unpack, and record the image; all under one lease.
+/**
+ * Pulling an image from a registry into the content store: resolve the
+ * reference, follow an index to the platform's manifest, fetch config and
+ * layers concurrently (resuming interrupted ingests with Range requests),
+ * label, unpack, and record the image; all under one lease.
+ *
+ * @module
+ */
 
 import { Code, failedPrecondition, invalidArgument, isCode, unavailable } from "../errdefs/mod.ts";
 import type { ContentAccess, Descriptor, Image, ImageBackend } from "./backend.ts";
@@ -18,9 +22,10 @@ import {
   WRITE_CHUNK,
 } from "./blobs.ts";
 import { labelChildren } from "./gclabels.ts";
-import { isIndex, isManifest } from "./mediatypes.ts";
-import type { Platform } from "./platform.ts";
-import { formatReference, parseReference, type Reference } from "./reference.ts";
+import { isIndex, isManifest } from "../platforms/mod.ts";
+import type { Platform } from "../platforms/mod.ts";
+import { formatReference, parseReference } from "./reference.ts";
+import type { Reference } from "./reference.ts";
 import { log } from "../log/mod.ts";
 import { RegistryClient, type RegistryOptions } from "./registry.ts";
 import { unpackImage, type UnpackResult } from "./unpack.ts";

@@ -1,5 +1,9 @@
-// Image references: "busybox", "docker.io/library/busybox:latest",
-// "127.0.0.1:5000/team/app@sha256:...", normalized as containerd and docker do.
+/**
+ * Image references: "busybox", "docker.io/library/busybox:latest",
+ * "127.0.0.1:5000/team/app@sha256:...", normalized as containerd and docker do.
+ *
+ * @module
+ */
 
 import { invalidArgument } from "../errdefs/mod.ts";
 import { isDigest } from "../content/mod.ts";

@@ -1,7 +1,11 @@
-// A client of the OCI distribution API, enough to pull: manifests with
-// content negotiation, blobs with Range, and the two ways registries ask
-// callers to authenticate (a bearer token from the realm named in the
-// WWW-Authenticate challenge, or HTTP basic).
+/**
+ * A client of the OCI distribution API, enough to pull: manifests with
+ * content negotiation, blobs with Range, and the two ways registries ask
+ * callers to authenticate (a bearer token from the realm named in the
+ * WWW-Authenticate challenge, or HTTP basic).
+ *
+ * @module
+ */
 
 import { digestOf } from "../content/mod.ts";
 import {
@@ -19,7 +23,7 @@ import {
   OCI_INDEX,
   OCI_MANIFEST,
   sniffMediaType,
-} from "./mediatypes.ts";
+} from "../platforms/mod.ts";
 import type { Reference } from "./reference.ts";
 
 /** How to reach and authenticate to a registry. */

@@ -1,14 +1,17 @@
-// Unpacking an image into snapshots: one committed snapshot per layer,
-// named by the layer's chain id, so images sharing lower layers share
-// their snapshots and a repeated unpack finds everything done.
+/**
+ * Unpacking an image into snapshots: one committed snapshot per layer,
+ * named by the layer's chain id, so images sharing lower layers share
+ * their snapshots and a repeated unpack finds everything done.
+ *
+ * @module
+ */
 
-import { digestOf } from "../content/mod.ts";
 import { Code, failedPrecondition, invalidArgument, isCode } from "../errdefs/mod.ts";
 import { LABEL_UNCOMPRESSED } from "../labels/mod.ts";
 import type { Descriptor, ImageBackend } from "./backend.ts";
 import { readJson, resolveManifest } from "./blobs.ts";
 import { snapshotLabel } from "./gclabels.ts";
-import type { Platform } from "./platform.ts";
+import { chainIds, type Platform } from "../platforms/mod.ts";
 
 /** Options of {@link unpackImage}. */
 export interface UnpackOptions {
@@ -31,13 +34,6 @@ export interface UnpackResult {
   layers: number;
   /** Layers applied now (the others were unpacked already). */
   applied: number;
-}
-
-/** The chain ids of `diffIds`: the first is its diff id, each next one hashes "<parent chain> <diff id>". */
-export function chainIds(diffIds: string[]): string[] {
-  const out: string[] = [];
-  for (const d of diffIds) out.push(out.length === 0 ? d : digestOf(`${out[out.length - 1]} ${d}`));
-  return out;
 }
 
 /** The image config's diff ids. */
@@ -73,7 +69,7 @@ export async function unpackImage(
     );
   }
   const sn = b.snapshots(opts.snapshotter);
-  const chain = chainIds(diffIds);
+  const chain = await chainIds(diffIds);
   let parent = "";
   let applied = 0;
   for (let i = 0; i < chain.length; i++) {

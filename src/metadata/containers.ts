@@ -1,4 +1,8 @@
-// Container records: what to run (spec, runtime) on what (image, snapshot).
+/**
+ * Container records: what to run (spec, runtime) on what (image, snapshot).
+ *
+ * @module
+ */
 
 import { alreadyExists, invalidArgument, notFound } from "../errdefs/mod.ts";
 import { adaptFields, parseFilters } from "../filters/mod.ts";

@@ -1,5 +1,9 @@
-// Which namespace owns which blob, with that namespace's labels for it,
-// and the ingests in flight. The bytes live in src/content.
+/**
+ * Which namespace owns which blob, with that namespace's labels for it,
+ * and the ingests in flight. The bytes live in src/content.
+ *
+ * @module
+ */
 
 import { alreadyExists, invalidArgument, notFound } from "../errdefs/mod.ts";
 import { adaptFields, parseFilters } from "../filters/mod.ts";

@@ -1,10 +1,13 @@
-// The metadata database: one SQLite file, a versioned schema, and the
-// transaction and lock discipline every store in this folder follows.
+/**
+ * The metadata database: one SQLite file, a versioned schema, and the
+ * transaction and lock discipline every store in this folder follows.
+ *
+ * @module
+ */
 
 import type { SQLInputValue, StatementSync } from "node:sqlite";
-import { failedPrecondition, invalidArgument } from "../errdefs/mod.ts";
+import { failedPrecondition } from "../errdefs/mod.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";
-import { validateLabels } from "../labels/mod.ts";
 
 // Imported dynamically: a bundle evaluates its static node: imports at every
 // start, whatever the mode.
@@ -325,14 +328,4 @@ export class MetadataDB {
 /** Validates a namespace name for reads (reads never create namespaces). */
 export function checkNamespace(namespace: string): void {
   validateIdentifier(namespace, "namespace");
-}
-
-/** Validates labels and a required non-empty name of `kind`. */
-export function checkNameAndLabels(
-  kind: string,
-  name: string,
-  labels?: Record<string, string>,
-): void {
-  if (!name) throw invalidArgument(`${kind} must not be empty`);
-  validateLabels(labels);
 }

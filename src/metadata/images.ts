@@ -1,4 +1,8 @@
-// Image records: a name pointing at a target descriptor in the content store.
+/**
+ * Image records: a name pointing at a target descriptor in the content store.
+ *
+ * @module
+ */
 
 import { alreadyExists, invalidArgument, notFound } from "../errdefs/mod.ts";
 import { adaptFields, parseFilters } from "../filters/mod.ts";

@@ -1,5 +1,9 @@
-// Leases: client-held references that keep content and snapshots alive
-// while they are being assembled (a pull, an unpack, a commit).
+/**
+ * Leases: client-held references that keep content and snapshots alive
+ * while they are being assembled (a pull, an unpack, a commit).
+ *
+ * @module
+ */
 
 import { alreadyExists, invalidArgument, notFound } from "../errdefs/mod.ts";
 import { adaptFields, parseFilters } from "../filters/mod.ts";

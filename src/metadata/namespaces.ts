@@ -1,4 +1,8 @@
-// Namespaces: the top-level partition of all metadata.
+/**
+ * Namespaces: the top-level partition of all metadata.
+ *
+ * @module
+ */
 
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../errdefs/mod.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";

@@ -1,5 +1,9 @@
-// Per-namespace snapshot names mapped onto snapshotter keys, so that two
-// namespaces can each have a snapshot called "rootfs" without clashing.
+/**
+ * Per-namespace snapshot names mapped onto snapshotter keys, so that two
+ * namespaces can each have a snapshot called "rootfs" without clashing.
+ *
+ * @module
+ */
 
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../errdefs/mod.ts";
 import { adaptFields, parseFilters } from "../filters/mod.ts";

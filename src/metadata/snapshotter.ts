@@ -1,5 +1,9 @@
-// A snapshotter as one namespace sees it: names are the namespace's own,
-// mapped onto backend keys through the snapshot records.
+/**
+ * A snapshotter as one namespace sees it: names are the namespace's own,
+ * mapped onto backend keys through the snapshot records.
+ *
+ * @module
+ */
 
 import { invalidArgument } from "../errdefs/mod.ts";
 import { parseFilters } from "../filters/mod.ts";

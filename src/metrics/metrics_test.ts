@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { Code } from "../errdefs/mod.ts";
 import { MetricsSchema } from "../gen/containerd/cgroups/v1/metrics_pb.ts";
-import type { MethodEntry } from "../ttrpc/mod.ts";
+import type { MethodEntry } from "../rpc/mod.ts";
 import { cgroupFamilies, processFamilies, render, RpcMetrics, wantsOpenMetrics } from "./mod.ts";
 
 const entry = (method: string, kind: MethodEntry["kind"] = "unary") =>

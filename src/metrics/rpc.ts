@@ -9,7 +9,7 @@
  */
 
 import { codeName } from "../errdefs/mod.ts";
-import type { CallObserver, MethodEntry } from "../ttrpc/mod.ts";
+import type { CallObserver, MethodEntry } from "../rpc/mod.ts";
 import type { Family, Sample } from "./exposition.ts";
 
 /** Prometheus' default buckets (seconds), which go-grpc-prometheus uses. */

@@ -20,6 +20,8 @@
  */
 
 export {
+  type DaemonProperties,
+  daemonProperties,
   type InitContext,
   initOrder,
   type LoadedPlugin,
@@ -37,24 +39,3 @@ export {
   requirementsOf,
   SkipPlugin,
 } from "./registry.ts";
-
-/** Plugin types, as containerd names them. */
-export const PluginType = {
-  /** Internal machinery (the GC scheduler, restart monitors). */
-  Internal: "io.containerd.internal.v1",
-  /** Runtime v2 task managers (shims). */
-  RuntimeV2: "io.containerd.runtime.v2",
-  /** Services in-process, used by the RPC services. */
-  Service: "io.containerd.service.v1",
-  /** RPC services served to clients (over ttrpc here, over gRPC too later). */
-  GRPC: "io.containerd.grpc.v1",
-  /** Services served over ttrpc only (what shims call). */
-  TTRPC: "io.containerd.ttrpc.v1",
-  Snapshot: "io.containerd.snapshotter.v1",
-  Differ: "io.containerd.differ.v1",
-  Metadata: "io.containerd.metadata.v1",
-  Content: "io.containerd.content.v1",
-  GC: "io.containerd.gc.v1",
-  Event: "io.containerd.event.v1",
-  Lease: "io.containerd.lease.v1",
-} as const;

@@ -17,6 +17,30 @@ import {
   toBerthError,
 } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
+import type { Config } from "../config/mod.ts";
+
+/**
+ * What every plugin finds in `ctx.properties`: the daemon's effective
+ * config (runtimes, timeouts), and its addresses (a task manager gives
+ * shims the ttrpc one as TTRPC_ADDRESS and the other as -address).
+ */
+export interface DaemonProperties {
+  config: Config;
+  /** The gRPC address (`grpc.address`). */
+  address: string;
+  /** The ttrpc socket path. */
+  ttrpcAddress: string;
+}
+
+/** The daemon's properties of `ctx`; FailedPrecondition for a plugin loaded outside a daemon. */
+export function daemonProperties(
+  ctx: { uri: string; properties: DaemonProperties | undefined },
+): DaemonProperties {
+  if (ctx.properties === undefined) {
+    throw failedPrecondition(`plugin ${ctx.uri} needs the daemon's properties (config, addresses)`);
+  }
+  return ctx.properties;
+}
 
 /** A dependency: a plugin type (any plugin of it), a type and id, or "*" (every other plugin). */
 export type Requirement = string | { type: string; id: string };
@@ -95,8 +119,8 @@ export interface InitContext {
   readonly daemonState: string;
   /** This plugin's config section (`[plugins."<type>.<id>"]`), or an empty table. */
   readonly config: Record<string, unknown>;
-  /** Anything the daemon passes to every plugin (addresses, the whole config). */
-  readonly properties: Record<string, unknown>;
+  /** What the daemon passes to every plugin; undefined when plugins are loaded outside one. */
+  readonly properties: DaemonProperties | undefined;
   /** Fill in exports, capabilities and platforms here. */
   readonly meta: PluginMeta;
   /** The instance of the loaded plugin `type`/`id`; FailedPrecondition when it did not load. */
@@ -120,7 +144,7 @@ export interface LoadOptions {
   /** URIs of plugins that must load (in addition to those registered as required). */
   required?: readonly string[];
   /** Passed to every init as `ctx.properties`. */
-  properties?: Record<string, unknown>;
+  properties?: DaemonProperties;
 }
 
 /** Ordered registrations; see {@link loadPlugins}. */
@@ -317,7 +341,7 @@ export async function loadPlugins(registry: Registry, opts: LoadOptions): Promis
       daemonRoot: opts.root,
       daemonState: opts.state,
       config: opts.config?.[uri] ?? {},
-      properties: opts.properties ?? {},
+      properties: opts.properties,
       meta,
       get: (type, id) => set.get(type, id),
       first: (type) => set.first(type),

@@ -16,11 +16,11 @@
  * @module
  */
 
-import type { DaemonProperties } from "../daemon/daemon.ts";
 import { invalidArgument } from "../errdefs/mod.ts";
 import type { Exchange } from "../events/mod.ts";
 import type { Metadata } from "../metadata/mod.ts";
-import type { Registration } from "../plugin/mod.ts";
+import { DEFAULT_PLATFORM } from "../platforms/mod.ts";
+import { daemonProperties, type Registration } from "../plugin/mod.ts";
 import { parseDuration } from "../config/mod.ts";
 import { berthDirs, type ShimEnvironment, shimSocketDir } from "./binary.ts";
 import { DEFAULT_SHIM_IDLE_MS, TaskManager } from "./manager.ts";
@@ -70,7 +70,7 @@ export const taskManagerPlugin: Registration<TaskManager> = {
   id: "task",
   requires: ["io.containerd.metadata.v1", "io.containerd.event.v1"],
   init: async (ctx) => {
-    const props = ctx.properties as unknown as DaemonProperties;
+    const props = daemonProperties(ctx);
     const md = ctx.first<Metadata>("io.containerd.metadata.v1");
     const level = props.config.debug.level;
     const cfg = ctx.config as {
@@ -98,7 +98,7 @@ export const taskManagerPlugin: Registration<TaskManager> = {
     await Deno.mkdir(ctx.state, { recursive: true, mode: 0o711 });
     ctx.meta.exports.root = ctx.root;
     ctx.meta.exports.state = ctx.state;
-    ctx.meta.platforms.push({ os: "linux", architecture: "amd64" });
+    ctx.meta.platforms.push({ ...DEFAULT_PLATFORM });
     const manager = new TaskManager({
       root: ctx.root,
       state: ctx.state,

@@ -21,6 +21,7 @@ import {
   resolveShimBinary,
   TaskManager,
 } from "./mod.ts";
+import { exists } from "../fsutil/mod.ts";
 
 const SPEC = new TextEncoder().encode(JSON.stringify({ ociVersion: "1.0.2", process: {} }));
 
@@ -30,15 +31,6 @@ function hasCode(code: Code, re?: RegExp) {
     if (re) assert.match((e as Error).message, re);
     return true;
   };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 Deno.test("parseShimAddress: bare and unix:// addresses, bootstrap JSON, and what is not an address", () => {

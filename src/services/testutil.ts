@@ -15,8 +15,9 @@ import { ContentStore } from "../content/mod.ts";
 import { Exchange } from "../events/mod.ts";
 import { type Metadata, openMetadata } from "../metadata/mod.ts";
 import { NativeSnapshotter, type Snapshotter } from "../snapshots/mod.ts";
-import type { CallContext } from "../ttrpc/mod.ts";
-import { type RPCService, type Transport, TTRPC_NAMESPACE_KEY } from "./service.ts";
+import type { CallContext } from "../rpc/mod.ts";
+import { TTRPC_NAMESPACE_KEY } from "../namespaces/mod.ts";
+import type { RPCService, Transport } from "./mod.ts";
 
 /** What a service test runs against. */
 export interface Fixture {

@@ -37,7 +37,7 @@ import { runcConfigFor, type RuntimeOptions, writeRuntimeOptions } from "./optio
 import { decodeRuntimeOptions } from "./runtime_options.ts";
 import { Process } from "./process.ts";
 import type { Reaper } from "./reaper.ts";
-import { mountAll, type MountSpec, unmountAll } from "./rootfs.ts";
+import { mountAll, type MountSpec, unmountAll } from "../mount/mod.ts";
 import { cgroupOf, type CgroupRef, oomKillCount } from "./stats.ts";
 import type { Any } from "@bufbuild/protobuf/wkt";
 

@@ -16,7 +16,7 @@ import { log } from "../log/mod.ts";
 import { readPidFile, runcDelete } from "../runc/mod.ts";
 import type { ShimFlags } from "./flags.ts";
 import { readRuntimeOptions, runcConfigFor } from "./options.ts";
-import { unmountAll } from "./rootfs.ts";
+import { unmountAll } from "../mount/mod.ts";
 import { canConnect, lockGroup, removeGroupFiles } from "./socket.ts";
 
 const SIGKILL = 9;

@@ -16,4 +16,4 @@ export { groupOf, startShim } from "./start.ts";
 export { deleteAfterDeadShim } from "./delete.ts";
 export { serveShim } from "./serve.ts";
 export { DEFAULT_SOCKET_DIR, socketDir, socketPath } from "./socket.ts";
-export { TaskService, TOPICS } from "./service.ts";
+export { TaskService } from "./service.ts";

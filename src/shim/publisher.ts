@@ -9,20 +9,14 @@
  * @module
  */
 
-import { create, type DescMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { type DescMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { type Any, AnySchema, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { packEvent } from "../events/mod.ts";
 import { log } from "../log/mod.ts";
 import { run } from "../spawn/mod.ts";
-import { type Client, connect, NAMESPACE_METADATA_KEY, serviceClient } from "../ttrpc/mod.ts";
+import { TTRPC_NAMESPACE_KEY } from "../namespaces/mod.ts";
+import { type Client, connect, serviceClient } from "../ttrpc/mod.ts";
 import { Events } from "../gen/containerd/services/events/ttrpc/v1/events_pb.ts";
-
-/** Packs an event the way containerd's typeurl names it: the bare message name, no URL prefix. */
-export function packEvent<D extends DescMessage>(schema: D, init: MessageInitShape<D>): Any {
-  return create(AnySchema, {
-    typeUrl: schema.typeName,
-    value: toBinary(schema, create(schema, init)),
-  });
-}
 
 /** One queued event. */
 interface Item {
@@ -151,7 +145,7 @@ export class Publisher {
       },
     }, {
       timeoutMs: FORWARD_TIMEOUT_MS,
-      metadata: { [NAMESPACE_METADATA_KEY]: this.opts.namespace },
+      metadata: { [TTRPC_NAMESPACE_KEY]: this.opts.namespace },
     });
   }
 

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { fromBinary } from "@bufbuild/protobuf";
 import { AnySchema } from "@bufbuild/protobuf/wkt";
-import { namespaceOf, Server } from "../ttrpc/mod.ts";
+import { namespaceOf } from "../namespaces/mod.ts";
+import { Server } from "../ttrpc/mod.ts";
 import { type Envelope, Events } from "../gen/containerd/services/events/ttrpc/v1/events_pb.ts";
 import { TaskExitSchema, TaskStartSchema } from "../gen/containerd/events/task_pb.ts";
 import { Publisher } from "./publisher.ts";

@@ -31,6 +31,7 @@ import { isOwnChild } from "../spawn/mod.ts";
 import {
   close,
   type ExitInfo,
+  isErrno,
   pidfdOpen,
   pidfdSendSignal,
   waitPid,
@@ -66,7 +67,7 @@ class Entry implements Watched {
     try {
       pidfdSendSignal(this.fd, signal);
     } catch (err) {
-      if ((err as { code?: string }).code === "ESRCH") {
+      if (isErrno(err, "ESRCH")) {
         throw notFound(`process ${this.pid} already finished`);
       }
       throw err;

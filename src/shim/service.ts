@@ -9,8 +9,9 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { alreadyExists, BerthError, Code, invalidArgument, notFound } from "../errdefs/mod.ts";
+import { packEvent, Topic } from "../events/mod.ts";
 import { log } from "../log/mod.ts";
-import type { CallContext, ServiceImpl } from "../ttrpc/mod.ts";
+import type { CallContext, ServiceImpl } from "../rpc/mod.ts";
 import * as ev from "../gen/containerd/events/task_pb.ts";
 import {
   CheckpointOptionsSchema,
@@ -21,22 +22,9 @@ import type { Task } from "../gen/containerd/task/v2/shim_pb.ts";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Container, type ContainerEnv } from "./container.ts";
 import type { Process } from "./process.ts";
-import { packEvent, type Publisher } from "./publisher.ts";
+import type { Publisher } from "./publisher.ts";
 import type { Reaper } from "./reaper.ts";
 import { metricsAny } from "./stats.ts";
-
-/** containerd's event topics. */
-export const TOPICS = {
-  create: "/tasks/create",
-  start: "/tasks/start",
-  exit: "/tasks/exit",
-  delete: "/tasks/delete",
-  execAdded: "/tasks/exec-added",
-  execStarted: "/tasks/exec-started",
-  paused: "/tasks/paused",
-  resumed: "/tasks/resumed",
-  oom: "/tasks/oom",
-} as const;
 
 const STATUS: Record<string, Status> = {
   created: Status.CREATED,
@@ -100,8 +88,8 @@ export class TaskService {
     if (p.isInit && !this.containers.has(c.id)) return; // deleted before it ever ran
     // The kernel's OOM killer is seen through the cgroup's counter when a
     // process exits, so TaskOOM comes before that process's TaskExit.
-    if (c.takeOomKill()) this.pub.publish(TOPICS.oom, ev.TaskOOMSchema, { containerId: c.id });
-    this.pub.publish(TOPICS.exit, ev.TaskExitSchema, {
+    if (c.takeOomKill()) this.pub.publish(Topic.TaskOOM, ev.TaskOOMSchema, { containerId: c.id });
+    this.pub.publish(Topic.TaskExit, ev.TaskExitSchema, {
       containerId: c.id,
       id: p.execId || c.id,
       pid: p.pid,
@@ -165,7 +153,7 @@ export class TaskService {
           });
           this.containers.set(req.id, c);
           this.deps.created?.(req.bundle);
-          this.pub.publish(TOPICS.create, ev.TaskCreateSchema, {
+          this.pub.publish(Topic.TaskCreate, ev.TaskCreateSchema, {
             containerId: req.id,
             bundle: req.bundle,
             rootfs: req.rootfs,
@@ -188,9 +176,12 @@ export class TaskService {
         const c = this.container(req.id);
         const p = await c.start(req.execId, (p) => {
           if (p.isInit) {
-            this.pub.publish(TOPICS.start, ev.TaskStartSchema, { containerId: c.id, pid: p.pid });
+            this.pub.publish(Topic.TaskStart, ev.TaskStartSchema, {
+              containerId: c.id,
+              pid: p.pid,
+            });
           } else {
-            this.pub.publish(TOPICS.execStarted, ev.TaskExecStartedSchema, {
+            this.pub.publish(Topic.TaskExecStarted, ev.TaskExecStartedSchema, {
               containerId: c.id,
               execId: p.execId,
               pid: p.pid,
@@ -208,7 +199,7 @@ export class TaskService {
         if (p.isInit) {
           this.containers.delete(c.id);
           this.releaseBundle(c.bundle);
-          this.pub.publish(TOPICS.delete, ev.TaskDeleteSchema, {
+          this.pub.publish(Topic.TaskDelete, ev.TaskDeleteSchema, {
             containerId: c.id,
             pid: p.pid,
             exitStatus: p.exit?.status ?? 0,
@@ -226,7 +217,7 @@ export class TaskService {
           stderr: req.stderr,
           terminal: req.terminal,
         }, req.spec);
-        this.pub.publish(TOPICS.execAdded, ev.TaskExecAddedSchema, {
+        this.pub.publish(Topic.TaskExecAdded, ev.TaskExecAddedSchema, {
           containerId: c.id,
           execId: req.execId,
         });
@@ -254,14 +245,14 @@ export class TaskService {
       pause: async (req) => {
         const c = this.container(req.id);
         await c.pause();
-        this.pub.publish(TOPICS.paused, ev.TaskPausedSchema, { containerId: c.id });
+        this.pub.publish(Topic.TaskPaused, ev.TaskPausedSchema, { containerId: c.id });
         return {};
       },
 
       resume: async (req) => {
         const c = this.container(req.id);
         await c.resume();
-        this.pub.publish(TOPICS.resumed, ev.TaskResumedSchema, { containerId: c.id });
+        this.pub.publish(Topic.TaskResumed, ev.TaskResumedSchema, { containerId: c.id });
         return {};
       },
 

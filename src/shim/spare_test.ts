@@ -3,7 +3,7 @@ import { parseShimFlags } from "./flags.ts";
 import { adoptSpare, sparePath } from "./spare.ts";
 
 // A stand-in spare on `path`: greets, takes one adoption, says ok; then stops.
-async function fakeSpare(path: string): Promise<() => Promise<void>> {
+function fakeSpare(path: string): () => Promise<void> {
   const listener = Deno.listen({ transport: "unix", path });
   const served = (async () => {
     const conn = await listener.accept();

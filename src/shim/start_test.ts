@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { parseShimFlags } from "./flags.ts";
 import { socketPath } from "./socket.ts";
 import { shimCgroupOf, startShim } from "./start.ts";
-import { packEvent } from "./publisher.ts";
+import { packEvent } from "../events/mod.ts";
 import { toBinary } from "@bufbuild/protobuf";
 import { AnySchema } from "@bufbuild/protobuf/wkt";
 import { OptionsSchema } from "../gen/containerd/runc/v1/options_pb.ts";

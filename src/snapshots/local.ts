@@ -1,6 +1,10 @@
-// What the overlayfs and native snapshotters share: metadata handling,
-// serialised mutations, directory staging and cleanup. Each concrete
-// snapshotter says how a snapshot directory is laid out and mounted.
+/**
+ * What the overlayfs and native snapshotters share: metadata handling,
+ * serialised mutations, directory staging and cleanup. Each concrete
+ * snapshotter says how a snapshot directory is laid out and mounted.
+ *
+ * @module
+ */
 
 import { adaptFields, parseFilters } from "../filters/mod.ts";
 import { log } from "../log/mod.ts";

@@ -1,5 +1,9 @@
-// A snapshotter's own metadata: which snapshots exist, their kind, parent,
-// labels and recorded usage, in SQLite beside the snapshot directories.
+/**
+ * A snapshotter's own metadata: which snapshots exist, their kind, parent,
+ * labels and recorded usage, in SQLite beside the snapshot directories.
+ *
+ * @module
+ */
 
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../errdefs/mod.ts";
 import { validateLabels } from "../labels/mod.ts";

@@ -1,5 +1,9 @@
-// The native snapshotter: every active snapshot is a full copy of its
-// parent, so it works on any file system, at the cost of space and time.
+/**
+ * The native snapshotter: every active snapshot is a full copy of its
+ * parent, so it works on any file system, at the cost of space and time.
+ *
+ * @module
+ */
 
 import { runChecked } from "../spawn/mod.ts";
 import { LocalSnapshotter } from "./local.ts";

@@ -1,23 +1,19 @@
-// The overlayfs snapshotter: each snapshot is an upper directory; an
-// active snapshot mounts its parents' upper directories as lower layers.
+/**
+ * The overlayfs snapshotter: each snapshot is an upper directory; an
+ * active snapshot mounts its parents' upper directories as lower layers.
+ *
+ * @module
+ */
 
 import { unimplemented } from "../errdefs/mod.ts";
 import { LocalSnapshotter } from "./local.ts";
 import type { StoredSnapshot } from "./metastore.ts";
 import type { Mount } from "./types.ts";
+import { exists } from "../fsutil/mod.ts";
 
 async function overlaySupported(): Promise<boolean> {
   try {
     return /\toverlay$/m.test(await Deno.readTextFile("/proc/filesystems"));
-  } catch {
-    return false;
-  }
-}
-
-async function fileExists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
   } catch {
     return false;
   }
@@ -44,7 +40,7 @@ export class OverlaySnapshotter extends LocalSnapshotter {
     await Deno.mkdir(`${root}/snapshots`, { recursive: true, mode: 0o700 });
     // Where the kernel knows the index feature, turn it off: layers are
     // shared between mounts, which the index would refuse.
-    const indexOff = await fileExists("/sys/module/overlay/parameters/index");
+    const indexOff = await exists("/sys/module/overlay/parameters/index", { followSymlinks: true });
     return new OverlaySnapshotter(root, indexOff);
   }
 

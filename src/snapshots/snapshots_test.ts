@@ -8,6 +8,7 @@ import {
   OverlaySnapshotter,
   type Snapshotter,
 } from "./mod.ts";
+import { exists } from "../fsutil/mod.ts";
 
 const code = (c: Code) => (e: unknown) => isCode(e, c);
 
@@ -55,15 +56,6 @@ async function withRoot(fn: (state: string) => Promise<void>): Promise<void> {
       if (target?.startsWith(state)) umount2(target, Unmount.DETACH);
     }
     await Deno.remove(state, { recursive: true });
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
   }
 }
 

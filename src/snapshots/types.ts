@@ -1,4 +1,8 @@
-// The vocabulary shared by every snapshotter.
+/**
+ * The vocabulary shared by every snapshotter.
+ *
+ * @module
+ */
 
 /** What a snapshot is: being written, a read-only view, or an immutable layer. */
 export type Kind = "active" | "view" | "committed";

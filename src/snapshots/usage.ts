@@ -1,5 +1,9 @@
-// Disk usage of a directory tree, counted the way containerd does:
-// allocated blocks of each distinct inode, and the number of inodes.
+/**
+ * Disk usage of a directory tree, counted the way containerd does:
+ * allocated blocks of each distinct inode, and the number of inodes.
+ *
+ * @module
+ */
 
 import type { Usage } from "./types.ts";
 

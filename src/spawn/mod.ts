@@ -15,6 +15,9 @@
  */
 
 import { BerthError, Code } from "../errdefs/mod.ts";
+import { RUNTIME_FLAGS } from "./flags.ts";
+
+export { RUNTIME_FLAGS };
 
 /** How a child's stdio is set up. */
 export type Stdio = "piped" | "inherit" | "null";
@@ -136,21 +139,6 @@ export async function runChecked(
   }
   return r;
 }
-
-/**
- * Flags berth's Deno runtime always runs with; the build writes them into
- * the bundle's shebang (and a compiled binary) and {@link selfCommand}
- * passes them when berth re-executes itself, so all forms behave the same.
- * `--max-semi-space-size=1` (MB): a young generation of 2 MB instead of up
- * to ~6 MB, all of it resident once used: 1.5-3 MB less per shim and
- * daemon, with ttrpc calls/s unchanged as measured (bench/ttrpc.ts).
- */
-export const RUNTIME_FLAGS: readonly string[] = [
-  "-A",
-  "--quiet",
-  "--no-prompt",
-  "--v8-flags=--max-semi-space-size=1",
-];
 
 /**
  * The command line that runs this same program with `args`, whichever form

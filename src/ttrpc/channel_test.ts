@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
+import type { ByteSink } from "../rpc/mod.ts";
 import {
-  type ByteSink,
   type ByteSource,
   Flag,
   FrameWriter,

@@ -7,7 +7,7 @@
  * ```ts
  * const client = await connect("/run/containerd/s/abc");
  * const task = serviceClient(client, Task);
- * const st = await task.state({ id: "c1" }, { timeoutMs: 2000, metadata: { [NAMESPACE_METADATA_KEY]: "default" } });
+ * const st = await task.state({ id: "c1" }, { timeoutMs: 2000, metadata: { [TTRPC_NAMESPACE_KEY]: "default" } });
  * client.close();
  * ```
  * @module
@@ -25,10 +25,8 @@ import {
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { BerthError, Code } from "../errdefs/mod.ts";
 import { Flag, FrameWriter, MAX_MESSAGE_LENGTH, MessageType, readFrames } from "./channel.ts";
-import { type MetadataInit, metadataPairs } from "./context.ts";
+import { errorFromStatus, MessageQueue, type MetadataInit, metadataPairs } from "../rpc/mod.ts";
 import { decodeResponse, encodeMetadata, requestPrefix, writeRequest } from "./envelope.ts";
-import { MessageQueue } from "./queue.ts";
-import { errorFromStatus } from "./status.ts";
 
 /** Per-call options. */
 export interface CallOptions {

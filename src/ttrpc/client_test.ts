@@ -3,7 +3,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { BerthError, Code } from "../errdefs/mod.ts";
 import { Echo, EchoRequestSchema } from "../gen/berth/testing/v1/echo_pb.ts";
 import { connect, serviceClient } from "./client.ts";
-import { NAMESPACE_METADATA_KEY } from "./context.ts";
+import { TTRPC_NAMESPACE_KEY } from "../namespaces/mod.ts";
 import { startEcho } from "./fixture_test.ts";
 
 function hasCode(code: Code, message?: RegExp) {
@@ -20,7 +20,7 @@ Deno.test("unary call: typed stub, metadata, namespace, deadline travel to the h
   const client = await connect(srv.path);
   try {
     const echo = serviceClient(client, Echo, {
-      defaults: { metadata: { [NAMESPACE_METADATA_KEY]: "ns1" } },
+      defaults: { metadata: { [TTRPC_NAMESPACE_KEY]: "ns1" } },
     });
     const r = await echo.say({ text: "hi", blob: new Uint8Array([1, 2]) }, {
       metadata: { "X-Trace": ["a", "b"] },

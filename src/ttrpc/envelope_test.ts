@@ -3,7 +3,8 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import { StatusSchema } from "../gen/google/rpc/status_pb.ts";
 import { RequestSchema, ResponseSchema } from "../gen/ttrpc/request_pb.ts";
-import { type ByteSink, FrameWriter, HEADER_LENGTH } from "./channel.ts";
+import type { ByteSink } from "../rpc/mod.ts";
+import { FrameWriter, HEADER_LENGTH } from "./channel.ts";
 import {
   decodeRequest,
   decodeResponse,

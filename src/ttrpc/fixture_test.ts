@@ -4,9 +4,8 @@ import { BerthError } from "../errdefs/mod.ts";
 import { Echo, type EchoRequest, type EchoResponse } from "../gen/berth/testing/v1/echo_pb.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { EchoResponseSchema } from "../gen/berth/testing/v1/echo_pb.ts";
-import type { CallContext } from "./context.ts";
+import type { CallContext, ServiceImpl } from "../rpc/mod.ts";
 import { Server, type ServerOptions } from "./server.ts";
-import type { ServiceImpl } from "./services.ts";
 
 type Out = MessageInitShape<typeof EchoResponseSchema>;
 

@@ -6,9 +6,9 @@
  *
  * @example
  * ```ts
- * import { connect, namespaceOf, Server, serviceClient } from "./mod.ts";
+ * import { connect, Server, serviceClient } from "./mod.ts";
  * const server = new Server();
- * server.register(Task, { state: (req, ctx) => ({ id: req.id, namespace: namespaceOf(ctx) }) });
+ * server.register(Task, { state: (req) => ({ id: req.id }) });
  * await server.listen(path);
  * const client = await connect(path);
  * const task = serviceClient(client, Task);
@@ -17,16 +17,7 @@
  * @module
  */
 
-export {
-  acceptEach,
-  isClosedError,
-  listenPrivate,
-  type PrivateSocket,
-  removeStaleSocket,
-  Server,
-  type ServerOptions,
-  type ShutdownOptions,
-} from "./server.ts";
+export { Server, type ServerOptions, type ShutdownOptions } from "./server.ts";
 export {
   type CallOptions,
   Client,
@@ -39,24 +30,6 @@ export {
   type ServiceClientOptions,
   type StreamKind,
 } from "./client.ts";
-export {
-  type CallContext,
-  type Metadata,
-  type MetadataInit,
-  NAMESPACE_METADATA_KEY,
-  namespaceOf,
-} from "./context.ts";
-export type {
-  BidiStreamingHandler,
-  CallObserver,
-  ClientStreamingHandler,
-  MethodEntry,
-  MethodHandler,
-  RegisterOptions,
-  ServerStreamingHandler,
-  ServiceImpl,
-  UnaryHandler,
-} from "./services.ts";
 export { MAX_MESSAGE_LENGTH } from "./channel.ts";
 export {
   type PeerCred,

@@ -6,7 +6,7 @@ import { RequestSchema, ResponseSchema } from "../gen/ttrpc/request_pb.ts";
 import { connect, serviceClient } from "./client.ts";
 import { startEcho } from "./fixture_test.ts";
 import { Server } from "./server.ts";
-import type { ServiceImpl } from "./services.ts";
+import type { ServiceImpl } from "../rpc/mod.ts";
 
 /** A hand-driven peer: writes raw bytes, reads raw frames, no berth client code involved. */
 class RawPeer {

@@ -21,6 +21,7 @@ import { spawn } from "../../src/spawn/mod.ts";
 import { findProcesses, isAlive, killNow, processesInCgroup, terminate } from "./proc.ts";
 import { removeCgroup, removeIfEmpty, unmountAllUnder } from "./mounts.ts";
 import { runTool, type ToolResult } from "./tool.ts";
+import { existsSync } from "../../src/fsutil/mod.ts";
 
 /** Where containerd 1.6 and its runc shim keep state that is not under `state`. */
 export const SHARED_RUN_DIR = "/run/containerd";
@@ -202,7 +203,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
       await stop();
       throw new Error(`containerd exited during start-up:\n${tail}`);
     }
-    if (exists(address)) {
+    if (existsSync(address)) {
       const r = await runTool("ctr", ["--address", address, "version"], { timeoutMs: 5000 });
       if (r.code === 0) break;
     }
@@ -231,22 +232,13 @@ export function withFifoDir(args: string[], fifoDir: string): string[] {
   return [...args.slice(0, at), "--fifo-dir", fifoDir, ...args.slice(at)];
 }
 
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Which of the shared run directories (containerd's and berth's shims keep
  * sockets and runc state there) exist now; an instance removes those it
  * created, once empty.
  */
 export function existingRunDirs(): string[] {
-  return [SHARED_RUN_DIR, BERTH_RUN_DIR].filter(exists);
+  return [SHARED_RUN_DIR, BERTH_RUN_DIR].filter((p) => existsSync(p));
 }
 
 /** What {@link removeInstanceLeftovers} needs to know about an instance. */

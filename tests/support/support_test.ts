@@ -9,19 +9,11 @@ import { buildBusyboxImage, buildLargeImage, fillDeterministic } from "./image.t
 import { isAlive, processesInCgroup, processesMentioning } from "./proc.ts";
 import { spawn } from "../../src/spawn/mod.ts";
 import { cgroupRoots, mountsUnder } from "./mounts.ts";
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { existsSync } from "../../src/fsutil/mod.ts";
 
 Deno.test("containerd from tests/support runs the busybox image and cleans up after itself", async () => {
   const tmp = await Deno.makeTempDir({ prefix: "berth-support-test-" });
-  const runDirBefore = exists("/run/containerd");
+  const runDirBefore = existsSync("/run/containerd");
   const ctd = await startContainerd();
   let stopped = false;
   try {
@@ -55,17 +47,17 @@ Deno.test("containerd from tests/support runs the busybox image and cleans up af
     assert.equal(processesMentioning(ctd.dir).length, 0, "no process of the instance is left");
     assert.equal(processesMentioning(ctd.address).length, 0);
     assert.deepEqual(mountsUnder(ctd.dir), []);
-    assert.ok(!exists(ctd.dir), `${ctd.dir} removed`);
+    assert.ok(!existsSync(ctd.dir), `${ctd.dir} removed`);
     assert.ok(
-      !exists(`/run/containerd/runc/${ctd.namespace}`),
+      !existsSync(`/run/containerd/runc/${ctd.namespace}`),
       "runc state of the namespace removed",
     );
     for (const root of cgroupRoots()) {
-      assert.ok(!exists(`${root}/${ctd.namespace}`), `cgroup ${root}/${ctd.namespace} removed`);
+      assert.ok(!existsSync(`${root}/${ctd.namespace}`), `cgroup ${root}/${ctd.namespace} removed`);
     }
     assert.ok(!isAlive(sleepPid), "the container's process is gone");
     if (!runDirBefore) {
-      assert.ok(!exists("/run/containerd"), "/run/containerd (shim sockets, fifos) removed");
+      assert.ok(!existsSync("/run/containerd"), "/run/containerd (shim sockets, fifos) removed");
     }
   } finally {
     if (!stopped) await ctd.stop();
@@ -87,7 +79,7 @@ Deno.test("stop() kills a process in the instance's namespace cgroup even when n
     await ctd.stop();
     const status = await child.status;
     assert.equal(status.signal, "SIGKILL");
-    assert.ok(!exists(`${root}/${ctd.namespace}`), "the namespace's cgroup removed");
+    assert.ok(!existsSync(`${root}/${ctd.namespace}`), "the namespace's cgroup removed");
   } finally {
     await ctd.stop();
     if (child) {

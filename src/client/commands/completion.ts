@@ -1,4 +1,7 @@
-/** `berth completion bash`: a bash completion script for every command, subcommand and flag. */
+/**
+ * `berth completion bash`: a bash completion script for every command, subcommand and flag.
+ * @module
+ */
 import {
   type CommandSpec,
   type FlagSpec,
@@ -16,9 +19,15 @@ function flagWords(flags: Record<string, FlagSpec> | undefined): string[] {
   return out;
 }
 
+/** What completion needs of a top-level command (the client's table is passed in). */
+export interface CompletableCommand {
+  name: string;
+  aliases?: string[];
+  load(): Promise<GroupSpec | CommandSpec>;
+}
+
 /** Builds the bash script from the command tables (loading every command module). */
-export async function bashCompletion(): Promise<string> {
-  const { COMMANDS } = await import("../mod.ts");
+export async function bashCompletion(COMMANDS: readonly CompletableCommand[]): Promise<string> {
   const cases: string[] = [];
   const topWords: string[] = [];
   for (const top of COMMANDS) {
@@ -74,8 +83,8 @@ complete -F _berth berth
 `;
 }
 
-/** The `completion` group. */
-export const group: GroupSpec = {
+/** The `completion` group, completing the top-level commands `commands`. */
+export const completionGroup = (commands: readonly CompletableCommand[]): GroupSpec => ({
   name: "completion",
   usage: "print a shell completion script",
   commands: [{
@@ -83,8 +92,8 @@ export const group: GroupSpec = {
     usage: "bash completion: source <(berth completion bash)",
     async run({ args }) {
       if (args.length) throw usageError("completion bash takes no arguments");
-      console.log(await bashCompletion());
+      console.log(await bashCompletion(commands));
       return 0;
     },
   }],
-};
+});

@@ -1,4 +1,7 @@
-/** `berth containers`: create, ls, info, rm, label, as ctr's. */
+/**
+ * `berth containers`: create, ls, info, rm, label, as ctr's.
+ * @module
+ */
 import { Code } from "../../errdefs/mod.ts";
 import {
   type Container,

@@ -1,4 +1,7 @@
-/** `berth content`: ls, get, rm, label (fetch comes with image pull). */
+/**
+ * `berth content`: ls, get, rm, label (fetch comes with image pull).
+ * @module
+ */
 import { Code } from "../../errdefs/mod.ts";
 import { Content } from "../../gen/containerd/services/content/v1/content_pb.ts";
 import { type GroupSpec, labelArgs, usageError } from "../cli.ts";

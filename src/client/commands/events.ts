@@ -1,34 +1,23 @@
-/** `berth events`: stream the daemon's events (with ctr's filters) until Ctrl-C. */
-import { createRegistry, fromBinary, toJson } from "@bufbuild/protobuf";
+/**
+ * `berth events`: stream the daemon's events (with ctr's filters) until Ctrl-C.
+ * @module
+ */
+import { fromBinary, toJson } from "@bufbuild/protobuf";
+import { EVENT_TYPES } from "../../events/mod.ts";
 import { Code } from "../../errdefs/mod.ts";
-import { file_containerd_events_container } from "../../gen/containerd/events/container_pb.ts";
-import { file_containerd_events_content } from "../../gen/containerd/events/content_pb.ts";
-import { file_containerd_events_image } from "../../gen/containerd/events/image_pb.ts";
-import { file_containerd_events_namespace } from "../../gen/containerd/events/namespace_pb.ts";
-import { file_containerd_events_snapshot } from "../../gen/containerd/events/snapshot_pb.ts";
-import { file_containerd_events_task } from "../../gen/containerd/events/task_pb.ts";
 import { Events } from "../../gen/containerd/services/events/v1/events_pb.ts";
 import type { Envelope } from "../../gen/containerd/services/events/v1/events_pb.ts";
 import type { CommandSpec } from "../cli.ts";
 import { withConnection } from "../connection.ts";
 import { toJSON } from "../output.ts";
 
-const registry = createRegistry(
-  file_containerd_events_container,
-  file_containerd_events_content,
-  file_containerd_events_image,
-  file_containerd_events_namespace,
-  file_containerd_events_snapshot,
-  file_containerd_events_task,
-);
-
 /** The event payload as JSON text, or "" when its type is unknown to this client. */
 export function eventJSON(e: Envelope): string {
   if (!e.event) return "";
   const name = e.event.typeUrl.slice(e.event.typeUrl.lastIndexOf("/") + 1);
-  const desc = registry.getMessage(name);
+  const desc = EVENT_TYPES.getMessage(name);
   if (!desc) return "";
-  return JSON.stringify(toJson(desc, fromBinary(desc, e.event.value), { registry }));
+  return JSON.stringify(toJson(desc, fromBinary(desc, e.event.value), { registry: EVENT_TYPES }));
 }
 
 /** Go's time.Time String() shape, as ctr prints event timestamps. */

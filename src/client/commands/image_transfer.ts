@@ -289,7 +289,7 @@ export const mountCommand: CommandSpec = {
     if (args.length !== 2) throw usageError("mount needs an image and a target directory");
     const [ref, target] = args;
     const snapshotter = str(flags, "snapshotter") ?? "overlayfs";
-    const { mountAll } = await import("../../shim/rootfs.ts");
+    const { mountAll } = await import("../../mount/mod.ts");
     await withConnection(global, async (conn) => {
       const image = await getImage(conn, ref);
       const { chainId } = await imageConfig(conn, image);
@@ -319,7 +319,7 @@ export const unmountCommand: CommandSpec = {
   },
   async run({ flags, args, global }) {
     if (args.length !== 1) throw usageError("unmount needs the target directory");
-    const { unmountAll } = await import("../../shim/rootfs.ts");
+    const { unmountAll } = await import("../../mount/mod.ts");
     await unmountAll(args[0]);
     if (flags.rm) {
       await withConnection(

@@ -1,4 +1,7 @@
-/** `berth images`: ls, tag, rm, check (and the transfer commands, once src/images serves them). */
+/**
+ * `berth images`: ls, tag, rm, check (and the transfer commands, once src/images serves them).
+ * @module
+ */
 import { Code } from "../../errdefs/mod.ts";
 import { Images } from "../../gen/containerd/services/images/v1/images_pb.ts";
 import { Snapshots } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";

@@ -1,4 +1,7 @@
-/** `berth leases`: create, ls, rm, as ctr's. */
+/**
+ * `berth leases`: create, ls, rm, as ctr's.
+ * @module
+ */
 import { Leases } from "../../gen/containerd/services/leases/v1/leases_pb.ts";
 import { type GroupSpec, labelArgs, str, usageError } from "../cli.ts";
 import { withConnection } from "../connection.ts";

@@ -1,4 +1,7 @@
-/** `berth namespaces`: create, ls, rm, label, as ctr's. */
+/**
+ * `berth namespaces`: create, ls, rm, label, as ctr's.
+ * @module
+ */
 import { Code } from "../../errdefs/mod.ts";
 import { Namespaces } from "../../gen/containerd/services/namespaces/v1/namespaces_pb.ts";
 import { type GroupSpec, labelArgs, usageError } from "../cli.ts";

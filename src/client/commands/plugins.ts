@@ -1,4 +1,7 @@
-/** `berth plugins ls`: what the daemon loaded, as ctr shows it. */
+/**
+ * `berth plugins ls`: what the daemon loaded, as ctr shows it.
+ * @module
+ */
 import { Introspection } from "../../gen/containerd/services/introspection/v1/introspection_pb.ts";
 import type { Platform } from "../../gen/containerd/types/platform_pb.ts";
 import type { GroupSpec } from "../cli.ts";

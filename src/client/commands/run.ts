@@ -1,4 +1,7 @@
-/** `berth run`: create a container from an image, start its task, and (unless -d) wait for it. */
+/**
+ * `berth run`: create a container from an image, start its task, and (unless -d) wait for it.
+ * @module
+ */
 import { Code } from "../../errdefs/mod.ts";
 import { Tasks } from "../../gen/containerd/services/tasks/v1/tasks_pb.ts";
 import { type CommandSpec, str, usageError } from "../cli.ts";

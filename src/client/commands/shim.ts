@@ -1,9 +1,12 @@
-/** `berth shim`: talk to a container's shim directly over its ttrpc socket (state, start, delete). */
+/**
+ * `berth shim`: talk to a container's shim directly over its ttrpc socket (state, start, delete).
+ * @module
+ */
 import { Code } from "../../errdefs/mod.ts";
 import { Task } from "../../gen/containerd/task/v2/shim_pb.ts";
-import { socketDir, socketPath } from "../../shim/socket.ts";
-import { connect, serviceClient } from "../../ttrpc/client.ts";
-import { NAMESPACE_METADATA_KEY } from "../../ttrpc/context.ts";
+import { socketDir, socketPath } from "../../shim/mod.ts";
+import { connect, serviceClient } from "../../ttrpc/mod.ts";
+import { TTRPC_NAMESPACE_KEY } from "../../namespaces/mod.ts";
 import { Introspection } from "../../gen/containerd/services/introspection/v1/introspection_pb.ts";
 import { Tasks } from "../../gen/containerd/services/tasks/v1/tasks_pb.ts";
 import { type GlobalOptions, type GroupSpec, str, usageError } from "../cli.ts";
@@ -85,7 +88,7 @@ async function listShims(global: GlobalOptions): Promise<ShimRow[]> {
     try {
       client = await connect(socket);
       const task = serviceClient(client, Task, {
-        defaults: { metadata: { [NAMESPACE_METADATA_KEY]: global.namespace } },
+        defaults: { metadata: { [TTRPC_NAMESPACE_KEY]: global.namespace } },
       });
       pid = (await task.connect({ id: tasks[0] }, { timeoutMs: 5000 })).shimPid;
     } catch {
@@ -131,7 +134,7 @@ async function withShim<T>(
     try {
       return await fn(
         serviceClient(client, Task, {
-          defaults: { metadata: { [NAMESPACE_METADATA_KEY]: global.namespace } },
+          defaults: { metadata: { [TTRPC_NAMESPACE_KEY]: global.namespace } },
         }),
         id,
       );

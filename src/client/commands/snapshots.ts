@@ -1,4 +1,7 @@
-/** `berth snapshots`: ls, info, usage, rm, tree, mounts, prepare, view, commit, label. */
+/**
+ * `berth snapshots`: ls, info, usage, rm, tree, mounts, prepare, view, commit, label.
+ * @module
+ */
 import { Snapshots } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import { Kind } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import type { Info } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";

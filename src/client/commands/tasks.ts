@@ -1,4 +1,7 @@
-/** `berth tasks`: start, ls, attach, exec, kill, ps, pause, resume, delete, metrics. */
+/**
+ * `berth tasks`: start, ls, attach, exec, kill, ps, pause, resume, delete, metrics.
+ * @module
+ */
 import { createRegistry, fromBinary, toJson } from "@bufbuild/protobuf";
 import { Code } from "../../errdefs/mod.ts";
 import { signalNumber } from "../../../ffi/mod.ts";

@@ -1,4 +1,7 @@
-/** `berth version`: client and daemon versions, in ctr's layout. */
+/**
+ * `berth version`: client and daemon versions, in ctr's layout.
+ * @module
+ */
 import { Introspection } from "../../gen/containerd/services/introspection/v1/introspection_pb.ts";
 import { Version } from "../../gen/containerd/services/version/v1/version_pb.ts";
 import { VERSION } from "../../version.ts";

@@ -1,4 +1,9 @@
-// Run by store_test.ts: writes an ingest slowly and waits to be killed.
+/**
+ * Run by store_test.ts: writes an ingest slowly and waits to be killed.
+ *
+ * @module
+ */
+
 import { ContentStore } from "../mod.ts";
 
 const [root, ref] = Deno.args;

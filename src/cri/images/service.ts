@@ -23,16 +23,16 @@ import {
   localBackend,
   localContent,
   parseReference,
-  type Platform,
   pullImage,
   type RegistryOptions,
 } from "../../images/mod.ts";
 import { log } from "../../log/mod.ts";
 import type { Metadata, NamespacedSnapshotter } from "../../metadata/mod.ts";
-import type { NamespacedContent } from "../../services/content/namespaced.ts";
-import type { Collector } from "../../services/service.ts";
+import type { NamespacedContent } from "../../metadata/mod.ts";
+import type { Platform } from "../../platforms/mod.ts";
+import type { Collector } from "../../services/mod.ts";
 import { DEFAULT_SNAPSHOTTER } from "../../snapshots/mod.ts";
-import type { ServiceImpl } from "../../ttrpc/mod.ts";
+import type { ServiceImpl } from "../../rpc/mod.ts";
 import { endpointOptions, registryEndpoints } from "./registry.ts";
 import { type CriImage, CriImageStore, normalizeRef } from "./store.ts";
 

@@ -6,12 +6,11 @@
 
 import { isDigest } from "../../content/mod.ts";
 import { Code, invalidArgument, isCode, notFound } from "../../errdefs/mod.ts";
+import { chainIds, type Platform } from "../../platforms/mod.ts";
 import {
-  chainIds,
   type ContentAccess,
   type Descriptor,
   parseReference,
-  type Platform,
   readJson,
   resolveManifest,
 } from "../../images/mod.ts";
@@ -81,7 +80,7 @@ export class CriImageStore {
     const d: Described = {
       id: manifest.config.digest,
       size,
-      chainId: chainIds(diffIds).at(-1) ?? "",
+      chainId: (await chainIds(diffIds)).at(-1) ?? "",
       config,
     };
     this.described.set(target.digest, d);

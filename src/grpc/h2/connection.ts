@@ -196,7 +196,7 @@ export class H2Connection {
       [Setting.INITIAL_WINDOW_SIZE, this.#streamWindow],
       [Setting.MAX_HEADER_LIST_SIZE, this.#maxHeaderList],
     ];
-    const at = this.#writer.reserve(FrameType.SETTINGS, 0, 0, 6 * settings.length);
+    const at = this.#writer.reserve(0, FrameType.SETTINGS, 0, 6 * settings.length);
     const b = this.#writer.buffer;
     settings.forEach(([id, v], i) => {
       const o = at + 6 * i;
@@ -208,7 +208,7 @@ export class H2Connection {
       b[o + 5] = v;
     });
     if (this.#connWindow > DEFAULT_WINDOW) {
-      this.#writer.frame32(FrameType.WINDOW_UPDATE, 0, 0, this.#connWindow - DEFAULT_WINDOW);
+      this.#writer.frame32(0, FrameType.WINDOW_UPDATE, 0, this.#connWindow - DEFAULT_WINDOW);
     }
     // A peer that never acknowledges our SETTINGS is not speaking HTTP/2
     // (RFC 9113 6.5.3); unref'd, so that it keeps no process alive.
@@ -245,7 +245,7 @@ export class H2Connection {
     if (this.#closed || this.#goawaySent || this.#draining) return;
     this.#draining = true;
     this.#sendGoaway(ErrorCode.NO_ERROR, "", ALL_STREAMS);
-    this.#writer.frame(FrameType.PING, 0, 0, DRAIN_PING);
+    this.#writer.frame(0, FrameType.PING, 0, DRAIN_PING);
     const drainTimer = setTimeout(() => {
       this.#drainTimer = undefined;
       this.#finalGoaway();
@@ -311,7 +311,7 @@ export class H2Connection {
   /** Resets the stream (RST_STREAM with `code`) and forgets it. */
   reset(s: H2Stream, code: number): void {
     if (s.gone) return;
-    this.#writer.frame32(FrameType.RST_STREAM, 0, s.id, code);
+    this.#writer.frame32(s.id, FrameType.RST_STREAM, 0, code);
     this.#remember(s.id);
     this.#drop(s);
   }
@@ -360,14 +360,14 @@ export class H2Connection {
     const max = this.#peerMaxFrame;
     const end = endStream ? Flags.END_STREAM : 0;
     if (payload.length <= max) {
-      this.#writer.frame(FrameType.HEADERS, end | Flags.END_HEADERS, id, payload);
+      this.#writer.frame(id, FrameType.HEADERS, end | Flags.END_HEADERS, payload);
       return;
     }
-    this.#writer.frame(FrameType.HEADERS, end, id, payload, 0, max);
+    this.#writer.frame(id, FrameType.HEADERS, end, payload, 0, max);
     for (let off = max; off < payload.length; off += max) {
       const to = Math.min(payload.length, off + max);
       const flags = to === payload.length ? Flags.END_HEADERS : 0;
-      this.#writer.frame(FrameType.CONTINUATION, flags, id, payload, off, to);
+      this.#writer.frame(id, FrameType.CONTINUATION, flags, payload, off, to);
     }
   }
 
@@ -382,7 +382,7 @@ export class H2Connection {
       }
       const chunk = s.queue[0];
       const n = Math.min(room, chunk.length - s.queueOff);
-      this.#writer.frame(FrameType.DATA, 0, s.id, chunk, s.queueOff, s.queueOff + n);
+      this.#writer.frame(s.id, FrameType.DATA, 0, chunk, s.queueOff, s.queueOff + n);
       s.sendWindow -= n;
       this.#sendWindow -= n;
       s.queued -= n;
@@ -396,7 +396,7 @@ export class H2Connection {
     if (s.ending !== undefined) {
       const ending = s.ending;
       s.ending = undefined;
-      if (ending === null) this.#writer.reserve(FrameType.DATA, Flags.END_STREAM, s.id, 0);
+      if (ending === null) this.#writer.reserve(s.id, FrameType.DATA, Flags.END_STREAM, 0);
       else this.#headers(s.id, ending, true);
       this.#localDone(s);
     }
@@ -439,7 +439,7 @@ export class H2Connection {
 
   #sendGoaway(code: number, debug: string, last: number): void {
     const msg = new TextEncoder().encode(debug);
-    const at = this.#writer.reserve(FrameType.GOAWAY, 0, 0, 8 + msg.length);
+    const at = this.#writer.reserve(0, FrameType.GOAWAY, 0, 8 + msg.length);
     const b = this.#writer.buffer;
     b[at] = (last >>> 24) & 0x7f;
     b[at + 1] = last >>> 16;
@@ -560,7 +560,7 @@ export class H2Connection {
         case FrameType.PING:
           if (id !== 0) throw new H2Error(ErrorCode.PROTOCOL_ERROR, "PING on a stream");
           if (payload.length !== 8) throw new H2Error(ErrorCode.FRAME_SIZE_ERROR, "PING size");
-          if ((flags & Flags.ACK) === 0) this.#writer.frame(FrameType.PING, Flags.ACK, 0, payload);
+          if ((flags & Flags.ACK) === 0) this.#writer.frame(0, FrameType.PING, Flags.ACK, payload);
           else if (this.#draining && isDrainPing(payload)) this.#finalGoaway();
           return;
         case FrameType.GOAWAY:
@@ -582,7 +582,7 @@ export class H2Connection {
       const s = this.#streams.get(err.streamId);
       if (s !== undefined) this.reset(s, err.code);
       else {
-        this.#writer.frame32(FrameType.RST_STREAM, 0, err.streamId, err.code);
+        this.#writer.frame32(err.streamId, FrameType.RST_STREAM, 0, err.code);
         this.#remember(err.streamId);
       }
     }
@@ -599,7 +599,7 @@ export class H2Connection {
     // stream by the stream windows, which wait for the handler.
     this.#connCredit += n;
     if (this.#connCredit >= this.#connWindow >>> 2) {
-      this.#writer.frame32(FrameType.WINDOW_UPDATE, 0, 0, this.#connCredit);
+      this.#writer.frame32(0, FrameType.WINDOW_UPDATE, 0, this.#connCredit);
       this.#recvWindow += this.#connCredit;
       this.#connCredit = 0;
     }
@@ -652,7 +652,7 @@ export class H2Connection {
 
   #streamCredit(s: H2Stream): void {
     if (s.credit >= this.#streamWindow >>> 2) {
-      this.#writer.frame32(FrameType.WINDOW_UPDATE, 0, s.id, s.credit);
+      this.#writer.frame32(s.id, FrameType.WINDOW_UPDATE, 0, s.credit);
       s.recvWindow += s.credit;
       s.credit = 0;
     }
@@ -810,7 +810,7 @@ export class H2Connection {
           break; // Others (and unknown ones) need nothing from a server.
       }
     }
-    this.#writer.reserve(FrameType.SETTINGS, Flags.ACK, 0, 0);
+    this.#writer.reserve(0, FrameType.SETTINGS, Flags.ACK, 0);
   }
 
   #windowUpdate(id: number, payload: Uint8Array): void {

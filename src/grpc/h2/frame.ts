@@ -6,7 +6,7 @@
  * @module
  */
 
-import { BatchWriter, type ByteSink } from "../../ttrpc/channel.ts";
+import { BatchWriter, type ByteSink } from "../../rpc/mod.ts";
 
 /** Bytes of a frame header. */
 export const FRAME_HEADER = 9;
@@ -105,7 +105,7 @@ export class H2Writer {
    * Appends a frame header for `length` payload bytes; returns the offset in
    * {@link buffer} where the caller writes them, synchronously.
    */
-  reserve(type: number, flags: number, streamId: number, length: number): number {
+  reserve(streamId: number, type: number, flags: number, length: number): number {
     const at = this.#w.reserve(FRAME_HEADER + length);
     const b = this.#w.buffer;
     b[at] = length >>> 16;
@@ -127,14 +127,14 @@ export class H2Writer {
 
   /** Queues a frame with `payload` (or the part `from`..`to` of it). */
   frame(
+    streamId: number,
     type: number,
     flags: number,
-    streamId: number,
     payload: Uint8Array,
     from = 0,
     to = payload.length,
   ): void {
-    const at = this.reserve(type, flags, streamId, to - from);
+    const at = this.reserve(streamId, type, flags, to - from);
     this.#w.buffer.set(
       from === 0 && to === payload.length ? payload : payload.subarray(from, to),
       at,
@@ -142,8 +142,8 @@ export class H2Writer {
   }
 
   /** Queues a frame whose payload is one 32-bit value (RST_STREAM, WINDOW_UPDATE). */
-  frame32(type: number, flags: number, streamId: number, value: number): void {
-    const at = this.reserve(type, flags, streamId, 4);
+  frame32(streamId: number, type: number, flags: number, value: number): void {
+    const at = this.reserve(streamId, type, flags, 4);
     const b = this.#w.buffer;
     b[at] = value >>> 24;
     b[at + 1] = value >>> 16;

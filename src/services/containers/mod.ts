@@ -21,13 +21,8 @@ import {
 } from "../../gen/containerd/services/containers/v1/containers_pb.ts";
 import type { AnyValue, Container, Metadata } from "../../metadata/mod.ts";
 import type { Registration } from "../../plugin/mod.ts";
-import {
-  maskPaths,
-  namespaceRequired,
-  type RPCService,
-  rpcService,
-  toTimestamp,
-} from "../service.ts";
+import { namespaceRequired } from "../../namespaces/mod.ts";
+import { maskPaths, type RPCService, rpcService, toTimestamp } from "../mod.ts";
 
 function anyToProto(a: AnyValue): Any {
   return { $typeName: "google.protobuf.Any", typeUrl: a.typeUrl, value: a.value };

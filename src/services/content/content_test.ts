@@ -15,7 +15,8 @@ import {
   unary,
   withFixture,
 } from "../testutil.ts";
-import { contentService, NamespacedContent } from "./mod.ts";
+import { NamespacedContent } from "../../metadata/mod.ts";
+import { contentService } from "./mod.ts";
 
 const enc = new TextEncoder();
 const code = (c: Code) => (e: unknown) => isCode(e, c);

@@ -17,19 +17,10 @@ import {
   type WriteContentRequest,
   WriteContentResponseSchema,
 } from "../../gen/containerd/services/content/v1/content_pb.ts";
-import type { ContentRecord, Metadata } from "../../metadata/mod.ts";
+import { type ContentRecord, type Metadata, NamespacedContent } from "../../metadata/mod.ts";
 import type { Registration } from "../../plugin/mod.ts";
-import {
-  leaseOf,
-  maskPaths,
-  namespaceRequired,
-  type RPCService,
-  rpcService,
-  toTimestamp,
-} from "../service.ts";
-import { NamespacedContent } from "./namespaced.ts";
-
-export { NamespacedContent, NamespacedWriter, type NamespacedWriterOptions } from "./namespaced.ts";
+import { namespaceRequired } from "../../namespaces/mod.ts";
+import { leaseOf, maskPaths, type RPCService, rpcService, toTimestamp } from "../mod.ts";
 
 function infoToProto(r: ContentRecord) {
   return {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Code, isCode } from "../../errdefs/mod.ts";
-import { NamespacedContent } from "../content/namespaced.ts";
+import { NamespacedContent } from "../../metadata/mod.ts";
 import { mountsToProto } from "../snapshots/mod.ts";
 import { callIn, handlersOf, unary, withFixture } from "../testutil.ts";
 import { diffService } from "./mod.ts";

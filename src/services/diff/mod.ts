@@ -15,10 +15,11 @@ import type { Mount as MountProto } from "../../gen/containerd/types/mount_pb.ts
 import { localContent, localDiffer, type Mount } from "../../images/mod.ts";
 import type { Metadata } from "../../metadata/mod.ts";
 import type { Registration } from "../../plugin/mod.ts";
-import type { CallContext } from "../../ttrpc/mod.ts";
-import { NamespacedContent } from "../content/namespaced.ts";
+import type { CallContext } from "../../rpc/mod.ts";
+import { NamespacedContent } from "../../metadata/mod.ts";
 import { descriptorFromProto, descriptorToProto } from "../images/mod.ts";
-import { leaseOf, namespaceRequired, type RPCService, rpcService } from "../service.ts";
+import { namespaceRequired } from "../../namespaces/mod.ts";
+import { leaseOf, type RPCService, rpcService } from "../mod.ts";
 
 function mountsFromProto(ms: MountProto[]): Mount[] {
   return ms.map((m) => ({ type: m.type, source: m.source, options: [...m.options] }));

@@ -13,7 +13,8 @@ import type { Envelope, Exchange } from "../../events/mod.ts";
 import { Events as TTRPCEvents } from "../../gen/containerd/services/events/ttrpc/v1/events_pb.ts";
 import { Events } from "../../gen/containerd/services/events/v1/events_pb.ts";
 import type { Registration } from "../../plugin/mod.ts";
-import { namespaceOf, type RPCService } from "../service.ts";
+import { namespaceOf } from "../../namespaces/mod.ts";
+import type { RPCService } from "../mod.ts";
 
 /** An envelope as either Events API sends it. */
 interface EnvelopeMessage {

@@ -22,14 +22,8 @@ import {
 import type { Descriptor as DescriptorProto } from "../../gen/containerd/types/descriptor_pb.ts";
 import type { Descriptor, Image, Metadata } from "../../metadata/mod.ts";
 import type { Registration } from "../../plugin/mod.ts";
-import {
-  type Collector,
-  maskPaths,
-  namespaceRequired,
-  type RPCService,
-  rpcService,
-  toTimestamp,
-} from "../service.ts";
+import { namespaceRequired } from "../../namespaces/mod.ts";
+import { type Collector, maskPaths, type RPCService, rpcService, toTimestamp } from "../mod.ts";
 
 /** A stored descriptor as containerd's Descriptor message init. */
 export function descriptorToProto(d: Descriptor) {

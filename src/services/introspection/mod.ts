@@ -12,7 +12,7 @@ import {
   PluginSchema,
 } from "../../gen/containerd/services/introspection/v1/introspection_pb.ts";
 import { type LoadedPlugin, type Registration, requirementsOf } from "../../plugin/mod.ts";
-import { type RPCService, rpcService } from "../service.ts";
+import { type RPCService, rpcService } from "../mod.ts";
 
 /** A loaded plugin as the Introspection service reports it. */
 export function pluginToProto(p: LoadedPlugin): Plugin {

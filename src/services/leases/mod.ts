@@ -9,13 +9,8 @@ import { invalidArgument } from "../../errdefs/mod.ts";
 import { Leases } from "../../gen/containerd/services/leases/v1/leases_pb.ts";
 import type { Lease, Metadata } from "../../metadata/mod.ts";
 import type { Registration } from "../../plugin/mod.ts";
-import {
-  type Collector,
-  namespaceRequired,
-  type RPCService,
-  rpcService,
-  toTimestamp,
-} from "../service.ts";
+import { namespaceRequired } from "../../namespaces/mod.ts";
+import { type Collector, type RPCService, rpcService, toTimestamp } from "../mod.ts";
 
 function toProto(l: Lease) {
   return { id: l.id, labels: l.labels, createdAt: toTimestamp(l.createdAt) };

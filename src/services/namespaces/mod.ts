@@ -17,7 +17,8 @@ import {
 import { Namespaces } from "../../gen/containerd/services/namespaces/v1/namespaces_pb.ts";
 import type { Metadata, Namespace } from "../../metadata/mod.ts";
 import type { Registration } from "../../plugin/mod.ts";
-import { maskPaths, namespaceOf, type RPCService, rpcService } from "../service.ts";
+import { namespaceOf } from "../../namespaces/mod.ts";
+import { maskPaths, type RPCService, rpcService } from "../mod.ts";
 
 function toProto(n: Namespace) {
   return { name: n.name, labels: n.labels };

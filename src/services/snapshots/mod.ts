@@ -22,14 +22,8 @@ import {
 import type { Metadata, NamespacedSnapshotter } from "../../metadata/mod.ts";
 import type { Registration } from "../../plugin/mod.ts";
 import type { Kind as StoreKind, Mount, SnapshotInfo, Snapshotter } from "../../snapshots/mod.ts";
-import {
-  leaseOf,
-  maskPaths,
-  namespaceRequired,
-  type RPCService,
-  rpcService,
-  toTimestamp,
-} from "../service.ts";
+import { namespaceRequired } from "../../namespaces/mod.ts";
+import { leaseOf, maskPaths, type RPCService, rpcService, toTimestamp } from "../mod.ts";
 
 const KINDS: Record<StoreKind, Kind> = {
   view: Kind.VIEW,

@@ -12,14 +12,34 @@
 import { type Any, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, failedPrecondition, invalidArgument, toBerthError } from "../../errdefs/mod.ts";
 import { adaptFields, parseFilters } from "../../filters/mod.ts";
-import { Tasks } from "../../gen/containerd/services/tasks/v1/tasks_pb.ts";
+import {
+  type CheckpointTaskRequest,
+  type CloseIORequest,
+  type CreateTaskRequest,
+  type DeleteProcessRequest,
+  type DeleteTaskRequest,
+  type ExecProcessRequest,
+  type GetRequest,
+  type KillRequest,
+  type ListPidsRequest,
+  type ListTasksRequest,
+  type MetricsRequest,
+  type PauseTaskRequest,
+  type ResizePtyRequest,
+  type ResumeTaskRequest,
+  type StartRequest,
+  Tasks,
+  type UpdateTaskRequest,
+  type WaitRequest,
+} from "../../gen/containerd/services/tasks/v1/tasks_pb.ts";
 import type { StateResponse } from "../../gen/containerd/task/v2/shim_pb.ts";
 import type { Metadata } from "../../metadata/mod.ts";
 import type { Registration } from "../../plugin/mod.ts";
 import { type ShimTask, TaskManager } from "../../runtime/mod.ts";
 import type { Snapshotter } from "../../snapshots/mod.ts";
-import type { CallContext } from "../../ttrpc/mod.ts";
-import { namespaceRequired, type RPCService, rpcService } from "../service.ts";
+import type { CallContext } from "../../rpc/mod.ts";
+import { namespaceRequired } from "../../namespaces/mod.ts";
+import { type RPCService, rpcService } from "../mod.ts";
 
 /** The type URL containerd stores OCI specs under. */
 const SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
@@ -46,219 +66,253 @@ function isGone(err: unknown): boolean {
   return code === Code.NotFound || code === Code.Unavailable;
 }
 
-/** The Tasks service on `manager`, reading containers from `md` and rootfs mounts from `snapshotters`. */
-export function tasksService(
-  manager: TaskManager,
-  md: Metadata,
-  snapshotters: ReadonlyMap<string, Snapshotter>,
-): RPCService {
-  const task = (ctx: CallContext, id: string): ShimTask => {
+/** What the Tasks service needs of the task manager (a test can stand in for it). */
+export type TaskSource = Pick<TaskManager, "get" | "list" | "create" | "delete">;
+
+/**
+ * The Tasks service, one named handler per method as containerd's
+ * services/tasks/local.go: the transport edge (ids, namespace, message
+ * shapes) over the task manager and the shims' Task services.
+ */
+export class TasksService {
+  constructor(
+    readonly manager: TaskSource,
+    readonly md: Metadata,
+    readonly snapshotters: ReadonlyMap<string, Snapshotter>,
+  ) {}
+
+  /** The task of container `id` in the call's namespace. */
+  #task(ctx: CallContext, id: string): ShimTask {
     if (id === "") throw invalidArgument("container id is required");
-    return manager.get(namespaceRequired(ctx), id);
-  };
-  const rootfsOf = async (ns: string, snapshotter: string, key: string) => {
-    const backend = snapshotters.get(snapshotter);
+    return this.manager.get(namespaceRequired(ctx), id);
+  }
+
+  /** The mounts of a container's snapshot, for a Create that names no rootfs. */
+  async #rootfsOf(ns: string, snapshotter: string, key: string) {
+    const backend = this.snapshotters.get(snapshotter);
     if (backend === undefined) {
       throw invalidArgument(
-        `snapshotter not loaded: ${snapshotter} (loaded: ${[...snapshotters.keys()].join(", ")})`,
+        `snapshotter not loaded: ${snapshotter} (loaded: ${
+          [...this.snapshotters.keys()].join(", ")
+        })`,
       );
     }
-    const mounts = await md.snapshotter(backend).mounts(ns, key);
+    const mounts = await this.md.snapshotter(backend).mounts(ns, key);
     return mounts.map((m) => ({ type: m.type, source: m.source, target: "", options: m.options }));
-  };
+  }
 
-  return rpcService(Tasks, {
-    async create(req, ctx) {
-      const ns = namespaceRequired(ctx);
-      if (req.containerId === "") throw invalidArgument("container id is required");
-      const container = md.containers.get(ns, req.containerId);
-      if (req.checkpoint !== undefined) {
-        throw failedPrecondition(
-          `task ${req.containerId}: restoring from a checkpoint image is not supported by berth`,
-        );
-      }
-      if (container.spec.typeUrl !== SPEC_TYPE_URL && !container.spec.typeUrl.endsWith("/Spec")) {
-        throw invalidArgument(
-          `container ${container.id}: spec has type ${container.spec.typeUrl}, not an OCI runtime spec`,
-        );
-      }
-      let rootfs = req.rootfs.map((m) => ({
-        type: m.type,
-        source: m.source,
-        target: m.target,
-        options: m.options,
-      }));
-      if (rootfs.length === 0 && container.snapshotKey !== "") {
-        rootfs = await rootfsOf(ns, container.snapshotter, container.snapshotKey);
-      }
-      const opts = container.runtime.options;
-      const { pid } = await manager.create(ns, container.id, {
-        spec: container.spec.value,
-        runtime: container.runtime.name,
-        runtimePath: req.runtimePath,
-        runtimeOptions: opts === undefined
-          ? undefined
-          : { $typeName: "google.protobuf.Any", typeUrl: opts.typeUrl, value: opts.value },
-        taskOptions: req.options,
-        rootfs,
-        stdin: req.stdin,
-        stdout: req.stdout,
-        stderr: req.stderr,
-        terminal: req.terminal,
-      });
-      return { containerId: container.id, pid };
-    },
-
-    async start(req, ctx) {
-      const t = task(ctx, req.containerId);
-      const r = await t.task.start({ id: t.id, execId: req.execId });
-      return { pid: r.pid };
-    },
-
-    async delete(req, ctx) {
-      const ns = namespaceRequired(ctx);
-      if (req.containerId === "") throw invalidArgument("container id is required");
-      const r = await manager.delete(ns, req.containerId);
-      return { id: req.containerId, pid: r.pid, exitStatus: r.exitStatus, exitedAt: r.exitedAt };
-    },
-
-    async deleteProcess(req, ctx) {
-      const t = task(ctx, req.containerId);
-      if (req.execId === "") throw invalidArgument("exec id is required (use Delete for the task)");
-      const r = await t.task.delete({ id: t.id, execId: req.execId });
-      return { id: req.execId, pid: r.pid, exitStatus: r.exitStatus, exitedAt: r.exitedAt };
-    },
-
-    async get(req, ctx) {
-      const t = task(ctx, req.containerId);
-      const s = await t.task.state({ id: t.id, execId: req.execId });
-      return { process: processOf(s, t.id) };
-    },
-
-    async list(req, ctx) {
-      const ns = namespaceRequired(ctx);
-      const filter = parseFilters(req.filter ? [req.filter] : []);
-      const states = await Promise.all(
-        manager.list(ns).map(async (t) => {
-          try {
-            return processOf(await t.task.state({ id: t.id }, { timeoutMs: 10_000 }), t.id);
-          } catch (err) {
-            if (isGone(err)) return undefined;
-            throw err;
-          }
-        }),
+  /** Starts a shim for the container and creates its task. */
+  async create(req: CreateTaskRequest, ctx: CallContext) {
+    const ns = namespaceRequired(ctx);
+    if (req.containerId === "") throw invalidArgument("container id is required");
+    const container = this.md.containers.get(ns, req.containerId);
+    if (req.checkpoint !== undefined) {
+      throw failedPrecondition(
+        `task ${req.containerId}: restoring from a checkpoint image is not supported by berth`,
       );
-      const tasks = states.filter((p) => p !== undefined).filter((p) =>
-        filter.match(adaptFields({ id: p.id, container_id: p.containerId, pid: p.pid }))
+    }
+    if (container.spec.typeUrl !== SPEC_TYPE_URL && !container.spec.typeUrl.endsWith("/Spec")) {
+      throw invalidArgument(
+        `container ${container.id}: spec has type ${container.spec.typeUrl}, not an OCI runtime spec`,
       );
-      return { tasks };
-    },
+    }
+    let rootfs = req.rootfs.map((m) => ({
+      type: m.type,
+      source: m.source,
+      target: m.target,
+      options: m.options,
+    }));
+    if (rootfs.length === 0 && container.snapshotKey !== "") {
+      rootfs = await this.#rootfsOf(ns, container.snapshotter, container.snapshotKey);
+    }
+    const opts = container.runtime.options;
+    const { pid } = await this.manager.create(ns, container.id, {
+      spec: container.spec.value,
+      runtime: container.runtime.name,
+      runtimePath: req.runtimePath,
+      runtimeOptions: opts === undefined
+        ? undefined
+        : { $typeName: "google.protobuf.Any", typeUrl: opts.typeUrl, value: opts.value },
+      taskOptions: req.options,
+      rootfs,
+      stdin: req.stdin,
+      stdout: req.stdout,
+      stderr: req.stderr,
+      terminal: req.terminal,
+    });
+    return { containerId: container.id, pid };
+  }
 
-    async kill(req, ctx) {
-      const t = task(ctx, req.containerId);
-      await t.task.kill({ id: t.id, execId: req.execId, signal: req.signal, all: req.all });
-      return {};
-    },
+  /** Starts the task's init process, or one of its execs. */
+  async start(req: StartRequest, ctx: CallContext) {
+    const t = this.#task(ctx, req.containerId);
+    const r = await t.task.start({ id: t.id, execId: req.execId });
+    return { pid: r.pid };
+  }
 
-    async exec(req, ctx) {
-      const t = task(ctx, req.containerId);
-      if (req.execId === "") throw invalidArgument("exec id cannot be empty");
-      if (req.spec === undefined) throw invalidArgument("exec: the process spec is required");
-      await t.task.exec({
-        id: t.id,
-        execId: req.execId,
-        terminal: req.terminal,
-        stdin: req.stdin,
-        stdout: req.stdout,
-        stderr: req.stderr,
-        spec: req.spec,
-      });
-      return {};
-    },
+  /** Deletes the task and its shim. */
+  async delete(req: DeleteTaskRequest, ctx: CallContext) {
+    const ns = namespaceRequired(ctx);
+    if (req.containerId === "") throw invalidArgument("container id is required");
+    const r = await this.manager.delete(ns, req.containerId);
+    return { id: req.containerId, pid: r.pid, exitStatus: r.exitStatus, exitedAt: r.exitedAt };
+  }
 
-    async resizePty(req, ctx) {
-      const t = task(ctx, req.containerId);
-      await t.task.resizePty({
-        id: t.id,
-        execId: req.execId,
-        width: req.width,
-        height: req.height,
-      });
-      return {};
-    },
+  /** Deletes one exec of the task. */
+  async deleteProcess(req: DeleteProcessRequest, ctx: CallContext) {
+    const t = this.#task(ctx, req.containerId);
+    if (req.execId === "") throw invalidArgument("exec id is required (use Delete for the task)");
+    const r = await t.task.delete({ id: t.id, execId: req.execId });
+    return { id: req.execId, pid: r.pid, exitStatus: r.exitStatus, exitedAt: r.exitedAt };
+  }
 
-    async closeIO(req, ctx) {
-      const t = task(ctx, req.containerId);
-      await t.task.closeIO({ id: t.id, execId: req.execId, stdin: req.stdin });
-      return {};
-    },
+  /** The state of the task's init process or of an exec. */
+  async get(req: GetRequest, ctx: CallContext) {
+    const t = this.#task(ctx, req.containerId);
+    const s = await t.task.state({ id: t.id, execId: req.execId });
+    return { process: processOf(s, t.id) };
+  }
 
-    async pause(req, ctx) {
-      const t = task(ctx, req.containerId);
-      await t.task.pause({ id: t.id });
-      return {};
-    },
-
-    async resume(req, ctx) {
-      const t = task(ctx, req.containerId);
-      await t.task.resume({ id: t.id });
-      return {};
-    },
-
-    async listPids(req, ctx) {
-      const t = task(ctx, req.containerId);
-      const r = await t.task.pids({ id: t.id });
-      return { processes: r.processes };
-    },
-
-    async checkpoint(req, ctx) {
-      const t = task(ctx, req.containerId);
-      const dir = await Deno.makeTempDir({ prefix: `berth-checkpoint-${t.id}-` });
-      try {
-        await t.task.checkpoint({ id: t.id, path: dir, options: req.options }).catch((err) => {
-          const e = toBerthError(err);
-          throw Object.assign(e, { message: `checkpoint task ${t.id}: ${e.message}` });
-        });
-        // The image is on disk, but berth has no writer of checkpoint images
-        // into the content store yet: say so rather than return nothing.
-        throw failedPrecondition(
-          `checkpoint task ${t.id}: the runtime wrote a checkpoint, but berth cannot yet store checkpoint images in the content store`,
-        );
-      } finally {
-        await Deno.remove(dir, { recursive: true }).catch(() => {});
-      }
-    },
-
-    async update(req, ctx) {
-      const t = task(ctx, req.containerId);
-      await t.task.update({ id: t.id, resources: req.resources, annotations: req.annotations });
-      return {};
-    },
-
-    async metrics(req, ctx) {
-      const ns = namespaceRequired(ctx);
-      const filter = parseFilters(req.filters);
-      const chosen = manager.list(ns).filter((t) =>
-        filter.match(adaptFields({ id: t.id, namespace: ns }))
-      );
-      const metrics = await Promise.all(chosen.map(async (t) => {
+  /** The namespace's tasks that pass the filter; tasks whose shim is gone are left out. */
+  async list(req: ListTasksRequest, ctx: CallContext) {
+    const ns = namespaceRequired(ctx);
+    const filter = parseFilters(req.filter ? [req.filter] : []);
+    const states = await Promise.all(
+      this.manager.list(ns).map(async (t) => {
         try {
-          const r = await t.task.stats({ id: t.id }, { timeoutMs: 10_000 });
-          return { timestamp: timestampNow(), id: t.id, data: r.stats as Any | undefined };
+          return processOf(await t.task.state({ id: t.id }, { timeoutMs: 10_000 }), t.id);
         } catch (err) {
           if (isGone(err)) return undefined;
           throw err;
         }
-      }));
-      return { metrics: metrics.filter((m) => m !== undefined) };
-    },
+      }),
+    );
+    const tasks = states.filter((p) => p !== undefined).filter((p) =>
+      filter.match(adaptFields({ id: p.id, container_id: p.containerId, pid: p.pid }))
+    );
+    return { tasks };
+  }
 
-    async wait(req, ctx) {
-      const t = task(ctx, req.containerId);
-      const r = await t.task.wait({ id: t.id, execId: req.execId }, { signal: ctx.signal });
-      return { exitStatus: r.exitStatus, exitedAt: r.exitedAt };
-    },
-  });
+  /** Signals the task's init process, an exec, or all its processes. */
+  async kill(req: KillRequest, ctx: CallContext) {
+    const t = this.#task(ctx, req.containerId);
+    await t.task.kill({ id: t.id, execId: req.execId, signal: req.signal, all: req.all });
+    return {};
+  }
+
+  /** Adds an exec process to the task. */
+  async exec(req: ExecProcessRequest, ctx: CallContext) {
+    const t = this.#task(ctx, req.containerId);
+    if (req.execId === "") throw invalidArgument("exec id cannot be empty");
+    if (req.spec === undefined) throw invalidArgument("exec: the process spec is required");
+    await t.task.exec({
+      id: t.id,
+      execId: req.execId,
+      terminal: req.terminal,
+      stdin: req.stdin,
+      stdout: req.stdout,
+      stderr: req.stderr,
+      spec: req.spec,
+    });
+    return {};
+  }
+
+  /** Resizes a process's terminal. */
+  async resizePty(req: ResizePtyRequest, ctx: CallContext) {
+    const t = this.#task(ctx, req.containerId);
+    await t.task.resizePty({ id: t.id, execId: req.execId, width: req.width, height: req.height });
+    return {};
+  }
+
+  /** Closes a process's stdin. */
+  async closeIO(req: CloseIORequest, ctx: CallContext) {
+    const t = this.#task(ctx, req.containerId);
+    await t.task.closeIO({ id: t.id, execId: req.execId, stdin: req.stdin });
+    return {};
+  }
+
+  /** Freezes the task's processes. */
+  async pause(req: PauseTaskRequest, ctx: CallContext) {
+    const t = this.#task(ctx, req.containerId);
+    await t.task.pause({ id: t.id });
+    return {};
+  }
+
+  /** Thaws the task's processes. */
+  async resume(req: ResumeTaskRequest, ctx: CallContext) {
+    const t = this.#task(ctx, req.containerId);
+    await t.task.resume({ id: t.id });
+    return {};
+  }
+
+  /** The pids of the task's processes. */
+  async listPids(req: ListPidsRequest, ctx: CallContext) {
+    const t = this.#task(ctx, req.containerId);
+    const r = await t.task.pids({ id: t.id });
+    return { processes: r.processes };
+  }
+
+  /**
+   * Has the runtime write a checkpoint, then fails: berth cannot store
+   * checkpoint images in the content store yet, and says so.
+   */
+  async checkpoint(req: CheckpointTaskRequest, ctx: CallContext): Promise<never> {
+    const t = this.#task(ctx, req.containerId);
+    const dir = await Deno.makeTempDir({ prefix: `berth-checkpoint-${t.id}-` });
+    try {
+      await t.task.checkpoint({ id: t.id, path: dir, options: req.options }).catch((err) => {
+        const e = toBerthError(err);
+        throw Object.assign(e, { message: `checkpoint task ${t.id}: ${e.message}` });
+      });
+      throw failedPrecondition(
+        `checkpoint task ${t.id}: the runtime wrote a checkpoint, but berth cannot yet store checkpoint images in the content store`,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  }
+
+  /** Changes the task's resources or annotations. */
+  async update(req: UpdateTaskRequest, ctx: CallContext) {
+    const t = this.#task(ctx, req.containerId);
+    await t.task.update({ id: t.id, resources: req.resources, annotations: req.annotations });
+    return {};
+  }
+
+  /** Stats of the namespace's tasks that pass the filters; gone shims are left out. */
+  async metrics(req: MetricsRequest, ctx: CallContext) {
+    const ns = namespaceRequired(ctx);
+    const filter = parseFilters(req.filters);
+    const chosen = this.manager.list(ns).filter((t) =>
+      filter.match(adaptFields({ id: t.id, namespace: ns }))
+    );
+    const metrics = await Promise.all(chosen.map(async (t) => {
+      try {
+        const r = await t.task.stats({ id: t.id }, { timeoutMs: 10_000 });
+        return { timestamp: timestampNow(), id: t.id, data: r.stats as Any | undefined };
+      } catch (err) {
+        if (isGone(err)) return undefined;
+        throw err;
+      }
+    }));
+    return { metrics: metrics.filter((m) => m !== undefined) };
+  }
+
+  /** Waits for a process to exit (ends early when the call is cancelled). */
+  async wait(req: WaitRequest, ctx: CallContext) {
+    const t = this.#task(ctx, req.containerId);
+    const r = await t.task.wait({ id: t.id, execId: req.execId }, { signal: ctx.signal });
+    return { exitStatus: r.exitStatus, exitedAt: r.exitedAt };
+  }
+}
+
+/** The Tasks service on `manager`, reading containers from `md` and rootfs mounts from `snapshotters`. */
+export function tasksService(
+  manager: TaskSource,
+  md: Metadata,
+  snapshotters: ReadonlyMap<string, Snapshotter>,
+): RPCService {
+  return rpcService(Tasks, new TasksService(manager, md, snapshotters));
 }
 
 /** The plugin serving it: io.containerd.grpc.v1.tasks. */

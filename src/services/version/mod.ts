@@ -6,7 +6,7 @@
 import { Version } from "../../gen/containerd/services/version/v1/version_pb.ts";
 import type { Registration } from "../../plugin/mod.ts";
 import { VERSION } from "../../version.ts";
-import { type RPCService, rpcService } from "../service.ts";
+import { type RPCService, rpcService } from "../mod.ts";
 
 /** The Version service answering `version` and `revision`. */
 export function versionService(version = VERSION, revision = ""): RPCService {

@@ -2,23 +2,20 @@
  * What every RPC service of the daemon shares: how a service plugin offers
  * itself to a transport, and how a call's namespace is read. A service is a
  * plain implementation object (handlers taking the request and a
- * {@link CallContext}); the ttrpc server registers it today and a gRPC
- * server can register the very same object, since only the transport
- * differs.
+ * {@link CallContext}); the ttrpc and the gRPC server register the very
+ * same object, since only the transport differs.
  *
  * @module
  */
 
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
-import { type Timestamp, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { failedPrecondition } from "../errdefs/mod.ts";
-import { validateIdentifier } from "../identifiers/mod.ts";
-import type { CallContext, RegisterOptions, ServiceImpl } from "../ttrpc/mod.ts";
+import { type Timestamp, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { CallContext, RegisterOptions, ServiceImpl } from "../rpc/mod.ts";
 
 /** The transports the daemon serves its API on. */
 export type Transport = "ttrpc" | "grpc";
 
-/** Anything services can be registered with: the ttrpc server, later a gRPC server. */
+/** Anything services can be registered with: the ttrpc server or the gRPC server. */
 export interface ServiceRegistrar {
   register<S extends GenService<GenServiceMethods>>(
     service: S,
@@ -50,27 +47,6 @@ export function rpcService<S extends GenService<GenServiceMethods>>(
   return { impl, registerOn: (server) => server.register(service, impl) };
 }
 
-/** The metadata key containerd's gRPC clients send the namespace under. */
-export const GRPC_NAMESPACE_KEY = "containerd-namespace";
-/** The metadata key containerd's ttrpc clients send the namespace under. */
-export const TTRPC_NAMESPACE_KEY = "containerd-namespace-ttrpc";
-
-/** The namespace the caller named, if any (gRPC's key first, then ttrpc's, as containerd reads them). */
-export function namespaceOf(ctx: Pick<CallContext, "metadata">): string | undefined {
-  return ctx.metadata.get(GRPC_NAMESPACE_KEY)?.[0] ?? ctx.metadata.get(TTRPC_NAMESPACE_KEY)?.[0];
-}
-
-/**
- * The call's namespace, as containerd requires it: missing is
- * FailedPrecondition, malformed is InvalidArgument.
- */
-export function namespaceRequired(ctx: Pick<CallContext, "metadata">): string {
-  const ns = namespaceOf(ctx);
-  if (ns === undefined || ns === "") throw failedPrecondition("namespace is required");
-  validateIdentifier(ns, "namespace");
-  return ns;
-}
-
 /** The metadata key containerd's clients name the lease a call works under. */
 export const LEASE_KEY = "containerd-lease";
 
@@ -91,11 +67,6 @@ export interface Collector {
 /** A store's Date as a protobuf Timestamp. */
 export function toTimestamp(d: Date): Timestamp {
   return timestampFromDate(d);
-}
-
-/** A protobuf Timestamp as a Date (undefined stays undefined). */
-export function fromTimestamp(t: Timestamp | undefined): Date | undefined {
-  return t === undefined ? undefined : timestampDate(t);
 }
 
 /** The paths of an update mask (none: an empty list, meaning "replace what may be replaced"). */

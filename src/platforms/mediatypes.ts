@@ -1,4 +1,8 @@
-// The media types berth reads and writes, OCI and Docker alike.
+/**
+ * The media types berth reads and writes, OCI and Docker alike.
+ *
+ * @module
+ */
 
 /** OCI image index. */
 export const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
@@ -31,12 +35,6 @@ export function isIndex(mediaType: string): boolean {
 /** True for an OCI or Docker schema 2 manifest. */
 export function isManifest(mediaType: string): boolean {
   return mediaType === OCI_MANIFEST || mediaType === DOCKER_MANIFEST;
-}
-
-/** True for a layer media type berth can unpack (foreign/non-distributable ones included). */
-export function isLayer(mediaType: string): boolean {
-  return mediaType.startsWith("application/vnd.oci.image.layer.") ||
-    mediaType.startsWith("application/vnd.docker.image.rootfs.");
 }
 
 /**

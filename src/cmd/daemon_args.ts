@@ -1,10 +1,19 @@
 /**
- * `berth daemon`'s command line.
+ * `berth daemon`'s command line, which `berth config dump` takes too (it
+ * prints the configuration a daemon started with the same flags would run
+ * with).
  * @module
  */
 
-import { type ConfigOverrides, DEFAULT_CONFIG_PATH } from "../config/mod.ts";
+import type { ConfigOverrides } from "../config/mod.ts";
+import {
+  DEFAULT_ADDRESS,
+  DEFAULT_CONFIG_PATH,
+  DEFAULT_ROOT,
+  DEFAULT_STATE,
+} from "../defaults/mod.ts";
 import { invalidArgument } from "../errdefs/mod.ts";
+import { exists } from "../fsutil/mod.ts";
 import { parseArgs } from "../args/mod.ts";
 
 /** Usage text of `berth daemon`. */
@@ -15,9 +24,9 @@ containerd clients) and over ttrpc at <address>.ttrpc.
 
 Flags:
   -c, --config FILE       config file in containerd's TOML shape (default ${DEFAULT_CONFIG_PATH}, if present)
-      --root DIR          persistent data (default /var/lib/berth)
-      --state DIR         runtime state (default /run/berth)
-  -a, --address SOCK      gRPC socket; ttrpc listens on SOCK.ttrpc (default /run/berth/berth.sock)
+      --root DIR          persistent data (default ${DEFAULT_ROOT})
+      --state DIR         runtime state (default ${DEFAULT_STATE})
+  -a, --address SOCK      gRPC socket; ttrpc listens on SOCK.ttrpc (default ${DEFAULT_ADDRESS})
   -l, --log-level LEVEL   trace, debug, info, warn, error or fatal (default info)
   -h, --help              show this help
 `;
@@ -31,8 +40,11 @@ export interface DaemonArgs {
   help: boolean;
 }
 
-/** Parses `berth daemon`'s arguments; InvalidArgument on unknown flags or stray words. */
-export function parseDaemonArgs(args: string[]): DaemonArgs {
+/**
+ * Parses `berth daemon`'s arguments; InvalidArgument (its message starting
+ * with `command`) on unknown flags or stray words.
+ */
+export function parseDaemonArgs(args: string[], command = "berth daemon"): DaemonArgs {
   let parsed;
   try {
     parsed = parseArgs({
@@ -49,7 +61,7 @@ export function parseDaemonArgs(args: string[]): DaemonArgs {
       allowPositionals: false,
     });
   } catch (err) {
-    throw invalidArgument(`berth daemon: ${(err as Error).message}`);
+    throw invalidArgument(`${command}: ${(err as Error).message}`);
   }
   const v = parsed.values;
   for (
@@ -60,7 +72,7 @@ export function parseDaemonArgs(args: string[]): DaemonArgs {
   ) {
     if (value !== undefined && !value.startsWith("/")) {
       throw invalidArgument(
-        `berth daemon: ${flag} must be an absolute path, got ${JSON.stringify(value)}`,
+        `${command}: ${flag} must be an absolute path, got ${JSON.stringify(value)}`,
       );
     }
   }
@@ -69,4 +81,12 @@ export function parseDaemonArgs(args: string[]): DaemonArgs {
     overrides: { root: v.root, state: v.state, address: v.address, logLevel: v["log-level"] },
     help: v.help ?? false,
   };
+}
+
+/** The config file to read: --config's, else the default one when it exists, else none. */
+export async function configPathOf(args: DaemonArgs): Promise<string | undefined> {
+  if (args.configPath !== undefined) return args.configPath;
+  return await exists(DEFAULT_CONFIG_PATH, { followSymlinks: true })
+    ? DEFAULT_CONFIG_PATH
+    : undefined;
 }

@@ -12,16 +12,9 @@ import { AnySchema, timestampNow } from "@bufbuild/protobuf/wkt";
 import { invalidArgument } from "../errdefs/mod.ts";
 import { Events } from "../gen/containerd/services/events/ttrpc/v1/events_pb.ts";
 import { connect, serviceClient } from "../ttrpc/mod.ts";
-import { validateEnvelope } from "./exchange.ts";
+import { validateEnvelope } from "../events/mod.ts";
 import { parseArgs } from "../args/mod.ts";
-
-/** The daemon address shims are given when none is named. */
-const DEFAULT_ADDRESS = "/run/berth/berth.sock";
-
-/** The ttrpc socket for a daemon address: `<address>.ttrpc`, unless it already is one. */
-export function publishSocket(address: string): string {
-  return address.endsWith(".ttrpc") ? address : `${address}.ttrpc`;
-}
+import { DEFAULT_ADDRESS, ttrpcSocket } from "../defaults/mod.ts";
 
 async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   return new Uint8Array(await new Response(stream).arrayBuffer());
@@ -66,7 +59,7 @@ export async function publishMain(
       event,
     };
     validateEnvelope(envelope); // say what is wrong here rather than as the daemon's answer
-    client = await connect(publishSocket(address));
+    client = await connect(ttrpcSocket(address));
     await serviceClient(client, Events).forward({ envelope }, { timeoutMs: 5000 });
     return 0;
   } catch (err) {

@@ -4,29 +4,16 @@
  * @module
  */
 
-import { configToToml, defaultConfig, effectiveConfig, loadConfig } from "./config.ts";
-import { parseArgs } from "../args/mod.ts";
-
-/** Where the daemon reads its config when `--config` is not given (only if the file exists). */
-export const DEFAULT_CONFIG_PATH = "/etc/berth/config.toml";
+import { configToToml, defaultConfig, effectiveConfig, loadConfig } from "../config/mod.ts";
+import { configPathOf, DAEMON_USAGE, parseDaemonArgs } from "./daemon_args.ts";
 
 const USAGE = `Usage:
   berth config default            print the default configuration as TOML
   berth config dump [flags]       print the effective configuration of a daemon started with these flags
 
-Flags of dump (as for berth daemon):
-  -c, --config FILE   config file (default ${DEFAULT_CONFIG_PATH}, if present)
-      --root DIR      --state DIR      -a, --address SOCK      -l, --log-level LEVEL
-`;
+Flags of dump: those of berth daemon.
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+${DAEMON_USAGE.slice(DAEMON_USAGE.indexOf("Flags:"))}`;
 
 /** Runs `berth config ARGS`; returns the exit status. Output goes to `out`, notes and errors to `err`. */
 export async function configMain(
@@ -44,26 +31,15 @@ export async function configMain(
         out(configToToml(defaultConfig()));
         return 0;
       case "dump": {
-        const { values } = parseArgs({
-          args: rest,
-          options: {
-            config: { type: "string", short: "c" },
-            root: { type: "string" },
-            state: { type: "string" },
-            address: { type: "string", short: "a" },
-            "log-level": { type: "string", short: "l" },
-          },
-          strict: true,
-          allowPositionals: false,
-        });
-        const path = values.config ??
-          (await exists(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);
-        const { config, warnings } = await loadConfig(path, {
-          root: values.root,
-          state: values.state,
-          address: values.address,
-          logLevel: values["log-level"],
-        });
+        const parsed = parseDaemonArgs(rest, "config dump");
+        if (parsed.help) {
+          out(USAGE);
+          return 0;
+        }
+        const { config, warnings } = await loadConfig(
+          await configPathOf(parsed),
+          parsed.overrides,
+        );
         for (const w of warnings) err(`warning: ${w}`);
         out(configToToml(effectiveConfig(config)));
         return 0;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseMountOptions } from "./rootfs.ts";
+import { parseMountOptions } from "./mod.ts";
 
 Deno.test("rootfs: mount options split into flags and data", () => {
   assert.deepEqual(parseMountOptions(["ro", "nosuid", "nodev", "lowerdir=/a:/b", "upperdir=/u"]), {

@@ -1,7 +1,7 @@
 /**
  * What a handler knows about the call it serves, independent of the
- * transport: ttrpc builds it from a request envelope, a gRPC transport can
- * build the same thing from HTTP/2 headers, and the handlers stay the same.
+ * transport: ttrpc builds it from a request envelope, gRPC from HTTP/2
+ * headers, and the handlers stay the same.
  *
  * @module
  */
@@ -24,21 +24,6 @@ export interface CallContext {
   readonly signal: AbortSignal;
   /** Absolute deadline in ms since the epoch, when the caller set one. */
   readonly deadline?: number;
-}
-
-/** The metadata key containerd puts a call's namespace under on ttrpc. */
-export const NAMESPACE_METADATA_KEY = "containerd-namespace-ttrpc";
-
-/**
- * The containerd namespace the caller sent with this call, if any.
- *
- * @example
- * ```ts
- * const ns = namespaceOf(ctx) ?? "default";
- * ```
- */
-export function namespaceOf(ctx: Pick<CallContext, "metadata">): string | undefined {
-  return ctx.metadata.get(NAMESPACE_METADATA_KEY)?.[0];
 }
 
 /** Call metadata as callers may write it: a Metadata map or a plain record. */

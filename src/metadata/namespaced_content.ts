@@ -8,10 +8,11 @@
  * @module
  */
 
-import { ContentStore, type ContentWriter, type IngestStatus } from "../../content/mod.ts";
-import { alreadyExists, Code, isCode } from "../../errdefs/mod.ts";
-import { adaptFields, parseFilters } from "../../filters/mod.ts";
-import type { ContentRecord, Metadata } from "../../metadata/mod.ts";
+import { ContentStore, type ContentWriter, type IngestStatus } from "../content/mod.ts";
+import { alreadyExists, Code, isCode } from "../errdefs/mod.ts";
+import { adaptFields, parseFilters } from "../filters/mod.ts";
+import type { ContentRecord } from "./content.ts";
+import type { Metadata } from "./metadata.ts";
 
 /** Options of {@link NamespacedContent.writer}. */
 export interface NamespacedWriterOptions {
