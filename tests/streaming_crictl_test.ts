@@ -66,6 +66,7 @@ function crictl(f: Fixture, args: string[], input?: string) {
 }
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
+const shellQuote = (a: string) => `'${a.replaceAll("'", "'\\''")}'`;
 
 Deno.test("crictl exec: output, stderr and exit codes through SPDY", async () => {
   await withCri(async (f) => {
@@ -99,27 +100,20 @@ Deno.test("crictl exec -i: stdin reaches the command and its end closes stdin", 
   });
 });
 
-Deno.test("crictl exec -it: a terminal, and the client's size reaches the runtime", async () => {
+Deno.test("crictl exec -it: a terminal, and the client's size reaches the pty", async () => {
   await withCri(async (f) => {
-    const inner = [
-      CRICTL,
-      "-r",
-      `unix://${f.sock}`,
-      "-t",
-      "10s",
-      "exec",
-      "-it",
-      CID,
-      "sh",
-      "-c",
-      "tty; stty size",
-    ].join(" ");
+    // The size arrives on the resize stream while the command runs: wait for it (up to 5 s).
+    const remote = 'tty; i=0; while [ "$(stty size)" != "27 91" ] && [ $i -lt 100 ]; do ' +
+      "sleep 0.05; i=$((i+1)); done; echo size $(stty size)";
+    const argv = [CRICTL, "-r", `unix://${f.sock}`, "-t", "10s", "exec", "-it", CID, "sh", "-c"];
+    const inner = [...argv, remote].map(shellQuote).join(" ");
     const r = await run("script", ["-qec", `stty cols 91 rows 27; ${inner}`, "/dev/null"], {
       input: new TextEncoder().encode(""),
     });
     const out = text(r.stdout);
     assert.equal(r.code, 0, out + text(r.stderr));
     assert.match(out, /\/dev\/pts\/\d+\r?\n/);
+    assert.match(out, /size 27 91\r?\n/);
     assert.deepEqual(f.runtime.seen.execs[0].tty, true);
     assert.ok(
       f.runtime.seen.resizes.some((s) => s.width === 91 && s.height === 27),

@@ -103,21 +103,31 @@ class SpdyClient {
   async send(f: Frame) {
     await this.conn.write(encodeFrame(f));
   }
+  frames: Frame[] = [];
   /** Every frame until the server closes the connection. */
   async readAll(): Promise<Frame[]> {
-    const frames: Frame[] = [];
+    await this.readUntil(() => false);
+    return this.frames;
+  }
+  /** Reads frames until `done(frames)` holds; false when the connection ended first. */
+  async readUntil(done: (frames: Frame[]) => boolean): Promise<boolean> {
     const buf = new Uint8Array(65536);
     for (;;) {
       for (let f = this.decoder.next(); f; f = this.decoder.next()) {
         if (f.type === "syn_reply") this.codec.decompress(f.headerBlock);
-        frames.push(f);
+        this.frames.push(f);
       }
+      if (done(this.frames)) return true;
       const n = await this.conn.read(buf).catch(() => null);
-      if (n === null) return frames;
+      if (n === null) return false;
       this.decoder.push(buf.subarray(0, n));
     }
   }
 }
+
+/** True once stream `id` got DATA with FIN. */
+const finished = (id: number) => (frames: Frame[]) =>
+  frames.some((f) => f.type === "data" && f.streamId === id && (f.flags & 1) !== 0);
 
 const dataOf = (frames: Frame[], id: number) =>
   dec.decode(
@@ -294,7 +304,7 @@ Deno.test("stream server: port-forward refuses bad streams and reports forwardin
     const noPort = await c.open({ streamType: "data", requestID: "0" });
     const err = await c.open({ streamType: "error", port: "80", requestID: "1" });
     const data = await c.open({ streamType: "data", port: "80", requestID: "1" });
-    await new Promise((res) => setTimeout(res, 100));
+    assert.ok(await c.readUntil(finished(err)));
     await c.send({ type: "goaway", lastGoodStreamId: 0, status: 0 });
     r.conn.closeWrite();
     const frames = await c.readAll();
@@ -577,10 +587,9 @@ Deno.test("stream server: a port-forward pair left incomplete is reported on its
     const r = await request(url, upgrade("portforward.k8s.io"));
     const c = new SpdyClient(r.conn, r.rest);
     const err = await c.open({ streamType: "error", port: "80", requestID: "5" });
-    const frames = c.readAll();
-    await new Promise((res) => setTimeout(res, 250));
+    assert.ok(await c.readUntil(finished(err)));
     r.conn.closeWrite();
-    const got = await frames;
+    const got = await c.readAll();
     r.conn.close();
     assert.equal(dataOf(got, err), "timed out waiting for streams of request 5");
     assert.ok(got.some((f) => f.type === "data" && f.streamId === err && f.flags === 1));
