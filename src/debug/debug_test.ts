@@ -62,3 +62,23 @@ Deno.test("debug: the socket is private, refuses a second server, answers JSON a
   await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("debug: closing the endpoint ends a CPU profile in progress with what it has", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "berth-debug-" });
+  const path = `${dir}/debug.sock`;
+  const ep = new DebugEndpoint();
+  await ep.listen(path, 0, 0);
+  const client = Deno.createHttpClient({ proxy: { transport: "unix", path } });
+  try {
+    const answer = fetch("http://berth/debug/profile?seconds=120", { client });
+    await new Promise((r) => setTimeout(r, 300));
+    await ep.close();
+    const profile = await (await answer).json();
+    assert.ok(Array.isArray(profile.nodes));
+    assert.ok(profile.endTime - profile.startTime < 60e6, "stopped long before the 120 s asked");
+  } finally {
+    client.close();
+    await ep.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -43,6 +43,8 @@ export class DebugEndpoint {
   #server: Deno.HttpServer<Deno.UnixAddr> | undefined;
   #path = "";
   #ino: number | null = null;
+  // Ends a CPU profile in progress when the endpoint closes, so the daemon's stop never waits on one.
+  #closing = new AbortController();
 
   /**
    * Listens on `path`, 0600, owned by `uid`/`gid`: a stale socket is
@@ -76,7 +78,7 @@ export class DebugEndpoint {
         case "/debug/profile": {
           const seconds = Number(url.searchParams.get("seconds") ?? "30");
           log.info("debug: taking a CPU profile", { seconds });
-          return Response.json(await cpuProfile(seconds));
+          return Response.json(await cpuProfile(seconds, this.#closing.signal));
         }
         case "/debug/requests":
           return Response.json({ requests: this.inflight.list() });
@@ -92,6 +94,7 @@ export class DebugEndpoint {
 
   /** Stops listening and removes the socket. */
   async close(): Promise<void> {
+    this.#closing.abort();
     await this.#server?.shutdown();
     this.#server = undefined;
     // Only our own socket file: another daemon may have replaced it meanwhile.

@@ -25,8 +25,9 @@ export const MAX_PROFILE_SECONDS = 300;
  * Samples this process' CPU for `seconds` and returns the profile (the
  * Profiler.Profile object: nodes, startTime, endTime, samples, timeDeltas).
  * One profile at a time: a second request meanwhile is FailedPrecondition.
+ * An abort of `signal` ends the sampling early (the daemon is stopping).
  */
-export async function cpuProfile(seconds: number): Promise<unknown> {
+export async function cpuProfile(seconds: number, signal?: AbortSignal): Promise<unknown> {
   if (!(seconds > 0 && seconds <= MAX_PROFILE_SECONDS)) {
     throw invalidArgument(`seconds must be in (0, ${MAX_PROFILE_SECONDS}], got ${seconds}`);
   }
@@ -49,7 +50,15 @@ export async function cpuProfile(seconds: number): Promise<unknown> {
   try {
     await post("Profiler.enable");
     await post("Profiler.start");
-    await new Promise((r) => setTimeout(r, seconds * 1000));
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, signal?.aborted ? 0 : seconds * 1000);
+      signal?.addEventListener("abort", done, { once: true });
+      function done() {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      }
+    });
     const { profile } = await post<{ profile: unknown }>("Profiler.stop");
     return profile;
   } finally {
