@@ -130,6 +130,14 @@ export function serviceClient<S extends GenService<GenServiceMethods>>(
   for (const m of desc.methods) {
     const prefix = requestPrefix(name, m.name);
     const { input, output } = m;
+    // Client and bidi streams: open the stream, send `reqs` on it, read the answers.
+    const sending = (reqs: AsyncIterable<unknown>, o?: CallOptions) => {
+      const [co, md] = merge(o);
+      const kind = m.methodKind as StreamKind;
+      const s = client[OPEN](prefix, m.name, kind, undefined, co, md) as StreamCall;
+      pump(s, reqs, input);
+      return decodeEach(s, output);
+    };
     switch (m.methodKind) {
       case "unary":
         out[m.localName] = (req: unknown, o?: CallOptions) => {
@@ -161,34 +169,12 @@ export function serviceClient<S extends GenService<GenServiceMethods>>(
         break;
       case "client_streaming":
         out[m.localName] = async (reqs: AsyncIterable<unknown>, o?: CallOptions) => {
-          const [co, md] = merge(o);
-          const s = client[OPEN](
-            prefix,
-            m.name,
-            m.methodKind as StreamKind,
-            undefined,
-            co,
-            md,
-          ) as StreamCall;
-          pump(s, reqs, input);
-          for await (const msg of decodeEach(s, output)) return msg;
+          for await (const msg of sending(reqs, o)) return msg;
           throw new BerthError(Code.Internal, `ttrpc: ${m.name}: stream ended without a response`);
         };
         break;
       case "bidi_streaming":
-        out[m.localName] = (reqs: AsyncIterable<unknown>, o?: CallOptions) => {
-          const [co, md] = merge(o);
-          const s = client[OPEN](
-            prefix,
-            m.name,
-            m.methodKind as StreamKind,
-            undefined,
-            co,
-            md,
-          ) as StreamCall;
-          pump(s, reqs, input);
-          return decodeEach(s, output);
-        };
+        out[m.localName] = (reqs: AsyncIterable<unknown>, o?: CallOptions) => sending(reqs, o);
         break;
     }
   }
