@@ -231,7 +231,7 @@ export class TaskService {
   }
 
   /** Adds an exec process (started by Start). */
-  Noneexec(req: ExecProcessRequest) {
+  exec(req: ExecProcessRequest) {
     const c = this.container(req.id);
     c.exec(req.execId, {
       stdin: req.stdin,
@@ -247,7 +247,7 @@ export class TaskService {
   }
 
   /** The state of the init process or an exec. */
-  Nonestate(req: StateRequest) {
+  state(req: StateRequest) {
     const c = this.container(req.id);
     const p = c.process(req.execId);
     return {
@@ -302,14 +302,14 @@ export class TaskService {
   }
 
   /** Closes a process's stdin. */
-  NonecloseIO(req: CloseIORequest) {
+  closeIO(req: CloseIORequest) {
     const p = this.container(req.id).process(req.execId);
     if (req.stdin) p.closeStdin();
     return {};
   }
 
   /** Resizes a process's terminal. */
-  NoneresizePty(req: ResizePtyRequest) {
+  resizePty(req: ResizePtyRequest) {
     this.container(req.id).process(req.execId).resize(req.width, req.height);
     return {};
   }
@@ -350,20 +350,20 @@ export class TaskService {
   }
 
   /** The container's cgroup metrics. */
-  Nonestats(req: StatsRequest) {
+  stats(req: StatsRequest) {
     const c = this.container(req.id);
     if (!c.cgroup) throw notFound(`cgroup of ${req.id} does not exist`);
     return { stats: metricsAny(c.cgroup) };
   }
 
   /** Which shim and task this is. */
-  Noneconnect(req: ConnectRequest) {
+  connect(req: ConnectRequest) {
     const c = this.containers.get(req.id);
     return { shimPid: Deno.pid, taskPid: c?.init.pid ?? 0, version: "" };
   }
 
   /** Exits the shim once it manages no container. */
-  Noneshutdown(_req: ShutdownRequest) {
+  shutdown(_req: ShutdownRequest) {
     // A group shim stays while it manages any container.
     if (this.containers.size === 0 && this.creating.size === 0) {
       log.debug("shutdown requested; no containers left");
