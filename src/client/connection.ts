@@ -9,7 +9,8 @@
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { BerthError, Code } from "../errdefs/mod.ts";
 // The client half of ttrpc only: ttrpc/mod.ts would also load the server and its peer check (ffi).
-import { type Client, connect, type ServiceClient, serviceClient } from "../ttrpc/client.ts";
+import { type Client, connect } from "../ttrpc/client.ts";
+import { type ServiceClient, serviceClient } from "../ttrpc/stubs.ts";
 import { TTRPC_NAMESPACE_KEY } from "../namespaces/mod.ts";
 import { DEFAULT_ADDRESS, ttrpcSocket } from "../defaults/mod.ts";
 import type { GlobalOptions } from "./cli.ts";

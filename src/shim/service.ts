@@ -18,7 +18,26 @@ import {
   ProcessDetailsSchema,
 } from "../gen/containerd/runc/v1/options_pb.ts";
 import { Status } from "../gen/containerd/types/task_pb.ts";
-import type { Task } from "../gen/containerd/task/v2/shim_pb.ts";
+import type {
+  CheckpointTaskRequest,
+  CloseIORequest,
+  ConnectRequest,
+  CreateTaskRequest,
+  DeleteRequest,
+  ExecProcessRequest,
+  KillRequest,
+  PauseRequest,
+  PidsRequest,
+  ResizePtyRequest,
+  ResumeRequest,
+  ShutdownRequest,
+  StartRequest,
+  StateRequest,
+  StatsRequest,
+  Task,
+  UpdateTaskRequest,
+  WaitRequest,
+} from "../gen/containerd/task/v2/shim_pb.ts";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Container, type ContainerEnv } from "./container.ts";
 import type { Process } from "./process.ts";
@@ -125,218 +144,235 @@ export class TaskService {
     return lines.join("\n");
   }
 
-  /** The ttrpc implementation of the Task service. */
+  /** The Task service's implementation: this object, one named handler per method. */
   impl(): ServiceImpl<typeof Task> {
-    return {
-      create: async (req) => {
-        if (!req.id) throw invalidArgument("create: id must not be empty");
-        if (this.containers.has(req.id) || this.creating.has(req.id)) {
-          throw alreadyExists(`container ${req.id}`);
-        }
-        this.creating.add(req.id);
-        try {
-          const c = await Container.create({
-            id: req.id,
-            bundle: req.bundle,
-            rootfs: req.rootfs.map((m) => ({ type: m.type, source: m.source, options: m.options })),
-            stdio: {
-              stdin: req.stdin,
-              stdout: req.stdout,
-              stderr: req.stderr,
-              terminal: req.terminal,
-            },
-            options: req.options,
-            checkpoint: req.checkpoint,
-          }, this.env).catch((err) => {
-            this.releaseBundle(req.bundle);
-            throw err;
-          });
-          this.containers.set(req.id, c);
-          this.deps.created?.(req.bundle);
-          this.pub.publish(Topic.TaskCreate, ev.TaskCreateSchema, {
-            containerId: req.id,
-            bundle: req.bundle,
-            rootfs: req.rootfs,
-            io: {
-              stdin: req.stdin,
-              stdout: req.stdout,
-              stderr: req.stderr,
-              terminal: req.terminal,
-            },
-            checkpoint: req.checkpoint,
-            pid: c.init.pid,
-          });
-          return { pid: c.init.pid };
-        } finally {
-          this.creating.delete(req.id);
-        }
-      },
+    return this;
+  }
 
-      start: async (req) => {
-        const c = this.container(req.id);
-        const p = await c.start(req.execId, (p) => {
-          if (p.isInit) {
-            this.pub.publish(Topic.TaskStart, ev.TaskStartSchema, {
-              containerId: c.id,
-              pid: p.pid,
-            });
-          } else {
-            this.pub.publish(Topic.TaskExecStarted, ev.TaskExecStartedSchema, {
-              containerId: c.id,
-              execId: p.execId,
-              pid: p.pid,
-            });
-          }
-        });
-        if (p.isInit) this.deps.started?.();
-        return { pid: p.pid };
-      },
-
-      delete: async (req) => {
-        const c = this.container(req.id);
-        const p = await c.delete(req.execId);
-        const exitedAt = p.exit ? timestampFromDate(p.exit.at) : undefined;
-        if (p.isInit) {
-          this.containers.delete(c.id);
-          this.releaseBundle(c.bundle);
-          this.pub.publish(Topic.TaskDelete, ev.TaskDeleteSchema, {
-            containerId: c.id,
-            pid: p.pid,
-            exitStatus: p.exit?.status ?? 0,
-            exitedAt,
-          });
-        }
-        return { pid: p.pid, exitStatus: p.exit?.status ?? 0, exitedAt };
-      },
-
-      exec: (req) => {
-        const c = this.container(req.id);
-        c.exec(req.execId, {
+  /** Creates a container (runc create) and its init process. */
+  async create(req: CreateTaskRequest) {
+    if (!req.id) throw invalidArgument("create: id must not be empty");
+    if (this.containers.has(req.id) || this.creating.has(req.id)) {
+      throw alreadyExists(`container ${req.id}`);
+    }
+    this.creating.add(req.id);
+    try {
+      const c = await Container.create({
+        id: req.id,
+        bundle: req.bundle,
+        rootfs: req.rootfs.map((m) => ({ type: m.type, source: m.source, options: m.options })),
+        stdio: {
           stdin: req.stdin,
           stdout: req.stdout,
           stderr: req.stderr,
           terminal: req.terminal,
-        }, req.spec);
-        this.pub.publish(Topic.TaskExecAdded, ev.TaskExecAddedSchema, {
+        },
+        options: req.options,
+        checkpoint: req.checkpoint,
+      }, this.env).catch((err) => {
+        this.releaseBundle(req.bundle);
+        throw err;
+      });
+      this.containers.set(req.id, c);
+      this.deps.created?.(req.bundle);
+      this.pub.publish(Topic.TaskCreate, ev.TaskCreateSchema, {
+        containerId: req.id,
+        bundle: req.bundle,
+        rootfs: req.rootfs,
+        io: {
+          stdin: req.stdin,
+          stdout: req.stdout,
+          stderr: req.stderr,
+          terminal: req.terminal,
+        },
+        checkpoint: req.checkpoint,
+        pid: c.init.pid,
+      });
+      return { pid: c.init.pid };
+    } finally {
+      this.creating.delete(req.id);
+    }
+  }
+
+  /** Starts the init process or an exec. */
+  async start(req: StartRequest) {
+    const c = this.container(req.id);
+    const p = await c.start(req.execId, (p) => {
+      if (p.isInit) {
+        this.pub.publish(Topic.TaskStart, ev.TaskStartSchema, {
           containerId: c.id,
-          execId: req.execId,
-        });
-        return {};
-      },
-
-      state: (req) => {
-        const c = this.container(req.id);
-        const p = c.process(req.execId);
-        return {
-          id: p.execId || c.id,
-          bundle: c.bundle,
           pid: p.pid,
-          status: STATUS[c.stateOf(p)] ?? Status.UNKNOWN,
-          stdin: p.stdio.stdin,
-          stdout: p.stdio.stdout,
-          stderr: p.stdio.stderr,
-          terminal: p.stdio.terminal,
-          exitStatus: p.exit?.status ?? 0,
-          exitedAt: p.exit ? timestampFromDate(p.exit.at) : undefined,
-          execId: req.execId,
-        };
-      },
+        });
+      } else {
+        this.pub.publish(Topic.TaskExecStarted, ev.TaskExecStartedSchema, {
+          containerId: c.id,
+          execId: p.execId,
+          pid: p.pid,
+        });
+      }
+    });
+    if (p.isInit) this.deps.started?.();
+    return { pid: p.pid };
+  }
 
-      pause: async (req) => {
-        const c = this.container(req.id);
-        await c.pause();
-        this.pub.publish(Topic.TaskPaused, ev.TaskPausedSchema, { containerId: c.id });
-        return {};
-      },
+  /** Deletes a stopped process; the init takes the container with it. */
+  async delete(req: DeleteRequest) {
+    const c = this.container(req.id);
+    const p = await c.delete(req.execId);
+    const exitedAt = p.exit ? timestampFromDate(p.exit.at) : undefined;
+    if (p.isInit) {
+      this.containers.delete(c.id);
+      this.releaseBundle(c.bundle);
+      this.pub.publish(Topic.TaskDelete, ev.TaskDeleteSchema, {
+        containerId: c.id,
+        pid: p.pid,
+        exitStatus: p.exit?.status ?? 0,
+        exitedAt,
+      });
+    }
+    return { pid: p.pid, exitStatus: p.exit?.status ?? 0, exitedAt };
+  }
 
-      resume: async (req) => {
-        const c = this.container(req.id);
-        await c.resume();
-        this.pub.publish(Topic.TaskResumed, ev.TaskResumedSchema, { containerId: c.id });
-        return {};
-      },
+  /** Adds an exec process (started by Start). */
+  exec(req: ExecProcessRequest) {
+    const c = this.container(req.id);
+    c.exec(req.execId, {
+      stdin: req.stdin,
+      stdout: req.stdout,
+      stderr: req.stderr,
+      terminal: req.terminal,
+    }, req.spec);
+    this.pub.publish(Topic.TaskExecAdded, ev.TaskExecAddedSchema, {
+      containerId: c.id,
+      execId: req.execId,
+    });
+    return {};
+  }
 
-      kill: async (req) => {
-        await this.container(req.id).kill(req.execId, req.signal, req.all);
-        return {};
-      },
-
-      pids: async (req) => {
-        const c = this.container(req.id);
-        const pids = await c.pids();
-        const byPid = new Map([...c.execs.values()].map((p) => [p.pid, p.execId]));
-        const processes: MessageInitShape<typeof Task.method.pids.output>["processes"] = pids.map(
-          (pid) => {
-            const execId = byPid.get(pid);
-            return execId ? { pid, info: packEvent(ProcessDetailsSchema, { execId }) } : { pid };
-          },
-        );
-        return { processes };
-      },
-
-      closeIO: (req) => {
-        const p = this.container(req.id).process(req.execId);
-        if (req.stdin) p.closeStdin();
-        return {};
-      },
-
-      resizePty: (req) => {
-        this.container(req.id).process(req.execId).resize(req.width, req.height);
-        return {};
-      },
-
-      checkpoint: async (req) => {
-        const c = this.container(req.id);
-        let exit = false;
-        let workPath = "";
-        if (req.options && req.options.typeUrl) {
-          const o = fromBinary(CheckpointOptionsSchema, req.options.value);
-          exit = o.exit;
-          workPath = o.workPath;
-        }
-        await c.checkpoint(req.path, { exit, workPath });
-        return {};
-      },
-
-      update: async (req) => {
-        await this.container(req.id).update(req.resources);
-        return {};
-      },
-
-      wait: async (req, ctx: CallContext) => {
-        const p = this.container(req.id).process(req.execId);
-        const key = `${req.id}/${req.execId}`;
-        this.waiting.set(key, (this.waiting.get(key) ?? 0) + 1);
-        try {
-          const exit = await Promise.race([p.exited, aborted(ctx.signal)]);
-          return { exitStatus: exit.status, exitedAt: timestampFromDate(exit.at) };
-        } finally {
-          const n = (this.waiting.get(key) ?? 1) - 1;
-          if (n > 0) this.waiting.set(key, n);
-          else this.waiting.delete(key);
-        }
-      },
-
-      stats: (req) => {
-        const c = this.container(req.id);
-        if (!c.cgroup) throw notFound(`cgroup of ${req.id} does not exist`);
-        return { stats: metricsAny(c.cgroup) };
-      },
-
-      connect: (req) => {
-        const c = this.containers.get(req.id);
-        return { shimPid: Deno.pid, taskPid: c?.init.pid ?? 0, version: "" };
-      },
-
-      shutdown: () => {
-        // A group shim stays while it manages any container.
-        if (this.containers.size === 0 && this.creating.size === 0) {
-          log.debug("shutdown requested; no containers left");
-          setTimeout(() => this.deps.shutdown(), 0);
-        }
-        return {};
-      },
+  /** The state of the init process or an exec. */
+  state(req: StateRequest) {
+    const c = this.container(req.id);
+    const p = c.process(req.execId);
+    return {
+      id: p.execId || c.id,
+      bundle: c.bundle,
+      pid: p.pid,
+      status: STATUS[c.stateOf(p)] ?? Status.UNKNOWN,
+      stdin: p.stdio.stdin,
+      stdout: p.stdio.stdout,
+      stderr: p.stdio.stderr,
+      terminal: p.stdio.terminal,
+      exitStatus: p.exit?.status ?? 0,
+      exitedAt: p.exit ? timestampFromDate(p.exit.at) : undefined,
+      execId: req.execId,
     };
+  }
+
+  /** Freezes the container. */
+  async pause(req: PauseRequest) {
+    const c = this.container(req.id);
+    await c.pause();
+    this.pub.publish(Topic.TaskPaused, ev.TaskPausedSchema, { containerId: c.id });
+    return {};
+  }
+
+  /** Thaws the container. */
+  async resume(req: ResumeRequest) {
+    const c = this.container(req.id);
+    await c.resume();
+    this.pub.publish(Topic.TaskResumed, ev.TaskResumedSchema, { containerId: c.id });
+    return {};
+  }
+
+  /** Signals a process, or all of the container's. */
+  async kill(req: KillRequest) {
+    await this.container(req.id).kill(req.execId, req.signal, req.all);
+    return {};
+  }
+
+  /** The container's pids, with exec ids where known. */
+  async pids(req: PidsRequest) {
+    const c = this.container(req.id);
+    const pids = await c.pids();
+    const byPid = new Map([...c.execs.values()].map((p) => [p.pid, p.execId]));
+    const processes: MessageInitShape<typeof Task.method.pids.output>["processes"] = pids.map(
+      (pid) => {
+        const execId = byPid.get(pid);
+        return execId ? { pid, info: packEvent(ProcessDetailsSchema, { execId }) } : { pid };
+      },
+    );
+    return { processes };
+  }
+
+  /** Closes a process's stdin. */
+  closeIO(req: CloseIORequest) {
+    const p = this.container(req.id).process(req.execId);
+    if (req.stdin) p.closeStdin();
+    return {};
+  }
+
+  /** Resizes a process's terminal. */
+  resizePty(req: ResizePtyRequest) {
+    this.container(req.id).process(req.execId).resize(req.width, req.height);
+    return {};
+  }
+
+  /** Checkpoints the container with runc (criu). */
+  async checkpoint(req: CheckpointTaskRequest) {
+    const c = this.container(req.id);
+    let exit = false;
+    let workPath = "";
+    if (req.options && req.options.typeUrl) {
+      const o = fromBinary(CheckpointOptionsSchema, req.options.value);
+      exit = o.exit;
+      workPath = o.workPath;
+    }
+    await c.checkpoint(req.path, { exit, workPath });
+    return {};
+  }
+
+  /** Changes the container's resources. */
+  async update(req: UpdateTaskRequest) {
+    await this.container(req.id).update(req.resources);
+    return {};
+  }
+
+  /** Waits for a process to exit; cancelled with the call. */
+  async wait(req: WaitRequest, ctx: CallContext) {
+    const p = this.container(req.id).process(req.execId);
+    const key = `${req.id}/${req.execId}`;
+    this.waiting.set(key, (this.waiting.get(key) ?? 0) + 1);
+    try {
+      const exit = await Promise.race([p.exited, aborted(ctx.signal)]);
+      return { exitStatus: exit.status, exitedAt: timestampFromDate(exit.at) };
+    } finally {
+      const n = (this.waiting.get(key) ?? 1) - 1;
+      if (n > 0) this.waiting.set(key, n);
+      else this.waiting.delete(key);
+    }
+  }
+
+  /** The container's cgroup metrics. */
+  stats(req: StatsRequest) {
+    const c = this.container(req.id);
+    if (!c.cgroup) throw notFound(`cgroup of ${req.id} does not exist`);
+    return { stats: metricsAny(c.cgroup) };
+  }
+
+  /** Which shim and task this is. */
+  connect(req: ConnectRequest) {
+    const c = this.containers.get(req.id);
+    return { shimPid: Deno.pid, taskPid: c?.init.pid ?? 0, version: "" };
+  }
+
+  /** Exits the shim once it manages no container. */
+  shutdown(_req: ShutdownRequest) {
+    // A group shim stays while it manages any container.
+    if (this.containers.size === 0 && this.creating.size === 0) {
+      log.debug("shutdown requested; no containers left");
+      setTimeout(() => this.deps.shutdown(), 0);
+    }
+    return {};
   }
 }
 

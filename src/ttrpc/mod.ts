@@ -21,15 +21,17 @@ export { Server, type ServerOptions, type ShutdownOptions } from "./server.ts";
 export {
   type CallOptions,
   Client,
-  type ClientMethod,
   type ClientOptions,
   type ClientStream,
   connect,
+  type StreamKind,
+} from "./client.ts";
+export {
+  type ClientMethod,
   type ServiceClient,
   serviceClient,
   type ServiceClientOptions,
-  type StreamKind,
-} from "./client.ts";
+} from "./stubs.ts";
 export { MAX_MESSAGE_LENGTH } from "./channel.ts";
 export {
   type PeerCred,

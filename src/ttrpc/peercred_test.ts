@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { BerthError, Code } from "../errdefs/mod.ts";
 import { Echo } from "../gen/berth/testing/v1/echo_pb.ts";
-import { connect, serviceClient } from "./client.ts";
+import { connect } from "./client.ts";
+import { serviceClient } from "./stubs.ts";
 import { startEcho } from "./fixture_test.ts";
 import { acceptedOn, type PeerCred, requireSameUser } from "./peercred.ts";
 

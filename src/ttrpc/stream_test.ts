@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { BerthError, Code } from "../errdefs/mod.ts";
 import { Echo, EchoRequestSchema, EchoResponseSchema } from "../gen/berth/testing/v1/echo_pb.ts";
-import { connect, serviceClient } from "./client.ts";
+import { connect } from "./client.ts";
+import { serviceClient } from "./stubs.ts";
 import { startEcho } from "./fixture_test.ts";
 
 async function* requests(

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { BerthError, Code, isCode, notFound } from "../../errdefs/mod.ts";
 import type { CreateTaskOptions, ShimTask } from "../../runtime/mod.ts";
 import { callIn, type Fixture, handlersOf, unary, withFixture } from "../testutil.ts";
-import { type TaskSource, tasksService } from "./mod.ts";
+import { Tasks } from "../../gen/containerd/services/tasks/v1/tasks_pb.ts";
+import { type TaskSource, TasksService, tasksService } from "./mod.ts";
 
 const SPEC = {
   typeUrl: "types.containerd.io/opencontainers/runtime-spec/1/Spec",
@@ -195,3 +196,9 @@ Deno.test("tasks: calls reach the task's shim with its id; checkpoint says what 
     assert.match(seen[0], /"id":"c1","execId":"e1"/);
     assert.match(seen[1], /"signal":9,"all":true/);
   }));
+
+Deno.test("tasks: every method of containerd's Tasks service has a handler", () => {
+  const proto = TasksService.prototype as unknown as Record<string, unknown>;
+  const missing = Tasks.methods.filter((m) => typeof proto[m.localName] !== "function");
+  assert.deepEqual(missing.map((m) => m.name), []);
+});
