@@ -57,14 +57,24 @@ try:
         data += chunk
 except (socket.timeout, ConnectionResetError, BrokenPipeError):
     pass
-print("got", data.hex())
+print("got", data.hex(), flush=True)
+if len(sys.argv) > 4:
+    import time
+    time.sleep(float(sys.argv[4]))  # hold the refused connection open
 `;
 
 const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
 const unhex = (s: string) => Uint8Array.from(s.match(/../g) ?? [], (x) => parseInt(x, 16));
 
-async function peer(asNobody: boolean, sock: string, bytes: Uint8Array, proto: "ttrpc" | "h2") {
+async function peer(
+  asNobody: boolean,
+  sock: string,
+  bytes: Uint8Array,
+  proto: "ttrpc" | "h2",
+  holdSeconds?: number,
+) {
   const py = ["/usr/bin/python3", "-c", PY_PEER, sock, hex(bytes), proto];
+  if (holdSeconds !== undefined) py.push(String(holdSeconds));
   const r = asNobody
     ? await run("setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", ...py])
     : await run(py[0], py.slice(1));
@@ -218,6 +228,18 @@ Deno.test("access: the sockets are root's and 0600; a non-root peer cannot conne
     assert.equal(Code[ttrpcStatus(rt.answer!)], "OK");
     const rg = await peer(false, address, grpcRequest("root2"), "h2");
     assert.equal(Code[grpcStatus(rg.answer!)], "OK");
+
+    // A refused connection held open does not confuse the check of the next ones.
+    const held = [
+      peer(true, ttrpcPath, ttrpcRequest("nobody5"), "ttrpc", 4),
+      peer(true, address, grpcRequest("nobody6"), "h2", 4),
+    ];
+    await new Promise((r) => setTimeout(r, 2000));
+    const rt2 = await peer(false, ttrpcPath, ttrpcRequest("root3"), "ttrpc");
+    assert.equal(Code[ttrpcStatus(rt2.answer!)], "OK", "served beside a held refused connection");
+    const rg2 = await peer(false, address, grpcRequest("root4"), "h2");
+    assert.equal(Code[grpcStatus(rg2.answer!)], "OK", "served beside a held refused connection");
+    for (const h of await Promise.all(held)) assert.ok(h.answer!.length > 0);
 
     // Nothing nobody asked for happened.
     const c = await connect(ttrpcPath);
