@@ -1013,3 +1013,35 @@ for (const point of ["task-create:bundle", "task-create:shim", "task-create:runc
     });
   });
 }
+
+for (const runtime of ["io.containerd.runc.v2", "io.containerd.berth.v2"]) {
+  // containerd#4434: runc writing more than a pipe holds (64 KiB) as its error must not hang the shim.
+  Deno.test(`runtime: a runc error over 64 KiB fails the create instead of hanging the shim (${runtime})`, async (t) => {
+    if (runtime === "io.containerd.berth.v2" && !(await berthShimBuilt())) {
+      await t.step({
+        name: "skipped: bin/containerd-shim-berth-v2 is not built",
+        ignore: true,
+        fn: () => {},
+      });
+      return;
+    }
+    await withWorld(async (w) => {
+      const id = `${w.ns}-bigerr`;
+      // runc names the executable it cannot find in its error: 100 KiB of name.
+      const name = `/${"n".repeat(100 << 10)}`;
+      await w.makeContainer(id, [name], runtime);
+      w.step = "create with a 100 KiB runc error";
+      await assert.rejects(w.tasks.create({ containerId: id }), (e: unknown) => {
+        assert.ok(e instanceof Error);
+        assert.ok(e.message.includes("nnnnnnnn"), e.message.slice(0, 300));
+        console.log(
+          `${runtime}: runc's error reached the client with ${e.message.length} characters`,
+        );
+        return true;
+      });
+      await w.rememberShim(id);
+      assert.deepEqual((await w.tasks.list({})).tasks, []);
+      await waitUntil("the shim to go", async () => (await w.shimPids(id)).length === 0);
+    });
+  });
+}
