@@ -257,7 +257,7 @@ function hostileLayer(rng: Rng, canary: string): Promise<Uint8Array> {
 Deno.test("fuzz: layer tars apply or fail with a BerthError, and never write outside the root", async () => {
   const seed = fuzzSeed("layers");
   const rng = new Rng(seed);
-  const n = fuzzCases(800, 20_000);
+  const n = fuzzCases(500, 20_000);
   const tmp = await Deno.makeTempDir({ prefix: "berth-fuzz-layer-" });
   const canary = `${tmp}/canary`;
   const counts: Record<string, number> = {};

@@ -290,7 +290,7 @@ Deno.test("fuzz: the daemon answers garbage on every service, ttrpc frame and HT
     await t.step("protobuf payloads of every method", async () => {
       const seed = fuzzSeed("payloads");
       const rng = new Rng(seed);
-      const n = fuzzCases(2000);
+      const n = fuzzCases(1200);
       const counts: Record<string, number> = {};
       let client = await connect(ttrpcPath);
       let reconnects = 0;
@@ -343,7 +343,7 @@ Deno.test("fuzz: the daemon answers garbage on every service, ttrpc frame and HT
     await t.step("ttrpc frames", async () => {
       const seed = fuzzSeed("ttrpc-frames");
       const rng = new Rng(seed);
-      const n = fuzzCases(1000);
+      const n = fuzzCases(600);
       for (let i = 0; i < n; i++) {
         let bytes: Uint8Array;
         if (rng.chance(0.5)) {
@@ -373,7 +373,7 @@ Deno.test("fuzz: the daemon answers garbage on every service, ttrpc frame and HT
     await t.step("HTTP/2 and gRPC frames", async () => {
       const seed = fuzzSeed("h2-frames");
       const rng = new Rng(seed);
-      const n = fuzzCases(1000);
+      const n = fuzzCases(600);
       const valid = grpcVersionCall();
       for (let i = 0; i < n; i++) {
         const body = rng.chance(0.5) ? mutate(rng, valid) : randomH2Frames(rng);
