@@ -19,7 +19,8 @@ import { run } from "../src/spawn/mod.ts";
 import { decodeResponse } from "../src/ttrpc/envelope.ts";
 import { connect, NAMESPACE_METADATA_KEY, serviceClient } from "../src/ttrpc/mod.ts";
 import { makeBundle } from "./support/bundle.ts";
-import { spawnDaemon, stopDaemon, waitForSocket } from "./support/daemon.ts";
+import { startDaemonIn, stopDaemon } from "./support/daemon.ts";
+import { H2_PREFACE, h2Frame, ttrpcFrame } from "./support/frames.ts";
 import { concat } from "./support/fuzz.ts";
 
 // Connects to argv[1], sends the bytes argv[2] (hex), reads until the
@@ -102,11 +103,7 @@ function ttrpcRequest(name: string): Uint8Array {
       metadata: [{ key: NAMESPACE_METADATA_KEY, value: "default" }],
     }),
   );
-  const h = new Uint8Array(10);
-  new DataView(h.buffer).setUint32(0, env.length);
-  new DataView(h.buffer).setUint32(4, 1);
-  h[8] = 1;
-  return concat(h, env);
+  return ttrpcFrame(1, 1, 0, env);
 }
 
 /** The gRPC status of a ttrpc answer frame. */
@@ -115,23 +112,12 @@ function ttrpcStatus(answer: Uint8Array): number {
   return decodeResponse(answer.subarray(10)).code;
 }
 
-function h2Frame(type: number, flags: number, stream: number, payload: Uint8Array): Uint8Array {
-  const h = new Uint8Array(9);
-  h[0] = payload.length >>> 16;
-  h[1] = payload.length >>> 8;
-  h[2] = payload.length;
-  h[3] = type;
-  h[4] = flags;
-  new DataView(h.buffer).setUint32(5, stream);
-  return concat(h, payload);
-}
-
 function grpcRequest(name: string): Uint8Array {
   const msg = nsCreate(name);
   const prefix = new Uint8Array(5);
   new DataView(prefix.buffer).setUint32(1, msg.length);
   return concat(
-    new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+    H2_PREFACE,
     h2Frame(0x4, 0, 0, new Uint8Array(0)),
     h2Frame(
       0x1,
@@ -180,22 +166,8 @@ function grpcStatus(answer: Uint8Array): number {
 
 Deno.test("access: the sockets are root's and 0600; a non-root peer cannot connect, and with the mode loosened is refused PermissionDenied on ttrpc and gRPC, changing nothing", async () => {
   const tmp = await Deno.makeTempDir({ prefix: "berth-access-" });
-  const address = `${tmp}/state/berth.sock`;
-  const ttrpcPath = `${address}.ttrpc`;
-  await Deno.writeTextFile(`${tmp}/config.toml`, "version = 2\n");
-  const daemon = spawnDaemon([
-    "--config",
-    `${tmp}/config.toml`,
-    "--root",
-    `${tmp}/root`,
-    "--state",
-    `${tmp}/state`,
-    "--address",
-    address,
-  ]);
+  const { daemon, address, ttrpc: ttrpcPath } = await startDaemonIn(tmp);
   try {
-    await waitForSocket(ttrpcPath, daemon);
-    await waitForSocket(address, daemon);
     // nobody must be able to walk to the sockets for the mode to be what stops it.
     await Deno.chmod(tmp, 0o755);
     for (const sock of [address, ttrpcPath]) {

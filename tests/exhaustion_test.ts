@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { run, runChecked } from "../src/spawn/mod.ts";
-import { spawnDaemon, stopDaemon, waitForSocket } from "./support/daemon.ts";
+import { type DaemonProc, startDaemonIn, stopDaemon } from "./support/daemon.ts";
 import { buildLargeImage } from "./support/image.ts";
 import { mountsUnder, unmountAllUnder } from "./support/mounts.ts";
 
@@ -15,26 +15,16 @@ const MOD = new URL("../mod.ts", import.meta.url).pathname;
 Deno.test("exhaustion: an import into a full root fails ResourceExhausted, the store stays consistent, and succeeds once there is room", async () => {
   const tmp = await Deno.makeTempDir({ prefix: "berth-full-" });
   const root = `${tmp}/root`;
-  const address = `${tmp}/state/berth.sock`;
   await Deno.mkdir(root);
   await Deno.mkdir(`${tmp}/img`);
   await runChecked("mount", ["-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", root]);
-  let daemon: ReturnType<typeof spawnDaemon> | undefined;
+  let daemon: DaemonProc | undefined;
   try {
     // ~40 MiB of incompressible layers: the blobs alone do not fit in 24 MiB.
     const img = await buildLargeImage(`${tmp}/img`, 40, 2);
-    await Deno.writeTextFile(`${tmp}/config.toml`, "version = 2\n");
-    daemon = spawnDaemon([
-      "--config",
-      `${tmp}/config.toml`,
-      "--root",
-      root,
-      "--state",
-      `${tmp}/state`,
-      "--address",
-      address,
-    ]);
-    await waitForSocket(`${address}.ttrpc`, daemon);
+    const started = await startDaemonIn(tmp, root);
+    daemon = started.daemon;
+    const address = started.address;
     const berth = async (...args: string[]) => {
       const r = await run(Deno.execPath(), ["run", "-A", "--quiet", MOD, "-a", address, ...args]);
       const dec = new TextDecoder();

@@ -13,7 +13,15 @@ import { configToToml, defaultConfig, parseConfig } from "../src/config/mod.ts";
 import { BerthError, Code } from "../src/errdefs/mod.ts";
 import { adaptFields, parseFilters } from "../src/filters/mod.ts";
 import { parseReference } from "../src/images/mod.ts";
-import { bounded, fuzzCases, fuzzSeed, fuzzSummary, mutate, Rng } from "./support/fuzz.ts";
+import {
+  bounded,
+  fuzzCases,
+  fuzzSeed,
+  fuzzSummary,
+  listTree,
+  mutate,
+  Rng,
+} from "./support/fuzz.ts";
 
 const te = new TextEncoder();
 const td = new TextDecoder();
@@ -194,15 +202,6 @@ async function seedLayer(rng: Rng): Promise<Uint8Array> {
     yield* entries;
   }
   return new Uint8Array(await new Response(packTar(gen())).arrayBuffer());
-}
-
-function listTree(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of Deno.readDirSync(dir)) {
-    out.push(e.name);
-    if (e.isDirectory) out.push(...listTree(`${dir}/${e.name}`).map((n) => `${e.name}/${n}`));
-  }
-  return out.sort();
 }
 
 const TYPES = [
