@@ -20,7 +20,8 @@ import { decodeResponse } from "../src/ttrpc/envelope.ts";
 import { connect, serviceClient } from "../src/ttrpc/mod.ts";
 import { TTRPC_NAMESPACE_KEY } from "../src/namespaces/mod.ts";
 import { makeBundle } from "./support/bundle.ts";
-import { spawnDaemon, stopDaemon, waitForSocket } from "./support/daemon.ts";
+import { startDaemonIn, stopDaemon } from "./support/daemon.ts";
+import { H2_PREFACE, h2Frame, ttrpcFrame } from "./support/frames.ts";
 import { concat } from "./support/fuzz.ts";
 
 // Connects to argv[1], sends the bytes argv[2] (hex), reads until the
@@ -58,14 +59,24 @@ try:
         data += chunk
 except (socket.timeout, ConnectionResetError, BrokenPipeError):
     pass
-print("got", data.hex())
+print("got", data.hex(), flush=True)
+if len(sys.argv) > 4:
+    import time
+    time.sleep(float(sys.argv[4]))  # hold the refused connection open
 `;
 
 const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
 const unhex = (s: string) => Uint8Array.from(s.match(/../g) ?? [], (x) => parseInt(x, 16));
 
-async function peer(asNobody: boolean, sock: string, bytes: Uint8Array, proto: "ttrpc" | "h2") {
+async function peer(
+  asNobody: boolean,
+  sock: string,
+  bytes: Uint8Array,
+  proto: "ttrpc" | "h2",
+  holdSeconds?: number,
+) {
   const py = ["/usr/bin/python3", "-c", PY_PEER, sock, hex(bytes), proto];
+  if (holdSeconds !== undefined) py.push(String(holdSeconds));
   const r = asNobody
     ? await run("setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", ...py])
     : await run(py[0], py.slice(1));
@@ -93,11 +104,7 @@ function ttrpcRequest(name: string): Uint8Array {
       metadata: [{ key: TTRPC_NAMESPACE_KEY, value: "default" }],
     }),
   );
-  const h = new Uint8Array(10);
-  new DataView(h.buffer).setUint32(0, env.length);
-  new DataView(h.buffer).setUint32(4, 1);
-  h[8] = 1;
-  return concat(h, env);
+  return ttrpcFrame(1, 1, 0, env);
 }
 
 /** The gRPC status of a ttrpc answer frame. */
@@ -106,23 +113,12 @@ function ttrpcStatus(answer: Uint8Array): number {
   return decodeResponse(answer.subarray(10)).code;
 }
 
-function h2Frame(type: number, flags: number, stream: number, payload: Uint8Array): Uint8Array {
-  const h = new Uint8Array(9);
-  h[0] = payload.length >>> 16;
-  h[1] = payload.length >>> 8;
-  h[2] = payload.length;
-  h[3] = type;
-  h[4] = flags;
-  new DataView(h.buffer).setUint32(5, stream);
-  return concat(h, payload);
-}
-
 function grpcRequest(name: string): Uint8Array {
   const msg = nsCreate(name);
   const prefix = new Uint8Array(5);
   new DataView(prefix.buffer).setUint32(1, msg.length);
   return concat(
-    new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+    H2_PREFACE,
     h2Frame(0x4, 0, 0, new Uint8Array(0)),
     h2Frame(
       0x1,
@@ -171,22 +167,8 @@ function grpcStatus(answer: Uint8Array): number {
 
 Deno.test("access: the sockets are root's and 0600; a non-root peer cannot connect, and with the mode loosened is refused PermissionDenied on ttrpc and gRPC, changing nothing", async () => {
   const tmp = await Deno.makeTempDir({ prefix: "berth-access-" });
-  const address = `${tmp}/state/berth.sock`;
-  const ttrpcPath = `${address}.ttrpc`;
-  await Deno.writeTextFile(`${tmp}/config.toml`, "version = 2\n");
-  const daemon = spawnDaemon([
-    "--config",
-    `${tmp}/config.toml`,
-    "--root",
-    `${tmp}/root`,
-    "--state",
-    `${tmp}/state`,
-    "--address",
-    address,
-  ]);
+  const { daemon, address, ttrpc: ttrpcPath } = await startDaemonIn(tmp);
   try {
-    await waitForSocket(ttrpcPath, daemon);
-    await waitForSocket(address, daemon);
     // nobody must be able to walk to the sockets for the mode to be what stops it.
     await Deno.chmod(tmp, 0o755);
     for (const sock of [address, ttrpcPath]) {
@@ -219,6 +201,18 @@ Deno.test("access: the sockets are root's and 0600; a non-root peer cannot conne
     assert.equal(Code[ttrpcStatus(rt.answer!)], "OK");
     const rg = await peer(false, address, grpcRequest("root2"), "h2");
     assert.equal(Code[grpcStatus(rg.answer!)], "OK");
+
+    // A refused connection held open does not confuse the check of the next ones.
+    const held = [
+      peer(true, ttrpcPath, ttrpcRequest("nobody5"), "ttrpc", 4),
+      peer(true, address, grpcRequest("nobody6"), "h2", 4),
+    ];
+    await new Promise((r) => setTimeout(r, 2000));
+    const rt2 = await peer(false, ttrpcPath, ttrpcRequest("root3"), "ttrpc");
+    assert.equal(Code[ttrpcStatus(rt2.answer!)], "OK", "served beside a held refused connection");
+    const rg2 = await peer(false, address, grpcRequest("root4"), "h2");
+    assert.equal(Code[grpcStatus(rg2.answer!)], "OK", "served beside a held refused connection");
+    for (const h of await Promise.all(held)) assert.ok(h.answer!.length > 0);
 
     // Nothing nobody asked for happened.
     const c = await connect(ttrpcPath);

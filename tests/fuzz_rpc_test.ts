@@ -26,7 +26,8 @@ import { GrpcClient } from "../src/grpc/mod.ts";
 import { encodeHeaders } from "../src/grpc/h2/hpack.ts";
 import { type Client, connect, serviceClient } from "../src/ttrpc/mod.ts";
 import { TTRPC_NAMESPACE_KEY } from "../src/namespaces/mod.ts";
-import { spawnDaemon, stopDaemon, waitForSocket } from "./support/daemon.ts";
+import { startDaemonIn, stopDaemon } from "./support/daemon.ts";
+import { H2_PREFACE, h2Frame, ttrpcFrame } from "./support/frames.ts";
 import { bounded, concat, fuzzCases, fuzzSeed, fuzzSummary, mutate, Rng } from "./support/fuzz.ts";
 import { childrenOf, isAlive, rssKiB } from "./support/proc.ts";
 
@@ -163,16 +164,6 @@ async function payloadCase(
   }
 }
 
-function rawTtrpcFrame(id: number, type: number, flags: number, payload: Uint8Array): Uint8Array {
-  const h = new Uint8Array(10);
-  const v = new DataView(h.buffer);
-  v.setUint32(0, payload.length);
-  v.setUint32(4, id);
-  h[8] = type;
-  h[9] = flags;
-  return concat(h, payload);
-}
-
 /** A valid ttrpc request for Version.Version, as frame bytes. */
 function versionRequestFrame(id: number): Uint8Array {
   const w = new BinaryWriter();
@@ -180,21 +171,8 @@ function versionRequestFrame(id: number): Uint8Array {
   w.tag(2, WireType.LengthDelimited).string("Version");
   w.tag(3, WireType.LengthDelimited).bytes(new Uint8Array(0));
   w.tag(4, WireType.Varint).int64(1_000_000_000n);
-  return rawTtrpcFrame(id, 1, 0, w.finish());
+  return ttrpcFrame(id, 1, 0, w.finish());
 }
-
-function h2Frame(type: number, flags: number, stream: number, payload: Uint8Array): Uint8Array {
-  const h = new Uint8Array(9);
-  h[0] = payload.length >>> 16;
-  h[1] = payload.length >>> 8;
-  h[2] = payload.length;
-  h[3] = type;
-  h[4] = flags;
-  new DataView(h.buffer).setUint32(5, stream);
-  return concat(h, payload);
-}
-
-const PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /** A valid HTTP/2 connection start and one gRPC call to Version.Version. */
 function grpcVersionCall(): Uint8Array {
@@ -252,19 +230,7 @@ async function sendRaw(path: string, bytes: Uint8Array): Promise<void> {
 
 Deno.test("fuzz: the daemon answers garbage on every service, ttrpc frame and HTTP/2 frame with errors, and keeps serving", async (t) => {
   const tmp = await Deno.makeTempDir({ prefix: "berth-fuzz-rpc-" });
-  const address = `${tmp}/state/berth.sock`;
-  const ttrpcPath = `${address}.ttrpc`;
-  await Deno.writeTextFile(`${tmp}/config.toml`, "version = 2\n");
-  const daemon = spawnDaemon([
-    "--config",
-    `${tmp}/config.toml`,
-    "--root",
-    `${tmp}/root`,
-    "--state",
-    `${tmp}/state`,
-    "--address",
-    address,
-  ]);
+  const { daemon, address, ttrpc: ttrpcPath } = await startDaemonIn(tmp);
   const pid = daemon.child.pid;
   const serving = async (what: string) => {
     assert.ok(isAlive(pid), `daemon died after ${what}:\n${daemon.log().slice(-4000)}`);
@@ -283,15 +249,13 @@ Deno.test("fuzz: the daemon answers garbage on every service, ttrpc frame and HT
     }
   };
   try {
-    await waitForSocket(ttrpcPath, daemon);
-    await waitForSocket(address, daemon);
     await serving("start");
     const rssStart = rssKiB(pid)!;
 
     await t.step("protobuf payloads of every method", async () => {
       const seed = fuzzSeed("payloads");
       const rng = new Rng(seed);
-      const n = fuzzCases(2000);
+      const n = fuzzCases(1200);
       const counts: Record<string, number> = {};
       let client = await connect(ttrpcPath);
       let reconnects = 0;
@@ -344,7 +308,7 @@ Deno.test("fuzz: the daemon answers garbage on every service, ttrpc frame and HT
     await t.step("ttrpc frames", async () => {
       const seed = fuzzSeed("ttrpc-frames");
       const rng = new Rng(seed);
-      const n = fuzzCases(1000);
+      const n = fuzzCases(600);
       for (let i = 0; i < n; i++) {
         let bytes: Uint8Array;
         if (rng.chance(0.5)) {
@@ -353,7 +317,7 @@ Deno.test("fuzz: the daemon answers garbage on every service, ttrpc frame and HT
           const frames = Array.from(
             { length: 1 + rng.int(4) },
             () =>
-              rawTtrpcFrame(
+              ttrpcFrame(
                 rng.pick([0, 1, 2, 3, rng.u32()]),
                 rng.int(8),
                 rng.int(8),
@@ -374,11 +338,13 @@ Deno.test("fuzz: the daemon answers garbage on every service, ttrpc frame and HT
     await t.step("HTTP/2 and gRPC frames", async () => {
       const seed = fuzzSeed("h2-frames");
       const rng = new Rng(seed);
-      const n = fuzzCases(1000);
+      const n = fuzzCases(600);
       const valid = grpcVersionCall();
       for (let i = 0; i < n; i++) {
         const body = rng.chance(0.5) ? mutate(rng, valid) : randomH2Frames(rng);
-        const bytes = rng.chance(0.9) ? concat(PREFACE, body) : mutate(rng, concat(PREFACE, body));
+        const bytes = rng.chance(0.9)
+          ? concat(H2_PREFACE, body)
+          : mutate(rng, concat(H2_PREFACE, body));
         await bounded(`h2 frame case ${i} (seed ${seed})`, 5000, sendRaw(address, bytes));
         if (i % 500 === 499) await serving(`h2 frame case ${i} (seed ${seed})`);
       }

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { applyLayer, packTar, type TarHeader, type TarOut } from "../src/archive/mod.ts";
 import { BerthError, Code } from "../src/errdefs/mod.ts";
-import { concat, STRESS } from "./support/fuzz.ts";
+import { concat, listTree, STRESS } from "./support/fuzz.ts";
 
 const te = new TextEncoder();
 const T = new Date("2022-02-02T00:00:00Z");
@@ -52,15 +52,6 @@ function rawHeader(name: string, typeflag: string, size: number): Uint8Array<Arr
   for (const x of b) sum += x;
   put(148, sum.toString(8).padStart(6, "0") + "\0 ");
   return b;
-}
-
-function listTree(dir: string): string[] {
-  const out: string[] = [];
-  for (const e of Deno.readDirSync(dir)) {
-    out.push(e.name);
-    if (e.isDirectory) out.push(...listTree(`${dir}/${e.name}`).map((n) => `${e.name}/${n}`));
-  }
-  return out.sort();
 }
 
 interface Dirs {
@@ -270,7 +261,7 @@ Deno.test("hostile layers: a gzip bomb streams through in bounded memory", async
 });
 
 Deno.test("hostile layers: a tar of very many entries applies in bounded memory", async () => {
-  const count = STRESS ? 1_000_000 : 5_000;
+  const count = STRESS ? 1_000_000 : 2_000;
   async function* entries(): AsyncGenerator<TarOut> {
     for (let d = 0; d < 100; d++) yield { header: h(`d${d}`, "directory") };
     for (let i = 0; i < count; i++) {

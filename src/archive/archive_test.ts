@@ -314,3 +314,35 @@ Deno.test("archive: the diff of two directories round-trips", () =>
     };
     assert.equal(await list(out), await list(upper));
   }));
+
+Deno.test("archive: a reader that stops inside a large entry ends readTar instead of hanging it", async () => {
+  const big = new Uint8Array(4 << 20);
+  const bytes = await tarBytes([0, 1].map((i) => ({
+    header: h(`f${i}`, "file", { size: big.length }),
+    data: (async function* () {
+      yield big;
+    })(),
+  })));
+  // Handed out in 1 MiB pieces, as a file is read: the extractor fills and waits for its reader.
+  let off = 0;
+  const src = new ReadableStream<Uint8Array>({
+    pull(c) {
+      if (off >= bytes.length) return c.close();
+      c.enqueue(bytes.slice(off, off += 1 << 20));
+    },
+  }, { highWaterMark: 0 });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hang = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("readTar hung after its reader stopped")), 10_000);
+  });
+  const stopEarly = async () => {
+    for await (const e of readTar(src)) {
+      for await (const _ of e.data) throw new Error("the writer failed");
+    }
+  };
+  try {
+    await assert.rejects(Promise.race([stopEarly(), hang]), /the writer failed/);
+  } finally {
+    clearTimeout(timer);
+  }
+});

@@ -177,7 +177,8 @@ interface NodeExtract extends AsyncIterable<NodeEntry> {
   write(chunk: Uint8Array): boolean;
   end(): void;
   destroy(err?: Error): void;
-  once(event: "drain", fn: () => void): void;
+  once(event: "drain" | "close", fn: () => void): void;
+  readonly destroyed: boolean;
 }
 
 /**
@@ -189,12 +190,21 @@ export async function* readTar(input: ReadableStream<Uint8Array>): AsyncGenerato
   const ex = tarStream.extract() as unknown as NodeExtract;
   const reader = input.getReader();
   let feedError: unknown;
+  // Resolved when the reading ends, however it ends: a consumer that stops
+  // early leaves the extractor waiting for an entry that is never read, and
+  // neither its drain nor its close would come then (a layer whose writer
+  // failed hung its import forever).
+  let stop!: () => void;
+  const stopped = new Promise<void>((r) => stop = r);
   const feed = (async () => {
     try {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
-        if (!ex.write(value)) await new Promise<void>((r) => ex.once("drain", r));
+        if (!ex.write(value)) {
+          await Promise.race([new Promise<void>((r) => ex.once("drain", r)), stopped]);
+        }
+        if (ex.destroyed) return;
       }
       ex.end();
     } catch (err) {
@@ -202,8 +212,13 @@ export async function* readTar(input: ReadableStream<Uint8Array>): AsyncGenerato
       ex.destroy(err instanceof Error ? err : new Error(String(err)));
     }
   })();
+  // Iterated by hand: leaving a for-await early would await the extractor's
+  // own return, which waits for the abandoned entry too.
+  const entries = ex[Symbol.asyncIterator]();
   try {
-    for await (const entry of ex) {
+    for (;;) {
+      const { value: entry, done } = await entries.next();
+      if (done) break;
       yield { header: entry.header, data: entry };
       // Drain whatever the consumer left unread so the next header can be parsed.
       for await (const _ of entry) { /* skip */ }
@@ -213,6 +228,7 @@ export async function* readTar(input: ReadableStream<Uint8Array>): AsyncGenerato
   } catch (err) {
     throw feedError ?? err;
   } finally {
+    stop();
     ex.destroy();
     await reader.cancel().catch(() => {});
     await feed;

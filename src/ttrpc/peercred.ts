@@ -79,6 +79,10 @@ export function requireSameUser(
       );
     }
     const cred = readPeerCred(ours.get(fresh[0])!);
+    // Vetted either way: a refused connection may stay open (answered
+    // PermissionDenied), and must not count as fresh at the next accept.
+    known.add(fresh[0]);
+    vetted.set(path, known);
     if (!want.has(cred.uid)) {
       throw new BerthError(
         Code.PermissionDenied,
@@ -87,8 +91,6 @@ export function requireSameUser(
         } may connect`,
       );
     }
-    known.add(fresh[0]);
-    vetted.set(path, known);
     return cred;
   };
 }

@@ -80,3 +80,34 @@ export async function stopDaemon(d: DaemonProc, graceMs = 20_000): Promise<Deno.
   }
   return await d.done;
 }
+
+/**
+ * A daemon on paths under `dir` (root, state, sockets, an empty version 2
+ * config so that no system config is read), with `root` overriding where
+ * its root is. Resolves once both sockets answer.
+ */
+export async function startDaemonIn(
+  dir: string,
+  root = `${dir}/root`,
+): Promise<{ daemon: DaemonProc; address: string; ttrpc: string }> {
+  const address = `${dir}/state/berth.sock`;
+  await Deno.writeTextFile(`${dir}/config.toml`, "version = 2\n");
+  const daemon = spawnDaemon([
+    "--config",
+    `${dir}/config.toml`,
+    "--root",
+    root,
+    "--state",
+    `${dir}/state`,
+    "--address",
+    address,
+  ]);
+  try {
+    await waitForSocket(`${address}.ttrpc`, daemon);
+    await waitForSocket(address, daemon);
+  } catch (err) {
+    await stopDaemon(daemon);
+    throw err;
+  }
+  return { daemon, address, ttrpc: `${address}.ttrpc` };
+}

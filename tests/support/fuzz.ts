@@ -164,3 +164,13 @@ export async function bounded<T>(what: string, ms: number, p: Promise<T>): Promi
     clearTimeout(timer);
   }
 }
+
+/** Every path below `dir`, relative and sorted (for checking that nothing appeared beside a root). */
+export function listTree(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of Deno.readDirSync(dir)) {
+    out.push(e.name);
+    if (e.isDirectory) out.push(...listTree(`${dir}/${e.name}`).map((n) => `${e.name}/${n}`));
+  }
+  return out.sort();
+}
