@@ -40,6 +40,15 @@ Deno.test("client hints: what is missing, the real state, each error once", asyn
     fails(exec, 2, noTty, "exec -t");
     assert.equal(exec.stdout, "", "exec -t printed the container's output");
     fails(await b(["run", "-t", "--rm", image, "tty1", "sh"]), 2, noTty, "run -t");
+    ok(await b(["containers", "create", "-t", image, "tty2", "sh"]), "create -t");
+    fails(
+      await b(["tasks", "start", "tty2"]),
+      2,
+      'berth: container "tty2" (created with -t) needs a terminal, and stdin is not one: ' +
+        "run it from a terminal, or start it with -d\n",
+      "tasks start of a -t container",
+    );
+    ok(await b(["containers", "rm", "tty2"]), "rm tty2");
     fails(
       await b(["containers", "info", "tty1"]),
       3,
