@@ -5,7 +5,7 @@
  * Needs `make build` first (bin/berth).
  */
 import assert from "node:assert/strict";
-import { makeRootDir, privateCopy, startDaemon } from "./support/berth.ts";
+import { clearNamespace, makeRootDir, privateCopy, startDaemon } from "./support/berth.ts";
 import type { ToolResult } from "./support/tool.ts";
 
 const BERTH = (await privateCopy()).path;
@@ -131,6 +131,8 @@ Deno.test("client hints: what is missing, the real state, each error once", asyn
     );
     ok(await b(["containers", "rm", "idle", "live"]), "containers rm");
   } finally {
+    const cleared = await clearNamespace(d.berth, ns);
     await d.stop();
+    cleared.afterStop();
   }
 });
