@@ -64,6 +64,11 @@ mkdir -p "$R/dev/pts"
 mount -t devpts -o newinstance,ptmxmode=0666 devpts "$R/dev/pts"
 # A clean environment but for this machine's network settings (proxies, CA files).
 net_env=$(env | grep -E '^(https?_proxy|HTTPS?_PROXY|no_proxy|NO_PROXY|SSL_CERT_FILE|SSL_CERT_DIR|CURL_CA_BUNDLE|DENO_CERT|DENO_TLS_CA_STORE|npm_config_registry)=' || true)
+# Deno trusts only its built-in roots unless told: with CAs of this machine's
+# own, it must read the system's store too (where those were added above).
+if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1 && [ -z "${DENO_TLS_CA_STORE:-}" ]; then
+  net_env="$net_env DENO_TLS_CA_STORE=system,mozilla"
+fi
 in_root() {
   # shellcheck disable=SC2086 # one word per variable (their values hold no spaces)
   chroot "$R" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 $net_env \

@@ -5,7 +5,7 @@
  * Needs `make build` first (bin/berth).
  */
 import assert from "node:assert/strict";
-import { makeRootDir, privateCopy, startDaemon } from "./support/berth.ts";
+import { clearNamespace, makeRootDir, privateCopy, startDaemon } from "./support/berth.ts";
 import type { ToolResult } from "./support/tool.ts";
 
 const BERTH = (await privateCopy()).path;
@@ -40,6 +40,15 @@ Deno.test("client hints: what is missing, the real state, each error once", asyn
     fails(exec, 2, noTty, "exec -t");
     assert.equal(exec.stdout, "", "exec -t printed the container's output");
     fails(await b(["run", "-t", "--rm", image, "tty1", "sh"]), 2, noTty, "run -t");
+    ok(await b(["containers", "create", "-t", image, "tty2", "sh"]), "create -t");
+    fails(
+      await b(["tasks", "start", "tty2"]),
+      2,
+      'berth: container "tty2" (created with -t) needs a terminal, and stdin is not one: ' +
+        "run it from a terminal, or start it with -d\n",
+      "tasks start of a -t container",
+    );
+    ok(await b(["containers", "rm", "tty2"]), "rm tty2");
     fails(
       await b(["containers", "info", "tty1"]),
       3,
@@ -122,6 +131,8 @@ Deno.test("client hints: what is missing, the real state, each error once", asyn
     );
     ok(await b(["containers", "rm", "idle", "live"]), "containers rm");
   } finally {
+    const cleared = await clearNamespace(d.berth, ns);
     await d.stop();
+    cleared.afterStop();
   }
 });

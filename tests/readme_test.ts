@@ -9,7 +9,7 @@
  * Needs `make build` first (bin/berth).
  */
 import assert from "node:assert/strict";
-import { privateCopy } from "./support/berth.ts";
+import { clearNamespace, privateCopy } from "./support/berth.ts";
 import { mountsUnder } from "./support/mounts.ts";
 import { isAlive, terminate } from "./support/proc.ts";
 import { runTool } from "./support/tool.ts";
@@ -116,9 +116,17 @@ Deno.test("README: the marked command blocks run as written", async () => {
     assert.match(r.stdout, /^hello from a container$/m);
     assert.match(r.stdout, /^docker\.io\/library\/busybox:mine /m, "images ls after the import");
   } finally {
-    // The blocks stop their daemon; a failure part way may not have.
+    // The blocks stop their daemon; a failure part way may not have, nor
+    // removed its containers (which would outlive the daemon).
     const pid = Number(await Deno.readTextFile(`${home}/berth/daemon.pid`).catch(() => "0"));
-    if (pid > 0 && isAlive(pid)) await terminate([pid], 20_000);
+    if (pid > 0 && isAlive(pid)) {
+      const address = `${home}/berth/berth.sock`;
+      await clearNamespace(
+        (args) => runTool(copy.path, ["--address", address, ...args]),
+        "default",
+      );
+      await terminate([pid], 20_000);
+    }
     for (let i = 0; i < 200 && pid > 0 && isAlive(pid); i++) {
       await new Promise((r) => setTimeout(r, 50));
     }

@@ -122,15 +122,16 @@ export class FifoIO {
 }
 
 /**
- * Refuses `flag` (-t) when this process's stdin is no terminal: the task's
- * console would be wired to a pipe or /dev/null, the shell in it would print
- * its banner and terminal queries there and exit on end of input.
+ * Refuses `what` (-t, or a container made with it) when this process's
+ * stdin is no terminal: the task's console would be wired to a pipe or
+ * /dev/null, the shell in it would print its banner and terminal queries
+ * there and exit on end of input. `instead` says what works without one.
  */
-export function needTerminal(flag: string): void {
+export function needTerminal(what: string, instead = `leave out ${what}`): void {
   if (Deno.stdin.isTerminal()) return;
   throw new BerthError(
     Code.InvalidArgument,
-    `${flag} needs a terminal, and stdin is not one: run it from a terminal, or leave out ${flag}`,
+    `${what} needs a terminal, and stdin is not one: run it from a terminal, or ${instead}`,
   );
 }
 

@@ -6,6 +6,7 @@
  */
 
 import { spawnDaemon, stopDaemon, waitForSocket } from "./daemon.ts";
+import { removeCgroup, removeIfEmpty } from "./mounts.ts";
 import { runTool, type ToolResult } from "./tool.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -75,4 +76,32 @@ export async function makeRootDir(dir: string): Promise<string> {
     await Deno.symlink("busybox", `${root}/bin/${a}`);
   }
   return root;
+}
+
+/**
+ * Removes what a test made in namespace `ns` of a daemon (`berth` runs the
+ * client against it), also after a failure part way: its tasks (killed), its
+ * containers (their snapshots and rootfs mounts go with them), then, once
+ * the daemon is stopped, the namespace's runc root and cgroups. Call before
+ * stopping the daemon; `afterStop` after it (only for a namespace of the
+ * test's own: other tests share "default").
+ */
+export async function clearNamespace(
+  berth: Daemon["berth"],
+  ns: string,
+): Promise<{ afterStop(): void }> {
+  const list = async (args: string[]) =>
+    (await berth(["-n", ns, ...args])).stdout.split("\n").filter((l) => l.trim());
+  for (const id of await list(["tasks", "ls", "-q"])) {
+    await berth(["-n", ns, "tasks", "delete", "--force", id]);
+  }
+  for (const id of await list(["containers", "ls", "-q"])) {
+    await berth(["-n", ns, "containers", "rm", id]);
+  }
+  return {
+    afterStop() {
+      removeCgroup(`/${ns}`);
+      removeIfEmpty(`/run/berth/runc/${ns}`);
+    },
+  };
 }

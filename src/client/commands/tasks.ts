@@ -420,6 +420,9 @@ export const group: GroupSpec = {
           const c = await getContainer(conn, id);
           const tty = specOf(c)?.process?.terminal === true;
           const detach = flags.detach === true;
+          if (tty && !detach && flags["null-io"] !== true && str(flags, "log-uri") === undefined) {
+            needTerminal(`container "${id}" (created with -t)`, "start it with -d");
+          }
           let io: FifoIO | undefined;
           let choice = fixedIO(flags["null-io"] === true, str(flags, "log-uri"), tty);
           if (!choice) {
