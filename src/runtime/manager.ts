@@ -122,6 +122,9 @@ export interface TaskManagerOptions {
 /** How long an emptied shared shim waits for a new task, unless configured. */
 export const DEFAULT_SHIM_IDLE_MS = 10_000;
 
+/** How long an idle shared shim has to answer, close and exit when it is shut down. */
+const RETIRE_TIMEOUT_MS = 5_000;
+
 /** How long a shim has to answer when reloaded after a daemon restart. */
 const LOAD_TIMEOUT_MS = 5_000;
 
@@ -415,7 +418,11 @@ export class TaskManager {
     return conn;
   }
 
-  /** Shuts an idle shared shim down and lets go of its connection. */
+  /**
+   * Shuts an idle shared shim down and lets go of its connection, then waits
+   * (bounded) for the process to be gone, so that a daemon that stops leaves
+   * no shim of its own behind.
+   */
   async #retire(shim: PooledShim): Promise<void> {
     log.debug("retiring an idle shared shim", { address: shim.address });
     const entry = this.#conns.get(shim.address);
@@ -427,11 +434,16 @@ export class TaskManager {
       return; // gone already
     }
     if (conn.tasks.size > 0) return; // taken meanwhile (should not happen: retiring shims are skipped)
-    await this.#taskClient(conn, shim.namespace).shutdown({ id: "" }, { timeoutMs: 10_000 })
-      .catch(() => {});
+    const task = this.#taskClient(conn, shim.namespace);
+    const opts = { timeoutMs: RETIRE_TIMEOUT_MS };
+    const pid = (await task.connect({ id: "" }, opts).catch(() => undefined))?.shimPid ?? 0;
+    await task.shutdown({ id: "" }, opts).catch(() => {});
     conn.pooled = undefined;
+    // The shim closes its connections as it stops; then it exits.
+    await within(conn.client.done, RETIRE_TIMEOUT_MS);
     this.#forget(conn);
     conn.client.close();
+    if (pid > 0) await waitGone(pid, RETIRE_TIMEOUT_MS);
   }
 
   async #undoCreate(
@@ -628,4 +640,25 @@ async function removeStaleSocket(address: string): Promise<void> {
     if (err instanceof Deno.errors.NotFound) return;
   }
   await Deno.remove(path).catch(() => {});
+}
+
+/** Waits for `p`, or `ms` at most. */
+async function within(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([p, new Promise((r) => timer = setTimeout(r, ms))]);
+  clearTimeout(timer);
+}
+
+/** Waits up to `ms` for process `pid` to be gone (no /proc entry, or a zombie). */
+async function waitGone(pid: number, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    try {
+      const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+      if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return;
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
