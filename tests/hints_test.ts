@@ -133,6 +133,6 @@ Deno.test("client hints: what is missing, the real state, each error once", asyn
   } finally {
     const cleared = await clearNamespace(d.berth, ns);
     await d.stop();
-    cleared.afterStop();
+    await cleared.afterStop();
   }
 });

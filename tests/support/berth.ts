@@ -6,7 +6,16 @@
  */
 
 import { spawnDaemon, stopDaemon, waitForSocket } from "./daemon.ts";
-import { removeCgroup, removeIfEmpty } from "./mounts.ts";
+import { cgroupRoots, removeCgroup, removeIfEmpty } from "./mounts.ts";
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
 import { runTool, type ToolResult } from "./tool.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -84,12 +93,12 @@ export async function makeRootDir(dir: string): Promise<string> {
  * containers (their snapshots and rootfs mounts go with them), then, once
  * the daemon is stopped, the namespace's runc root and cgroups. Call before
  * stopping the daemon; `afterStop` after it (only for a namespace of the
- * test's own: other tests share "default").
+ * test's own: other tests share "default"), which retries for up to 3 s.
  */
 export async function clearNamespace(
   berth: Daemon["berth"],
   ns: string,
-): Promise<{ afterStop(): void }> {
+): Promise<{ afterStop(): Promise<void> }> {
   const list = async (args: string[]) =>
     (await berth(["-n", ns, ...args])).stdout.split("\n").filter((l) => l.trim());
   for (const id of await list(["tasks", "ls", "-q"])) {
@@ -99,9 +108,16 @@ export async function clearNamespace(
     await berth(["-n", ns, "containers", "rm", id]);
   }
   return {
-    afterStop() {
-      removeCgroup(`/${ns}`);
-      removeIfEmpty(`/run/berth/runc/${ns}`);
+    // The shims' last removals can land just after the daemon stopped: try for a while.
+    async afterStop() {
+      const runcRoot = `/run/berth/runc/${ns}`;
+      for (let i = 0; i < 30; i++) {
+        removeCgroup(`/${ns}`);
+        removeIfEmpty(runcRoot);
+        const left = cgroupRoots().some((r) => existsSync(`${r}/${ns}`)) || existsSync(runcRoot);
+        if (!left) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
     },
   };
 }
