@@ -7,7 +7,8 @@ DENO_VERSION=$(sed -n 's/^DENO_VERSION *:= *//p' Makefile)
 
 # Debian packages the build, the tests and the benchmarks use.
 PKGS="runc containerd busybox-static protobuf-compiler golang-github-containerd-containerd-dev \
-golang-github-containerd-ttrpc-dev docker-registry skopeo umoci hyperfine tini"
+golang-github-containerd-ttrpc-dev docker-registry skopeo umoci hyperfine tini \
+containernetworking-plugins iproute2 iptables"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
