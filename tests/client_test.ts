@@ -11,6 +11,7 @@ import { spawn } from "../src/spawn/mod.ts";
 import { startContainerd } from "./support/containerd.ts";
 import { spawnDaemon, stopDaemon, waitForSocket } from "./support/daemon.ts";
 import { removeIfEmpty } from "./support/mounts.ts";
+import { startRegistry } from "./support/registry.ts";
 import { runTool, type ToolResult } from "./support/tool.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -734,43 +735,6 @@ Deno.test("client: the same session with ctr against containerd has the same sha
     await ctd.stop();
   }
 });
-
-/** docker-registry on a free loopback port, storing under `dir`; stopped by pid. */
-async function startRegistry(dir: string): Promise<{ host: string; stop(): Promise<void> }> {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  await Deno.mkdir(`${dir}/storage`, { recursive: true });
-  await Deno.writeTextFile(
-    `${dir}/config.yml`,
-    `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${dir}/storage\nhttp:\n  addr: 127.0.0.1:${port}\n`,
-  );
-  const child = spawn("docker-registry", ["serve", `${dir}/config.yml`], {
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  });
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch { /* gone */ }
-    await child.status;
-  };
-  const host = `127.0.0.1:${port}`;
-  for (let i = 0;; i++) {
-    const up = await fetch(`http://${host}/v2/`).then(async (r) => {
-      await r.body?.cancel();
-      return r.status === 200;
-    }, () => false);
-    if (up) break;
-    if (i > 200) {
-      await stop();
-      throw new Error("docker-registry did not start");
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { host, stop };
-}
 
 Deno.test("client: images pull and content fetch show progress as bars on a tty and as lines otherwise", async () => {
   const d = await startDaemon();

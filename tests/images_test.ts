@@ -26,7 +26,13 @@ import { NamespacedContent } from "../src/services/content/namespaced.ts";
 import { NativeSnapshotter, OverlaySnapshotter, type Snapshotter } from "../src/snapshots/mod.ts";
 import { makeBusyboxRootfs } from "./support/bundle.ts";
 import { startContainerd } from "./support/containerd.ts";
-import { buildBusyboxImage, buildLargeImage, BUSYBOX_REF } from "./support/image.ts";
+import {
+  buildBusyboxImage,
+  buildBusyboxLayout,
+  buildLargeImage,
+  BUSYBOX_REF,
+} from "./support/image.ts";
+import { startRegistry } from "./support/registry.ts";
 import { runTool } from "./support/tool.ts";
 import { spawn } from "../src/spawn/mod.ts";
 import { applyOverrides, parseConfig } from "../src/config/mod.ts";
@@ -180,19 +186,10 @@ async function must(
   return r.stdout;
 }
 
-/** Unpacks the umoci-built busybox archive into an OCI layout directory. */
-async function busyboxLayout(dir: string): Promise<string> {
-  const img = await buildBusyboxImage(dir);
-  const layout = `${dir}/layout`;
-  await Deno.mkdir(layout);
-  await must("tar", ["-xf", img.archive, "-C", layout]);
-  return layout;
-}
-
 Deno.test("images: archives written by skopeo (oci-archive and docker-archive) import", async () => {
   const w = await openWorld();
   try {
-    const layout = await busyboxLayout(w.dir);
+    const layout = await buildBusyboxLayout(w.dir);
     const oci = `${w.dir}/skopeo-oci.tar`;
     const docker = `${w.dir}/skopeo-docker.tar`;
     await must("skopeo", ["copy", "--quiet", "oci:" + layout, `oci-archive:${oci}:v1`]);
@@ -404,88 +401,11 @@ Deno.test("images: GC after image removal deletes unreferenced blobs and snapsho
   }
 });
 
-/** A docker-registry on 127.0.0.1, storing under a temporary directory. */
-interface Registry {
-  host: string;
-  stop(): Promise<void>;
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-async function startRegistry(
-  dir: string,
-  auth?: { user: string; password: string },
-): Promise<Registry> {
-  await Deno.mkdir(`${dir}/storage`, { recursive: true });
-  const port = freePort();
-  const lines = [
-    "version: 0.1",
-    "log:",
-    "  level: warn",
-    "storage:",
-    "  filesystem:",
-    `    rootdirectory: ${dir}/storage`,
-    "http:",
-    `  addr: 127.0.0.1:${port}`,
-  ];
-  if (auth) {
-    // bcrypt, which docker-registry's htpasswd wants, from the system's crypt(3).
-    const hash = (await must("python3", [
-      "-W",
-      "ignore",
-      "-c",
-      "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))",
-      auth.password,
-    ])).trim();
-    assert.match(hash, /^\$2[aby]\$/);
-    await Deno.writeTextFile(`${dir}/htpasswd`, `${auth.user}:${hash}\n`);
-    lines.push("auth:", "  htpasswd:", "    realm: berth-test", `    path: ${dir}/htpasswd`);
-  }
-  await Deno.writeTextFile(`${dir}/config.yml`, lines.join("\n") + "\n");
-  const child = spawn("docker-registry", ["serve", `${dir}/config.yml`], {
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  });
-  const logFile = await Deno.open(`${dir}/registry.log`, { write: true, create: true });
-  const logDone = child.stderr!.pipeTo(logFile.writable).catch(() => {});
-  const stop = async () => {
-    try {
-      Deno.kill(child.pid, "SIGTERM");
-    } catch {
-      // exited already
-    }
-    await child.status;
-    await logDone;
-  };
-  const host = `127.0.0.1:${port}`;
-  for (let i = 0;; i++) {
-    try {
-      const res = await fetch(`http://${host}/v2/`);
-      await res.body?.cancel();
-      if (res.status === 200 || res.status === 401) break;
-    } catch {
-      // not listening yet
-    }
-    if (i > 200) {
-      await stop();
-      throw new Error(`registry did not start: ${await Deno.readTextFile(`${dir}/registry.log`)}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { host, stop };
-}
-
 Deno.test("images: pull from a real registry (plain HTTP), resuming an interrupted layer, with progress", async () => {
   const w = await openWorld();
   const reg = await startRegistry(`${w.dir}/registry`);
   try {
-    const layout = await busyboxLayout(w.dir);
+    const layout = await buildBusyboxLayout(w.dir);
     const ref = `${reg.host}/busybox:t`;
     await must("skopeo", [
       "copy",
@@ -557,7 +477,7 @@ Deno.test("images: a registry with htpasswd basic auth refuses anonymous pulls a
   const auth = { user: "berth", password: "s3cret-pw" };
   const reg = await startRegistry(`${w.dir}/registry`, auth);
   try {
-    const layout = await busyboxLayout(w.dir);
+    const layout = await buildBusyboxLayout(w.dir);
     const ref = `${reg.host}/team/busybox:auth`;
     await must("skopeo", [
       "copy",
@@ -662,7 +582,7 @@ await importArchive(b, f.readable);
 Deno.test("images: linux/amd64 is chosen from a multi-platform index, for labels, unpack and export", async () => {
   const w = await openWorld();
   try {
-    const layout = await busyboxLayout(w.dir);
+    const layout = await buildBusyboxLayout(w.dir);
     const enc = new TextEncoder();
     const put = async (doc: unknown) => {
       const bytes = enc.encode(JSON.stringify(doc));
@@ -828,7 +748,7 @@ function fakeRegistry(
 
 Deno.test("images: bearer-token auth from the WWW-Authenticate challenge; a corrupt layer from the registry leaves nothing", async () => {
   const w = await openWorld();
-  const layout = await busyboxLayout(w.dir);
+  const layout = await buildBusyboxLayout(w.dir);
   const index = JSON.parse(await Deno.readTextFile(`${layout}/index.json`)).manifests[0];
   const manifest = JSON.parse(
     await Deno.readTextFile(`${layout}/blobs/sha256/${index.digest.slice(7)}`),
@@ -978,7 +898,7 @@ Deno.test("images: a deletion in an upper layer (umoci repack) unpacks as an ove
 
 Deno.test("images: a pull whose layer download breaks midway resumes with a Range request and succeeds", async () => {
   const w = await openWorld();
-  const layout = await busyboxLayout(w.dir);
+  const layout = await buildBusyboxLayout(w.dir);
   const index = JSON.parse(await Deno.readTextFile(`${layout}/index.json`)).manifests[0];
   const manifest = JSON.parse(
     await Deno.readTextFile(`${layout}/blobs/sha256/${index.digest.slice(7)}`),

@@ -12,6 +12,7 @@
 import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 import { BerthError, Code, invalidArgument, notFound } from "../errdefs/mod.ts";
 import { any, bool, ignored, int, list, map, merge, num, type Shape, str, table } from "./shape.ts";
+import { REGISTRY_SHAPE, type RegistryConfig, registryFromSection } from "./registry.ts";
 
 /** Where a runtime's shim comes from and what options it is given. */
 export interface RuntimeEntry {
@@ -145,6 +146,7 @@ const CONFIG_SHAPE: Shape = table({
         },
         ignored("a CRI setting berth does not use"),
       ),
+      registry: REGISTRY_SHAPE,
     }, ignored("a CRI setting berth does not use")),
     "io.containerd.runtime.v2.task": table({ platforms: list(str), sched_core: bool }),
     "io.containerd.gc.v1.scheduler": table({
@@ -287,6 +289,11 @@ function validate(c: Config, source: string): void {
     }
   }
   if (c.root === c.state) throw bad("state", "must differ from root");
+  try {
+    registryConfig(c);
+  } catch (err) {
+    throw bad(`plugins.${JSON.stringify(CRI_SECTION)}`, (err as Error).message);
+  }
   if (c.grpc.address === "") throw bad("grpc.address", "must not be empty");
   if (c.grpc.tcp_address !== "") {
     try {
@@ -391,6 +398,11 @@ function criContainerd(
     default_runtime_name: (t.default_runtime_name as string | undefined) ?? "",
     runtimes: (t.runtimes as Record<string, RuntimeEntry> | undefined) ?? {},
   };
+}
+
+/** The CRI plugin's registry mirrors and per-host TLS and credentials. */
+export function registryConfig(c: Config): RegistryConfig {
+  return registryFromSection(c.plugins[CRI_SECTION]);
 }
 
 /** The snapshotter used when a request names none. */

@@ -1,7 +1,8 @@
 /**
  * The daemon's configuration in containerd's config.toml shape (version 2):
  * defaults, loading with flag overrides, TOML output for `berth config
- * default|dump`, and lookups (ttrpc address, runtimes, default snapshotter).
+ * default|dump`, and lookups (ttrpc address, runtimes, default snapshotter,
+ * the CRI plugin's registry mirrors and per-host settings).
  *
  * @example
  * ```ts
@@ -29,6 +30,7 @@ export {
   parseConfig,
   parseDuration,
   parseTcpAddress,
+  registryConfig,
   type ResolvedRuntime,
   resolveRuntime,
   type RuntimeEntry,
@@ -37,4 +39,11 @@ export {
   ttrpcAddress,
 } from "./config.ts";
 export { keyPath } from "./shape.ts";
+export {
+  type RegistryAuth,
+  type RegistryConfig,
+  registryFromSection,
+  type RegistryHostConfig,
+  type RegistryTls,
+} from "./registry.ts";
 export { configMain, DEFAULT_CONFIG_PATH } from "./cli.ts";

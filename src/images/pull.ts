@@ -20,7 +20,8 @@ import {
 import { labelChildren } from "./gclabels.ts";
 import { isIndex, isManifest } from "./mediatypes.ts";
 import type { Platform } from "./platform.ts";
-import { formatReference, parseReference } from "./reference.ts";
+import { formatReference, parseReference, type Reference } from "./reference.ts";
+import { log } from "../log/mod.ts";
 import { RegistryClient, type RegistryOptions } from "./registry.ts";
 import { unpackImage, type UnpackResult } from "./unpack.ts";
 
@@ -48,6 +49,15 @@ export interface PullOptions extends RegistryOptions {
   concurrency?: number;
   /** Called for every step; keep it quick (it runs inside the download loop). */
   onProgress?: (p: PullProgress) => void;
+  /**
+   * Where to try resolving the reference, in order (mirrors, then the host
+   * itself); each entry's settings override the ones above. The first
+   * endpoint that has the manifest serves the whole pull. None: the
+   * reference's own host.
+   */
+  endpoints?: RegistryOptions[];
+  /** Labels of the image record. */
+  labels?: Record<string, string>;
 }
 
 /** What {@link pullImage} did. */
@@ -157,6 +167,35 @@ async function pool<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): 
 }
 
 /**
+ * The reference's manifest from the first of `opts.endpoints` that has it,
+ * with the client that got it. When none has it: the first error that is
+ * not NotFound (an endpoint down, refusing credentials), else NotFound.
+ */
+async function resolveFirst(
+  r: Reference,
+  opts: PullOptions,
+): Promise<{ reg: RegistryClient; top: { desc: Descriptor; bytes: Uint8Array } }> {
+  const { endpoints = [{}], ...base } = opts;
+  let firstErr: unknown;
+  let notFoundErr: unknown;
+  for (const e of endpoints) {
+    const reg = new RegistryClient(r, { ...base, ...e });
+    try {
+      return { reg, top: await reg.manifest(r.digest ?? r.tag!) };
+    } catch (err) {
+      if (endpoints.length === 1) throw err;
+      log.debug("registry endpoint failed, trying the next", {
+        endpoint: reg.base,
+        error: (err as Error).message,
+      });
+      if (isCode(err, Code.NotFound)) notFoundErr ??= err;
+      else firstErr ??= err;
+    }
+  }
+  throw firstErr ?? notFoundErr;
+}
+
+/**
  * Pulls `ref` ("host/repo:tag" or "@digest"; docker.io names are
  * normalized) into `backend` and records it as an image named by the full
  * reference. Manifests are verified by digest, blobs as they are committed;
@@ -169,12 +208,11 @@ export function pullImage(
 ): Promise<PullResult> {
   const r = parseReference(ref);
   const name = formatReference(r);
-  const reg = new RegistryClient(r, opts);
   const report = opts.onProgress ?? (() => {});
   return backend.withLease(async (b) => {
     let fetched = 0;
     let existing = 0;
-    const top = await reg.manifest(r.digest ?? r.tag!);
+    const { reg, top } = await resolveFirst(r, opts);
     report({ ...top.desc, status: "resolved", offset: 0, total: top.desc.size });
     await putBytes(b.content, top.bytes, top.desc.mediaType);
     let manifestDesc: Descriptor = top.desc;
@@ -224,7 +262,7 @@ export function pullImage(
     ]);
     if (f.status === "rejected") throw f.reason;
     if (u.status === "rejected") throw u.reason;
-    const image = await b.images.put({ name, target: top.desc });
+    const image = await b.images.put({ name, target: top.desc, labels: opts.labels });
     return { image, fetched, existing, unpacked };
   });
 }

@@ -26,9 +26,20 @@ import type { Reference } from "./reference.ts";
 export interface RegistryOptions {
   /** Speak http:// instead of https:// (loopback test registries). */
   plainHttp?: boolean;
+  /**
+   * The API root to send requests to instead of the reference's own host
+   * (a mirror), e.g. "http://127.0.0.1:5000/v2"; the repository is appended.
+   */
+  endpoint?: string;
+  /** The HTTP client for every request (TLS settings: CA, client certificate). */
+  client?: Deno.HttpClient;
   /** Credentials for basic auth or for the token service. */
   username?: string;
   password?: string;
+  /** An OAuth2 refresh token, exchanged at the token service for an access token. */
+  identityToken?: string;
+  /** A bearer token sent as it is, before any challenge. */
+  registryToken?: string;
 }
 
 /** What manifest requests accept, best first. */
@@ -70,6 +81,13 @@ function basicAuth(user: string, pass: string): string {
   return `Basic ${btoa(String.fromCharCode(...bytes))}`;
 }
 
+// Deno's fetch says only "fetch failed"; the reason (refused, a certificate) is its cause.
+function fetchFailure(err: unknown): string {
+  const e = err as Error;
+  const cause = e.cause instanceof Error ? e.cause.message : "";
+  return cause && !e.message.includes(cause) ? `${e.message}: ${cause}` : e.message;
+}
+
 async function drain(res: Response): Promise<void> {
   await res.body?.cancel().catch(() => {});
 }
@@ -95,7 +113,19 @@ export class RegistryClient {
   ) {
     // Docker Hub's API lives on another host than its names.
     const host = ref.host === "docker.io" ? "registry-1.docker.io" : ref.host;
-    this.base = `${opts.plainHttp ? "http" : "https"}://${host}/v2/${ref.repository}`;
+    const root = opts.endpoint?.replace(/\/+$/, "") ??
+      `${opts.plainHttp ? "http" : "https"}://${host}/v2`;
+    this.base = `${root}/${ref.repository}`;
+    if (opts.registryToken) this.authorization = `Bearer ${opts.registryToken}`;
+  }
+
+  /** The host requests go to (the mirror's when an endpoint is set). */
+  get host(): string {
+    return new URL(this.base).host;
+  }
+
+  private fetch(input: string | URL, init: RequestInit = {}): Promise<Response> {
+    return fetch(input, this.opts.client ? { ...init, client: this.opts.client } : init);
   }
 
   /**
@@ -105,13 +135,13 @@ export class RegistryClient {
   async get(path: string, headers: Record<string, string> = {}): Promise<Response> {
     const url = `${this.base}${path}`;
     const send = () =>
-      fetch(url, {
+      this.fetch(url, {
         headers: {
           ...headers,
           ...(this.authorization ? { Authorization: this.authorization } : {}),
         },
       }).catch((err) => {
-        throw unavailable(`GET ${url}: ${(err as Error).message}`, err);
+        throw unavailable(`GET ${url}: ${fetchFailure(err)}`, err);
       });
     let res = await send();
     if (res.status !== 401) return res;
@@ -125,19 +155,36 @@ export class RegistryClient {
   private async authenticate(header: string): Promise<void> {
     const challenges = parseChallenges(header);
     const bearer = challenges.find((c) => c.scheme === "bearer");
-    const { username, password } = this.opts;
+    const { username, identityToken } = this.opts;
+    // An identity token stands in for the password, as docker's clients use it.
+    const password = this.opts.password ?? identityToken;
     if (bearer) {
       const realm = bearer.params.realm;
       if (!realm) throw invalidArgument(`registry bearer challenge without realm: ${header}`);
       const u = new URL(realm);
-      if (bearer.params.service) u.searchParams.set("service", bearer.params.service);
-      u.searchParams.set("scope", bearer.params.scope || `repository:${this.ref.repository}:pull`);
-      const res = await fetch(u, {
-        headers: username !== undefined
-          ? { Authorization: basicAuth(username, password ?? "") }
-          : {},
-      }).catch((err) => {
-        throw unavailable(`token request to ${u.origin}: ${(err as Error).message}`, err);
+      const scope = bearer.params.scope || `repository:${this.ref.repository}:pull`;
+      let init: RequestInit;
+      if (identityToken && !username) {
+        // The OAuth2 refresh-token grant: the token service trades it for an access token.
+        const form = new URLSearchParams({
+          grant_type: "refresh_token",
+          refresh_token: identityToken,
+          client_id: "berth",
+          scope,
+        });
+        if (bearer.params.service) form.set("service", bearer.params.service);
+        init = { method: "POST", body: form };
+      } else {
+        if (bearer.params.service) u.searchParams.set("service", bearer.params.service);
+        u.searchParams.set("scope", scope);
+        init = {
+          headers: username !== undefined
+            ? { Authorization: basicAuth(username, password ?? "") }
+            : {},
+        };
+      }
+      const res = await this.fetch(u, init).catch((err) => {
+        throw unavailable(`token request to ${u.origin}: ${fetchFailure(err)}`, err);
       });
       if (!res.ok) {
         await drain(res);
@@ -150,18 +197,18 @@ export class RegistryClient {
       return;
     }
     if (challenges.some((c) => c.scheme === "basic")) {
-      if (username === undefined) {
+      if (username === undefined && password === undefined) {
         throw new BerthError(
           Code.PermissionDenied,
-          `registry ${this.ref.host} wants credentials (basic auth)`,
+          `registry ${this.host} wants credentials (basic auth)`,
         );
       }
-      this.authorization = basicAuth(username, password ?? "");
+      this.authorization = basicAuth(username ?? "", password ?? "");
       return;
     }
     throw new BerthError(
       Code.PermissionDenied,
-      `registry ${this.ref.host}: unauthorized (${header || "no challenge"})`,
+      `registry ${this.host}: unauthorized (${header || "no challenge"})`,
     );
   }
 

@@ -229,3 +229,12 @@ export function buildLargeImage(dir: string, totalMB: number, layers: number): P
     }
   });
 }
+
+/** The busybox image as an OCI layout directory `${dir}/layout` (for skopeo to push). */
+export async function buildBusyboxLayout(dir: string): Promise<string> {
+  const img = await buildBusyboxImage(dir);
+  const layout = `${dir}/layout`;
+  await Deno.mkdir(layout);
+  await must("tar", ["-xf", img.archive, "-C", layout]);
+  return layout;
+}
