@@ -15,6 +15,7 @@ import {
   type ContainerConfig,
   ContainerConfigSchema,
   ContainerState,
+  LinuxContainerConfigSchema,
   type PodSandboxConfig,
   PodSandboxConfigSchema,
   PodSandboxState,
@@ -340,6 +341,8 @@ Deno.test("cri: pods and containers through berth's gRPC client, bad input, rest
       timeout: 10n,
     });
     assert.equal(ping.exitCode, 0, decode(ping.stdout) + decode(ping.stderr));
+    await c.unary(M.removeContainer, { containerId: c3 }); // running: killed first
+    assert.equal((await c.unary(M.listContainers, { filter: { id: c3 } })).containers.length, 0);
     await c.unary(M.stopPodSandbox, { podSandboxId: pod3 });
     await c.unary(M.removePodSandbox, { podSandboxId: pod3 });
 
@@ -375,11 +378,16 @@ Deno.test("cri: pods and containers through berth's gRPC client, bad input, rest
     assert.equal(none.containers.length, 0);
     assert.match(await berth(env, ["containers", "ls"]), new RegExp(c1));
 
-    // Stop: SIGTERM, which its trap answers with exit 7.
+    const groupOnly = containerConfig("g", ["true"]);
+    groupOnly.linux = create(LinuxContainerConfigSchema, {
+      securityContext: { runAsGroup: { value: 5n } },
+    });
     await assert.rejects(
-      c.unary(M.removeContainer, { containerId: c1 }),
-      (e) => isCode(e, Code.FailedPrecondition),
+      c.unary(M.createContainer, { podSandboxId: pod, config: groupOnly, sandboxConfig: p1 }),
+      (e) => isCode(e, Code.InvalidArgument) && /group is specified without user/.test(String(e)),
     );
+
+    // Stop: SIGTERM, which its trap answers with exit 7.
     await c.unary(M.stopContainer, { containerId: c1, timeout: 10n });
     const stopped = await status(c1);
     assert.equal(stopped.state, ContainerState.CONTAINER_EXITED);

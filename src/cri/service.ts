@@ -483,6 +483,7 @@ export class RuntimeServiceImpl {
         return { task: t, spec: await this.#specOf(c.id), io: this.#io.get(c.id) };
       },
       sandboxNetns: (id) => this.sandboxes.get(id).netnsPath,
+      stdinOnce: (id) => this.containers.get(id).config.stdinOnce,
     };
   }
 
@@ -1002,11 +1003,9 @@ export class RuntimeServiceImpl {
   async removeContainer(id: string): Promise<void> {
     const c = this.containers.find(id);
     if (c === undefined) return; // removed already
-    const state = await this.#containerState(c);
-    if (state === ContainerState.CONTAINER_RUNNING) {
-      throw failedPrecondition(
-        `container ${c.id} is still running, to stop first (crictl stop ${c.id})`,
-      );
+    // A running container is killed first, as containerd's CRI does.
+    if ((await this.#containerState(c)) === ContainerState.CONTAINER_RUNNING) {
+      await this.stopContainer(c.id, 0);
     }
     if (this.#task(c.id) !== undefined) {
       await this.deps.tasks.delete(NS, c.id).catch((err) => {

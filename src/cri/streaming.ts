@@ -26,6 +26,8 @@ export interface StreamTarget {
   sandboxNetns(id: string): string;
   /** Where exec fifos are made. */
   fifoDir: string;
+  /** Whether container `id` was created with stdin_once. */
+  stdinOnce(id: string): boolean;
 }
 
 const PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process";
@@ -147,6 +149,11 @@ export function streamingRuntime(target: StreamTarget): StreamingRuntime {
             try {
               for await (const chunk of io.stdin!) await cio.writeStdin(chunk);
             } catch { /* the client left */ }
+            // stdin_once: the first attach's end of input is the container's.
+            if (target.stdinOnce(containerId)) {
+              cio.closeStdin();
+              await t.task.closeIO({ id: t.id, stdin: true }).catch(() => {});
+            }
           })();
           // The end of input ends an attach only when no output is wanted.
           if (!stdout && !stderr) ends.push(fed);
