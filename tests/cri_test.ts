@@ -387,6 +387,34 @@ Deno.test("cri: pods and containers through berth's gRPC client, bad input, rest
       (e) => isCode(e, Code.InvalidArgument) && /group is specified without user/.test(String(e)),
     );
 
+    // A localhost seccomp profile (Docker's format) that refuses chmod; a bad profile path.
+    const profile = `${env.tmp}/no-chmod.json`;
+    await Deno.writeTextFile(
+      profile,
+      JSON.stringify({
+        defaultAction: "SCMP_ACT_ALLOW",
+        syscalls: [{ names: ["chmod", "fchmod", "fchmodat"], action: "SCMP_ACT_ERRNO" }],
+      }),
+    );
+    const confined = containerConfig("sc", ["sleep", "300"]);
+    confined.linux = create(LinuxContainerConfigSchema, {
+      securityContext: { seccompProfilePath: `localhost/${profile}` },
+    });
+    const { containerId: sc } = await c.unary(M.createContainer, {
+      podSandboxId: pod,
+      config: confined,
+      sandboxConfig: p1,
+    });
+    await c.unary(M.startContainer, { containerId: sc });
+    const chmod = await c.unary(M.execSync, { containerId: sc, cmd: ["chmod", "400", "/"] });
+    assert.notEqual(chmod.exitCode, 0, "chmod refused by the profile");
+    await c.unary(M.removeContainer, { containerId: sc });
+    confined.linux!.securityContext!.seccompProfilePath = "custom-profile";
+    await assert.rejects(
+      c.unary(M.createContainer, { podSandboxId: pod, config: confined, sandboxConfig: p1 }),
+      (e) => isCode(e, Code.InvalidArgument) && /invalid profile/.test(String(e)),
+    );
+
     // Stop: SIGTERM, which its trap answers with exit 7.
     await c.unary(M.stopContainer, { containerId: c1, timeout: 10n });
     const stopped = await status(c1);

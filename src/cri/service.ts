@@ -59,6 +59,7 @@ import {
   sandboxSpec,
 } from "./spec.ts";
 import { readRootfsFile, resolveUser } from "./user.ts";
+import { ociSeccomp, seccompChoice } from "./seccomp.ts";
 import { type CriContainer, Index, newRunStatus, nowNanos, type Sandbox } from "./store.ts";
 import {
   CONTAINER_EXTENSION,
@@ -806,6 +807,16 @@ export class RuntimeServiceImpl {
         await readRootfsFile(rootfs, "/etc/passwd"),
         await readRootfsFile(rootfs, "/etc/group"),
       );
+      const choice = seccompChoice(config.linux?.securityContext);
+      let seccomp: Record<string, unknown> | undefined;
+      if (choice.kind === "localhost") {
+        const text = await Deno.readTextFile(choice.path).catch((err) => {
+          throw invalidArgument(
+            `failed to load seccomp profile ${JSON.stringify(choice.path)}: ${err.message}`,
+          );
+        });
+        seccomp = ociSeccomp(text, choice.path);
+      }
       const dir = this.#sandboxDir(s.id);
       const spec = containerSpec({
         id,
@@ -822,6 +833,7 @@ export class RuntimeServiceImpl {
         maxOomScoreAdj: this.deps.cri.restrictOomScoreAdj ? await ownOomScoreAdj() : undefined,
         devices,
         user,
+        seccomp,
       });
       const logPath = config.logPath && s.config.logDirectory
         ? `${s.config.logDirectory}/${config.logPath}`

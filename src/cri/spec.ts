@@ -49,6 +49,7 @@ type CriSpec = Spec & {
   process: Spec["process"] & { oomScoreAdj?: number };
   linux: Spec["linux"] & {
     sysctl?: Record<string, string>;
+    seccomp?: Record<string, unknown>;
     resources: Spec["linux"]["resources"] & {
       cpu?: { shares?: number; quota?: number; period?: number; cpus?: string; mems?: string };
     };
@@ -200,6 +201,8 @@ export interface ContainerSpecInput {
   devices: { path: string; type: string; major: number; minor: number; access: string }[];
   /** The process's user, resolved by the caller in the image (see {@link containerUser}). */
   user: ResolvedUser;
+  /** The OCI `linux.seccomp` to apply (see src/cri/seccomp.ts), if any. */
+  seccomp?: Record<string, unknown>;
 }
 
 /** Which user a container runs as, before resolution: run_as_user, run_as_username, the image's. */
@@ -337,6 +340,7 @@ export function containerSpec(input: ContainerSpecInput): Spec {
     });
   }
   applyResources(spec, config.linux?.resources, input.maxOomScoreAdj);
+  if (input.seccomp !== undefined) spec.linux.seccomp = input.seccomp;
 
   if (sc) {
     if (sc.runAsGroup && !sc.runAsUser && !sc.runAsUsername) {
