@@ -161,6 +161,7 @@ Deno.test("cri spec: a sandbox's namespaces, and its containers joining them", (
     c.mounts.some((m) => m.destination === "/etc/resolv.conf" && m.source === "/p/resolv.conf"),
   );
   assert.equal(c.linux.resources.memory?.limit, 1048576);
+  assert.equal((c.linux as { rootfsPropagation?: string }).rootfsPropagation, undefined);
   assert.equal(c.annotations?.["io.kubernetes.cri.sandbox-id"], "sb");
   assert.equal(c.annotations?.["io.kubernetes.cri.container-name"], "web");
 });

@@ -50,6 +50,7 @@ type CriSpec = Spec & {
   linux: Spec["linux"] & {
     sysctl?: Record<string, string>;
     seccomp?: Record<string, unknown>;
+    rootfsPropagation?: string;
     resources: Spec["linux"]["resources"] & {
       cpu?: { shares?: number; quota?: number; period?: number; cpus?: string; mems?: string };
     };
@@ -316,6 +317,13 @@ export function containerSpec(input: ContainerSpecInput): Spec {
       source: m.hostPath,
       options: ["rbind", ...propagationOptions(m.propagation), m.readonly ? "ro" : "rw"],
     });
+  }
+  // The root's propagation must let a shared or slave bind mount work (containerd does the same).
+  const props = config.mounts.map((m) => m.propagation);
+  if (props.includes(MountPropagation.PROPAGATION_BIDIRECTIONAL)) {
+    spec.linux.rootfsPropagation = "rshared";
+  } else if (props.includes(MountPropagation.PROPAGATION_HOST_TO_CONTAINER)) {
+    spec.linux.rootfsPropagation = "rslave";
   }
   const destinations = new Set(mounts.map((m) => m.destination));
   spec.mounts = [...spec.mounts.filter((m) => !destinations.has(m.destination)), ...mounts];
