@@ -26,6 +26,7 @@ import { type DaemonProc, spawnDaemon, stopDaemon, waitForSocket } from "./suppo
 import { buildBusyboxImage, buildPauseImage, BUSYBOX_REF, PAUSE_REF } from "./support/image.ts";
 import { mountsUnder, removeCgroup, unmountAllUnder } from "./support/mounts.ts";
 import { isAlive, killNow, processesInCgroup, processesMentioning } from "./support/proc.ts";
+import { forwardedPort } from "./support/streaming.ts";
 import { runTool } from "./support/tool.ts";
 import { run, spawn } from "../src/spawn/mod.ts";
 
@@ -622,19 +623,7 @@ Deno.test("cri: crictl runp/create/start/exec/logs/inspect/stop/rm/stopp/rmp", a
       stderr: "piped",
     });
     try {
-      const reader = fwd.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      let seen = "";
-      let local = 0;
-      while (local === 0) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`crictl port-forward ended: ${seen}`);
-        seen += value;
-        const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(seen);
-        if (m) local = Number(m[1]);
-      }
-      void (async () => {
-        while (!(await reader.read()).done) { /* drain */ }
-      })().catch(() => {});
+      const local = await forwardedPort(fwd);
       let body = "";
       await waitFor("the forwarded web server", async () => {
         body = await fetch(`http://127.0.0.1:${local}/index.html`).then((r) => r.text(), () => "");

@@ -16,6 +16,7 @@ import type { ShimTask } from "../runtime/mod.ts";
 import { spawn } from "../spawn/mod.ts";
 import type { ForwardConn, StreamingRuntime, StreamIO } from "../streaming/mod.ts";
 import type { ContainerIO } from "./io.ts";
+import { createExec } from "./exec.ts";
 import { readFifo } from "./logs.ts";
 
 /** What the streaming runtime needs of the CRI service. */
@@ -29,8 +30,6 @@ export interface StreamTarget {
   /** Whether container `id` was created with stdin_once. */
   stdinOnce(id: string): boolean;
 }
-
-const PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process";
 
 /** Copies `from` into the fifo `fd` until it ends; then `closed` runs. */
 async function feed(
@@ -89,20 +88,7 @@ export function streamingRuntime(target: StreamTarget): StreamingRuntime {
       }
       let created = false;
       try {
-        const process = { ...spec.process, args: cmd, terminal: io.tty };
-        await t.task.exec({
-          id: t.id,
-          execId,
-          terminal: io.tty,
-          stdin,
-          stdout,
-          stderr,
-          spec: {
-            $typeName: "google.protobuf.Any",
-            typeUrl: PROCESS_TYPE_URL,
-            value: new TextEncoder().encode(JSON.stringify(process)),
-          },
-        });
+        await createExec(t, execId, spec, cmd, { stdin, stdout, stderr, terminal: io.tty });
         created = true;
         const waited = t.task.wait({ id: t.id, execId });
         await t.task.start({ id: t.id, execId });
