@@ -15,6 +15,7 @@ import {
   type ContainerConfig,
   ContainerConfigSchema,
   ContainerState,
+  LinuxContainerConfigSchema,
   type PodSandboxConfig,
   PodSandboxConfigSchema,
   PodSandboxState,
@@ -25,7 +26,9 @@ import { type DaemonProc, spawnDaemon, stopDaemon, waitForSocket } from "./suppo
 import { buildBusyboxImage, buildPauseImage, BUSYBOX_REF, PAUSE_REF } from "./support/image.ts";
 import { mountsUnder, removeCgroup, unmountAllUnder } from "./support/mounts.ts";
 import { isAlive, killNow, processesInCgroup, processesMentioning } from "./support/proc.ts";
+import { forwardedPort } from "./support/streaming.ts";
 import { runTool } from "./support/tool.ts";
+import { run, spawn } from "../src/spawn/mod.ts";
 
 const MOD = new URL("../mod.ts", import.meta.url).pathname;
 const CRICTL_CANDIDATES = ["/work/shared/tools/crictl", "../shared/tools/crictl"];
@@ -37,6 +40,10 @@ interface Env {
   address: string;
   config: string;
   cgroupParent: string;
+  /** The CNI network's bridge, host-local data dir and subnet's first three octets. */
+  bridge: string;
+  ipamDir: string;
+  prefix: string;
   daemon?: DaemonProc;
   client?: GrpcClient;
 }
@@ -58,13 +65,49 @@ async function startDaemon(env: Env): Promise<GrpcClient> {
   return env.client;
 }
 
+/** A third octet of 10.202.x.0/24 that no route of this machine uses yet. */
+async function freeSubnet(): Promise<string> {
+  const routes = new TextDecoder().decode((await run("ip", ["-4", "route", "show"])).stdout);
+  for (;;) {
+    const x = 1 + Math.floor(Math.random() * 254);
+    if (!routes.includes(`10.202.${x}.`)) return `10.202.${x}`;
+  }
+}
+
+/** Puts a bridge network (host-local addresses, portmap) of the test's own in conf_dir. */
+async function writeConflist(env: Env): Promise<void> {
+  const conflist = {
+    cniVersion: "1.0.0",
+    name: `berth-cri-${env.bridge}`,
+    plugins: [
+      {
+        type: "bridge",
+        bridge: env.bridge,
+        isGateway: false,
+        ipMasq: false,
+        ipam: {
+          type: "host-local",
+          ranges: [[{ subnet: `${env.prefix}.0/24` }]],
+          dataDir: env.ipamDir,
+        },
+      },
+      { type: "portmap", capabilities: { portMappings: true } },
+    ],
+  };
+  await Deno.writeTextFile(`${env.tmp}/net.d/10-test.conflist`, JSON.stringify(conflist));
+}
+
 async function setup(): Promise<Env> {
   const tmp = await Deno.makeTempDir({ prefix: "berth-cri-" });
+  const tag = crypto.randomUUID().slice(0, 8);
   const env: Env = {
     tmp,
     address: `${tmp}/state/berth.sock`,
     config: `${tmp}/config.toml`,
-    cgroupParent: `/berth-cri-${crypto.randomUUID().slice(0, 8)}`,
+    cgroupParent: `/berth-cri-${tag}`,
+    bridge: `bcri${tag.slice(0, 6)}`,
+    ipamDir: `${tmp}/ipam`,
+    prefix: await freeSubnet(),
   };
   await Deno.mkdir(`${tmp}/net.d`);
   await Deno.writeTextFile(
@@ -79,6 +122,7 @@ sandbox_image = "${PAUSE_REF}"
 netns_mounts_under_state_dir = true
 restrict_oom_score_adj = true
 [plugins."io.containerd.grpc.v1.cri".cni]
+bin_dir = "/usr/lib/cni"
 conf_dir = "${tmp}/net.d"
 `,
   );
@@ -93,6 +137,7 @@ async function teardown(env: Env): Promise<void> {
   await killNow(processesMentioning(env.tmp).filter(isAlive));
   unmountAllUnder(env.tmp);
   removeCgroup(env.cgroupParent);
+  await run("ip", ["link", "del", env.bridge]); // absent when no pod got that far
   await Deno.remove(env.tmp, { recursive: true });
 }
 
@@ -111,6 +156,12 @@ async function assertNothingLeft(env: Env): Promise<void> {
   assert.deepEqual(mountsUnder(env.tmp), [], "mounts (netns, shm, rootfs)");
   const netns = [...Deno.readDirSync(`${env.tmp}/state/io.containerd.grpc.v1.cri/netns`)];
   assert.deepEqual(netns.map((e) => e.name), [], "pinned network namespaces");
+  let leased: string[] = [];
+  try {
+    leased = [...Deno.readDirSync(`${env.ipamDir}/berth-cri-${env.bridge}`)].map((e) => e.name)
+      .filter((n) => /^\d+\.\d+\.\d+\.\d+$/.test(n));
+  } catch { /* no address was ever given out */ }
+  assert.deepEqual(leased, [], "host-local addresses freed");
 }
 
 function podConfig(env: Env, name: string, logDir: string): PodSandboxConfig {
@@ -162,7 +213,15 @@ Deno.test("cri: pods and containers through berth's gRPC client, bad input, rest
     assert.equal(cond.RuntimeReady.status, true);
     assert.equal(cond.NetworkReady.status, false);
     assert.equal(cond.NetworkReady.reason, "NetworkPluginNotReady");
-    assert.match(cond.NetworkReady.message, /cni config not found/);
+    assert.match(cond.NetworkReady.message, /cni/i);
+    // Without a network configuration a pod cannot start (containerd says the same).
+    await assert.rejects(
+      c.unary(M.runPodSandbox, { config: podConfig(env, "early", `${env.tmp}/logs`) }),
+      (e) => isCode(e, Code.FailedPrecondition) && /cni|network/i.test(String(e)),
+    );
+    await writeConflist(env);
+    const ready = await c.unary(M.status, {});
+    assert.ok(ready.status!.conditions.find((x) => x.type === "NetworkReady")!.status);
     await c.unary(M.updateRuntimeConfig, {
       runtimeConfig: { networkConfig: { podCidr: "10.88.0.0/16" } },
     });
@@ -260,6 +319,34 @@ Deno.test("cri: pods and containers through berth's gRPC client, bad input, rest
       (e) => isCode(e, Code.DeadlineExceeded),
     );
 
+    // The pod's IP from CNI, seen inside; a second pod reaches it over the bridge.
+    const ip1 = (await c.unary(M.podSandboxStatus, { podSandboxId: pod })).status!.network!.ip;
+    assert.match(ip1, new RegExp(`^${env.prefix.replaceAll(".", "\\.")}\\.\\d+$`));
+    const addr = await c.unary(M.execSync, {
+      containerId: c1,
+      cmd: ["ip", "-4", "addr", "show", "eth0"],
+      timeout: 10n,
+    });
+    assert.match(decode(addr.stdout), new RegExp(`inet ${ip1}/24`));
+    const p3 = podConfig(env, "p3", logs);
+    const { podSandboxId: pod3 } = await c.unary(M.runPodSandbox, { config: p3 });
+    const { containerId: c3 } = await c.unary(M.createContainer, {
+      podSandboxId: pod3,
+      config: containerConfig("c3", ["sleep", "300"]),
+      sandboxConfig: p3,
+    });
+    await c.unary(M.startContainer, { containerId: c3 });
+    const ping = await c.unary(M.execSync, {
+      containerId: c3,
+      cmd: ["ping", "-c", "1", "-W", "5", ip1],
+      timeout: 10n,
+    });
+    assert.equal(ping.exitCode, 0, decode(ping.stdout) + decode(ping.stderr));
+    await c.unary(M.removeContainer, { containerId: c3 }); // running: killed first
+    assert.equal((await c.unary(M.listContainers, { filter: { id: c3 } })).containers.length, 0);
+    await c.unary(M.stopPodSandbox, { podSandboxId: pod3 });
+    await c.unary(M.removePodSandbox, { podSandboxId: pod3 });
+
     const cs = (await c.unary(M.containerStats, { containerId: c1 })).stats!;
     assert.equal(cs.attributes!.id, c1);
     assert.ok(cs.cpu!.usageCoreNanoSeconds!.value > 0n, "cpu time");
@@ -292,11 +379,44 @@ Deno.test("cri: pods and containers through berth's gRPC client, bad input, rest
     assert.equal(none.containers.length, 0);
     assert.match(await berth(env, ["containers", "ls"]), new RegExp(c1));
 
-    // Stop: SIGTERM, which its trap answers with exit 7.
+    const groupOnly = containerConfig("g", ["true"]);
+    groupOnly.linux = create(LinuxContainerConfigSchema, {
+      securityContext: { runAsGroup: { value: 5n } },
+    });
     await assert.rejects(
-      c.unary(M.removeContainer, { containerId: c1 }),
-      (e) => isCode(e, Code.FailedPrecondition),
+      c.unary(M.createContainer, { podSandboxId: pod, config: groupOnly, sandboxConfig: p1 }),
+      (e) => isCode(e, Code.InvalidArgument) && /group is specified without user/.test(String(e)),
     );
+
+    // A localhost seccomp profile (Docker's format) that refuses chmod; a bad profile path.
+    const profile = `${env.tmp}/no-chmod.json`;
+    await Deno.writeTextFile(
+      profile,
+      JSON.stringify({
+        defaultAction: "SCMP_ACT_ALLOW",
+        syscalls: [{ names: ["chmod", "fchmod", "fchmodat"], action: "SCMP_ACT_ERRNO" }],
+      }),
+    );
+    const confined = containerConfig("sc", ["sleep", "300"]);
+    confined.linux = create(LinuxContainerConfigSchema, {
+      securityContext: { seccompProfilePath: `localhost/${profile}` },
+    });
+    const { containerId: sc } = await c.unary(M.createContainer, {
+      podSandboxId: pod,
+      config: confined,
+      sandboxConfig: p1,
+    });
+    await c.unary(M.startContainer, { containerId: sc });
+    const chmod = await c.unary(M.execSync, { containerId: sc, cmd: ["chmod", "400", "/"] });
+    assert.notEqual(chmod.exitCode, 0, "chmod refused by the profile");
+    await c.unary(M.removeContainer, { containerId: sc });
+    confined.linux!.securityContext!.seccompProfilePath = "custom-profile";
+    await assert.rejects(
+      c.unary(M.createContainer, { podSandboxId: pod, config: confined, sandboxConfig: p1 }),
+      (e) => isCode(e, Code.InvalidArgument) && /invalid profile/.test(String(e)),
+    );
+
+    // Stop: SIGTERM, which its trap answers with exit 7.
     await c.unary(M.stopContainer, { containerId: c1, timeout: 10n });
     const stopped = await status(c1);
     assert.equal(stopped.state, ContainerState.CONTAINER_EXITED);
@@ -409,9 +529,10 @@ Deno.test("cri: crictl runp/create/start/exec/logs/inspect/stop/rm/stopp/rmp", a
     await berth(env, ["images", "import", busybox.archive]);
     await berth(env, ["images", "import", pause.archive]);
     const ep = `unix://${env.address}`;
-    const cc = async (args: string[], expectOk = true) => {
+    const cc = async (args: string[], expectOk = true, input?: string) => {
       const r = await runTool(crictl, ["-r", ep, "-i", ep, "-t", "30s", ...args], {
         timeoutMs: 60_000,
+        input,
       });
       if (expectOk) {
         assert.equal(r.code, 0, `crictl ${args.join(" ")}:\n${r.stdout}\n${r.stderr}`);
@@ -438,6 +559,7 @@ Deno.test("cri: crictl runp/create/start/exec/logs/inspect/stop/rm/stopp/rmp", a
         linux: {},
       }),
     );
+    await writeConflist(env);
     const pod = (await cc(["runp", `${env.tmp}/pod.json`])).stdout.trim();
     assert.match(pod, /^[0-9a-f]{64}$/);
     assert.match((await cc(["pods"])).stdout, /Ready\s+cp\s+default/);
@@ -453,6 +575,23 @@ Deno.test("cri: crictl runp/create/start/exec/logs/inspect/stop/rm/stopp/rmp", a
     const stats = JSON.parse((await cc(["stats", "-o", "json", "--id", ctr])).stdout);
     assert.equal(stats.stats[0].attributes.id, ctr);
     assert.ok(Number(stats.stats[0].memory.workingSetBytes.value) > 0);
+    assert.match((await cc(["ps"])).stdout, new RegExp(`${ctr.slice(0, 13)}.*Running\\s+cc`));
+    assert.match((await cc(["images"])).stdout, /docker\.io\/library\/busybox\s+berth/);
+
+    // Streaming: exec with stdin, exec in a terminal (crictl under script(1) for a pty).
+    const upper = await cc(["exec", "-i", ctr, "sh", "-c", "tr a-z A-Z; echo done"], true, "ab\n");
+    assert.equal(upper.stdout, "AB\ndone\n");
+    const inner = [crictl, "-r", ep, "-t", "30s", "exec", "-it", ctr, "sh", "-c", "tty; stty size"];
+    const tty = await runTool("script", [
+      "-qec",
+      `stty cols 91 rows 27; ${inner.join(" ")}`,
+      "/dev/null",
+    ], {
+      timeoutMs: 60_000,
+    });
+    assert.equal(tty.code, 0, tty.stdout + tty.stderr);
+    assert.match(tty.stdout, /\/dev\/pts\/\d+\r?\n27 91/);
+
     const inspect = JSON.parse((await cc(["inspect", ctr])).stdout);
     assert.equal(inspect.status.state, "CONTAINER_RUNNING");
     assert.equal(inspect.info.sandboxID, pod);
@@ -461,6 +600,67 @@ Deno.test("cri: crictl runp/create/start/exec/logs/inspect/stop/rm/stopp/rmp", a
     await cc(["stop", "-t", "10", ctr]);
     assert.equal(JSON.parse((await cc(["inspect", ctr])).stdout).status.exitCode, 0);
     await cc(["rm", ctr]);
+    // Port forwarding into the pod's network namespace: a web server of busybox in the pod.
+    await Deno.writeTextFile(
+      `${env.tmp}/web.json`,
+      JSON.stringify({
+        metadata: { name: "web" },
+        image: { image: BUSYBOX_REF },
+        command: [
+          "sh",
+          "-c",
+          "mkdir /www; echo served-in-pod > /www/index.html; httpd -f -p 8080 -h /www",
+        ],
+        log_path: "web.log",
+        linux: {},
+      }),
+    );
+    const web = (await cc(["create", pod, `${env.tmp}/web.json`, `${env.tmp}/pod.json`])).stdout
+      .trim();
+    await cc(["start", web]);
+    const fwd = spawn(crictl, ["-r", ep, "port-forward", pod, "0:8080"], {
+      stdout: "piped",
+      stderr: "piped",
+    });
+    try {
+      const local = await forwardedPort(fwd);
+      let body = "";
+      await waitFor("the forwarded web server", async () => {
+        body = await fetch(`http://127.0.0.1:${local}/index.html`).then((r) => r.text(), () => "");
+        return body.includes("served-in-pod");
+      });
+    } finally {
+      fwd.kill("SIGTERM");
+      await fwd.status;
+      await fwd.stderr.cancel().catch(() => {});
+    }
+    await cc(["stop", web]);
+    await cc(["rm", web]);
+
+    // Attach to a container created with stdin: what is typed reaches it, its output comes back.
+    await Deno.writeTextFile(
+      `${env.tmp}/att.json`,
+      JSON.stringify({
+        metadata: { name: "att" },
+        image: { image: BUSYBOX_REF },
+        command: ["sh", "-c", "read line; echo got $line"],
+        stdin: true,
+        log_path: "att.log",
+        linux: {},
+      }),
+    );
+    const att = (await cc(["create", pod, `${env.tmp}/att.json`, `${env.tmp}/pod.json`])).stdout
+      .trim();
+    await cc(["start", att]);
+    const attached = await cc(["attach", "-i", att], true, "there\n");
+    assert.equal(attached.stdout, "got there\n");
+    await waitFor(
+      "the attached container to exit",
+      async () =>
+        JSON.parse((await cc(["inspect", att])).stdout).status.state === "CONTAINER_EXITED",
+    );
+    await cc(["rm", att]);
+
     await cc(["stopp", pod]);
     await cc(["rmp", pod]);
     assert.doesNotMatch((await cc(["pods"])).stdout, /cp/);

@@ -11,7 +11,7 @@ import { run, spawn } from "../src/spawn/mod.ts";
 import { StreamServer } from "../src/streaming/mod.ts";
 import { RuntimeService } from "../src/gen/k8s/cri/runtime/v1/api_pb.ts";
 import { notFound } from "../src/errdefs/mod.ts";
-import { LocalRuntime, startEchoServer } from "./support/streaming.ts";
+import { forwardedPort, LocalRuntime, startEchoServer } from "./support/streaming.ts";
 
 const CRICTL = "/work/shared/tools/crictl";
 const CID = "c" + crypto.randomUUID().slice(0, 8);
@@ -140,20 +140,7 @@ Deno.test("crictl port-forward: connections reach the echo server through SPDY",
       `0:${f.echoPort}`,
     ], { stdout: "piped", stderr: "piped" });
     try {
-      // crictl prints "Forwarding from 127.0.0.1:<port> -> <echo port>" once it listens.
-      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      let seen = "";
-      let local = 0;
-      while (local === 0) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`crictl port-forward ended: ${seen}`);
-        seen += value;
-        const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(seen);
-        if (m) local = Number(m[1]);
-      }
-      void (async () => {
-        while (!(await reader.read()).done) { /* drain */ }
-      })().catch(() => {});
+      const local = await forwardedPort(child);
       for (const msg of ["first", "second connection"]) {
         const conn = await Deno.connect({ hostname: "127.0.0.1", port: local });
         await conn.write(new TextEncoder().encode(msg));

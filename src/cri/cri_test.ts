@@ -10,6 +10,8 @@ import { criConfig, DEFAULT_SANDBOX_IMAGE } from "./config.ts";
 import { formatRecord, LineSplitter, MAX_RECORD, rfc3339Nano } from "./logs.ts";
 import { containerSpec, processArgs, sandboxSpec } from "./spec.ts";
 import { readRootfsFile, resolveUser } from "./user.ts";
+import { ociSeccomp, seccompChoice } from "./seccomp.ts";
+import { LinuxContainerSecurityContextSchema } from "../gen/k8s/cri/runtime/v1/api_pb.ts";
 import { decodeRunStatus, encodeRunStatus, Index, newRunStatus } from "./store.ts";
 
 Deno.test("cri config: containerd's defaults, and the section's keys", () => {
@@ -159,6 +161,7 @@ Deno.test("cri spec: a sandbox's namespaces, and its containers joining them", (
     c.mounts.some((m) => m.destination === "/etc/resolv.conf" && m.source === "/p/resolv.conf"),
   );
   assert.equal(c.linux.resources.memory?.limit, 1048576);
+  assert.equal((c.linux as { rootfsPropagation?: string }).rootfsPropagation, undefined);
   assert.equal(c.annotations?.["io.kubernetes.cri.sandbox-id"], "sb");
   assert.equal(c.annotations?.["io.kubernetes.cri.container-name"], "web");
 });
@@ -223,4 +226,44 @@ Deno.test("cri user: names resolved in the image's passwd and group files, upper
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("cri seccomp: containerd's choice of profile, and Docker's format as OCI's", () => {
+  const sc = (init: Record<string, unknown>) => create(LinuxContainerSecurityContextSchema, init);
+  assert.deepEqual(seccompChoice(undefined), { kind: "none" });
+  assert.deepEqual(seccompChoice(sc({ seccompProfilePath: "unconfined" })), { kind: "none" });
+  assert.deepEqual(seccompChoice(sc({ seccompProfilePath: "runtime/default" })), {
+    kind: "default",
+  });
+  assert.deepEqual(seccompChoice(sc({ seccompProfilePath: "localhost//p.json" })), {
+    kind: "localhost",
+    path: "/p.json",
+  });
+  assert.deepEqual(
+    seccompChoice(sc({ privileged: true, seccompProfilePath: "localhost//p.json" })),
+    { kind: "none" },
+  );
+  assert.deepEqual(seccompChoice(sc({ seccomp: { profileType: 2, localhostRef: "/q.json" } })), {
+    kind: "localhost",
+    path: "/q.json",
+  });
+  assert.throws(() => seccompChoice(sc({ seccompProfilePath: "mine" })), /invalid profile/);
+  assert.throws(
+    () => seccompChoice(sc({ seccomp: { profileType: 1, localhostRef: "/q.json" } })),
+    /LocalhostRef must only be set/,
+  );
+  const oci = ociSeccomp(
+    JSON.stringify({
+      defaultAction: "SCMP_ACT_ALLOW",
+      archMap: [{ architecture: "SCMP_ARCH_X86_64", subArchitectures: ["SCMP_ARCH_X86"] }],
+      syscalls: [{ name: "sethostname", action: "SCMP_ACT_ERRNO" }],
+    }),
+    "p.json",
+  );
+  assert.deepEqual(oci, {
+    defaultAction: "SCMP_ACT_ALLOW",
+    architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+    syscalls: [{ names: ["sethostname"], action: "SCMP_ACT_ERRNO" }],
+  });
+  assert.throws(() => ociSeccomp("{}", "p.json"), /no defaultAction/);
 });

@@ -54,6 +54,30 @@ function collector(cap: number) {
   };
 }
 
+/**
+ * Creates process `execId` in task `t` (not started): the container's own
+ * process settings from `spec`, with `cmd` as its args, on the given stdio.
+ */
+export async function createExec(
+  t: ShimTask,
+  execId: string,
+  spec: Spec,
+  cmd: string[],
+  stdio: { stdin: string; stdout: string; stderr: string; terminal: boolean },
+): Promise<void> {
+  const process = { ...spec.process, args: cmd, terminal: stdio.terminal };
+  await t.task.exec({
+    id: t.id,
+    execId,
+    ...stdio,
+    spec: {
+      $typeName: "google.protobuf.Any",
+      typeUrl: PROCESS_TYPE_URL,
+      value: new TextEncoder().encode(JSON.stringify(process)),
+    },
+  });
+}
+
 /** Runs `opts.cmd` in task `t` and returns its output and exit code. */
 export async function execSync(t: ShimTask, opts: ExecSyncOptions): Promise<ExecResult> {
   const execId = crypto.randomUUID().replaceAll("-", "");
@@ -70,19 +94,11 @@ export async function execSync(t: ShimTask, opts: ExecSyncOptions): Promise<Exec
   ];
   let created = false;
   try {
-    const process = { ...opts.spec.process, args: opts.cmd, terminal: false };
-    await t.task.exec({
-      id: t.id,
-      execId,
-      terminal: false,
+    await createExec(t, execId, opts.spec, opts.cmd, {
       stdin: "",
       stdout,
       stderr,
-      spec: {
-        $typeName: "google.protobuf.Any",
-        typeUrl: PROCESS_TYPE_URL,
-        value: new TextEncoder().encode(JSON.stringify(process)),
-      },
+      terminal: false,
     });
     created = true;
     await t.task.start({ id: t.id, execId });

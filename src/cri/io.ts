@@ -87,6 +87,13 @@ export class ContainerIO {
     if (this.#stdinFd !== undefined) await writeFd(this.#stdinFd, chunk);
   }
 
+  /** Closes the daemon's end of the stdin fifo: the container reads end of file. */
+  closeStdin(): void {
+    if (this.#stdinFd === undefined) return;
+    close(this.#stdinFd);
+    this.#stdinFd = undefined;
+  }
+
   /** Stops the copies (draining what is buffered) and closes the stdin end; the fifos stay. */
   async stop(): Promise<void> {
     this.#stop.abort();

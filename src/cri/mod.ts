@@ -22,7 +22,16 @@ import type { TaskManager } from "../runtime/mod.ts";
 import type { RPCService } from "../services/mod.ts";
 import type { Snapshotter } from "../snapshots/mod.ts";
 import { invalidArgument } from "../errdefs/mod.ts";
+import { create } from "@bufbuild/protobuf";
+import { CniManager, DEFAULT_BIN_DIRS } from "../cni/mod.ts";
+import { registryFromSection } from "../config/mod.ts";
+import { ImageService, PullImageRequestSchema } from "../gen/k8s/cri/runtime/v1/api_pb.ts";
+import type { Collector } from "../services/service.ts";
+import { StreamServer } from "../streaming/mod.ts";
+import type { CallContext } from "../ttrpc/mod.ts";
 import { criConfig } from "./config.ts";
+import { imageService } from "./images/mod.ts";
+import { streamingRuntime } from "./streaming.ts";
 import { RuntimeServiceImpl } from "./service.ts";
 import { CRI_NAMESPACE } from "./spec.ts";
 
@@ -63,6 +72,14 @@ export const criPlugin: Registration<CriPlugin> = {
     const content = new NamespacedContent(ctx.first<ContentStore>("io.containerd.content.v1"), md);
     await Deno.mkdir(ctx.root, { recursive: true, mode: 0o711 });
     await Deno.mkdir(ctx.state, { recursive: true, mode: 0o711 });
+    const images = imageService({
+      md,
+      content,
+      snapshotters,
+      registry: registryFromSection(ctx.config),
+      snapshotter: cri.snapshotter,
+      gc: () => ctx.all<Collector>("io.containerd.gc.v1").values().next().value,
+    });
     const runtime = new RuntimeServiceImpl({
       cri,
       config: daemonProperties(ctx).config,
@@ -73,12 +90,44 @@ export const criPlugin: Registration<CriPlugin> = {
       snapshotRoot: ctx.plugins().find((p) =>
         p.uri === `io.containerd.snapshotter.v1.${cri.snapshotter}`
       )?.meta.exports.root ?? ctx.daemonRoot,
+      cni: new CniManager({
+        binDirs: [cri.cniBinDir, ...DEFAULT_BIN_DIRS],
+        confDir: cri.cniConfDir,
+        stateDir: `${ctx.state}/cni`,
+      }),
+      // The sandbox image, pulled by this plugin's own ImageService as an internal call.
+      pull: async (ref) => {
+        const call: CallContext = {
+          service: "runtime.v1.ImageService",
+          method: "PullImage",
+          metadata: new Map(),
+          signal: new AbortController().signal,
+        };
+        await images.pullImage!(create(PullImageRequestSchema, { image: { image: ref } }), call);
+      },
       root: ctx.root,
       state: ctx.state,
     });
     await runtime.recover();
+    const streams = new StreamServer({
+      address: cri.streamServerAddress,
+      port: Number(cri.streamServerPort),
+      runtime: streamingRuntime(runtime.streamTarget()),
+    });
+    streams.start();
+    runtime.deps.streams = streams;
     const rpc = runtime.rpc();
-    return { runtime, registerOn: rpc.registerOn, close: () => runtime.close() };
+    return {
+      runtime,
+      registerOn: (server, transport) => {
+        rpc.registerOn(server, transport);
+        server.register(ImageService, images);
+      },
+      close: async () => {
+        await streams.close();
+        await runtime.close();
+      },
+    };
   },
   close: (p) => p.close(),
 };

@@ -10,7 +10,15 @@
 import { create, toJson } from "@bufbuild/protobuf";
 import { signalNumber } from "../../ffi/mod.ts";
 import { type Config, resolveRuntime } from "../config/mod.ts";
-import { Code, failedPrecondition, invalidArgument, isCode, notFound } from "../errdefs/mod.ts";
+import {
+  BerthError,
+  Code,
+  failedPrecondition,
+  invalidArgument,
+  isCode,
+  notFound,
+  unavailable,
+} from "../errdefs/mod.ts";
 import {
   ContainerConfigSchema,
   ContainerState,
@@ -39,7 +47,10 @@ import type { CriConfig } from "./config.ts";
 import { type ExecResult, execSync } from "./exec.ts";
 import { resolveImage } from "./image.ts";
 import { ContainerIO, type StdioPaths } from "./io.ts";
-import { createNetns, removeNetns } from "./netns.ts";
+import { CniManager } from "../cni/mod.ts";
+import { createNetns, removeNetns } from "../netns/mod.ts";
+import type { StreamServer } from "../streaming/mod.ts";
+import type { StreamTarget } from "./streaming.ts";
 import {
   containerSpec,
   containerUser,
@@ -48,6 +59,7 @@ import {
   sandboxSpec,
 } from "./spec.ts";
 import { readRootfsFile, resolveUser } from "./user.ts";
+import { ociSeccomp, seccompChoice } from "./seccomp.ts";
 import { type CriContainer, Index, newRunStatus, nowNanos, type Sandbox } from "./store.ts";
 import {
   CONTAINER_EXTENSION,
@@ -75,6 +87,12 @@ export interface CriDeps {
   snapshotter: NamespacedSnapshotter;
   /** Where that snapshotter keeps its data (the writable layers' file system). */
   snapshotRoot: string;
+  /** Pod networking: CNI ADD/DEL/CHECK over conf_dir's network. */
+  cni: CniManager;
+  /** Pulls an image into k8s.io (the ImageService's PullImage), for a sandbox image not there. */
+  pull: (ref: string) => Promise<void>;
+  /** The streaming server behind Exec, Attach and PortForward (set once it listens). */
+  streams?: StreamServer;
   /** The plugin's directories: persistent (`<root>/io.containerd.grpc.v1.cri`) and volatile. */
   root: string;
   state: string;
@@ -285,6 +303,25 @@ export class RuntimeServiceImpl {
         );
         return { stats: await Promise.all(chosen.map((s) => this.#podStats(s))) };
       },
+      exec: async (req) => {
+        const c = this.containers.get(req.containerId);
+        if ((await this.#containerState(c)) !== ContainerState.CONTAINER_RUNNING) {
+          throw failedPrecondition(`container ${c.id} is not running`);
+        }
+        return { url: this.#streams().getExec({ ...req, containerId: c.id }) };
+      },
+      attach: async (req) => {
+        const c = this.containers.get(req.containerId);
+        if ((await this.#containerState(c)) !== ContainerState.CONTAINER_RUNNING) {
+          throw failedPrecondition(`container ${c.id} is not running`);
+        }
+        return { url: this.#streams().getAttach({ ...req, containerId: c.id }) };
+      },
+      portForward: (req) => {
+        const s = this.sandboxes.get(req.podSandboxId);
+        if (!s.ready) throw failedPrecondition(`sandbox ${s.id} is not running`);
+        return { url: this.#streams().getPortForward({ ...req, podSandboxId: s.id }) };
+      },
       execSync: async (req) => {
         const c = this.containers.get(req.containerId);
         const t = this.#task(c.id);
@@ -309,22 +346,13 @@ export class RuntimeServiceImpl {
 
   /** Runtime and network conditions, as the kubelet polls them. */
   async status(verbose: boolean) {
-    const conf = await this.#cniConfig();
-    const network = conf === undefined
-      ? {
-        type: "NetworkReady",
-        status: false,
-        reason: "NetworkPluginNotReady",
-        message:
-          `Network plugin returns error: cni config not found in ${this.deps.cri.cniConfDir}`,
-      }
-      : {
-        type: "NetworkReady",
-        status: false,
-        reason: "NetworkPluginNotReady",
-        message:
-          `berth does not run CNI plugins yet (found ${conf}): pods get a network namespace with loopback only`,
-      };
+    const net = await this.deps.cni.status();
+    const network = {
+      type: "NetworkReady",
+      status: net.ready,
+      reason: net.ready ? "" : "NetworkPluginNotReady",
+      message: net.ready ? "" : `Network plugin returns error: ${net.reason ?? "not ready"}`,
+    };
     const info: Record<string, string> = {};
     if (verbose) {
       info.config = JSON.stringify({ ...this.deps.cri, podCidr: this.#podCidr });
@@ -335,19 +363,6 @@ export class RuntimeServiceImpl {
       },
       info,
     };
-  }
-
-  /** The lexically first network configuration of conf_dir, if any. */
-  async #cniConfig(): Promise<string | undefined> {
-    const names: string[] = [];
-    try {
-      for await (const e of Deno.readDir(this.deps.cri.cniConfDir)) {
-        if (/\.(conflist|conf|json)$/.test(e.name)) names.push(e.name);
-      }
-    } catch {
-      return undefined;
-    }
-    return names.sort()[0];
   }
 
   #task(id: string): ShimTask | undefined {
@@ -433,6 +448,53 @@ export class RuntimeServiceImpl {
     }
   }
 
+  /** The sandbox image, pulled first when it is not in k8s.io (as containerd does). */
+  async #sandboxImage() {
+    const ref = this.deps.cri.sandboxImage;
+    const find = () => resolveImage(this.deps.images, ref, this.deps.cri.snapshotter);
+    try {
+      return await find();
+    } catch (err) {
+      if (!isCode(err, Code.NotFound)) throw err;
+    }
+    try {
+      await this.deps.pull(ref);
+    } catch (err) {
+      const e = err as { code?: Code; message: string };
+      throw new BerthError(
+        e.code ?? Code.Unknown,
+        `failed to get sandbox image ${JSON.stringify(ref)}: ${e.message}`,
+      );
+    }
+    return await find();
+  }
+
+  /** What the streaming server's runtime reaches through. */
+  streamTarget(): StreamTarget {
+    return {
+      fifoDir: `${this.deps.state}/exec`,
+      runningContainer: async (id) => {
+        const c = this.containers.get(id);
+        const t = this.#task(c.id);
+        if (
+          t === undefined || (await this.#containerState(c)) !== ContainerState.CONTAINER_RUNNING
+        ) {
+          throw failedPrecondition(`container ${c.id} is not running`);
+        }
+        return { task: t, spec: await this.#specOf(c.id), io: this.#io.get(c.id) };
+      },
+      sandboxNetns: (id) => this.sandboxes.get(id).netnsPath,
+      stdinOnce: (id) => this.containers.get(id).config.stdinOnce,
+    };
+  }
+
+  #streams(): StreamServer {
+    if (this.deps.streams === undefined) {
+      throw unavailable("the streaming server is not running");
+    }
+    return this.deps.streams;
+  }
+
   // ---- pod sandboxes ----
 
   async runPodSandbox(config: PodSandboxConfig | undefined, handler: string): Promise<string> {
@@ -457,29 +519,29 @@ export class RuntimeServiceImpl {
           `failed to get sandbox runtime: no runtime for ${JSON.stringify(handler)} is configured`,
         );
       }
-      const image = await resolveImage(
-        this.deps.images,
-        this.deps.cri.sandboxImage,
-        this.deps.cri.snapshotter,
-      ).catch((err) => {
-        if (isCode(err, Code.NotFound)) {
-          throw notFound(
-            `failed to get sandbox image ${JSON.stringify(this.deps.cri.sandboxImage)}: ${
-              (err as Error).message
-            } (berth does not pull it: import or pull it into namespace k8s.io)`,
-          );
-        }
-        throw err;
-      });
+      const image = await this.#sandboxImage();
       const hostNet = config.linux?.securityContext?.namespaceOptions?.network === 2;
       let netnsPath = "";
+      let ips: string[] = [];
       if (!hostNet) {
-        const dir = this.deps.cri.netnsMountsUnderStateDir
-          ? `${this.deps.state}/netns`
-          : "/var/run/netns";
-        netnsPath = `${dir}/cni-${crypto.randomUUID()}`;
-        await createNetns(netnsPath);
+        netnsPath = await createNetns(
+          this.deps.cri.netnsMountsUnderStateDir ? `${this.deps.state}/netns` : "/var/run/netns",
+        );
         undo.push(() => removeNetns(netnsPath));
+        const m = config.metadata;
+        const net = await this.deps.cni.setup(id, netnsPath, {
+          podName: m.name,
+          podNamespace: m.namespace,
+          podUid: m.uid,
+          portMappings: config.portMappings.map((p) => ({
+            hostPort: p.hostPort,
+            containerPort: p.containerPort,
+            protocol: (["tcp", "udp", "sctp"] as const)[p.protocol] ?? "tcp",
+            ...(p.hostIp ? { hostIP: p.hostIp } : {}),
+          })),
+        });
+        undo.push(() => this.deps.cni.teardown(id, netnsPath));
+        ips = net.ips.map((ip) => ip.address.split("/")[0]);
       }
       // Files the pod's containers get: hostname, hosts, resolv.conf, and a /dev/shm of its own.
       const dir = this.#sandboxDir(id);
@@ -514,7 +576,7 @@ export class RuntimeServiceImpl {
         createdAt: nowNanos(),
         pid: 0,
         ready: false,
-        ips: [],
+        ips,
       };
       this.deps.md.containers.create(NS, {
         id,
@@ -614,7 +676,11 @@ export class RuntimeServiceImpl {
       });
     }
     s.ready = false;
-    if (s.netnsPath !== "") await removeNetns(s.netnsPath);
+    if (s.netnsPath !== "") {
+      // Always, also after a crash: the CNI state saved at setup says what to undo.
+      await this.deps.cni.teardown(s.id, s.netnsPath);
+      await removeNetns(s.netnsPath);
+    }
     await unmountShm(`${this.#sandboxStateDir(s.id)}/shm`);
   }
 
@@ -741,6 +807,16 @@ export class RuntimeServiceImpl {
         await readRootfsFile(rootfs, "/etc/passwd"),
         await readRootfsFile(rootfs, "/etc/group"),
       );
+      const choice = seccompChoice(config.linux?.securityContext);
+      let seccomp: Record<string, unknown> | undefined;
+      if (choice.kind === "localhost") {
+        const text = await Deno.readTextFile(choice.path).catch((err) => {
+          throw invalidArgument(
+            `failed to load seccomp profile ${JSON.stringify(choice.path)}: ${err.message}`,
+          );
+        });
+        seccomp = ociSeccomp(text, choice.path);
+      }
       const dir = this.#sandboxDir(s.id);
       const spec = containerSpec({
         id,
@@ -757,6 +833,7 @@ export class RuntimeServiceImpl {
         maxOomScoreAdj: this.deps.cri.restrictOomScoreAdj ? await ownOomScoreAdj() : undefined,
         devices,
         user,
+        seccomp,
       });
       const logPath = config.logPath && s.config.logDirectory
         ? `${s.config.logDirectory}/${config.logPath}`
@@ -938,11 +1015,9 @@ export class RuntimeServiceImpl {
   async removeContainer(id: string): Promise<void> {
     const c = this.containers.find(id);
     if (c === undefined) return; // removed already
-    const state = await this.#containerState(c);
-    if (state === ContainerState.CONTAINER_RUNNING) {
-      throw failedPrecondition(
-        `container ${c.id} is still running, to stop first (crictl stop ${c.id})`,
-      );
+    // A running container is killed first, as containerd's CRI does.
+    if ((await this.#containerState(c)) === ContainerState.CONTAINER_RUNNING) {
+      await this.stopContainer(c.id, 0);
     }
     if (this.#task(c.id) !== undefined) {
       await this.deps.tasks.delete(NS, c.id).catch((err) => {

@@ -17,6 +17,7 @@ import { invalidArgument } from "../errdefs/mod.ts";
 import type { ResolvedUser } from "./user.ts";
 import {
   ALL_CAPS,
+  capsFromMask,
   defaultSpec,
   type ImageProcessConfig,
   mergeEnv,
@@ -48,6 +49,8 @@ type CriSpec = Spec & {
   process: Spec["process"] & { oomScoreAdj?: number };
   linux: Spec["linux"] & {
     sysctl?: Record<string, string>;
+    seccomp?: Record<string, unknown>;
+    rootfsPropagation?: string;
     resources: Spec["linux"]["resources"] & {
       cpu?: { shares?: number; quota?: number; period?: number; cpus?: string; mems?: string };
     };
@@ -89,8 +92,30 @@ function clampOom(value: number, max: number | undefined): number {
   return max !== undefined && value < max ? max : value;
 }
 
+let boundingCaps: string[] | undefined;
+
+/**
+ * The capabilities the daemon itself may pass on (its bounding set): what
+ * "all" means for a privileged container or an added ALL, as containerd
+ * reads it; a VM without CAP_SYS_RESOURCE cannot give it to anyone.
+ */
+export function currentCaps(): string[] {
+  if (boundingCaps === undefined) {
+    const status = (() => {
+      try {
+        return Deno.readTextFileSync("/proc/self/status");
+      } catch {
+        return "";
+      }
+    })();
+    const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(status);
+    boundingCaps = m ? capsFromMask(m[1]) : [...ALL_CAPS];
+  }
+  return [...boundingCaps];
+}
+
 function privileged(spec: Spec): void {
-  const all = () => [...ALL_CAPS];
+  const all = () => currentCaps();
   spec.process.capabilities = { bounding: all(), effective: all(), permitted: all() };
   spec.linux.maskedPaths = [];
   spec.linux.readonlyPaths = [];
@@ -177,6 +202,8 @@ export interface ContainerSpecInput {
   devices: { path: string; type: string; major: number; minor: number; access: string }[];
   /** The process's user, resolved by the caller in the image (see {@link containerUser}). */
   user: ResolvedUser;
+  /** The OCI `linux.seccomp` to apply (see src/cri/seccomp.ts), if any. */
+  seccomp?: Record<string, unknown>;
 }
 
 /** Which user a container runs as, before resolution: run_as_user, run_as_username, the image's. */
@@ -291,6 +318,13 @@ export function containerSpec(input: ContainerSpecInput): Spec {
       options: ["rbind", ...propagationOptions(m.propagation), m.readonly ? "ro" : "rw"],
     });
   }
+  // The root's propagation must let a shared or slave bind mount work (containerd does the same).
+  const props = config.mounts.map((m) => m.propagation);
+  if (props.includes(MountPropagation.PROPAGATION_BIDIRECTIONAL)) {
+    spec.linux.rootfsPropagation = "rshared";
+  } else if (props.includes(MountPropagation.PROPAGATION_HOST_TO_CONTAINER)) {
+    spec.linux.rootfsPropagation = "rslave";
+  }
   const destinations = new Set(mounts.map((m) => m.destination));
   spec.mounts = [...spec.mounts.filter((m) => !destinations.has(m.destination)), ...mounts];
 
@@ -314,8 +348,12 @@ export function containerSpec(input: ContainerSpecInput): Spec {
     });
   }
   applyResources(spec, config.linux?.resources, input.maxOomScoreAdj);
+  if (input.seccomp !== undefined) spec.linux.seccomp = input.seccomp;
 
   if (sc) {
+    if (sc.runAsGroup && !sc.runAsUser && !sc.runAsUsername) {
+      throw invalidArgument("user group is specified without user");
+    }
     if (sc.runAsGroup) spec.process.user.gid = Number(sc.runAsGroup.value);
     const gids = [...spec.process.user.additionalGids ?? [], ...sc.supplementalGroups.map(Number)];
     if (gids.length > 0) spec.process.user.additionalGids = [...new Set(gids)];
@@ -334,7 +372,7 @@ export function containerSpec(input: ContainerSpecInput): Spec {
       const add = sc.capabilities.addCapabilities.map(upper);
       const drop = sc.capabilities.dropCapabilities.map(upper);
       const change = (set: string[]) => {
-        let out = add.includes("CAP_ALL") ? [...ALL_CAPS] : [...set, ...add];
+        let out = add.includes("CAP_ALL") ? currentCaps() : [...set, ...add];
         out = drop.includes("CAP_ALL") ? out.filter((c) => add.includes(c)) : out;
         return [...new Set(out.filter((c) => !drop.includes(c) || add.includes(c)))];
       };

@@ -161,3 +161,25 @@ export function startEchoServer(): { port: number; close: () => Promise<void> } 
     },
   };
 }
+
+/**
+ * The local port a `crictl port-forward` child listens on, from the
+ * "Forwarding from 127.0.0.1:<port> -> <remote>" line it prints once it
+ * listens; the rest of its stdout is drained.
+ */
+export async function forwardedPort(child: Deno.ChildProcess): Promise<number> {
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`crictl port-forward ended: ${seen}`);
+    seen += value;
+    const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(seen);
+    if (m) {
+      void (async () => {
+        while (!(await reader.read()).done) { /* drain */ }
+      })().catch(() => {});
+      return Number(m[1]);
+    }
+  }
+}

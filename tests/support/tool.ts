@@ -25,6 +25,8 @@ export interface ToolOptions {
   cwd?: string;
   /** Discard output instead of collecting it (for tools whose output is large or irrelevant). */
   discardOutput?: boolean;
+  /** Written to the tool's stdin, which is then closed (default: no stdin). */
+  input?: string;
 }
 
 async function readText(stream: ReadableStream<Uint8Array> | null): Promise<string> {
@@ -47,7 +49,7 @@ export async function runTool(
   let child: Deno.ChildProcess;
   try {
     child = spawn(cmd, args, {
-      stdin: "null",
+      stdin: opts.input === undefined ? "null" : "piped",
       stdout: out,
       stderr: out,
       env: opts.env,
@@ -55,6 +57,10 @@ export async function runTool(
     });
   } catch (err) {
     return { code: 127, stdout: "", stderr: String((err as Error).message ?? err), ms: 0 };
+  }
+  if (opts.input !== undefined) {
+    const w = child.stdin.getWriter();
+    w.write(new TextEncoder().encode(opts.input)).then(() => w.close()).catch(() => {});
   }
   let timedOut = false;
   const timer = setTimeout(() => {
