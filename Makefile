@@ -8,7 +8,7 @@ SYSCONFDIR ?= /etc
 DESTDIR ?=
 SOURCES := $(shell find mod.ts deno.json src ffi -name '*.ts' -o -name '*.json' 2>/dev/null)
 
-.PHONY: setup build proto test check demo bench stress clean install uninstall check-fresh
+.PHONY: setup build proto test check demo bench stress critest clean install uninstall check-fresh
 
 setup: .tools/setup.stamp
 
@@ -41,6 +41,11 @@ demo: build
 # The long forms of the reliability suite (README: What berth survives).
 stress: build
 	./scripts/stress.sh
+
+# cri-tools' conformance suite against the CRI plugin, offline (README:
+# Kubernetes (CRI)); not part of `make test`.
+critest: build
+	./scripts/critest.sh
 
 # Arguments for bench/main.ts: make bench ARGS="--quick --only 1,3"
 bench: build
