@@ -53,9 +53,11 @@ export async function canConnect(path: string): Promise<boolean> {
  * file was replaced while waiting (a shim that exits unlinks it while holding
  * it, so a waiter may end up holding the lock of a dead inode).
  * Returns the release function, which also removes the lock file when no
- * socket is there to own it.
+ * socket is there to own it, unless `keep` (the spare's lock, which stays
+ * with its directory: it is taken by every start, spare and retirement
+ * at once, and a lock file that is never replaced cannot be raced).
  */
-export async function lockGroup(socket: string): Promise<() => void> {
+export async function lockGroup(socket: string, { keep = false } = {}): Promise<() => void> {
   const path = `${socket}.lock`;
   for (;;) {
     const file = await Deno.open(path, { read: true, write: true, create: true, mode: 0o600 });
@@ -72,7 +74,7 @@ export async function lockGroup(socket: string): Promise<() => void> {
             Deno.lstatSync(socket);
           } catch {
             try {
-              Deno.removeSync(path);
+              if (!keep) Deno.removeSync(path);
             } catch {
               // gone already
             }
@@ -91,6 +93,15 @@ export async function lockGroup(socket: string): Promise<() => void> {
       }
     }
     file.close();
+  }
+}
+
+/** Removes a socket file, if there; call while holding its lock. */
+export function removeSocketFile(socket: string): void {
+  try {
+    Deno.removeSync(socket);
+  } catch {
+    // already gone
   }
 }
 

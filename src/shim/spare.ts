@@ -21,7 +21,15 @@
 import { log } from "../log/mod.ts";
 import { selfCommand, spawn } from "../spawn/mod.ts";
 import type { ShimFlags } from "./flags.ts";
-import { canConnect, lockGroup, removeGroupFiles } from "./socket.ts";
+import { canConnect, lockGroup, removeSocketFile } from "./socket.ts";
+
+/**
+ * The spare's lock (`<dir>/spare.lock`) stays with its directory once made:
+ * starts, spares and retirements all take it, and removing it while others
+ * wait let one of them hold a replaced file (the stray spare.lock seen under
+ * 20 parallel starts).
+ */
+const SPARE_LOCK = { keep: true };
 
 /** The spare's socket in a socket directory. */
 export function sparePath(dir: string): string {
@@ -56,15 +64,14 @@ const ADOPT_TIMEOUT_MS = 10_000;
 export async function adoptSpare(dir: string, path: string, flags: ShimFlags): Promise<number> {
   const spare = sparePath(dir);
   if (!(await Deno.lstat(spare).then(() => true, () => false))) return 0; // none waiting: no lock file either
-  const unlock = await lockGroup(spare);
+  const unlock = await lockGroup(spare, SPARE_LOCK);
   try {
     try {
       await Deno.rename(spare, path);
     } catch {
       return 0; // taken by another start, or retired
     }
-    // The next spare makes its own lock; a waiter on this one retries on the new file.
-    removeGroupFiles(spare);
+
     let conn: Deno.UnixConn | null = null;
     let sparePid = 0;
     try {
@@ -211,7 +218,7 @@ export async function runSpare(path: string): Promise<number> {
   const dir = path.slice(0, path.lastIndexOf("/"));
   // Load the serving code before offering itself: adoption must be quick.
   const { serveShim } = await import("./serve.ts");
-  const unlock = await lockGroup(path);
+  const unlock = await lockGroup(path, SPARE_LOCK);
   let listener: Deno.UnixListener;
   let ino: number | null;
   try {
@@ -273,10 +280,10 @@ export async function runSpare(path: string): Promise<number> {
       return 0;
     }
     missingSince = null;
-    const release = await lockGroup(path);
+    const release = await lockGroup(path, SPARE_LOCK);
     try {
       if (!adoption && (await Deno.stat(path).catch(() => null))?.ino === ino) {
-        removeGroupFiles(path);
+        removeSocketFile(path);
         listener.close();
         await accepting;
         return 0;

@@ -24,7 +24,7 @@ function fakeSpare(path: string): () => Promise<void> {
   };
 }
 
-Deno.test("spare: two starts racing for one spare, one adopts it, and no lock file is left", async () => {
+Deno.test("spare: two starts racing for one spare, one adopts it, and only the spare's own lock file stays", async () => {
   const dir = await Deno.makeTempDir({ prefix: "berth-spare-" });
   try {
     const stop = await fakeSpare(sparePath(dir));
@@ -47,9 +47,11 @@ Deno.test("spare: two starts racing for one spare, one adopts it, and no lock fi
     await stop();
     assert.deepEqual(pids.toSorted(), [0, 999999]);
     const left = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-    // The adopted spare now answers at its group's socket; nothing else remains.
-    assert.equal(left.length, 1, left.join(", "));
+    // The adopted spare now answers at its group's socket; beside it only the
+    // spare's lock, which stays with the directory (no group lock, no stray file).
+    assert.equal(left.length, 2, left.join(", "));
     assert.ok(left[0] === "g1" || left[0] === "g2", left[0]);
+    assert.equal(left[1], "spare.lock");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
