@@ -16,6 +16,7 @@
  * @module
  */
 
+import { concatBytes } from "../bytes/mod.ts";
 // @ts-types="./tar_stream.d.ts"
 import tarStream from "tar-stream";
 
@@ -66,16 +67,11 @@ function paxRecord(key: string, value: Uint8Array): Uint8Array {
 
 /** Serialises PAX records (the inverse of {@link decodePax}). */
 export function encodePax(records: Record<string, string>): Uint8Array {
-  const parts = Object.entries(records).map(([k, v]) =>
-    paxRecord(k, k.startsWith(XATTR_PREFIX) ? fromLatin1(v) : utf8Enc.encode(v))
+  return concatBytes(
+    ...Object.entries(records).map(([k, v]) =>
+      paxRecord(k, k.startsWith(XATTR_PREFIX) ? fromLatin1(v) : utf8Enc.encode(v))
+    ),
   );
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 // The extractor decodes long headers in one method; PAX ones go through

@@ -607,13 +607,7 @@ export class RuntimeServiceImpl {
       this.#watchExit(id, () => sandbox.ready = false);
       return id;
     } catch (err) {
-      for (const f of undo.reverse()) {
-        try {
-          await f();
-        } catch (e) {
-          log.warn("cri: cleanup after a failed RunPodSandbox", { id, error: String(e) });
-        }
-      }
+      await undoAll(undo, "RunPodSandbox", id);
       throw err;
     } finally {
       this.#endLease(undo);
@@ -870,13 +864,7 @@ export class RuntimeServiceImpl {
       this.containers.add(c);
       return id;
     } catch (err) {
-      for (const f of undo.reverse()) {
-        try {
-          await f();
-        } catch (e) {
-          log.warn("cri: cleanup after a failed CreateContainer", { id, error: String(e) });
-        }
-      }
+      await undoAll(undo, "CreateContainer", id);
       throw err;
     } finally {
       this.#endLease(undo);
@@ -1218,4 +1206,15 @@ async function exists(path: string): Promise<boolean> {
 async function ownOomScoreAdj(): Promise<number> {
   const text = await Deno.readTextFile("/proc/self/oom_score_adj").catch(() => "0");
   return Number(text.trim()) || 0;
+}
+
+/** Runs the undo steps of a failed create, last first; a failing step is logged, the rest still run. */
+async function undoAll(undo: Array<() => unknown>, what: string, id: string): Promise<void> {
+  for (const f of undo.reverse()) {
+    try {
+      await f();
+    } catch (e) {
+      log.warn(`cri: cleanup after a failed ${what}`, { id, error: String(e) });
+    }
+  }
 }

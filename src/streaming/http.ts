@@ -8,7 +8,7 @@
 
 import { BerthError, Code } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
-import { concatBytes } from "./bytes.ts";
+import { concatBytes } from "../bytes/mod.ts";
 
 /** The largest request head accepted. */
 const MAX_HEAD = 16 * 1024;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Code, isCode } from "../errdefs/mod.ts";
-import { concatBytes } from "./bytes.ts";
+import { concatBytes } from "../bytes/mod.ts";
 import { parseHead } from "./http.ts";
 import { decodeResizes } from "./remotecommand.ts";
 import { encodeFrame, type Frame, FrameDecoder } from "./spdy_frame.ts";

@@ -7,7 +7,7 @@
  */
 
 import { BerthError, Code } from "../errdefs/mod.ts";
-import { concatBytes } from "./bytes.ts";
+import { concatBytes } from "../bytes/mod.ts";
 
 /** SPDY's version number in every control frame. */
 export const SPDY_VERSION = 3;

@@ -11,7 +11,7 @@
 
 import { Deflate, Inflate, Z_SYNC_FLUSH } from "pako";
 import { BerthError, Code } from "../errdefs/mod.ts";
-import { concatBytes } from "./bytes.ts";
+import { concatBytes } from "../bytes/mod.ts";
 
 /** Header names (lower-case) to their values. */
 export type HeaderMap = Map<string, string[]>;

@@ -10,7 +10,7 @@
 
 import { BerthError, Code } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
-import { concatBytes } from "./bytes.ts";
+import { concatBytes } from "../bytes/mod.ts";
 import {
   type ByteConn,
   headerList,

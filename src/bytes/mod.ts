@@ -1,5 +1,6 @@
 /**
- * Byte helpers the streaming framers share.
+ * Byte helpers shared by the framers and encoders (SPDY, websocket, HTTP,
+ * tar PAX records): dependency-free, so any module may import it.
  * @module
  */
 
