@@ -8,8 +8,7 @@ DEMO="$(pwd)/.demo"
 BERTH="$(pwd)/bin/berth"
 ADDR="$DEMO/berth.sock"
 export BERTH_ADDRESS="$ADDR"
-# Shim sockets for this demo live beside it, not in the system's /run/berth/s.
-export BERTH_SHIM_SOCKET_DIR="$DEMO/s"
+# Shim sockets follow the daemon: they go to $DEMO/state/s.
 mkdir -p "$DEMO"
 
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
