@@ -134,3 +134,21 @@ Deno.test("README: the marked command blocks run as written", async () => {
     await Deno.remove(home, { recursive: true });
   }
 });
+
+Deno.test("README: the Layout table names every folder of src/ and the top level", async () => {
+  const text = await Deno.readTextFile(README);
+  const start = text.indexOf("## Layout");
+  const table = text.slice(start, text.indexOf("\n## ", start + 1));
+  const named = new Set(
+    [...table.matchAll(/`([^`\s]+?)\/?`/g)].map((m) => m[1].replace(/\/\*?$/, "")),
+  );
+  const root = new URL("..", import.meta.url).pathname;
+  const missing: string[] = [];
+  for (const e of Deno.readDirSync(`${root}src`)) {
+    if (e.isDirectory && !named.has(`src/${e.name}`)) missing.push(`src/${e.name}`);
+  }
+  for (const dir of ["ffi", "proto", "tests", "scripts", "bench"]) {
+    if (!named.has(dir)) missing.push(dir);
+  }
+  assert.deepEqual(missing.sort(), [], "folders the Layout table does not name");
+});
