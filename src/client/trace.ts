@@ -1,0 +1,69 @@
+/**
+ * `berth trace COMMAND...` (or `berth --trace COMMAND...`): runs one
+ * command as a new sampled trace and prints its span tree to stderr:
+ * the client's own spans, and those the daemon, shims and runc
+ * invocations send back to a receiver this process opens on a loopback
+ * port (named in the request's tracestate, see src/tracing/route.ts).
+ * Loaded only when asked for.
+ * @module
+ */
+
+import {
+  decodeRequest,
+  encodeSpans,
+  formatTree,
+  MemorySink,
+  type ReceivedSpan,
+  routeState,
+  SpanKind,
+  Tracer,
+} from "../tracing/mod.ts";
+import { startReceiver } from "../tracing/receiver.ts";
+import type { Span } from "../tracing/mod.ts";
+
+/** service.name of the client's spans. */
+export const CLIENT_SERVICE = "berth-client";
+
+/** One traced command: its root span, then {@link TraceSession.finish} for the tree. */
+export interface TraceSession {
+  /** The command's root span, backdated to the process start. */
+  readonly root: Span;
+  /**
+   * Ends the root, waits (bounded) for the other processes' spans, stops
+   * the receiver and returns every span of the trace.
+   */
+  finish(err?: unknown): Promise<ReceivedSpan[]>;
+}
+
+/** True when every client span has its callee's span (nothing more is coming for it). */
+function complete(spans: readonly ReceivedSpan[]): boolean {
+  const parents = new Set(spans.map((s) => s.parentSpanId));
+  return spans.every((s) => s.kind !== SpanKind.Client || parents.has(s.spanId));
+}
+
+/** Starts the trace of command `name`. */
+export async function startTrace(name: string): Promise<TraceSession> {
+  const receiver = await startReceiver();
+  const mine = new MemorySink();
+  const t = new Tracer({ service: CLIENT_SERVICE, sinks: [mine] });
+  const root = t.forced(name, routeState(receiver.port), performance.timeOrigin);
+  // What the process did before this line: runtime start, loading the bundle, parsing flags.
+  root.child("client start-up", SpanKind.Internal, performance.timeOrigin).finish();
+  return {
+    root,
+    async finish(err) {
+      root.finish(err);
+      const own = decodeRequest(JSON.parse(encodeSpans(CLIENT_SERVICE, mine.spans)));
+      const all = () => [...own, ...receiver.spans.filter((s) => s.traceId === root.traceId)];
+      await receiver.settle(250, 3000, () => complete(all()));
+      await receiver.close();
+      return all();
+    },
+  };
+}
+
+/** The printed form of a finished trace. */
+export function traceReport(spans: readonly ReceivedSpan[]): string {
+  const id = spans[0]?.traceId ?? "";
+  return `trace ${id} (${spans.length} spans)\n${formatTree(spans)}`;
+}
