@@ -9,13 +9,17 @@
  */
 
 import {
+  BatchSink,
   decodeRequest,
   encodeSpans,
   formatTree,
   MemorySink,
+  otlpHttpExporter,
   type ReceivedSpan,
   routeState,
+  settingsFromEnv,
   SpanKind,
+  type SpanSink,
   Tracer,
 } from "../tracing/mod.ts";
 import { startReceiver } from "../tracing/receiver.ts";
@@ -41,11 +45,20 @@ function complete(spans: readonly ReceivedSpan[]): boolean {
   return spans.every((s) => s.kind !== SpanKind.Client || parents.has(s.spanId));
 }
 
-/** Starts the trace of command `name`. */
+/**
+ * Starts the trace of command `name`. With OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT
+ * set, the client's spans are exported there too (the daemon and shims
+ * export theirs as their config says).
+ */
 export async function startTrace(name: string): Promise<TraceSession> {
+  const settings = settingsFromEnv((k) => Deno.env.get(k), CLIENT_SERVICE);
   const receiver = await startReceiver();
   const mine = new MemorySink();
-  const t = new Tracer({ service: CLIENT_SERVICE, sinks: [mine] });
+  const sinks: SpanSink[] = [mine];
+  if (settings !== undefined && settings.url !== "") {
+    sinks.push(new BatchSink(otlpHttpExporter(settings.url, settings.service)));
+  }
+  const t = new Tracer({ service: settings?.service ?? CLIENT_SERVICE, sinks });
   const root = t.forced(name, routeState(receiver.port), performance.timeOrigin);
   // What the process did before this line: runtime start, loading the bundle, parsing flags.
   root.child("client start-up", SpanKind.Internal, performance.timeOrigin).finish();
@@ -53,7 +66,8 @@ export async function startTrace(name: string): Promise<TraceSession> {
     root,
     async finish(err) {
       root.finish(err);
-      const own = decodeRequest(JSON.parse(encodeSpans(CLIENT_SERVICE, mine.spans)));
+      await t.flush();
+      const own = decodeRequest(JSON.parse(encodeSpans(t.service, mine.spans)));
       const all = () => [...own, ...receiver.spans.filter((s) => s.traceId === root.traceId)];
       await receiver.settle(250, 3000, () => complete(all()));
       await receiver.close();
