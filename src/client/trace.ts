@@ -14,6 +14,7 @@ import {
   encodeSpans,
   formatTree,
   MemorySink,
+  nowMs,
   otlpHttpExporter,
   type ReceivedSpan,
   routeState,
@@ -51,6 +52,7 @@ function complete(spans: readonly ReceivedSpan[]): boolean {
  * export theirs as their config says).
  */
 export async function startTrace(name: string): Promise<TraceSession> {
+  const ready = nowMs();
   const settings = settingsFromEnv((k) => Deno.env.get(k), CLIENT_SERVICE);
   const receiver = await startReceiver();
   const mine = new MemorySink();
@@ -61,7 +63,7 @@ export async function startTrace(name: string): Promise<TraceSession> {
   const t = new Tracer({ service: settings?.service ?? CLIENT_SERVICE, sinks });
   const root = t.forced(name, routeState(receiver.port), performance.timeOrigin);
   // What the process did before this line: runtime start, loading the bundle, parsing flags.
-  root.child("client start-up", SpanKind.Internal, performance.timeOrigin).finish();
+  root.child("client start-up", SpanKind.Internal, performance.timeOrigin).finish(undefined, ready);
   return {
     root,
     async finish(err) {

@@ -18,6 +18,8 @@ export function callSpan(
   md: Metadata,
 ): Span | undefined {
   const parent = md.get(TRACEPARENT);
+  // The common case (no caller context, no sampling of new traces) allocates nothing.
+  if (parent === undefined && t.ratio <= 0) return undefined;
   const state = parent === undefined ? undefined : md.get(TRACESTATE);
   const span = t.incoming(`${service}/${method}`, parent?.[0], state?.join(","));
   return span?.set("rpc.service", service).set("rpc.method", method);

@@ -102,10 +102,13 @@ export class Span implements SpanContext {
     return this;
   }
 
-  /** Ends the span (once; later calls are ignored) and hands it to the tracer's sinks. */
-  finish(err?: unknown): void {
+  /**
+   * Ends the span (once; later calls are ignored) and hands it to the
+   * tracer's sinks; `at` backdates the end (ms since the epoch).
+   */
+  finish(err?: unknown, at?: number): void {
     if (this.end !== 0) return;
-    this.end = nowMs();
+    this.end = at ?? nowMs();
     if (err !== undefined) this.fail(err);
     this.tracer.record(this);
   }
