@@ -246,6 +246,8 @@ async function main(): Promise<void> {
               s.traceId === id && s.parentSpanId === "" && s.service === "berth-client"
             ),
         );
+        // The daemon's last spans (its Tasks/Delete ends after the shim's) may come after the client's.
+        await settle();
         const spans = receiver.spans.filter((s) => s.traceId === id);
         const root = spans.find((s) => s.parentSpanId === "")!;
         wall["berth run --rm (traced, client to exit)"].push(msBetween(root.start, root.end));
