@@ -345,7 +345,11 @@ export async function runCommand(
   path: string,
   inherited: FlagValues = {},
 ): Promise<number> {
-  if (cmd.resolve) cmd = await cmd.resolve();
+  if (cmd.resolve) {
+    const span = global.trace?.child("load command code");
+    cmd = await cmd.resolve();
+    span?.finish();
+  }
   const table = {
     ...(cmd.flags ?? {}),
     help: { type: "boolean", short: "h", help: "show help" } as FlagSpec,

@@ -189,7 +189,9 @@ async function dispatch(rest: string[], global: GlobalOptions): Promise<number> 
     const { usageError } = await import("./cli.ts");
     throw usageError(`unknown command "${word}" (see berth --help)`);
   }
+  const span = global.trace?.child("load command");
   const spec = await top.load();
+  span?.finish();
   const path = `berth ${top.name}`;
   return isGroup(spec)
     ? await runGroup(spec, rest.slice(1), global, path)

@@ -64,6 +64,8 @@ export async function startTrace(name: string): Promise<TraceSession> {
   const root = t.forced(name, routeState(receiver.port), performance.timeOrigin);
   // What the process did before this line: runtime start, loading the bundle, parsing flags.
   root.child("client start-up", SpanKind.Internal, performance.timeOrigin).finish(undefined, ready);
+  // Only under `berth trace`: the loopback receiver the other processes send their spans to.
+  root.child("trace receiver start", SpanKind.Internal, ready).finish();
   return {
     root,
     async finish(err) {
