@@ -8,6 +8,7 @@
 import { BerthError, Code } from "../errdefs/mod.ts";
 import { parseArgs } from "../args/mod.ts";
 import { DEFAULT_ADDRESS } from "../defaults/mod.ts";
+import type { Span } from "../tracing/mod.ts";
 
 /** One flag of a command, as a table row. */
 export interface FlagSpec {
@@ -75,6 +76,8 @@ export interface GlobalOptions {
   /** Time to wait for the connection, in ms (0: no limit). */
   connectTimeoutMs: number;
   debug: boolean;
+  /** Under `berth trace` / `--trace`: the command's root span; every call is made under it. */
+  trace?: Span;
 }
 
 /** Default daemon address (berth's, not containerd's). */
@@ -94,6 +97,11 @@ export const GLOBAL_FLAGS: Record<string, FlagSpec> = {
   timeout: { type: "string", help: "total timeout for the command, e.g. 10s, 1m30s" },
   "connect-timeout": { type: "string", help: "timeout for connecting to the daemon" },
   debug: { type: "boolean", help: "show debug output (and stack traces of errors)" },
+  trace: {
+    type: "boolean",
+    help:
+      "trace the command and print its spans (client, daemon, shim, runc) to stderr; also: berth trace COMMAND",
+  },
   help: { type: "boolean", short: "h", help: "show help" },
   version: { type: "boolean", short: "v", help: "print the version" },
 };
@@ -337,7 +345,11 @@ export async function runCommand(
   path: string,
   inherited: FlagValues = {},
 ): Promise<number> {
-  if (cmd.resolve) cmd = await cmd.resolve();
+  if (cmd.resolve) {
+    const span = global.trace?.child("load command code");
+    cmd = await cmd.resolve();
+    span?.finish();
+  }
   const table = {
     ...(cmd.flags ?? {}),
     help: { type: "boolean", short: "h", help: "show help" } as FlagSpec,

@@ -34,8 +34,10 @@ export class Connection {
   static async open(global: GlobalOptions): Promise<Connection> {
     const path = ttrpcSocket(global.address);
     let timer: ReturnType<typeof setTimeout> | undefined;
+    const span = global.trace?.child("connect");
     try {
       const connecting = connect(path);
+      if (span !== undefined) connecting.then(() => span.finish(), (err) => span.finish(err));
       const limit = global.connectTimeoutMs || global.timeoutMs;
       const client = limit > 0
         ? await Promise.race([
@@ -102,6 +104,7 @@ export class Connection {
         metadata,
         timeoutMs: remaining,
         signal: this.abort.signal,
+        trace: this.#global.trace,
       },
     });
   }

@@ -21,6 +21,7 @@ import {
   splitGlobal,
 } from "./cli.ts";
 import { describeError, exitStatusFor } from "./errors.ts";
+import type { Span } from "../tracing/mod.ts";
 
 /** A top-level command: its names, one line of help, and how to load it. */
 export interface TopCommand {
@@ -158,23 +159,60 @@ export async function runClient(argv: string[], version: string): Promise<number
       console.log(`berth ${version}`);
       return 0;
     }
-    const word = rest[0];
+    let word = rest[0];
+    if (word === "trace" || flags.trace === true) {
+      if (word === "trace") rest.shift();
+      word = rest[0];
+      if (word !== undefined && word !== "help" && flags.help !== true) {
+        return await traced(rest, (span) => {
+          global.trace = span;
+          return dispatch(rest, global);
+        });
+      }
+    }
     if (flags.help === true || word === undefined || word === "help") {
       console.log(topHelp(version));
       return word === undefined && flags.help !== true ? 1 : 0;
     }
-    const top = findByName(COMMANDS, word);
-    if (top === undefined) {
-      const { usageError } = await import("./cli.ts");
-      throw usageError(`unknown command "${word}" (see berth --help)`);
-    }
-    const spec = await top.load();
-    const path = `berth ${top.name}`;
-    return isGroup(spec)
-      ? await runGroup(spec, rest.slice(1), global, path)
-      : await runCommand(spec, rest.slice(1), global, path);
+    return await dispatch(rest, global);
   } catch (err) {
     console.error(describeError(err, debug));
     return exitStatusFor(toBerthError(err).code);
+  }
+}
+
+/** Runs the command named by `rest[0]` with the rest as its arguments. */
+async function dispatch(rest: string[], global: GlobalOptions): Promise<number> {
+  const word = rest[0];
+  const top = findByName(COMMANDS, word);
+  if (top === undefined) {
+    const { usageError } = await import("./cli.ts");
+    throw usageError(`unknown command "${word}" (see berth --help)`);
+  }
+  const span = global.trace?.child("load command");
+  const spec = await top.load();
+  span?.finish();
+  const path = `berth ${top.name}`;
+  return isGroup(spec)
+    ? await runGroup(spec, rest.slice(1), global, path)
+    : await runCommand(spec, rest.slice(1), global, path);
+}
+
+/** Runs `run` as one traced request and prints its span tree to stderr. */
+async function traced(
+  argv: string[],
+  run: (root: Span) => Promise<number>,
+): Promise<number> {
+  const { startTrace, traceReport } = await import("./trace.ts");
+  const session = await startTrace(`berth ${argv.join(" ")}`);
+  let failure: unknown;
+  try {
+    return await run(session.root);
+  } catch (err) {
+    failure = err;
+    throw err;
+  } finally {
+    const spans = await session.finish(failure);
+    console.error(traceReport(spans));
   }
 }

@@ -14,6 +14,13 @@ import { DEFAULT_ADDRESS, DEFAULT_ROOT, DEFAULT_STATE, ttrpcSocket } from "../de
 import { BerthError, Code, invalidArgument, notFound } from "../errdefs/mod.ts";
 import { any, bool, ignored, int, list, map, merge, num, type Shape, str, table } from "./shape.ts";
 import { REGISTRY_SHAPE, type RegistryConfig, registryFromSection } from "./registry.ts";
+import {
+  OTLP_SECTION,
+  settingsFromConfig,
+  TRACING_SECTION,
+  type TracingConfig,
+  type TracingSettings,
+} from "../tracing/settings.ts";
 
 /** Where a runtime's shim comes from and what options it is given. */
 export interface RuntimeEntry {
@@ -176,8 +183,27 @@ const CONFIG_SHAPE: Shape = table({
     }),
     "io.containerd.snapshotter.v1.overlayfs": table({ root_path: str, upperdir_label: bool }),
     "io.containerd.snapshotter.v1.native": table({ root_path: str }),
+    [OTLP_SECTION]: table({ endpoint: str, protocol: str, insecure: bool }),
+    [TRACING_SECTION]: table({ sampling_ratio: num, service_name: str }),
   }, any),
 });
+
+/**
+ * The daemon's tracing settings from containerd's two sections (exporter;
+ * sampling and service name); with no endpoint, spans of sampled requests
+ * go to `<state>/traces.jsonl`. A bad value is InvalidArgument naming it.
+ */
+export function tracingSettings(cfg: Config): TracingSettings {
+  const sections: TracingConfig = {
+    otlp: cfg.plugins[OTLP_SECTION] as TracingConfig["otlp"],
+    tracing: cfg.plugins[TRACING_SECTION] as TracingConfig["tracing"],
+  };
+  try {
+    return settingsFromConfig(sections, `${cfg.state}/traces.jsonl`);
+  } catch (err) {
+    throw invalidArgument(`tracing config: ${(err as Error).message}`);
+  }
+}
 
 /** Plugin sections whose keys this module describes (a plugin may not exist for each yet). */
 export const DESCRIBED_PLUGIN_SECTIONS: readonly string[] = Object.keys(

@@ -36,6 +36,7 @@ export {
   type RuntimeEntry,
   shimBinaryName,
   type TcpAddress,
+  tracingSettings,
   ttrpcAddress,
 } from "./config.ts";
 export { keyPath } from "./shape.ts";

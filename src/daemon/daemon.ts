@@ -11,6 +11,7 @@ import {
   DESCRIBED_PLUGIN_SECTIONS,
   effectiveConfig,
   parseTcpAddress,
+  tracingSettings,
   ttrpcAddress,
 } from "../config/mod.ts";
 import { BerthError, Code, toBerthError } from "../errdefs/mod.ts";
@@ -29,6 +30,7 @@ import { GrpcServer } from "../grpc/mod.ts";
 import { isRPCService } from "../services/mod.ts";
 import { sameUserOnly, Server } from "../ttrpc/mod.ts";
 import { VERSION } from "../version.ts";
+import { flushTracing, makeTracer, setTracer } from "../tracing/mod.ts";
 import { lockRoot, type RootLock } from "./lock.ts";
 import { type Operability, operability } from "./ops.ts";
 import { builtinPlugins } from "./plugins.ts";
@@ -119,6 +121,9 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
   try {
     await makeDir(cfg.state, 0o711);
     await applyOomScore(cfg.oom_score);
+    // Always installed: with nothing configured it records only calls that
+    // arrive sampled (`berth trace`), and costs a metadata lookup per call.
+    setTracer(makeTracer(tracingSettings(cfg), VERSION));
     log.info("starting berth", { version: VERSION, root: cfg.root, state: cfg.state });
     const registry = new Registry();
     for (const reg of opts.plugins ?? builtinPlugins()) registry.register(reg);
@@ -234,6 +239,7 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
       ]);
       await removeSocket(address);
       await removeSocket(cfg.grpc.address);
+      await flushTracing();
       await running.close();
       lock.release();
       log.info("berth stopped");

@@ -20,9 +20,11 @@ import {
   acceptEach,
   type CallContext,
   type CallObserver,
+  callSpan,
   callUnary,
   decodeInput,
   encodeOutput,
+  endCallSpan,
   isThenable,
   listenPrivate,
   MessageQueue,
@@ -33,6 +35,7 @@ import {
   ServiceSet,
 } from "../rpc/mod.ts";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+import { type Span, tracer } from "../tracing/mod.ts";
 import {
   ACCEPT_ENCODING,
   encodeStatusMessage,
@@ -99,6 +102,8 @@ class GrpcCall implements CallContext {
   finished = false;
   /** The observer's end of this call, when one is installed. */
   observed: ((code: Code) => void) | undefined = undefined;
+  /** The call's span, when it is traced. */
+  span: Span | undefined = undefined;
   /** The response headers went out (a later status travels in trailers). */
   headersSent = false;
   inbound: MessageQueue<unknown> | undefined = undefined;
@@ -139,6 +144,11 @@ class GrpcCall implements CallContext {
     if (done !== undefined) {
       this.observed = undefined;
       done(code);
+    }
+    const span = this.span;
+    if (span !== undefined) {
+      this.span = undefined;
+      endCallSpan(span, code);
     }
   }
 
@@ -383,6 +393,8 @@ export class GrpcServer implements H2Handler {
       encoding === "gzip" ? "gzip" : undefined,
     );
     if (this.#observe !== undefined) call.observed = this.#observe(entry);
+    const t = tracer();
+    if (t !== undefined) call.span = callSpan(t, service, name, md);
     s.user = call;
     this.#calls.add(call);
     if (timeoutMs !== undefined) {

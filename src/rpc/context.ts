@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { Span } from "../tracing/mod.ts";
+
 /**
  * Metadata travelling with a call: lower-case keys, each with one or more
  * values, in the order received.
@@ -24,6 +26,12 @@ export interface CallContext {
   readonly signal: AbortSignal;
   /** Absolute deadline in ms since the epoch, when the caller set one. */
   readonly deadline?: number;
+  /**
+   * The call's span when it is traced (the caller sent a sampled
+   * traceparent, or this process samples new traces): handlers pass it on
+   * to what they call (`{ trace: ctx.span }`) so those spans nest under it.
+   */
+  readonly span?: Span;
 }
 
 /** Call metadata as callers may write it: a Metadata map or a plain record. */

@@ -42,3 +42,4 @@ export {
   type UnaryHandler,
 } from "./services.ts";
 export { errorFromStatus, type Status, statusFromError } from "./status.ts";
+export { callSpan, endCallSpan } from "./tracing.ts";

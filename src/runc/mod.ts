@@ -15,6 +15,7 @@
 
 import { BerthError, Code, notFound } from "../errdefs/mod.ts";
 import { run, spawn, type Stdio } from "../spawn/mod.ts";
+import type { Span } from "../tracing/mod.ts";
 
 /** How to call the runtime: which binary, its state root, where it logs. */
 export interface RuncConfig {
@@ -26,6 +27,8 @@ export interface RuncConfig {
   log?: string;
   systemdCgroup?: boolean;
   debug?: boolean;
+  /** The span the calls are made for: each runtime invocation gets a child span. */
+  trace?: Span;
 }
 
 /** Options of `create` and `exec`. */
@@ -116,13 +119,21 @@ async function runtimeCall(
   args: string[],
   input?: Uint8Array,
 ): Promise<Uint8Array> {
+  const span = cfg.trace?.child(`runc ${command}`);
   let r;
   try {
     r = await run(cfg.binary, [...globalArgs(cfg), command, ...args], { input });
   } catch (err) {
-    throw notStarted(cfg, command, err);
+    const e = notStarted(cfg, command, err);
+    span?.finish(e);
+    throw e;
   }
-  if (!r.success) throw await runtimeError(cfg, command, r.stderr, r.code);
+  if (!r.success) {
+    const e = await runtimeError(cfg, command, r.stderr, r.code);
+    span?.finish(e);
+    throw e;
+  }
+  span?.finish();
   return r.stdout;
 }
 
@@ -149,6 +160,7 @@ async function startDetached(
   if (opts.noPivot) full.push("--no-pivot");
   if (opts.noNewKeyring) full.push("--no-new-keyring");
   full.push(...args);
+  const span = cfg.trace?.child(`runc ${command}`);
   let child: Deno.ChildProcess;
   try {
     child = spawn(cfg.binary, full, {
@@ -157,7 +169,9 @@ async function startDetached(
       stderr: opts.stderr ?? "null",
     });
   } catch (err) {
-    throw notStarted(cfg, command, err);
+    const e = notStarted(cfg, command, err);
+    span?.finish(e);
+    throw e;
   }
   const status = await child.status;
   if (!status.success) {
@@ -165,8 +179,11 @@ async function startDetached(
     const stderr = opts.stderr === "piped" ? await drain(child.stderr) : new Uint8Array();
     if (opts.stdout === "piped") await child.stdout.cancel().catch(() => {});
     if (opts.stdin === "piped") await child.stdin.close().catch(() => {});
-    throw await runtimeError(cfg, command, stderr, status.code);
+    const e = await runtimeError(cfg, command, stderr, status.code);
+    span?.finish(e);
+    throw e;
   }
+  span?.finish();
   return { pid: await readPidFile(opts.pidFile), child };
 }
 

@@ -26,6 +26,8 @@ export interface ShimEnvironment {
   debug: boolean;
   /** Where berth's shims put their sockets (BERTH_SHIM_SOCKET_DIR); other shims ignore it. */
   socketDir?: string;
+  /** The daemon's tracing settings as OpenTelemetry variables (see src/tracing). */
+  tracing?: Record<string, string>;
 }
 
 async function isExecutableFile(path: string): Promise<boolean> {
@@ -91,6 +93,7 @@ function shimArgs(env: ShimEnvironment, bundle: Bundle, extra: string[]): string
 export function shimEnv(env: ShimEnvironment): Record<string, string> {
   const out: Record<string, string> = { GOMAXPROCS: "2", TTRPC_ADDRESS: env.ttrpcAddress };
   if (env.socketDir) out.BERTH_SHIM_SOCKET_DIR = env.socketDir;
+  if (env.tracing !== undefined) Object.assign(out, env.tracing);
   return out;
 }
 

@@ -21,6 +21,7 @@ import type { MountSchema } from "../gen/containerd/types/mount_pb.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";
 import { shimGroupAnnotation } from "../labels/mod.ts";
 import { log } from "../log/mod.ts";
+import type { Span } from "../tracing/mod.ts";
 import { type Client, connect, type ServiceClient, serviceClient } from "../ttrpc/mod.ts";
 import {
   type Bundle,
@@ -100,6 +101,8 @@ export interface CreateTaskOptions {
   terminal: boolean;
   /** A checkpoint directory to restore from. */
   checkpoint?: string;
+  /** The span of the request this is done for: the steps nest under it. */
+  trace?: Span;
 }
 
 /** Options of {@link TaskManager}. */
@@ -301,6 +304,8 @@ export class TaskManager {
       const shimOptions = opts.taskOptions ?? opts.runtimeOptions ??
         configRuntimeOptions(resolved.name, resolved.runtimeType, resolved.options);
       const poolKey = this.#poolKey(namespace, binary, shimOptions, opts.spec);
+      const trace = opts.trace;
+      const bundleSpan = trace?.child("bundle");
       const bundle = await createBundle(
         this.#opts.root,
         this.#opts.state,
@@ -316,8 +321,9 @@ export class TaskManager {
         shimLog = await openShimLog(bundle.path);
         // Kept so that a restarted daemon finds the same binary.
         await writeBundleFile(bundle, "shim-binary-path", binary);
+        bundleSpan?.finish();
         failpoint("task-create:shim");
-        conn = await this.#shimFor(binary, bundle, shimOptions, poolKey);
+        conn = await this.#shimFor(binary, bundle, shimOptions, poolKey, trace);
         conn.tasks.add(key);
         task = this.#taskClient(conn, namespace);
         const resp = await task.create({
@@ -330,7 +336,7 @@ export class TaskManager {
           stderr: opts.stderr,
           checkpoint: opts.checkpoint ?? "",
           options: opts.taskOptions,
-        });
+        }, trace === undefined ? undefined : { trace });
         failpoint("task-create:runc");
         const t: ShimTask = { namespace, id, bundle, binary, task, conn, log: shimLog };
         this.#tasks.set(key, t);
@@ -379,8 +385,28 @@ export class TaskManager {
     bundle: Bundle,
     options: Any | undefined,
     poolKey: string | undefined,
+    trace?: Span,
+  ): Promise<ShimConnection> {
+    const span = trace?.child("shim");
+    try {
+      const conn = await this.#shimOf(binary, bundle, options, poolKey, span);
+      span?.finish();
+      return conn;
+    } catch (err) {
+      span?.finish(err);
+      throw err;
+    }
+  }
+
+  async #shimOf(
+    binary: string,
+    bundle: Bundle,
+    options: Any | undefined,
+    poolKey: string | undefined,
+    span: Span | undefined,
   ): Promise<ShimConnection> {
     const shared = poolKey === undefined ? undefined : this.#pool.take(poolKey);
+    span?.set("shim.shared", shared !== undefined);
     if (shared !== undefined) {
       let conn: ShimConnection | undefined;
       try {
@@ -405,8 +431,12 @@ export class TaskManager {
         return conn;
       }
     }
+    const started = span?.child("shim start action");
     const address = await startShimBinary(binary, this.#opts.env, bundle, options);
+    started?.finish();
+    const connecting = span?.child("shim connect");
     const conn = await this.#connection(address);
+    connecting?.finish();
     if (poolKey !== undefined) {
       conn.pooled = await this.#pool.add({
         key: poolKey,
@@ -492,20 +522,22 @@ export class TaskManager {
    * shim stays while it serves other tasks). Removes the bundle. The shim
    * itself reports the TaskDelete.
    */
-  async delete(namespace: string, id: string): Promise<DeleteResponse> {
+  async delete(namespace: string, id: string, trace?: Span): Promise<DeleteResponse> {
     const t = this.get(namespace, id);
     const key = keyOf(namespace, id);
-    const resp = await t.task.delete({ id });
+    const resp = await t.task.delete({ id }, trace === undefined ? undefined : { trace });
     if (this.#tasks.get(key) !== t) return resp; // a dead-shim cleanup got there first
     this.#tasks.delete(key);
     const pooled = t.conn.pooled;
     if (pooled === undefined) {
-      await t.task.shutdown({ id }, { timeoutMs: 10_000 }).catch(() => {});
+      await t.task.shutdown({ id }, { timeoutMs: 10_000, trace }).catch(() => {});
     }
     this.#release(t.conn, key);
     if (pooled !== undefined) this.#pool.release(pooled);
+    const span = trace?.child("bundle remove");
     await t.log.close();
     await deleteBundle(t.bundle);
+    span?.finish();
     return resp;
   }
 

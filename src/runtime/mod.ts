@@ -21,7 +21,8 @@ import type { Exchange } from "../events/mod.ts";
 import type { Metadata } from "../metadata/mod.ts";
 import { DEFAULT_PLATFORM } from "../platforms/mod.ts";
 import { daemonProperties, type Registration } from "../plugin/mod.ts";
-import { parseDuration } from "../config/mod.ts";
+import { parseDuration, tracingSettings } from "../config/mod.ts";
+import { settingsEnv } from "../tracing/mod.ts";
 import { berthDirs, type ShimEnvironment, shimSocketDir } from "./binary.ts";
 import { DEFAULT_SHIM_IDLE_MS, TaskManager } from "./manager.ts";
 
@@ -84,6 +85,7 @@ export const taskManagerPlugin: Registration<TaskManager> = {
       publishBinary: publishBinary(),
       debug: level === "debug" || level === "trace",
       socketDir: shimSocketDir(props.config.state, cfg.shim_socket_dir),
+      tracing: settingsEnv(tracingSettings(props.config)),
     };
     const groupSize = cfg.shim_group_size ?? 0;
     if (!Number.isInteger(groupSize) || groupSize < 0) {

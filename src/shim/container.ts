@@ -40,6 +40,7 @@ import type { Reaper } from "./reaper.ts";
 import { mountAll, type MountSpec, unmountAll } from "../mount/mod.ts";
 import { cgroupOf, type CgroupRef, oomKillCount } from "./stats.ts";
 import type { Any } from "@bufbuild/protobuf/wkt";
+import type { Span } from "../tracing/mod.ts";
 
 /** What Create needs from the request. */
 export interface CreateParams {
@@ -49,6 +50,8 @@ export interface CreateParams {
   stdio: StdioPaths;
   options?: Any;
   checkpoint: string;
+  /** The Create call's span, when traced: its steps nest under it. */
+  trace?: Span;
 }
 
 /** Shared services a container uses. */
@@ -82,6 +85,7 @@ async function launch(
   pidFile: string,
   ioId: string,
   beforeRecord?: (status: number) => Promise<void>,
+  trace?: Span,
 ): Promise<void> {
   const release = env.reaper.holdOrphans();
   try {
@@ -97,7 +101,9 @@ async function launch(
         sock.close();
       }
     } else {
+      const ioSpan = trace?.child("io setup");
       const io = await openProcessIO(proc.stdio, ioId, env.namespace);
+      ioSpan?.finish();
       let started: Started;
       try {
         started = await run({ pidFile, ...io.runtimeStdio });
@@ -152,21 +158,27 @@ export class Container {
     const runc = runcConfigFor(options, env.namespace, p.bundle, env.debug);
     const c = new Container(p.id, p.bundle, runc, options, env, p.stdio);
     c.init.onExit = (proc) => env.onExit(c, proc);
+    const trace = p.trace;
+    const bundleSpan = trace?.child("bundle options");
     await writeRuntimeOptions(p.bundle, options);
+    bundleSpan?.finish();
     try {
       if (p.rootfs.length > 0) {
+        const mountSpan = trace?.child("mount rootfs")?.set("mounts", p.rootfs.length);
         await Deno.mkdir(c.rootfs, { mode: 0o711 }).catch((err) => {
           if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
         });
         await mountAll(p.rootfs, c.rootfs);
+        mountSpan?.finish();
         c.rootfsMounted = true;
       }
       const killAll = await shouldKillAllOnExit(p.bundle);
+      const tracedRunc = c.runcFor(trace);
       await launch(
         env,
         c.init,
         (opts) =>
-          runcCreate(runc, p.id, p.bundle, {
+          runcCreate(tracedRunc, p.id, p.bundle, {
             ...opts,
             noPivot: options.noPivotRoot,
             noNewKeyring: options.noNewKeyring,
@@ -179,8 +191,11 @@ export class Container {
           // With a shared pid namespace the kernel leaves init's children running.
           if (killAll) await runcKill(runc, p.id, 9, true).catch(() => {});
         },
+        trace,
       );
+      const cgroupSpan = trace?.child("cgroup lookup");
       c.cgroup = await cgroupOf(c.init.pid).catch(() => null);
+      cgroupSpan?.finish();
       if (c.cgroup) c.oomKills = oomKillCount(c.cgroup) ?? 0n;
       return c;
     } catch (err) {
@@ -204,6 +219,11 @@ export class Container {
     return [...this.execs.values(), this.init];
   }
 
+  /** The runtime config with `trace` as the parent of its invocations' spans. */
+  runcFor(trace: Span | undefined): RuncConfig {
+    return trace === undefined ? this.runc : { ...this.runc, trace };
+  }
+
   /** The state a process reports: an exec of a paused container is paused too. */
   stateOf(p: Process): string {
     if (
@@ -216,14 +236,18 @@ export class Container {
   }
 
   /** Start: runs the init (runc start) or the exec (runc exec); `announce` queues the start event before any exit event. */
-  async start(execId: string, announce: (p: Process) => void): Promise<Process> {
+  async start(
+    execId: string,
+    announce: (p: Process) => void,
+    trace?: Span,
+  ): Promise<Process> {
     const p = this.process(execId);
     return await p.gated(async () => {
       if (p.state !== "created") {
         throw failedPrecondition(`cannot start a ${this.stateOf(p)} process`);
       }
       if (p.isInit) {
-        await runcStart(this.runc, this.id).catch((err) => {
+        await runcStart(this.runcFor(trace), this.id).catch((err) => {
           throw prefixed(err, "OCI runtime start failed");
         });
         p.state = "running";
@@ -289,7 +313,7 @@ export class Container {
   }
 
   /** Delete a process: an exec is forgotten, the init takes the container down (runc delete, unmount). */
-  async delete(execId: string): Promise<Process> {
+  async delete(execId: string, trace?: Span): Promise<Process> {
     const p = this.process(execId);
     if (p.state === "deleted") throw notFound(`process ${execId || this.id} already deleted`);
     if (p.state !== "created" && p.state !== "stopped") {
@@ -306,7 +330,7 @@ export class Container {
     await p.drain();
     let err: unknown = null;
     try {
-      await runcDelete(this.runc, this.id, p.state === "created");
+      await runcDelete(this.runcFor(trace), this.id, p.state === "created");
     } catch (e) {
       if (isCode(e, Code.Internal)) {
         err = internal(`failed to delete task: ${(e as Error).message}`, e);
@@ -315,10 +339,13 @@ export class Container {
     p.state = "deleted";
     await p.releaseIO();
     if (this.rootfsMounted) {
+      const span = trace?.child("unmount rootfs");
       try {
         await unmountAll(this.rootfs);
+        span?.finish();
         this.rootfsMounted = false;
       } catch (e) {
+        span?.finish(e);
         log.warn("failed to clean up rootfs mount", { id: this.id, error: e });
         err ??= e;
       }
@@ -328,11 +355,11 @@ export class Container {
   }
 
   /** Kill: a signal to one process, or with `all` to every process of the container. */
-  async kill(execId: string, signal: number, all: boolean): Promise<void> {
+  async kill(execId: string, signal: number, all: boolean, trace?: Span): Promise<void> {
     const p = this.process(execId);
     if (p.isInit && all) {
       if (p.state === "deleted") throw notFound(`container ${this.id} deleted`);
-      await runcKill(this.runc, this.id, signal, true).catch((err) => {
+      await runcKill(this.runcFor(trace), this.id, signal, true).catch((err) => {
         throw killError(err);
       });
       return;

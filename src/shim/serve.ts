@@ -18,6 +18,25 @@ import { Publisher } from "./publisher.ts";
 import { Reaper } from "./reaper.ts";
 import { TaskService } from "./service.ts";
 import { lockGroup, removeGroupFiles } from "./socket.ts";
+import { flushTracing, makeTracer, settingsFromEnv, setTracer } from "../tracing/mod.ts";
+import { VERSION } from "../version.ts";
+
+/** service.name of a shim's spans unless OTEL_SERVICE_NAME says otherwise. */
+const SHIM_SERVICE = "containerd-shim-berth-v2";
+
+/**
+ * Installs a tracer when the environment asks for one (the daemon that
+ * started this shim hands its settings on as OpenTelemetry variables); a
+ * bad setting is logged and tracing stays off, the shim still serves.
+ */
+function setUpTracing(): void {
+  try {
+    const s = settingsFromEnv((k) => Deno.env.get(k), SHIM_SERVICE);
+    if (s !== undefined) setTracer(makeTracer(s, VERSION));
+  } catch (err) {
+    log.error("tracing is off", { error: (err as Error).message });
+  }
+}
 
 /** How long stopping may take before the shim exits regardless. */
 const STOP_DEADLINE_MS = 15_000;
@@ -189,6 +208,7 @@ export async function serveShim(flags: ShimFlags, opts: ServeOptions = {}): Prom
     return 2;
   }
   setChildSubreaper(true);
+  setUpTracing();
   const reaper = new Reaper();
   reaper.start();
   const publisher = new Publisher({
@@ -268,6 +288,7 @@ export async function serveShim(flags: ShimFlags, opts: ServeOptions = {}): Prom
   Deno.removeSignalListener("SIGINT", onStop);
   Deno.removeSignalListener("SIGUSR1", onDump);
   Deno.removeSignalListener("SIGPIPE", onPipe);
+  await flushTracing(1000);
   clearTimeout(forced);
   log.debug("shim exited");
   home.close();

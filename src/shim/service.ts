@@ -150,7 +150,7 @@ export class TaskService {
   }
 
   /** Creates a container (runc create) and its init process. */
-  async create(req: CreateTaskRequest) {
+  async create(req: CreateTaskRequest, ctx?: CallContext) {
     if (!req.id) throw invalidArgument("create: id must not be empty");
     if (this.containers.has(req.id) || this.creating.has(req.id)) {
       throw alreadyExists(`container ${req.id}`);
@@ -169,6 +169,7 @@ export class TaskService {
         },
         options: req.options,
         checkpoint: req.checkpoint,
+        trace: ctx?.span,
       }, this.env).catch((err) => {
         this.releaseBundle(req.bundle);
         throw err;
@@ -195,7 +196,7 @@ export class TaskService {
   }
 
   /** Starts the init process or an exec. */
-  async start(req: StartRequest) {
+  async start(req: StartRequest, ctx?: CallContext) {
     const c = this.container(req.id);
     const p = await c.start(req.execId, (p) => {
       if (p.isInit) {
@@ -210,15 +211,15 @@ export class TaskService {
           pid: p.pid,
         });
       }
-    });
+    }, ctx?.span);
     if (p.isInit) this.deps.started?.();
     return { pid: p.pid };
   }
 
   /** Deletes a stopped process; the init takes the container with it. */
-  async delete(req: DeleteRequest) {
+  async delete(req: DeleteRequest, ctx?: CallContext) {
     const c = this.container(req.id);
-    const p = await c.delete(req.execId);
+    const p = await c.delete(req.execId, ctx?.span);
     const exitedAt = p.exit ? timestampFromDate(p.exit.at) : undefined;
     if (p.isInit) {
       this.containers.delete(c.id);
@@ -285,8 +286,8 @@ export class TaskService {
   }
 
   /** Signals a process, or all of the container's. */
-  async kill(req: KillRequest) {
-    await this.container(req.id).kill(req.execId, req.signal, req.all);
+  async kill(req: KillRequest, ctx?: CallContext) {
+    await this.container(req.id).kill(req.execId, req.signal, req.all, ctx?.span);
     return {};
   }
 

@@ -22,6 +22,7 @@ import { log } from "../log/mod.ts";
 import { selfCommand, spawn } from "../spawn/mod.ts";
 import type { ShimFlags } from "./flags.ts";
 import { canConnect, lockGroup, removeSocketFile } from "./socket.ts";
+import { TRACING_ENV_KEYS } from "../tracing/settings.ts";
 
 /**
  * The spare's lock (`<dir>/spare.lock`) stays with its directory once made:
@@ -81,7 +82,8 @@ export async function adoptSpare(dir: string, path: string, flags: ShimFlags): P
       sparePid = Number(/^pid (\d+)$/.exec(hello)?.[1] ?? 0);
       if (!sparePid) throw new Error(`unexpected greeting "${hello}"`);
       const env: Record<string, string> = {};
-      for (const k of ["PATH", "TTRPC_ADDRESS", "BERTH_SHIM_SOCKET_DIR", "BERTH_SHIM_SPARE"]) {
+      const keys = ["PATH", "TTRPC_ADDRESS", "BERTH_SHIM_SOCKET_DIR", "BERTH_SHIM_SPARE"];
+      for (const k of [...keys, ...TRACING_ENV_KEYS]) {
         const v = Deno.env.get(k);
         if (v !== undefined) env[k] = v;
       }

@@ -18,6 +18,36 @@ import { BerthError, Code } from "../errdefs/mod.ts";
 import { Flag, FrameWriter, MAX_MESSAGE_LENGTH, MessageType, readFrames } from "./channel.ts";
 import { errorFromStatus, MessageQueue, type MetadataInit, metadataPairs } from "../rpc/mod.ts";
 import { decodeResponse, encodeMetadata, requestPrefix, writeRequest } from "./envelope.ts";
+import { concatBytes } from "../bytes/mod.ts";
+import { formatTraceparent, type Span, SpanKind, TRACEPARENT, TRACESTATE } from "../tracing/mod.ts";
+
+/** @internal `md` plus the traceparent (and tracestate) of `span`, for the callee. */
+export function withTraceMetadata(span: Span, md: Uint8Array | undefined): Uint8Array {
+  const pairs: Array<[string, string]> = [[TRACEPARENT, formatTraceparent(span)]];
+  if (span.state !== undefined) pairs.push([TRACESTATE, span.state]);
+  const extra = encodeMetadata(pairs);
+  return md === undefined ? extra : concatBytes(md, extra);
+}
+
+/**
+ * @internal Makes the client span of a unary call `name` under `parent`,
+ * runs `call` with metadata that carries it, and ends it when the call settles.
+ */
+export function tracedUnary(
+  parent: Span,
+  name: string,
+  md: Uint8Array | undefined,
+  call: (md: Uint8Array) => Promise<unknown>,
+): Promise<unknown> {
+  const span = parent.child(name, SpanKind.Client);
+  return call(withTraceMetadata(span, md)).then((v) => {
+    span.finish();
+    return v;
+  }, (err) => {
+    span.finish(err);
+    throw err;
+  });
+}
 
 /** Per-call options. */
 export interface CallOptions {
@@ -27,6 +57,11 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Metadata sent with the call, e.g. `{ "containerd-namespace-ttrpc": "default" }`. */
   metadata?: MetadataInit;
+  /**
+   * The span this call is made for: a unary call gets a client span under
+   * it, and the callee gets its traceparent (streams carry `trace` itself).
+   */
+  trace?: Span;
 }
 
 /** Options of {@link connect} and {@link Client}. */
@@ -168,6 +203,15 @@ export class Client {
     const md = opts.metadata === undefined
       ? undefined
       : encodeMetadata(metadataPairs(opts.metadata));
+    if (opts.trace !== undefined) {
+      const prefix = this.#prefix(service, method);
+      return tracedUnary(
+        opts.trace,
+        `${service}/${method}`,
+        md,
+        (traced) => this[INVOKE](prefix, method, payload, opts, traced, undefined),
+      ) as Promise<Uint8Array>;
+    }
     return this[INVOKE](
       this.#prefix(service, method),
       method,
@@ -192,9 +236,8 @@ export class Client {
     first: Uint8Array | undefined,
     opts: CallOptions = NO_OPTIONS,
   ): ClientStream {
-    const md = opts.metadata === undefined
-      ? undefined
-      : encodeMetadata(metadataPairs(opts.metadata));
+    let md = opts.metadata === undefined ? undefined : encodeMetadata(metadataPairs(opts.metadata));
+    if (opts.trace !== undefined) md = withTraceMetadata(opts.trace, md);
     return this[OPEN](this.#prefix(service, method), method, kind, first, opts, md);
   }
 

@@ -12,9 +12,11 @@ import { log } from "../log/mod.ts";
 import {
   type CallContext,
   type CallObserver,
+  callSpan,
   callUnary,
   decodeInput,
   encodeOutput,
+  endCallSpan,
   isClosedError,
   isThenable,
   MessageQueue,
@@ -23,6 +25,7 @@ import {
   type ServiceSet,
   statusFromError,
 } from "../rpc/mod.ts";
+import { type Span, tracer } from "../tracing/mod.ts";
 import {
   Flag,
   FrameWriter,
@@ -63,6 +66,8 @@ class ServerCall implements CallContext {
   inbound: MessageQueue<unknown> | undefined;
   /** The observer's end of this call, when one is installed. */
   observed: ((code: Code) => void) | undefined;
+  /** The call's span, when it is traced. */
+  span: Span | undefined;
   #ctrl: AbortController | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #reason: BerthError | undefined;
@@ -121,6 +126,11 @@ class ServerCall implements CallContext {
     if (done !== undefined) {
       this.observed = undefined;
       done(code);
+    }
+    const span = this.span;
+    if (span !== undefined) {
+      this.span = undefined;
+      endCallSpan(span, code);
     }
   }
 
@@ -286,6 +296,8 @@ export class ServerConnection {
     }
     const call = new ServerCall(req, entry);
     if (this.#observe !== undefined) call.observed = this.#observe(entry);
+    const t = tracer();
+    if (t !== undefined) call.span = callSpan(t, call.service, call.method, call.metadata);
     this.#calls.set(id, call);
     switch (entry.kind) {
       case "unary":

@@ -27,6 +27,8 @@ import {
   OPEN,
   type StreamCall,
   type StreamKind,
+  tracedUnary,
+  withTraceMetadata,
 } from "./client.ts";
 import { encodeMetadata, requestPrefix } from "./envelope.ts";
 
@@ -122,10 +124,14 @@ export function serviceClient<S extends GenService<GenServiceMethods>>(
       {
         timeoutMs: o.timeoutMs ?? defaults.timeoutMs,
         signal: o.signal ?? defaults.signal,
+        trace: o.trace ?? defaults.trace,
       },
       md,
     ];
   };
+  // Streams pass the caller's span on as the callee's parent.
+  const streamMd = (co: CallOptions, md: Uint8Array | undefined) =>
+    co.trace === undefined ? md : withTraceMetadata(co.trace, md);
   const out: Record<string, unknown> = {};
   for (const m of desc.methods) {
     const prefix = requestPrefix(name, m.name);
@@ -134,7 +140,7 @@ export function serviceClient<S extends GenService<GenServiceMethods>>(
     const sending = (reqs: AsyncIterable<unknown>, o?: CallOptions) => {
       const [co, md] = merge(o);
       const kind = m.methodKind as StreamKind;
-      const s = client[OPEN](prefix, m.name, kind, undefined, co, md) as StreamCall;
+      const s = client[OPEN](prefix, m.name, kind, undefined, co, streamMd(co, md)) as StreamCall;
       pump(s, reqs, input);
       return decodeEach(s, output);
     };
@@ -150,6 +156,14 @@ export function serviceClient<S extends GenService<GenServiceMethods>>(
               new BerthError(Code.InvalidArgument, `ttrpc: ${m.name}: ${String(err)}`),
             );
           }
+          if (co.trace !== undefined) {
+            return tracedUnary(
+              co.trace,
+              `${name}/${m.name}`,
+              md,
+              (traced) => client[INVOKE](prefix, m.name, payload, co, traced, output),
+            );
+          }
           return client[INVOKE](prefix, m.name, payload, co, md, output);
         };
         break;
@@ -162,7 +176,7 @@ export function serviceClient<S extends GenService<GenServiceMethods>>(
             m.methodKind as StreamKind,
             encodeMessage(input, req),
             co,
-            md,
+            streamMd(co, md),
           );
           return decodeEach(s, output);
         };

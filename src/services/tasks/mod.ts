@@ -38,6 +38,7 @@ import type { Registration } from "../../plugin/mod.ts";
 import { type ShimTask, TaskManager } from "../../runtime/mod.ts";
 import type { Snapshotter } from "../../snapshots/mod.ts";
 import type { CallContext } from "../../rpc/mod.ts";
+import type { Span } from "../../tracing/mod.ts";
 import { namespaceRequired } from "../../namespaces/mod.ts";
 import { type RPCService, rpcService } from "../mod.ts";
 
@@ -139,6 +140,7 @@ export class TasksService {
       stdout: req.stdout,
       stderr: req.stderr,
       terminal: req.terminal,
+      trace: ctx.span,
     });
     return { containerId: container.id, pid };
   }
@@ -146,7 +148,7 @@ export class TasksService {
   /** Starts the task's init process, or one of its execs. */
   async start(req: StartRequest, ctx: CallContext) {
     const t = this.#task(ctx, req.containerId);
-    const r = await t.task.start({ id: t.id, execId: req.execId });
+    const r = await t.task.start({ id: t.id, execId: req.execId }, traced(ctx));
     return { pid: r.pid };
   }
 
@@ -154,7 +156,7 @@ export class TasksService {
   async delete(req: DeleteTaskRequest, ctx: CallContext) {
     const ns = namespaceRequired(ctx);
     if (req.containerId === "") throw invalidArgument("container id is required");
-    const r = await this.manager.delete(ns, req.containerId);
+    const r = await this.manager.delete(ns, req.containerId, ctx.span);
     return { id: req.containerId, pid: r.pid, exitStatus: r.exitStatus, exitedAt: r.exitedAt };
   }
 
@@ -162,14 +164,14 @@ export class TasksService {
   async deleteProcess(req: DeleteProcessRequest, ctx: CallContext) {
     const t = this.#task(ctx, req.containerId);
     if (req.execId === "") throw invalidArgument("exec id is required (use Delete for the task)");
-    const r = await t.task.delete({ id: t.id, execId: req.execId });
+    const r = await t.task.delete({ id: t.id, execId: req.execId }, traced(ctx));
     return { id: req.execId, pid: r.pid, exitStatus: r.exitStatus, exitedAt: r.exitedAt };
   }
 
   /** The state of the task's init process or of an exec. */
   async get(req: GetRequest, ctx: CallContext) {
     const t = this.#task(ctx, req.containerId);
-    const s = await t.task.state({ id: t.id, execId: req.execId });
+    const s = await t.task.state({ id: t.id, execId: req.execId }, traced(ctx));
     return { process: processOf(s, t.id) };
   }
 
@@ -196,7 +198,10 @@ export class TasksService {
   /** Signals the task's init process, an exec, or all its processes. */
   async kill(req: KillRequest, ctx: CallContext) {
     const t = this.#task(ctx, req.containerId);
-    await t.task.kill({ id: t.id, execId: req.execId, signal: req.signal, all: req.all });
+    await t.task.kill(
+      { id: t.id, execId: req.execId, signal: req.signal, all: req.all },
+      traced(ctx),
+    );
     return {};
   }
 
@@ -301,9 +306,17 @@ export class TasksService {
   /** Waits for a process to exit (ends early when the call is cancelled). */
   async wait(req: WaitRequest, ctx: CallContext) {
     const t = this.#task(ctx, req.containerId);
-    const r = await t.task.wait({ id: t.id, execId: req.execId }, { signal: ctx.signal });
+    const r = await t.task.wait({ id: t.id, execId: req.execId }, {
+      signal: ctx.signal,
+      trace: ctx.span,
+    });
     return { exitStatus: r.exitStatus, exitedAt: r.exitedAt };
   }
+}
+
+/** Call options carrying the request's span to the shim, when the request is traced. */
+function traced(ctx: CallContext): { trace: Span } | undefined {
+  return ctx.span === undefined ? undefined : { trace: ctx.span };
 }
 
 /** The Tasks service on `manager`, reading containers from `md` and rootfs mounts from `snapshotters`. */
