@@ -21,7 +21,7 @@ import type { MountSchema } from "../gen/containerd/types/mount_pb.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";
 import { shimGroupAnnotation } from "../labels/mod.ts";
 import { log } from "../log/mod.ts";
-import type { Span } from "../tracing/mod.ts";
+import { type Span, withSpan } from "../tracing/mod.ts";
 import { type Client, connect, type ServiceClient, serviceClient } from "../ttrpc/mod.ts";
 import {
   type Bundle,
@@ -387,15 +387,11 @@ export class TaskManager {
     poolKey: string | undefined,
     trace?: Span,
   ): Promise<ShimConnection> {
-    const span = trace?.child("shim");
-    try {
-      const conn = await this.#shimOf(binary, bundle, options, poolKey, span);
-      span?.finish();
-      return conn;
-    } catch (err) {
-      span?.finish(err);
-      throw err;
-    }
+    return await withSpan(
+      trace,
+      "shim",
+      (span) => this.#shimOf(binary, bundle, options, poolKey, span),
+    );
   }
 
   async #shimOf(
