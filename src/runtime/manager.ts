@@ -380,7 +380,14 @@ export class TaskManager {
     options: Any | undefined,
     poolKey: string | undefined,
   ): Promise<ShimConnection> {
-    const shared = poolKey === undefined ? undefined : this.#pool.take(poolKey);
+    // A shim with room, else a place in one being started, else start one (ShimPool.claim).
+    const claim = poolKey === undefined ? undefined : this.#pool.claim(poolKey);
+    let ticket = claim !== undefined && "ticket" in claim ? claim.ticket : undefined;
+    const shared = claim === undefined || "ticket" in claim
+      ? undefined
+      : "shim" in claim
+      ? claim.shim
+      : await claim.waiting;
     if (shared !== undefined) {
       let conn: ShimConnection | undefined;
       try {
@@ -405,17 +412,24 @@ export class TaskManager {
         return conn;
       }
     }
-    const address = await startShimBinary(binary, this.#opts.env, bundle, options);
-    const conn = await this.#connection(address);
-    if (poolKey !== undefined) {
-      conn.pooled = await this.#pool.add({
-        key: poolKey,
-        namespace: bundle.namespace,
-        address,
-        binary,
-      });
+    // No place found (or the shim found is gone): this container starts one.
+    if (poolKey !== undefined) ticket ??= this.#pool.starting(poolKey);
+    try {
+      const address = await startShimBinary(binary, this.#opts.env, bundle, options);
+      const conn = await this.#connection(address);
+      if (poolKey !== undefined) {
+        conn.pooled = await this.#pool.add({
+          key: poolKey,
+          namespace: bundle.namespace,
+          address,
+          binary,
+        });
+      }
+      ticket?.done(conn.pooled);
+      return conn;
+    } finally {
+      ticket?.done(undefined); // a no-op after success: the failed start's waiters start their own
     }
-    return conn;
   }
 
   /**
