@@ -895,6 +895,27 @@ for (const runtime of ["io.containerd.berth.v2", "io.containerd.runc.v2"]) {
   });
 }
 
+Deno.test("runtime: containers created at once from an empty pool wait for the shims being started instead of each starting one", async (t) => {
+  if (!(await berthShimBuilt())) {
+    await t.step({ name: "skipped: berth's shim is not built", ignore: true, fn: () => {} });
+    return;
+  }
+  await withWorld(async (w) => {
+    const ids = Array.from({ length: 6 }, (_, i) => `${w.ns}-c${i + 1}`);
+    for (const id of ids) await w.makeContainer(id, ["sleep", "1000"], "io.containerd.berth.v2");
+    w.step = "six creates at once";
+    await Promise.all(ids.map((id) => w.tasks.create({ containerId: id })));
+    const shimOf: Record<string, number> = {};
+    for (const id of ids) shimOf[id] = await shimPidOf(w, id);
+    assert.equal(
+      new Set(Object.values(shimOf)).size,
+      2,
+      `six containers, three to a shim: two shims started (${JSON.stringify(shimOf)})`,
+    );
+    for (const id of ids) await killAndDelete(w, id);
+  }, sharedShims(3));
+});
+
 Deno.test("runtime: a shared shim killed with SIGKILL: each of its 10 tasks exits, nothing leaks, the other shim's task runs on", async (t) => {
   if (!(await berthShimBuilt())) {
     await t.step({ name: "skipped: berth's shim is not built", ignore: true, fn: () => {} });

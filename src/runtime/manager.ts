@@ -401,7 +401,14 @@ export class TaskManager {
     poolKey: string | undefined,
     span: Span | undefined,
   ): Promise<ShimConnection> {
-    const shared = poolKey === undefined ? undefined : this.#pool.take(poolKey);
+    // A shim with room, else a place in one being started, else start one (ShimPool.claim).
+    const claim = poolKey === undefined ? undefined : this.#pool.claim(poolKey);
+    let ticket = claim !== undefined && "ticket" in claim ? claim.ticket : undefined;
+    const shared = claim === undefined || "ticket" in claim
+      ? undefined
+      : "shim" in claim
+      ? claim.shim
+      : await claim.waiting;
     span?.set("shim.shared", shared !== undefined);
     if (shared !== undefined) {
       let conn: ShimConnection | undefined;
@@ -427,21 +434,28 @@ export class TaskManager {
         return conn;
       }
     }
-    const started = span?.child("shim start action");
-    const address = await startShimBinary(binary, this.#opts.env, bundle, options);
-    started?.finish();
-    const connecting = span?.child("shim connect");
-    const conn = await this.#connection(address);
-    connecting?.finish();
-    if (poolKey !== undefined) {
-      conn.pooled = await this.#pool.add({
-        key: poolKey,
-        namespace: bundle.namespace,
-        address,
-        binary,
-      });
+    // No place found (or the shim found is gone): this container starts one.
+    if (poolKey !== undefined) ticket ??= this.#pool.starting(poolKey);
+    try {
+      const started = span?.child("shim start action");
+      const address = await startShimBinary(binary, this.#opts.env, bundle, options);
+      started?.finish();
+      const connecting = span?.child("shim connect");
+      const conn = await this.#connection(address);
+      connecting?.finish();
+      if (poolKey !== undefined) {
+        conn.pooled = await this.#pool.add({
+          key: poolKey,
+          namespace: bundle.namespace,
+          address,
+          binary,
+        });
+      }
+      ticket?.done(conn.pooled);
+      return conn;
+    } finally {
+      ticket?.done(undefined); // a no-op after success: the failed start's waiters start their own
     }
-    return conn;
   }
 
   /**

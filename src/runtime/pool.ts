@@ -54,10 +54,35 @@ export interface ShimPoolOptions {
   retire: (shim: PooledShim) => Promise<void>;
 }
 
+/**
+ * A shim of one key being started: the containers that arrived meanwhile
+ * wait for it instead of each starting one of their own.
+ */
+interface Starting {
+  /** Places promised to waiting containers (the starter holds one more). */
+  joined: number;
+  /** Settles with the started shim, or undefined when its start failed. */
+  settled: Promise<PooledShim | undefined>;
+  settle: (shim: PooledShim | undefined) => void;
+}
+
+/** What {@link ShimPool.starting} gives the container that starts a shim. */
+export interface StartTicket {
+  /**
+   * Reports the outcome: the shim the start gave (as {@link ShimPool.add}
+   * recorded it), which then holds a place for every container that
+   * waited, or undefined when it failed, which sends them to start their own.
+   */
+  done(shim: PooledShim | undefined): void;
+}
+
 /** The daemon's shared shims; see the module doc. */
 export class ShimPool {
   #opts: ShimPoolOptions;
   #byAddress = new Map<string, PooledShim>();
+  /** Shim starts in progress, by key: a Deno shim takes 100+ ms to boot, and
+   * N containers created at once from an empty pool would otherwise start N. */
+  #starting = new Map<string, Starting[]>();
 
   /** A pool with no shims. */
   constructor(opts: ShimPoolOptions) {
@@ -92,6 +117,66 @@ export class ShimPool {
     }
     if (best !== undefined) this.#occupy(best);
     return best;
+  }
+
+  /**
+   * Finds a container of `key` its shim, in one step (no await between
+   * looking and announcing, so two containers never both start one for
+   * want of the other's): a place in a running shim with room, else a
+   * place in one being started, else a ticket to start one.
+   */
+  claim(
+    key: string,
+  ): { shim: PooledShim } | { waiting: Promise<PooledShim | undefined> } | {
+    ticket: StartTicket;
+  } {
+    const shim = this.take(key);
+    if (shim !== undefined) return { shim };
+    const waiting = this.join(key);
+    if (waiting !== undefined) return { waiting };
+    return { ticket: this.starting(key) };
+  }
+
+  /**
+   * Waits for a place in a shim of `key` that another container is
+   * starting and has room; undefined at once when none is being started
+   * (or all are full), or later when that start failed: then the caller
+   * starts one itself.
+   */
+  join(key: string): Promise<PooledShim | undefined> | undefined {
+    const s = this.#starting.get(key)?.find((s) => s.joined + 1 < this.#opts.size);
+    if (s === undefined) return undefined;
+    s.joined++;
+    return s.settled;
+  }
+
+  /**
+   * Announces that the caller starts a shim of `key`, so that containers
+   * arriving meanwhile {@link join} it; the caller must report the outcome
+   * with the ticket's `done`, whatever it is.
+   */
+  starting(key: string): StartTicket {
+    let settle!: (shim: PooledShim | undefined) => void;
+    const s: Starting = {
+      joined: 0,
+      settled: new Promise((resolve) => settle = resolve),
+      settle: (shim) => settle(shim),
+    };
+    const list = this.#starting.get(key) ?? [];
+    list.push(s);
+    this.#starting.set(key, list);
+    let reported = false;
+    return {
+      done: (shim) => {
+        if (reported) return;
+        reported = true;
+        const left = this.#starting.get(key)!.filter((x) => x !== s);
+        if (left.length > 0) this.#starting.set(key, left);
+        else this.#starting.delete(key);
+        if (shim !== undefined) { for (let i = 0; i < s.joined; i++) this.#occupy(shim); }
+        s.settle(shim);
+      },
+    };
   }
 
   /**
