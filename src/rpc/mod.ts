@@ -36,6 +36,7 @@ export {
   type MethodEntry,
   type MethodHandler,
   type RegisterOptions,
+  ServedCall,
   type ServerStreamingHandler,
   type ServiceImpl,
   ServiceSet,

@@ -111,6 +111,27 @@ export interface MethodEntry {
  */
 export type CallObserver = (entry: MethodEntry) => (code: Code) => void;
 
+/**
+ * What both servers keep of a call they serve, whatever the transport:
+ * whether it is over, and the observer's end, told once.
+ */
+export class ServedCall {
+  /** Set once the call's status went out or the call was abandoned (see {@link settle}). */
+  finished = false;
+  /** The {@link CallObserver}'s end of this call, when one is installed. */
+  observed: ((code: Code) => void) | undefined = undefined;
+
+  /** Marks the call over with `code`, telling the observer once. */
+  settle(code: Code): void {
+    this.finished = true;
+    const done = this.observed;
+    if (done !== undefined) {
+      this.observed = undefined;
+      done(code);
+    }
+  }
+}
+
 /** Service name -> method name -> entry. */
 export class ServiceSet {
   #services = new Map<string, Map<string, MethodEntry>>();
