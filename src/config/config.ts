@@ -10,7 +10,13 @@
 // runs unchanged in Deno; TOML has corner cases (dotted keys, inline tables,
 // table arrays) not worth writing by hand.
 import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
-import { DEFAULT_ADDRESS, DEFAULT_ROOT, DEFAULT_STATE, ttrpcSocket } from "../defaults/mod.ts";
+import {
+  DEFAULT_ADDRESS,
+  DEFAULT_ROOT,
+  DEFAULT_SNAPSHOTTER,
+  DEFAULT_STATE,
+  ttrpcSocket,
+} from "../defaults/mod.ts";
 import { parseGoDuration } from "../duration/mod.ts";
 import { BerthError, Code, invalidArgument, notFound } from "../errdefs/mod.ts";
 import { any, bool, ignored, int, list, map, merge, num, type Shape, str, table } from "./shape.ts";
@@ -92,8 +98,6 @@ export const CRI_SECTION = "io.containerd.grpc.v1.cri";
 
 /** The runtime containers get when they name none. */
 export const DEFAULT_RUNTIME = "io.containerd.berth.v2";
-/** The snapshotter used when a request names none. */
-export const DEFAULT_SNAPSHOTTER = "overlayfs";
 
 const runtimeShape = table({
   runtime_type: str,

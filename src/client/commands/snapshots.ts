@@ -2,6 +2,7 @@
  * `berth snapshots`: ls, info, usage, rm, tree, mounts, prepare, view, commit, label.
  * @module
  */
+import { DEFAULT_SNAPSHOTTER } from "../../defaults/mod.ts";
 import { Snapshots } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import { Kind } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import type { Info } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
@@ -49,7 +50,7 @@ function infoJSON(i: Info) {
 }
 
 const snap = (flags: Record<string, unknown>) =>
-  (flags.snapshotter as string | undefined) ?? "overlayfs";
+  (flags.snapshotter as string | undefined) ?? DEFAULT_SNAPSHOTTER;
 
 /**
  * `prepare` and `view`: the same command line, differing only in the RPC
@@ -98,7 +99,9 @@ export const group: GroupSpec = {
   name: "snapshots",
   aliases: ["snapshot"],
   usage: "manage snapshots",
-  flags: { snapshotter: { type: "string", help: "snapshotter name", default: "overlayfs" } },
+  flags: {
+    snapshotter: { type: "string", help: "snapshotter name", default: DEFAULT_SNAPSHOTTER },
+  },
   commands: [
     {
       name: "list",
