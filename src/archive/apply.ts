@@ -4,7 +4,7 @@
  * @module
  */
 
-import { Digester } from "../content/mod.ts";
+import { DigestingStream } from "../content/mod.ts";
 import { BerthError, Code, invalidArgument, toBerthError } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import { decompress } from "./compression.ts";
@@ -128,17 +128,8 @@ async function applyEntries(
   const overlay = opts.whiteouts === "overlay";
   const { stream } = await decompress(layer, opts.mediaType);
 
-  const digester = new Digester();
-  let size = 0;
-  const hashed = stream.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, c) {
-        digester.update(chunk);
-        size += chunk.length;
-        c.enqueue(chunk);
-      },
-    }),
-  );
+  const digesting = new DigestingStream();
+  const hashed = stream.pipeThrough(digesting);
 
   // Paths this layer created: an opaque marker hides only what was below.
   const unpacked = new Set<string>();
@@ -251,7 +242,7 @@ async function applyEntries(
   }
 
   for (const d of dirTimes.reverse()) Deno.utimeSync(d.path, d.atime, d.mtime);
-  return { digest: digester.digest(), size };
+  return { digest: digesting.digest(), size: digesting.size };
 }
 
 function applyWhiteout(

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { DEFAULT_SNAPSHOTTER } from "../defaults/mod.ts";
 import { Digester } from "../content/mod.ts";
 import { Code, isCode } from "../errdefs/mod.ts";
 import { Content, WriteAction } from "../gen/containerd/services/content/v1/content_pb.ts";
@@ -325,7 +326,7 @@ export function remoteBackend(conn: Connection, lease?: string): ImageBackend {
     content,
     images: imageRecords(conn, lease),
     differ: remoteDiffer(conn, lease),
-    snapshots: (name = "overlayfs") => layerSnapshots(conn, name, lease),
+    snapshots: (name = DEFAULT_SNAPSHOTTER) => layerSnapshots(conn, name, lease),
     withLease: (fn) => withLease(conn, (id) => fn(remoteBackend(conn, id))),
   };
 }

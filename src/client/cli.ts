@@ -9,6 +9,7 @@ import { BerthError, Code } from "../errdefs/mod.ts";
 import { parseArgs } from "../args/mod.ts";
 import { DEFAULT_ADDRESS } from "../defaults/mod.ts";
 import type { Span } from "../tracing/mod.ts";
+import { parseGoDuration } from "../duration/mod.ts";
 
 /** One flag of a command, as a table row. */
 export interface FlagSpec {
@@ -111,6 +112,17 @@ export function usageError(message: string): BerthError {
   return new BerthError(Code.InvalidArgument, message);
 }
 
+/** The spellings (`--name`, `-n`) of the flags in `table` that take a value. */
+function valueFlags(table: Record<string, FlagSpec>): Set<string> {
+  const out = new Set<string>();
+  for (const [name, f] of Object.entries(table)) {
+    if (f.type !== "string") continue;
+    out.add(`--${name}`);
+    if (f.short) out.add(`-${f.short}`);
+  }
+  return out;
+}
+
 /**
  * Splits argv at the first word that is not a global flag (or the value of
  * one): returns the global flags' part and the command's part.
@@ -119,12 +131,7 @@ export function splitGlobal(
   argv: string[],
   table: Record<string, FlagSpec> = GLOBAL_FLAGS,
 ): [string[], string[]] {
-  const takesValue = new Set<string>();
-  for (const [name, f] of Object.entries(table)) {
-    if (f.type !== "string") continue;
-    takesValue.add(`--${name}`);
-    if (f.short) takesValue.add(`-${f.short}`);
-  }
+  const takesValue = valueFlags(table);
   let i = 0;
   while (i < argv.length) {
     const a = argv[i];
@@ -144,12 +151,7 @@ export function splitAfterPositionals(
   table: Record<string, FlagSpec>,
   n: number,
 ): [string[], string[]] {
-  const takesValue = new Set<string>();
-  for (const [name, f] of Object.entries(table)) {
-    if (f.type !== "string") continue;
-    takesValue.add(`--${name}`);
-    if (f.short) takesValue.add(`-${f.short}`);
-  }
+  const takesValue = valueFlags(table);
   let seen = 0;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -199,27 +201,12 @@ export function parseFlags(
 
 /** Parses a Go-style duration ("1m30s", "500ms", "10s", plain seconds) into milliseconds. */
 export function parseDuration(text: string): number {
-  const units: Record<string, number> = {
-    ns: 1e-6,
-    us: 1e-3,
-    "µs": 1e-3,
-    ms: 1,
-    s: 1000,
-    m: 60_000,
-    h: 3_600_000,
-  };
   if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
-  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy;
-  let total = 0;
-  let pos = 0;
-  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-    total += Number(m[1]) * units[m[2]];
-    pos = re.lastIndex;
-  }
-  if (pos !== text.length || text.length === 0) {
+  const ms = parseGoDuration(text);
+  if (ms === undefined) {
     throw usageError(`invalid duration "${text}" (use e.g. 10s, 1m30s, 500ms)`);
   }
-  return total;
+  return ms;
 }
 
 /** Resolves global options from parsed global flags and the environment. */

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { DEFAULT_SNAPSHOTTER } from "../defaults/mod.ts";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code } from "../errdefs/mod.ts";
 import {
@@ -36,7 +37,7 @@ export const DEFAULT_RUNTIME = "io.containerd.berth.v2";
 
 /** Flags shared by `run` and `containers create` (ctr's ContainerFlags and snapshotter flags). */
 export const CONTAINER_FLAGS: Record<string, FlagSpec> = {
-  snapshotter: { type: "string", help: "snapshotter name", default: "overlayfs" },
+  snapshotter: { type: "string", help: "snapshotter name", default: DEFAULT_SNAPSHOTTER },
   "snapshotter-label": {
     type: "string",
     multiple: true,
@@ -172,7 +173,7 @@ export async function createContainer(
   id: string,
   args: string[],
 ): Promise<Container> {
-  const snapshotter = str(flags, "snapshotter") ?? "overlayfs";
+  const snapshotter = str(flags, "snapshotter") ?? DEFAULT_SNAPSHOTTER;
   const runtime = str(flags, "runtime") ?? DEFAULT_RUNTIME;
   const runcBinary = str(flags, "runc-binary");
   const options = runcBinary

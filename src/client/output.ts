@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { FlagSpec, FlagValues } from "./cli.ts";
+
 /** Layout parameters, named as Go's tabwriter.NewWriter takes them. */
 export interface TableStyle {
   /** Smallest cell width, padding included. */
@@ -177,4 +179,29 @@ export function labelsCell(labels: Record<string, string> | undefined, empty = "
 export function timestampText(ts: { seconds: bigint; nanos: number } | undefined): string {
   if (ts === undefined) return "";
   return new Date(Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6)).toISOString();
+}
+
+/** The flags of the `ls` commands: -q (it prints `quiet`, e.g. "the container id") and --format. */
+export function listFlags(quiet: string): Record<string, FlagSpec> {
+  return {
+    quiet: { type: "boolean", short: "q", help: `print only ${quiet}` },
+    format: { type: "string", help: "output format: table or json", default: "table" },
+  };
+}
+
+/** How an `ls` command shows its items in each of its output shapes. */
+export interface ListView<T> {
+  /** The one field -q prints, a line per item. */
+  key(item: T): string;
+  /** An item as --format json prints it. */
+  json(item: T): unknown;
+  /** Prints the table (the default shape). */
+  table(items: T[]): void;
+}
+
+/** Prints `items` as the flags of {@link listFlags} ask: keys only, JSON, or the table. */
+export function printList<T>(flags: FlagValues, items: T[], view: ListView<T>): void {
+  if (flags.quiet) { for (const item of items) console.log(view.key(item)); }
+  else if (flags.format === "json") printJSON(items.map((item) => view.json(item)));
+  else view.table(items);
 }

@@ -11,8 +11,10 @@ import { type Process, Status } from "../gen/containerd/types/task_pb.ts";
 import type { Container } from "../gen/containerd/services/containers/v1/containers_pb.ts";
 import { Snapshots } from "../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import type { Mount } from "../gen/containerd/types/mount_pb.ts";
+import { type FlagValues, str } from "./cli.ts";
 import type { Connection } from "./connection.ts";
 import { HintedError, hintNotFound } from "./errors.ts";
+import { FifoIO } from "./stdio.ts";
 import { Containers } from "../gen/containerd/services/containers/v1/containers_pb.ts";
 
 /** Status names as ctr prints them. */
@@ -176,7 +178,7 @@ export async function createTask(conn: Connection, c: Container, io: IOChoice): 
 }
 
 /** I/O choice from ctr's --null-io / --log-uri flags, or undefined when fifos are wanted. */
-export function fixedIO(
+function fixedIO(
   nullIO: boolean,
   logURI: string | undefined,
   terminal: boolean,
@@ -191,8 +193,41 @@ export function fixedIO(
   return undefined;
 }
 
+/** The process whose stdio {@link openIO} wires. */
+export interface IOTarget {
+  containerId: string;
+  /** "" for the task's init process. */
+  execId: string;
+  terminal: boolean;
+  /** The client leaves after start: the fifos stay for a later attach. */
+  detach: boolean;
+}
+
+/**
+ * The stdio a new process gets from ctr's IO flags: --null-io, --log-uri,
+ * or else fresh fifos under --fifo-dir (default: {@link defaultFifoDir} of
+ * the daemon's `address`) that this client starts copying (then `io` is set).
+ */
+export async function openIO(
+  conn: Connection,
+  flags: FlagValues,
+  address: string,
+  t: IOTarget,
+): Promise<{ choice: IOChoice; io?: FifoIO }> {
+  const choice = fixedIO(flags["null-io"] === true, str(flags, "log-uri"), t.terminal);
+  if (choice) return { choice };
+  const io = await FifoIO.create(
+    str(flags, "fifo-dir") ?? defaultFifoDir(address),
+    t.execId ? `${t.containerId}-${t.execId}` : t.containerId,
+    t.terminal,
+    t.detach,
+  );
+  io.start(conn, t.containerId, t.execId, !t.detach);
+  return { choice: io.paths, io };
+}
+
 /** The default fifo directory: next to the daemon's socket, like ctr's /run/containerd/fifo. */
-export function defaultFifoDir(address: string): string {
+function defaultFifoDir(address: string): string {
   return `${address.slice(0, address.lastIndexOf("/")) || DEFAULT_STATE}/fifo`;
 }
 

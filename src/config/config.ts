@@ -10,7 +10,14 @@
 // runs unchanged in Deno; TOML has corner cases (dotted keys, inline tables,
 // table arrays) not worth writing by hand.
 import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
-import { DEFAULT_ADDRESS, DEFAULT_ROOT, DEFAULT_STATE, ttrpcSocket } from "../defaults/mod.ts";
+import {
+  DEFAULT_ADDRESS,
+  DEFAULT_ROOT,
+  DEFAULT_SNAPSHOTTER,
+  DEFAULT_STATE,
+  ttrpcSocket,
+} from "../defaults/mod.ts";
+import { parseGoDuration } from "../duration/mod.ts";
 import { BerthError, Code, invalidArgument, notFound } from "../errdefs/mod.ts";
 import { any, bool, ignored, int, list, map, merge, num, type Shape, str, table } from "./shape.ts";
 import { REGISTRY_SHAPE, type RegistryConfig, registryFromSection } from "./registry.ts";
@@ -98,8 +105,6 @@ export const CRI_SECTION = "io.containerd.grpc.v1.cri";
 
 /** The runtime containers get when they name none. */
 export const DEFAULT_RUNTIME = "io.containerd.berth.v2";
-/** The snapshotter used when a request names none. */
-export const DEFAULT_SNAPSHOTTER = "overlayfs";
 
 const runtimeShape = table({
   runtime_type: str,
@@ -534,36 +539,17 @@ export function resolveRuntime(c: Config, name = ""): ResolvedRuntime {
   };
 }
 
-const DURATION_UNITS_MS: Record<string, number> = {
-  ns: 1e-6,
-  us: 1e-3,
-  "µs": 1e-3,
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-};
-
 /**
  * Milliseconds in a Go duration string as containerd's config writes them
  * ("100ms", "1m30s", "0s", "0"); `key` names the setting in the error.
  */
 export function parseDuration(text: string, key = "duration"): number {
   if (text === "0") return 0;
-  const re = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/y;
-  let total = 0;
-  let pos = 0;
-  while (pos < text.length) {
-    re.lastIndex = pos;
-    const m = re.exec(text);
-    if (m === null) break;
-    total += Number(m[1]) * DURATION_UNITS_MS[m[2]];
-    pos = re.lastIndex;
-  }
-  if (text === "" || pos !== text.length) {
+  const ms = parseGoDuration(text);
+  if (ms === undefined) {
     throw invalidArgument(
       `${key}: ${JSON.stringify(text)} is not a duration (like "100ms", "5s", "1m30s")`,
     );
   }
-  return total;
+  return ms;
 }

@@ -20,7 +20,6 @@ export {
   configToToml,
   CRI_SECTION,
   DEFAULT_RUNTIME,
-  DEFAULT_SNAPSHOTTER,
   defaultConfig,
   defaultSnapshotter,
   DESCRIBED_PLUGIN_SECTIONS,

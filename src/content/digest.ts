@@ -89,6 +89,40 @@ export class Digester {
   }
 }
 
+/**
+ * A pass-through stream that digests and counts the bytes flowing through
+ * it (a layer's diff id and uncompressed size while it is applied or
+ * written); read {@link DigestingStream.digest} and `size` once it ended.
+ */
+export class DigestingStream extends TransformStream<Uint8Array, Uint8Array> {
+  readonly #digester: Digester;
+  readonly #count: { bytes: number };
+
+  constructor(algorithm: string = CANONICAL_ALGORITHM) {
+    const digester = new Digester(algorithm);
+    const count = { bytes: 0 };
+    super({
+      transform(chunk, c) {
+        digester.update(chunk);
+        count.bytes += chunk.length;
+        c.enqueue(chunk);
+      },
+    });
+    this.#digester = digester;
+    this.#count = count;
+  }
+
+  /** The digest of what passed so far. */
+  digest(): string {
+    return this.#digester.digest();
+  }
+
+  /** How many bytes passed so far. */
+  get size(): number {
+    return this.#count.bytes;
+  }
+}
+
 /** Digest of a byte string or UTF-8 text (small inputs only). */
 export function digestOf(data: Uint8Array | string, algorithm = CANONICAL_ALGORITHM): string {
   const d = new Digester(algorithm);

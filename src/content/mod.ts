@@ -28,6 +28,7 @@ export {
 export {
   CANONICAL_ALGORITHM,
   Digester,
+  DigestingStream,
   digestOf,
   isDigest,
   type ParsedDigest,

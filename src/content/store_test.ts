@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Code, isCode } from "../errdefs/mod.ts";
 import { spawn } from "../spawn/mod.ts";
-import { ContentStore, Digester, digestOf } from "./mod.ts";
+import { ContentStore, Digester, DigestingStream, digestOf } from "./mod.ts";
 
 const enc = new TextEncoder();
 
@@ -219,3 +219,16 @@ Deno.test("content: a writer killed mid-ingest leaves only ingest state", () =>
     for (let i = 0; i < 4; i++) full.update(chunk);
     assert.equal(await w.commit(4 << 20, full.digest()), full.digest());
   }));
+
+Deno.test("content: DigestingStream passes bytes through unchanged, digesting and counting them", async () => {
+  const parts = [
+    new TextEncoder().encode("hello "),
+    new Uint8Array(0),
+    new TextEncoder().encode("layer"),
+  ];
+  const digesting = new DigestingStream();
+  const out = await new Response(ReadableStream.from(parts).pipeThrough(digesting)).text();
+  assert.equal(out, "hello layer");
+  assert.equal(digesting.size, 11);
+  assert.equal(digesting.digest(), digestOf("hello layer"));
+});

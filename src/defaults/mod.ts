@@ -20,6 +20,9 @@ export const DEFAULT_CONFIG_PATH = "/etc/berth/config.toml";
 /** The daemon's gRPC socket. */
 export const DEFAULT_ADDRESS = `${DEFAULT_STATE}/berth.sock`;
 
+/** The snapshotter used when a request or a command names none. */
+export const DEFAULT_SNAPSHOTTER = "overlayfs";
+
 /** The ttrpc socket for a daemon address: `<address>.ttrpc`, unless it already is one. */
 export function ttrpcSocket(address: string): string {
   return address.endsWith(".ttrpc") ? address : `${address}.ttrpc`;

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
+import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
 import { type Any, timestampNow } from "@bufbuild/protobuf/wkt";
 import { BerthError, Code, failedPrecondition, invalidArgument } from "../errdefs/mod.ts";
 import { parseFilters } from "../filters/mod.ts";
@@ -79,14 +79,15 @@ export class Exchange {
   }
 
   /**
-   * Publishes `message` on `topic` in `namespace`, stamped now. A missing
+   * Publishes `message` (a message of `schema`, or the fields of one) on
+   * `topic` in `namespace`, stamped now. A missing
    * namespace is FailedPrecondition, a bad one or a bad topic InvalidArgument.
    */
   publish<D extends DescMessage>(
     namespace: string,
     topic: string,
     schema: D,
-    message: MessageShape<D>,
+    message: MessageInitShape<D>,
   ): void {
     this.publishAny(namespace, topic, packEvent(schema, message));
   }

@@ -6,11 +6,10 @@
  * @example
  * ```ts
  * import { Exchange, Topic } from "./mod.ts";
- * import { create } from "@bufbuild/protobuf";
  * import { NamespaceCreateSchema } from "../gen/containerd/events/namespace_pb.ts";
  * const events = new Exchange();
  * const sub = events.subscribe(['topic~="^/namespaces/"']);
- * events.publish("default", Topic.NamespaceCreate, NamespaceCreateSchema, create(NamespaceCreateSchema, { name: "x" }));
+ * events.publish("default", Topic.NamespaceCreate, NamespaceCreateSchema, { name: "x" });
  * const { value } = await sub.next(); // value.topic === "/namespaces/create"
  * ```
  * @module

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { putUint32 } from "../bytes/mod.ts";
 import { BerthError, Code } from "../errdefs/mod.ts";
 
 /** Bytes before each message on a gRPC stream: a compressed flag and a big-endian length. */
@@ -65,10 +66,7 @@ export function frameMessage(message: Uint8Array, compressed = false): Uint8Arra
   const out = new Uint8Array(PREFIX_LENGTH + message.length);
   const len = message.length;
   if (compressed) out[0] = 1;
-  out[1] = len >>> 24;
-  out[2] = (len >>> 16) & 0xff;
-  out[3] = (len >>> 8) & 0xff;
-  out[4] = len & 0xff;
+  putUint32(out, 1, len);
   out.set(message, PREFIX_LENGTH);
   return out;
 }

@@ -24,18 +24,18 @@ import {
   callUnary,
   decodeInput,
   encodeOutput,
-  endCallSpan,
   isThenable,
   listenPrivate,
   MessageQueue,
   type Metadata,
   type MethodEntry,
   type RegisterOptions,
+  ServedCall,
   type ServiceImpl,
   ServiceSet,
 } from "../rpc/mod.ts";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
-import { type Span, tracer } from "../tracing/mod.ts";
+import { tracer } from "../tracing/mod.ts";
 import {
   ACCEPT_ENCODING,
   encodeStatusMessage,
@@ -97,13 +97,7 @@ const NOT_GRPC_BODY = new TextEncoder().encode(
 );
 
 /** One call being served; it is the handler's {@link CallContext}. */
-class GrpcCall implements CallContext {
-  /** Set once the status went out or the stream went away (see {@link settle}). */
-  finished = false;
-  /** The observer's end of this call, when one is installed. */
-  observed: ((code: Code) => void) | undefined = undefined;
-  /** The call's span, when it is traced. */
-  span: Span | undefined = undefined;
+class GrpcCall extends ServedCall implements CallContext {
   /** The response headers went out (a later status travels in trailers). */
   headersSent = false;
   inbound: MessageQueue<unknown> | undefined = undefined;
@@ -125,6 +119,7 @@ class GrpcCall implements CallContext {
     maxRecv: number,
     encoding: "gzip" | undefined,
   ) {
+    super();
     this.reader = new MessageReader(maxRecv, encoding);
   }
 
@@ -135,21 +130,6 @@ class GrpcCall implements CallContext {
       if (this.#reason !== undefined) this.#ctrl.abort(this.#reason);
     }
     return this.#ctrl.signal;
-  }
-
-  /** Marks the call over with `code`, telling the observer once. */
-  settle(code: Code): void {
-    this.finished = true;
-    const done = this.observed;
-    if (done !== undefined) {
-      this.observed = undefined;
-      done(code);
-    }
-    const span = this.span;
-    if (span !== undefined) {
-      this.span = undefined;
-      endCallSpan(span, code);
-    }
   }
 
   /** Cancels the call: the handler's signal aborts and its inbound stream fails. */

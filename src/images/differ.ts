@@ -8,7 +8,7 @@
  */
 
 import { applyLayer, diffTar } from "../archive/mod.ts";
-import { Digester } from "../content/mod.ts";
+import { DigestingStream } from "../content/mod.ts";
 import { unimplemented } from "../errdefs/mod.ts";
 import { LABEL_UNCOMPRESSED } from "../labels/mod.ts";
 import type { ContentAccess, Descriptor, LayerDiffer, Mount } from "./backend.ts";
@@ -110,17 +110,8 @@ export async function writeLayer(
   labels: Record<string, string> = {},
   compress = true,
 ): Promise<{ desc: Descriptor; diffId: string; uncompressedSize: number }> {
-  const diff = new Digester();
-  let uncompressedSize = 0;
-  const counted = tar.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, c) {
-        diff.update(chunk);
-        uncompressedSize += chunk.length;
-        c.enqueue(chunk);
-      },
-    }),
-  );
+  const diff = new DigestingStream();
+  const counted = tar.pipeThrough(diff);
   const body = compress
     ? counted.pipeThrough(
       new CompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>,
@@ -139,7 +130,7 @@ export async function writeLayer(
     return {
       desc: { mediaType: compress ? OCI_LAYER_GZIP : OCI_LAYER, digest, size },
       diffId,
-      uncompressedSize,
+      uncompressedSize: diff.size,
     };
   } catch (err) {
     await w.close().catch(() => {});

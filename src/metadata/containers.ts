@@ -4,18 +4,12 @@
  * @module
  */
 
-import { alreadyExists, invalidArgument, notFound } from "../errdefs/mod.ts";
-import { adaptFields, parseFilters } from "../filters/mod.ts";
+import { alreadyExists, invalidArgument } from "../errdefs/mod.ts";
+import { adaptFields } from "../filters/mod.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";
 import { validateLabels } from "../labels/mod.ts";
-import {
-  applyMapPath,
-  checkNamespace,
-  jsonToLabels,
-  labelsToJson,
-  type MetadataDB,
-  now,
-} from "./db.ts";
+import { applyMapPath, KeyedTable, labeledFields, labelsToJson, now } from "./db.ts";
+import type { LabeledRow, MetadataDB } from "./db.ts";
 
 /** A protobuf Any: a type URL and the message's bytes. */
 export interface AnyValue {
@@ -52,9 +46,8 @@ export type NewContainer =
   & Pick<Container, "id" | "runtime" | "spec">
   & Partial<Omit<Container, "id" | "runtime" | "spec" | "createdAt" | "updatedAt">>;
 
-interface Row {
+interface Row extends LabeledRow {
   id: string;
-  labels: string;
   image: string;
   runtime_name: string;
   runtime_options_type_url: string | null;
@@ -97,7 +90,6 @@ function jsonToExtensions(text: string): Record<string, AnyValue> {
 function toContainer(r: Row): Container {
   return {
     id: r.id,
-    labels: jsonToLabels(r.labels),
     image: r.image,
     runtime: {
       name: r.runtime_name,
@@ -115,8 +107,7 @@ function toContainer(r: Row): Container {
     snapshotKey: r.snapshot_key,
     extensions: jsonToExtensions(r.extensions),
     sandbox: r.sandbox,
-    createdAt: new Date(r.created),
-    updatedAt: new Date(r.updated),
+    ...labeledFields(r),
   };
 }
 
@@ -142,7 +133,17 @@ export function adaptContainer(c: Container) {
 
 /** Container records per namespace. */
 export class ContainerStore {
-  constructor(private readonly m: MetadataDB) {}
+  private readonly rows: KeyedTable<Row, Container>;
+
+  constructor(private readonly m: MetadataDB) {
+    this.rows = new KeyedTable(m, {
+      table: "containers",
+      key: "id",
+      describe: (k) => `container ${JSON.stringify(k)}`,
+      to: toContainer,
+      adapt: adaptContainer,
+    });
+  }
 
   /** Records a new container; AlreadyExists when the id is taken. */
   create(namespace: string, init: NewContainer): Container {
@@ -209,23 +210,12 @@ export class ContainerStore {
 
   /** The container `id`; NotFound if absent. */
   get(namespace: string, id: string): Container {
-    checkNamespace(namespace);
-    const r = this.m.get<Row>(
-      "SELECT * FROM containers WHERE namespace = ? AND id = ?",
-      namespace,
-      id,
-    );
-    if (!r) throw notFound(`container ${JSON.stringify(id)}`);
-    return toContainer(r);
+    return this.rows.get(namespace, id);
   }
 
   /** Containers of `namespace` passing `filters` (any of them), by id. */
   list(namespace: string, filters?: readonly string[]): Container[] {
-    checkNamespace(namespace);
-    const f = parseFilters(filters);
-    return this.m.all<Row>("SELECT * FROM containers WHERE namespace = ? ORDER BY id", namespace)
-      .map(toContainer)
-      .filter((c) => f.match(adaptContainer(c)));
+    return this.rows.list(namespace, filters);
   }
 
   /**
@@ -299,15 +289,6 @@ export class ContainerStore {
 
   /** Deletes the container record; NotFound if absent. */
   delete(namespace: string, id: string): void {
-    checkNamespace(namespace);
-    this.m.tx(() => {
-      if (
-        this.m.run("DELETE FROM containers WHERE namespace = ? AND id = ?", namespace, id)
-          .changes === 0
-      ) {
-        throw notFound(`container ${JSON.stringify(id)}`);
-      }
-      this.m.markMutation(true);
-    });
+    this.rows.delete(namespace, id);
   }
 }

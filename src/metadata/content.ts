@@ -6,17 +6,18 @@
  */
 
 import { alreadyExists, invalidArgument, notFound } from "../errdefs/mod.ts";
-import { adaptFields, parseFilters } from "../filters/mod.ts";
+import { adaptFields } from "../filters/mod.ts";
 import { validateLabels } from "../labels/mod.ts";
 import { parseDigest } from "../content/mod.ts";
 import {
-  applyMapPath,
   checkNamespace,
-  jsonToLabels,
+  KeyedTable,
+  labeledFields,
+  labelsByPaths,
   labelsToJson,
-  type MetadataDB,
   now,
 } from "./db.ts";
+import type { LabeledRow, MetadataDB } from "./db.ts";
 
 /** A blob as one namespace sees it. */
 export interface ContentRecord {
@@ -42,22 +43,13 @@ export interface LeaseOption {
   lease?: string;
 }
 
-interface Row {
+interface Row extends LabeledRow {
   digest: string;
   size: number;
-  labels: string;
-  created: string;
-  updated: string;
 }
 
 function toRecord(r: Row): ContentRecord {
-  return {
-    digest: r.digest,
-    size: r.size,
-    labels: jsonToLabels(r.labels),
-    createdAt: new Date(r.created),
-    updatedAt: new Date(r.updated),
-  };
+  return { digest: r.digest, size: r.size, ...labeledFields(r) };
 }
 
 /** The filter adaptor of content: digest, size, labels.*. */
@@ -88,7 +80,17 @@ export function holdInLease(
 
 /** Per-namespace content records and ingests. */
 export class ContentMetadataStore {
-  constructor(private readonly m: MetadataDB) {}
+  private readonly rows: KeyedTable<Row, ContentRecord>;
+
+  constructor(private readonly m: MetadataDB) {
+    this.rows = new KeyedTable(m, {
+      table: "content",
+      key: "digest",
+      describe: (k) => `content ${k}`,
+      to: toRecord,
+      adapt: adaptContent,
+    });
+  }
 
   /** Records that `namespace` holds blob `digest`; AlreadyExists if it does. */
   add(
@@ -128,23 +130,12 @@ export class ContentMetadataStore {
 
   /** The record of `digest` in `namespace`; NotFound if the namespace does not hold it. */
   info(namespace: string, digest: string): ContentRecord {
-    checkNamespace(namespace);
-    const r = this.m.get<Row>(
-      "SELECT * FROM content WHERE namespace = ? AND digest = ?",
-      namespace,
-      digest,
-    );
-    if (!r) throw notFound(`content ${digest}`);
-    return toRecord(r);
+    return this.rows.get(namespace, digest);
   }
 
   /** Records of `namespace` passing `filters`, by digest. */
   list(namespace: string, filters?: readonly string[]): ContentRecord[] {
-    checkNamespace(namespace);
-    const f = parseFilters(filters);
-    return this.m.all<Row>("SELECT * FROM content WHERE namespace = ? ORDER BY digest", namespace)
-      .map(toRecord)
-      .filter((c) => f.match(adaptContent(c)));
+    return this.rows.list(namespace, filters);
   }
 
   /** Changes labels with field paths "labels" / "labels.<k>" (none: replace all). */
@@ -154,17 +145,12 @@ export class ContentMetadataStore {
     fieldpaths: readonly string[] = [],
   ): ContentRecord {
     return this.m.tx(() => {
-      let labels = this.info(namespace, rec.digest).labels;
-      if (fieldpaths.length === 0) labels = { ...(rec.labels ?? {}) };
-      for (const p of fieldpaths) {
-        const next = applyMapPath("labels", p, labels, rec.labels);
-        if (!next) {
-          throw invalidArgument(
-            `cannot update ${JSON.stringify(p)} field on content ${rec.digest}`,
-          );
-        }
-        labels = next;
-      }
+      const labels = labelsByPaths(
+        `content ${rec.digest}`,
+        this.info(namespace, rec.digest).labels,
+        rec.labels,
+        fieldpaths,
+      );
       validateLabels(labels);
       this.m.run(
         "UPDATE content SET labels = ?, updated = ? WHERE namespace = ? AND digest = ?",
@@ -181,16 +167,7 @@ export class ContentMetadataStore {
 
   /** Removes `namespace`'s hold on `digest`; the blob goes once no namespace holds it. */
   delete(namespace: string, digest: string): void {
-    checkNamespace(namespace);
-    this.m.tx(() => {
-      if (
-        this.m.run("DELETE FROM content WHERE namespace = ? AND digest = ?", namespace, digest)
-          .changes === 0
-      ) {
-        throw notFound(`content ${digest}`);
-      }
-      this.m.markMutation(true);
-    });
+    this.rows.delete(namespace, digest);
   }
 
   /** Records an ingest in flight (replacing an older record of the same ref). */

@@ -6,7 +6,8 @@
  */
 
 import type { SQLInputValue, StatementSync } from "node:sqlite";
-import { failedPrecondition } from "../errdefs/mod.ts";
+import { failedPrecondition, invalidArgument, notFound } from "../errdefs/mod.ts";
+import { type Adaptor, parseFilters } from "../filters/mod.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";
 
 // Imported dynamically: a bundle evaluates its static node: imports at every
@@ -161,6 +162,45 @@ export function applyMapPath(
   return undefined;
 }
 
+/**
+ * The labels after containerd's field paths for an object whose only
+ * updatable field is its labels: none replaces them all, "labels" and
+ * "labels.<k>" apply; any other path is InvalidArgument naming `what`.
+ */
+export function labelsByPaths(
+  what: string,
+  current: Record<string, string>,
+  given: Record<string, string> | undefined,
+  fieldpaths: readonly string[],
+): Record<string, string> {
+  if (fieldpaths.length === 0) return { ...(given ?? {}) };
+  let labels = current;
+  for (const p of fieldpaths) {
+    const next = applyMapPath("labels", p, labels, given);
+    if (!next) throw invalidArgument(`cannot update ${JSON.stringify(p)} field on ${what}`);
+    labels = next;
+  }
+  return labels;
+}
+
+/** The columns every labelled record's table has. */
+export interface LabeledRow {
+  labels: string;
+  created: string;
+  updated: string;
+}
+
+/** Labels and times of a {@link LabeledRow}, as the stores return them. */
+export function labeledFields(
+  r: LabeledRow,
+): { labels: Record<string, string>; createdAt: Date; updatedAt: Date } {
+  return {
+    labels: jsonToLabels(r.labels),
+    createdAt: new Date(r.created),
+    updatedAt: new Date(r.updated),
+  };
+}
+
 /** Current time as stored. */
 export function now(): string {
   return new Date().toISOString();
@@ -303,6 +343,28 @@ export class MetadataDB {
     return this.prepared(sql).all(...params) as unknown as T[];
   }
 
+  /** The row a query finds; NotFound naming `what` when there is none. */
+  mustGet<T>(what: string, sql: string, ...params: SQLInputValue[]): T {
+    const r = this.get<T>(sql, ...params);
+    if (!r) throw notFound(what);
+    return r;
+  }
+
+  /**
+   * The rows of a query as records (`to`), keeping those that match any of
+   * `filters` (containerd's filter syntax, through `adapt`).
+   */
+  listFiltered<R, T>(
+    filters: readonly string[] | undefined,
+    to: (r: R) => T,
+    adapt: (t: T) => Adaptor,
+    sql: string,
+    ...params: SQLInputValue[]
+  ): T[] {
+    const f = parseFilters(filters);
+    return this.all<R>(sql, ...params).map(to).filter((t) => f.match(adapt(t)));
+  }
+
   /**
    * Validates `namespace` and creates it if it does not exist yet: objects
    * may be created in a namespace nobody created explicitly, as in containerd.
@@ -322,6 +384,68 @@ export class MetadataDB {
   close(): void {
     this.stmts.clear();
     if (this.db.isOpen) this.db.close();
+  }
+}
+
+/** What a {@link KeyedTable} reads: its table, key column and record conversion. */
+export interface KeyedTableSpec<R, T> {
+  table: string;
+  /** The column that names a record within its namespace. */
+  key: string;
+  /** Columns to select (default all). */
+  columns?: string;
+  /** How a missing record is named in NotFound, e.g. `container "x"`. */
+  describe(key: string): string;
+  to(row: R): T;
+  adapt(record: T): Adaptor;
+}
+
+/**
+ * The reads and the delete shared by the stores whose records are keyed by
+ * (namespace, one column): containers, images, content, leases.
+ */
+export class KeyedTable<R, T> {
+  constructor(private readonly m: MetadataDB, private readonly spec: KeyedTableSpec<R, T>) {}
+
+  /** The record `key` of `namespace`; NotFound if absent. */
+  get(namespace: string, key: string): T {
+    const { table, key: col, columns = "*", describe, to } = this.spec;
+    checkNamespace(namespace);
+    return to(
+      this.m.mustGet<R>(
+        describe(key),
+        `SELECT ${columns} FROM ${table} WHERE namespace = ? AND ${col} = ?`,
+        namespace,
+        key,
+      ),
+    );
+  }
+
+  /** Records of `namespace` passing `filters` (any of them), by key. */
+  list(namespace: string, filters?: readonly string[]): T[] {
+    const { table, key: col, columns = "*", to, adapt } = this.spec;
+    checkNamespace(namespace);
+    return this.m.listFiltered(
+      filters,
+      to,
+      adapt,
+      `SELECT ${columns} FROM ${table} WHERE namespace = ? ORDER BY ${col}`,
+      namespace,
+    );
+  }
+
+  /**
+   * Deletes record `key`; NotFound if absent. Marks a mutation that may
+   * orphan content, so the next collection runs.
+   */
+  delete(namespace: string, key: string): void {
+    const { table, key: col, describe } = this.spec;
+    checkNamespace(namespace);
+    this.m.tx(() => {
+      const sql = `DELETE FROM ${table} WHERE namespace = ? AND ${col} = ?`;
+      if (this.m.run(sql, namespace, key).changes === 0) throw notFound(describe(key));
+      this.m.markMutation(true);
+    });
   }
 }
 

@@ -4,18 +4,12 @@
  * @module
  */
 
-import { alreadyExists, invalidArgument, notFound } from "../errdefs/mod.ts";
-import { adaptFields, parseFilters } from "../filters/mod.ts";
+import { alreadyExists, invalidArgument } from "../errdefs/mod.ts";
+import { adaptFields } from "../filters/mod.ts";
 import { validateLabels } from "../labels/mod.ts";
 import { parseDigest } from "../content/mod.ts";
-import {
-  applyMapPath,
-  checkNamespace,
-  jsonToLabels,
-  labelsToJson,
-  type MetadataDB,
-  now,
-} from "./db.ts";
+import { applyMapPath, jsonToLabels, KeyedTable, labeledFields, labelsToJson, now } from "./db.ts";
+import type { LabeledRow, MetadataDB } from "./db.ts";
 
 /** An OCI content descriptor (the fields berth stores). */
 export interface Descriptor {
@@ -37,15 +31,12 @@ export interface Image {
 /** What {@link ImageStore.create} takes. */
 export type NewImage = Pick<Image, "name" | "target"> & { labels?: Record<string, string> };
 
-interface Row {
+interface Row extends LabeledRow {
   name: string;
   media_type: string;
   digest: string;
   size: number;
   annotations: string;
-  labels: string;
-  created: string;
-  updated: string;
 }
 
 function toImage(r: Row): Image {
@@ -58,9 +49,7 @@ function toImage(r: Row): Image {
       size: r.size,
       ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
     },
-    labels: jsonToLabels(r.labels),
-    createdAt: new Date(r.created),
-    updatedAt: new Date(r.updated),
+    ...labeledFields(r),
   };
 }
 
@@ -83,7 +72,17 @@ export function adaptImage(i: Image) {
 
 /** Image records per namespace. */
 export class ImageStore {
-  constructor(private readonly m: MetadataDB) {}
+  private readonly rows: KeyedTable<Row, Image>;
+
+  constructor(private readonly m: MetadataDB) {
+    this.rows = new KeyedTable(m, {
+      table: "images",
+      key: "name",
+      describe: (k) => `image ${JSON.stringify(k)}`,
+      to: toImage,
+      adapt: adaptImage,
+    });
+  }
 
   /** Records a new image; AlreadyExists if the name is taken. */
   create(namespace: string, image: NewImage): Image {
@@ -117,23 +116,12 @@ export class ImageStore {
 
   /** The image `name`; NotFound if absent. */
   get(namespace: string, name: string): Image {
-    checkNamespace(namespace);
-    const r = this.m.get<Row>(
-      "SELECT * FROM images WHERE namespace = ? AND name = ?",
-      namespace,
-      name,
-    );
-    if (!r) throw notFound(`image ${JSON.stringify(name)}`);
-    return toImage(r);
+    return this.rows.get(namespace, name);
   }
 
   /** Images of `namespace` passing `filters`, by name. */
   list(namespace: string, filters?: readonly string[]): Image[] {
-    checkNamespace(namespace);
-    const f = parseFilters(filters);
-    return this.m.all<Row>("SELECT * FROM images WHERE namespace = ? ORDER BY name", namespace)
-      .map(toImage)
-      .filter((i) => f.match(adaptImage(i)));
+    return this.rows.list(namespace, filters);
   }
 
   /**
@@ -202,15 +190,6 @@ export class ImageStore {
 
   /** Deletes the image record; NotFound if absent. Its content goes at the next collection. */
   delete(namespace: string, name: string): void {
-    checkNamespace(namespace);
-    this.m.tx(() => {
-      if (
-        this.m.run("DELETE FROM images WHERE namespace = ? AND name = ?", namespace, name)
-          .changes === 0
-      ) {
-        throw notFound(`image ${JSON.stringify(name)}`);
-      }
-      this.m.markMutation(true);
-    });
+    this.rows.delete(namespace, name);
   }
 }

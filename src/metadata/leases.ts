@@ -5,10 +5,11 @@
  * @module
  */
 
-import { alreadyExists, invalidArgument, notFound } from "../errdefs/mod.ts";
-import { adaptFields, parseFilters } from "../filters/mod.ts";
+import { alreadyExists, invalidArgument } from "../errdefs/mod.ts";
+import { adaptFields } from "../filters/mod.ts";
 import { validateLabels } from "../labels/mod.ts";
-import { checkNamespace, jsonToLabels, labelsToJson, type MetadataDB, now } from "./db.ts";
+import { jsonToLabels, KeyedTable, labelsToJson, now } from "./db.ts";
+import type { MetadataDB } from "./db.ts";
 
 /** A lease. */
 export interface Lease {
@@ -54,7 +55,18 @@ export function adaptLease(l: Lease) {
 
 /** Leases and their resources per namespace. */
 export class LeaseStore {
-  constructor(private readonly m: MetadataDB) {}
+  private readonly rows: KeyedTable<Row, Lease>;
+
+  constructor(private readonly m: MetadataDB) {
+    this.rows = new KeyedTable(m, {
+      table: "leases",
+      key: "id",
+      columns: "id, labels, created",
+      describe: (k) => `lease ${JSON.stringify(k)}`,
+      to: toLease,
+      adapt: adaptLease,
+    });
+  }
 
   /** Creates lease `id` (any non-empty text, as clients make random ids); AlreadyExists if taken. */
   create(namespace: string, id: string, labels: Record<string, string> = {}): Lease {
@@ -79,39 +91,17 @@ export class LeaseStore {
 
   /** Lease `id`; NotFound if absent. */
   get(namespace: string, id: string): Lease {
-    checkNamespace(namespace);
-    const r = this.m.get<Row>(
-      "SELECT id, labels, created FROM leases WHERE namespace = ? AND id = ?",
-      namespace,
-      id,
-    );
-    if (!r) throw notFound(`lease ${JSON.stringify(id)}`);
-    return toLease(r);
+    return this.rows.get(namespace, id);
   }
 
   /** Leases of `namespace` passing `filters`, by id. */
   list(namespace: string, filters?: readonly string[]): Lease[] {
-    checkNamespace(namespace);
-    const f = parseFilters(filters);
-    return this.m.all<Row>(
-      "SELECT id, labels, created FROM leases WHERE namespace = ? ORDER BY id",
-      namespace,
-    )
-      .map(toLease)
-      .filter((l) => f.match(adaptLease(l)));
+    return this.rows.list(namespace, filters);
   }
 
   /** Deletes the lease (and its resource list); what it held goes at the next collection. */
   delete(namespace: string, id: string): void {
-    checkNamespace(namespace);
-    this.m.tx(() => {
-      if (
-        this.m.run("DELETE FROM leases WHERE namespace = ? AND id = ?", namespace, id).changes === 0
-      ) {
-        throw notFound(`lease ${JSON.stringify(id)}`);
-      }
-      this.m.markMutation(true);
-    });
+    this.rows.delete(namespace, id);
   }
 
   /** Adds a resource to lease `id` (idempotent). */

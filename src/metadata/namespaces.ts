@@ -4,10 +4,11 @@
  * @module
  */
 
-import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../errdefs/mod.ts";
+import { alreadyExists, failedPrecondition } from "../errdefs/mod.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";
 import { validateLabels } from "../labels/mod.ts";
-import { applyMapPath, jsonToLabels, labelsToJson, type MetadataDB, now } from "./db.ts";
+import { labeledFields, labelsByPaths, labelsToJson, now } from "./db.ts";
+import type { LabeledRow, MetadataDB } from "./db.ts";
 
 /** A namespace and its labels. */
 export interface Namespace {
@@ -17,20 +18,12 @@ export interface Namespace {
   updatedAt: Date;
 }
 
-interface Row {
+interface Row extends LabeledRow {
   name: string;
-  labels: string;
-  created: string;
-  updated: string;
 }
 
 function toNamespace(r: Row): Namespace {
-  return {
-    name: r.name,
-    labels: jsonToLabels(r.labels),
-    createdAt: new Date(r.created),
-    updatedAt: new Date(r.updated),
-  };
+  return { name: r.name, ...labeledFields(r) };
 }
 
 /** Creates, reads, relabels and deletes namespaces. */
@@ -61,9 +54,13 @@ export class NamespaceStore {
   /** The namespace `name`; NotFound if absent. */
   get(name: string): Namespace {
     validateIdentifier(name, "namespace");
-    const r = this.m.get<Row>("SELECT * FROM namespaces WHERE name = ?", name);
-    if (!r) throw notFound(`namespace ${JSON.stringify(name)}`);
-    return toNamespace(r);
+    return toNamespace(
+      this.m.mustGet<Row>(
+        `namespace ${JSON.stringify(name)}`,
+        "SELECT * FROM namespaces WHERE name = ?",
+        name,
+      ),
+    );
   }
 
   /** All namespaces, by name. */
@@ -81,17 +78,12 @@ export class NamespaceStore {
     fieldpaths: readonly string[] = [],
   ): Namespace {
     return this.m.tx(() => {
-      let next = this.get(name).labels;
-      if (fieldpaths.length === 0) next = { ...labels };
-      for (const p of fieldpaths) {
-        const changed = applyMapPath("labels", p, next, labels);
-        if (!changed) {
-          throw invalidArgument(
-            `cannot update ${JSON.stringify(p)} field on namespace ${JSON.stringify(name)}`,
-          );
-        }
-        next = changed;
-      }
+      const next = labelsByPaths(
+        `namespace ${JSON.stringify(name)}`,
+        this.get(name).labels,
+        labels,
+        fieldpaths,
+      );
       validateLabels(next);
       this.m.run(
         "UPDATE namespaces SET labels = ?, updated = ? WHERE name = ?",

@@ -6,17 +6,11 @@
  */
 
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../errdefs/mod.ts";
-import { adaptFields, parseFilters } from "../filters/mod.ts";
+import { adaptFields } from "../filters/mod.ts";
 import { validateLabels } from "../labels/mod.ts";
 import { holdInLease, type LeaseOption } from "./content.ts";
-import {
-  applyMapPath,
-  checkNamespace,
-  jsonToLabels,
-  labelsToJson,
-  type MetadataDB,
-  now,
-} from "./db.ts";
+import { checkNamespace, labeledFields, labelsByPaths, labelsToJson, now } from "./db.ts";
+import type { LabeledRow, MetadataDB } from "./db.ts";
 
 /** One namespace's snapshot. */
 export interface SnapshotRecord {
@@ -32,15 +26,12 @@ export interface SnapshotRecord {
   updatedAt: Date;
 }
 
-interface Row {
+interface Row extends LabeledRow {
   seq: number;
   snapshotter: string;
   name: string;
   backend_key: string;
   parent: string;
-  labels: string;
-  created: string;
-  updated: string;
 }
 
 function toRecord(r: Row): SnapshotRecord {
@@ -49,9 +40,7 @@ function toRecord(r: Row): SnapshotRecord {
     name: r.name,
     backendKey: r.backend_key,
     parent: r.parent,
-    labels: jsonToLabels(r.labels),
-    createdAt: new Date(r.created),
-    updatedAt: new Date(r.updated),
+    ...labeledFields(r),
   };
 }
 
@@ -124,12 +113,14 @@ export class SnapshotRecordStore {
   /** Records of one snapshotter in `namespace` passing `filters`. */
   list(namespace: string, snapshotter: string, filters?: readonly string[]): SnapshotRecord[] {
     checkNamespace(namespace);
-    const f = parseFilters(filters);
-    return this.m.all<Row>(
+    return this.m.listFiltered(
+      filters,
+      toRecord,
+      adaptSnapshotRecord,
       "SELECT * FROM snapshots WHERE namespace = ? AND snapshotter = ? ORDER BY seq",
       namespace,
       snapshotter,
-    ).map(toRecord).filter((s) => f.match(adaptSnapshotRecord(s)));
+    );
   }
 
   /** Changes labels with "labels" / "labels.<k>" (none: replace all); other fields are InvalidArgument. */
@@ -140,17 +131,12 @@ export class SnapshotRecordStore {
     fieldpaths: readonly string[] = [],
   ): SnapshotRecord {
     return this.m.tx(() => {
-      let labels = this.get(namespace, snapshotter, rec.name).labels;
-      if (fieldpaths.length === 0) labels = { ...(rec.labels ?? {}) };
-      for (const p of fieldpaths) {
-        const next = applyMapPath("labels", p, labels, rec.labels);
-        if (!next) {
-          throw invalidArgument(
-            `cannot update ${JSON.stringify(p)} field on snapshot ${JSON.stringify(rec.name)}`,
-          );
-        }
-        labels = next;
-      }
+      const labels = labelsByPaths(
+        `snapshot ${JSON.stringify(rec.name)}`,
+        this.get(namespace, snapshotter, rec.name).labels,
+        rec.labels,
+        fieldpaths,
+      );
       validateLabels(labels);
       this.m.run(
         "UPDATE snapshots SET labels = ?, updated = ? WHERE namespace = ? AND snapshotter = ? AND name = ?",

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { procStat } from "../procfs/mod.ts";
 import { VERSION } from "../version.ts";
 import type { Family } from "./exposition.ts";
 
@@ -17,9 +18,7 @@ function gauge(name: string, help: string, value: number): Family {
 
 /** process_* families, and berth_build_info. */
 export function processFamilies(): Family[] {
-  const stat = Deno.readTextFileSync("/proc/self/stat");
-  // Fields after the command (which may hold spaces) start at field 3.
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const f = procStat("self") ?? [];
   const utime = Number(f[11]);
   const stime = Number(f[12]);
   const startTicks = Number(f[19]);

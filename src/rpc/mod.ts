@@ -36,10 +36,11 @@ export {
   type MethodEntry,
   type MethodHandler,
   type RegisterOptions,
+  ServedCall,
   type ServerStreamingHandler,
   type ServiceImpl,
   ServiceSet,
   type UnaryHandler,
 } from "./services.ts";
 export { errorFromStatus, type Status, statusFromError } from "./status.ts";
-export { callSpan, endCallSpan } from "./tracing.ts";
+export { callSpan } from "./tracing.ts";

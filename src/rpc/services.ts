@@ -26,6 +26,8 @@ import {
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { BerthError, Code } from "../errdefs/mod.ts";
 import type { CallContext } from "./context.ts";
+import { endCallSpan } from "./tracing.ts";
+import type { Span } from "../tracing/mod.ts";
 
 /**
  * What a handler answers with: a message or an init object for one. Methods
@@ -110,6 +112,34 @@ export interface MethodEntry {
  * without it a call costs nothing extra (no clock read, no allocation).
  */
 export type CallObserver = (entry: MethodEntry) => (code: Code) => void;
+
+/**
+ * What both servers keep of a call they serve, whatever the transport:
+ * whether it is over, and the observer's end, told once.
+ */
+export class ServedCall {
+  /** Set once the call's status went out or the call was abandoned (see {@link settle}). */
+  finished = false;
+  /** The {@link CallObserver}'s end of this call, when one is installed. */
+  observed: ((code: Code) => void) | undefined = undefined;
+  /** The call's span, when it is traced. */
+  span: Span | undefined = undefined;
+
+  /** Marks the call over with `code`, telling the observer and ending the span once. */
+  settle(code: Code): void {
+    this.finished = true;
+    const done = this.observed;
+    if (done !== undefined) {
+      this.observed = undefined;
+      done(code);
+    }
+    const span = this.span;
+    if (span !== undefined) {
+      this.span = undefined;
+      endCallSpan(span, code);
+    }
+  }
+}
 
 /** Service name -> method name -> entry. */
 export class ServiceSet {

@@ -22,6 +22,7 @@ import { validateIdentifier } from "../identifiers/mod.ts";
 import { shimGroupAnnotation } from "../labels/mod.ts";
 import { log } from "../log/mod.ts";
 import { type Span, withSpan } from "../tracing/mod.ts";
+import { procState } from "../procfs/mod.ts";
 import { type Client, connect, type ServiceClient, serviceClient } from "../ttrpc/mod.ts";
 import {
   type Bundle,
@@ -695,12 +696,8 @@ async function within(p: Promise<unknown>, ms: number): Promise<void> {
 async function waitGone(pid: number, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    try {
-      const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-      if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return;
-    } catch {
-      return;
-    }
+    const state = procState(pid);
+    if (state === undefined || state === "Z") return;
     await new Promise((r) => setTimeout(r, 20));
   }
 }

@@ -27,6 +27,7 @@
 
 import { notFound } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
+import { procState } from "../procfs/mod.ts";
 import { isOwnChild } from "../spawn/mod.ts";
 import {
   close,
@@ -93,15 +94,6 @@ function childPids(): number[] {
     // a thread ended while listing: the next sweep sees the rest
   }
   return out;
-}
-
-function isZombie(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
-  } catch {
-    return false;
-  }
 }
 
 /** The shim's reaper: follows container processes and reaps orphans. */
@@ -181,7 +173,7 @@ export class Reaper {
     for (const entry of [...this.tracked.values()]) this.check(entry);
     if (this.holds > 0) return;
     for (const pid of childPids()) {
-      if (this.tracked.has(pid) || isOwnChild(pid) || !isZombie(pid)) continue;
+      if (this.tracked.has(pid) || isOwnChild(pid) || procState(pid) !== "Z") continue;
       try {
         if (waitPid(pid, { noHang: true })) this.orphansReaped++;
       } catch {

@@ -32,8 +32,7 @@ export { OverlaySnapshotter } from "./overlay.ts";
 export { adaptSnapshot } from "./local.ts";
 export { diskUsage } from "./usage.ts";
 
-/** The snapshotter used when none is named. */
-export const DEFAULT_SNAPSHOTTER = "overlayfs";
+export { DEFAULT_SNAPSHOTTER } from "../defaults/mod.ts";
 
 /** Names of the built-in snapshotters. */
 export const SNAPSHOTTER_NAMES: readonly string[] = ["overlayfs", "native"];

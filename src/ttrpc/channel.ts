@@ -13,6 +13,7 @@
  * @module
  */
 
+import { putUint32 } from "../bytes/mod.ts";
 import { BatchWriter, type ByteSink } from "../rpc/mod.ts";
 
 /** Size of the fixed frame header. */
@@ -184,14 +185,8 @@ export function putHeader(
   type: number,
   flags: number,
 ): void {
-  buf[at] = length >>> 24;
-  buf[at + 1] = length >>> 16;
-  buf[at + 2] = length >>> 8;
-  buf[at + 3] = length;
-  buf[at + 4] = streamId >>> 24;
-  buf[at + 5] = streamId >>> 16;
-  buf[at + 6] = streamId >>> 8;
-  buf[at + 7] = streamId;
+  putUint32(buf, at, length);
+  putUint32(buf, at + 4, streamId);
   buf[at + 8] = type;
   buf[at + 9] = flags;
 }

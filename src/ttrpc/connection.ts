@@ -16,16 +16,16 @@ import {
   callUnary,
   decodeInput,
   encodeOutput,
-  endCallSpan,
   isClosedError,
   isThenable,
   MessageQueue,
   type Metadata,
   type MethodEntry,
+  ServedCall,
   type ServiceSet,
   statusFromError,
 } from "../rpc/mod.ts";
-import { type Span, tracer } from "../tracing/mod.ts";
+import { tracer } from "../tracing/mod.ts";
 import {
   Flag,
   FrameWriter,
@@ -53,26 +53,21 @@ const STREAM_HIGH_WATER = 1 << 20;
 const WRITE_HIGH_WATER = 16 << 20;
 
 /** One call being served; it is the handler's {@link CallContext}. */
-class ServerCall implements CallContext {
+class ServerCall extends ServedCall implements CallContext {
   readonly service: string;
   readonly method: string;
   readonly metadata: Metadata;
   readonly deadline: number | undefined;
   /** The method being served (kept for decoding the stream's later messages). */
   readonly entry: MethodEntry;
-  /** Set once the call's answer went out or the call was abandoned. */
-  finished = false;
   /** Messages from the peer, for client- and bidi-streaming calls. */
   inbound: MessageQueue<unknown> | undefined;
-  /** The observer's end of this call, when one is installed. */
-  observed: ((code: Code) => void) | undefined;
-  /** The call's span, when it is traced. */
-  span: Span | undefined;
   #ctrl: AbortController | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #reason: BerthError | undefined;
 
   constructor(req: RequestEnvelope, entry: MethodEntry) {
+    super();
     this.entry = entry;
     this.service = req.service;
     this.method = req.method;
@@ -117,21 +112,6 @@ class ServerCall implements CallContext {
     this.release();
     this.inbound?.fail(reason);
     this.#ctrl?.abort(reason);
-  }
-
-  /** Marks the call over with `code`, telling the observer once. */
-  settle(code: Code): void {
-    this.finished = true;
-    const done = this.observed;
-    if (done !== undefined) {
-      this.observed = undefined;
-      done(code);
-    }
-    const span = this.span;
-    if (span !== undefined) {
-      this.span = undefined;
-      endCallSpan(span, code);
-    }
   }
 
   /** Drops the deadline timer once the call is over. */

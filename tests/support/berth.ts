@@ -5,6 +5,7 @@
  * @module
  */
 
+import { privateBerth } from "./binary.ts";
 import { spawnDaemon, stopDaemon, waitForSocket } from "./daemon.ts";
 import { cgroupRoots, removeCgroup, removeIfEmpty } from "./mounts.ts";
 
@@ -18,25 +19,14 @@ function existsSync(path: string): boolean {
 }
 import { runTool, type ToolResult } from "./tool.ts";
 
-const ROOT = new URL("../..", import.meta.url).pathname;
-/** bin/berth as `make build` writes it. */
-export const BUILT = `${ROOT}bin/berth`;
-
 /**
- * Copies bin/berth (and its shim alias) into a temporary directory, removed
- * when the test process unloads; fails with a hint when it was never built.
+ * {@link privateBerth}'s copy of bin/berth (and its shim alias), removed
+ * when the test process unloads.
  */
 export async function privateCopy(): Promise<{ path: string; dir: string }> {
-  await Deno.stat(BUILT).catch(() => {
-    throw new Error(`${BUILT} is missing: run \`make build\` first`);
-  });
-  const dir = await Deno.makeTempDir({ prefix: "berth-client-bin-" });
-  await Deno.copyFile(BUILT, `${dir}/berth`);
-  await Deno.chmod(`${dir}/berth`, 0o755);
-  // The daemon finds berth's shim beside its own executable.
-  await Deno.symlink("berth", `${dir}/containerd-shim-berth-v2`);
-  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-  return { path: `${dir}/berth`, dir };
+  const bin = await privateBerth();
+  globalThis.addEventListener("unload", () => bin.remove());
+  return { path: bin.path, dir: bin.dir };
 }
 
 /** A berth daemon started by a test on its own temporary paths. */

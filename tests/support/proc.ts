@@ -6,6 +6,8 @@
  * @module
  */
 
+import { procStat, procState } from "../../src/procfs/mod.ts";
+
 /** The argv of `pid`, or null when it is gone or unreadable (kernel threads have none). */
 export function readCmdline(pid: number): string[] | null {
   try {
@@ -61,14 +63,8 @@ export function processesInCgroup(prefix: string): number[] {
 
 /** The parent pid of `pid`, or null when it is gone. */
 export function parentOf(pid: number): number | null {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    // Fields after the parenthesised name: state, ppid, ...
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(rest[1]);
-  } catch {
-    return null;
-  }
+  const f = procStat(pid);
+  return f === undefined ? null : Number(f[1]);
 }
 
 /** The pids whose parent is `pid`. */
@@ -78,14 +74,8 @@ export function childrenOf(pid: number): number[] {
 
 /** True while `pid` exists and is not a zombie. */
 export function isAlive(pid: number): boolean {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    // The state letter follows the parenthesised command name, which may hold spaces.
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
-  }
+  const state = procState(pid);
+  return state !== undefined && state !== "Z" && state !== "X";
 }
 
 function signal(pid: number, sig: Deno.Signal): void {

@@ -12,7 +12,7 @@ import { type GroupSpec, labelArgs, usageError } from "../cli.ts";
 import { CONTAINER_FLAGS, createContainer, getContainer, specOf } from "../container.ts";
 import { type Connection, withConnection } from "../connection.ts";
 import { deleteEach, HintedError } from "../errors.ts";
-import { printJSON, printTable, timestampText, WIDE } from "../output.ts";
+import { listFlags, printJSON, printList, printTable, timestampText, WIDE } from "../output.ts";
 import { deleteTaskIfStopped } from "../task.ts";
 
 /** A container record as ctr's `containers info` prints it (Go field names). */
@@ -83,24 +83,22 @@ export const group: GroupSpec = {
       aliases: ["ls"],
       usage: "list containers",
       argsUsage: "[FILTER ...]",
-      flags: {
-        quiet: { type: "boolean", short: "q", help: "print only the container id" },
-        format: { type: "string", help: "output format: table or json", default: "table" },
-      },
+      flags: listFlags("the container id"),
       async run({ flags, args, global }) {
         const { containers } = await withConnection(
           global,
           (c) => c.service(Containers).list({ filters: args }),
         );
-        if (flags.quiet) { for (const c of containers) console.log(c.id); }
-        else if (flags.format === "json") printJSON(containers.map((c) => containerJSON(c, false)));
-        else {
-          printTable(
-            ["CONTAINER", "IMAGE", "RUNTIME"],
-            containers.map((c) => [c.id, c.image || "-", c.runtime?.name ?? ""]),
-            WIDE,
-          );
-        }
+        printList(flags, containers, {
+          key: (c) => c.id,
+          json: (c) => containerJSON(c, false),
+          table: (cs) =>
+            printTable(
+              ["CONTAINER", "IMAGE", "RUNTIME"],
+              cs.map((c) => [c.id, c.image || "-", c.runtime?.name ?? ""]),
+              WIDE,
+            ),
+        });
         return 0;
       },
     },

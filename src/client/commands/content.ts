@@ -8,14 +8,14 @@ import { type GroupSpec, labelArgs, usageError } from "../cli.ts";
 import { withConnection } from "../connection.ts";
 import { deleteEach, HintedError, hintNotFound } from "../errors.ts";
 import {
-  formatTable,
   humanDuration,
   humanSize,
   labelsCell,
-  printJSON,
+  listFlags,
+  printList,
+  printTable,
   TABBED,
   timestampText,
-  write,
 } from "../output.ts";
 
 const lsHint = (ns: string) => `list content with: berth -n ${ns} content ls`;
@@ -30,39 +30,32 @@ export const group: GroupSpec = {
       aliases: ["ls"],
       usage: "list all blobs in the store",
       argsUsage: "[FILTER ...]",
-      flags: {
-        quiet: { type: "boolean", short: "q", help: "print only the blob digest" },
-        format: { type: "string", help: "output format: table or json", default: "table" },
-      },
+      flags: listFlags("the blob digest"),
       async run({ flags, args, global }) {
         const infos = await withConnection(global, async (c) => {
           const out = [];
           for await (const r of c.service(Content).list({ filters: args })) out.push(...r.info);
           return out;
         });
-        if (flags.quiet) { for (const i of infos) console.log(i.digest); }
-        else if (flags.format === "json") {
-          printJSON(
-            infos.map((i) => ({
-              digest: i.digest,
-              size: Number(i.size),
-              createdAt: timestampText(i.createdAt),
-              labels: i.labels,
-            })),
-          );
-        } else {
-          const now = Date.now();
-          const rows = [
-            ["DIGEST", "SIZE", "AGE", "LABELS"],
-            ...infos.map((i) => [
+        printList(flags, infos, {
+          key: (i) => i.digest,
+          json: (i) => ({
+            digest: i.digest,
+            size: Number(i.size),
+            createdAt: timestampText(i.createdAt),
+            labels: i.labels,
+          }),
+          table: (is) => {
+            const now = Date.now();
+            const rows = is.map((i) => [
               i.digest,
               humanSize(i.size),
               humanDuration(now - Number(i.createdAt?.seconds ?? 0n) * 1000),
               labelsCell(i.labels),
-            ]),
-          ];
-          write(formatTable(rows, TABBED, false));
-        }
+            ]);
+            printTable(["DIGEST", "SIZE", "AGE", "LABELS"], rows, TABBED, false);
+          },
+        });
         return 0;
       },
     },

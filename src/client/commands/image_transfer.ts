@@ -4,6 +4,7 @@
  * containerd's client library.
  * @module
  */
+import { DEFAULT_SNAPSHOTTER } from "../../defaults/mod.ts";
 import { Code } from "../../errdefs/mod.ts";
 import {
   exportArchive,
@@ -45,7 +46,11 @@ export const importCommand: CommandSpec = {
     "base-name": { type: "string", help: "base image name for entries named only by a tag" },
     "index-name": { type: "string", help: "image name to keep the archive's whole index under" },
     "no-unpack": { type: "boolean", help: "skip unpacking the images" },
-    snapshotter: { type: "string", help: "snapshotter to unpack into", default: "overlayfs" },
+    snapshotter: {
+      type: "string",
+      help: "snapshotter to unpack into",
+      default: DEFAULT_SNAPSHOTTER,
+    },
     "from-dir": {
       type: "boolean",
       help:
@@ -69,7 +74,7 @@ export const importCommand: CommandSpec = {
     digests: { type: "boolean", help: "accepted for ctr compatibility" },
   },
   async run({ flags, args, global }) {
-    const snapshotter = str(flags, "snapshotter") ?? "overlayfs";
+    const snapshotter = str(flags, "snapshotter") ?? DEFAULT_SNAPSHOTTER;
     const unpack = flags["no-unpack"] !== true;
     if (flags["from-dir"]) {
       if (args.length !== 2) {
@@ -251,7 +256,11 @@ export const pullCommand: CommandSpec = {
   flags: {
     "plain-http": { type: "boolean", help: "use http:// instead of https://" },
     user: { type: "string", short: "u", help: "registry credentials USER[:PASSWORD]" },
-    snapshotter: { type: "string", help: "snapshotter to unpack into", default: "overlayfs" },
+    snapshotter: {
+      type: "string",
+      help: "snapshotter to unpack into",
+      default: DEFAULT_SNAPSHOTTER,
+    },
     "skip-unpack": { type: "boolean", help: "do not unpack the image" },
     "all-platforms": { type: "boolean", help: "accepted for ctr compatibility" },
   },
@@ -265,7 +274,7 @@ export const pullCommand: CommandSpec = {
         username: username || undefined,
         password: password || undefined,
         unpack: flags["skip-unpack"] !== true,
-        snapshotter: str(flags, "snapshotter") ?? "overlayfs",
+        snapshotter: str(flags, "snapshotter") ?? DEFAULT_SNAPSHOTTER,
         onProgress: (p) => progress.update(p),
       }));
     progress.finish();
@@ -282,13 +291,13 @@ export const mountCommand: CommandSpec = {
   usage: "mount an image to a target path",
   argsUsage: "[flags] REF TARGET",
   flags: {
-    snapshotter: { type: "string", help: "snapshotter name", default: "overlayfs" },
+    snapshotter: { type: "string", help: "snapshotter name", default: DEFAULT_SNAPSHOTTER },
     rw: { type: "boolean", help: "a writable snapshot instead of a read-only view" },
   },
   async run({ flags, args, global }) {
     if (args.length !== 2) throw usageError("mount needs an image and a target directory");
     const [ref, target] = args;
-    const snapshotter = str(flags, "snapshotter") ?? "overlayfs";
+    const snapshotter = str(flags, "snapshotter") ?? DEFAULT_SNAPSHOTTER;
     const { mountAll } = await import("../../mount/mod.ts");
     await withConnection(global, async (conn) => {
       const image = await getImage(conn, ref);
@@ -314,7 +323,7 @@ export const unmountCommand: CommandSpec = {
   usage: "unmount the image from the target",
   argsUsage: "[flags] TARGET",
   flags: {
-    snapshotter: { type: "string", help: "snapshotter name", default: "overlayfs" },
+    snapshotter: { type: "string", help: "snapshotter name", default: DEFAULT_SNAPSHOTTER },
     rm: { type: "boolean", help: "remove the snapshot after unmounting" },
   },
   async run({ flags, args, global }) {
@@ -326,7 +335,7 @@ export const unmountCommand: CommandSpec = {
         global,
         (conn) =>
           conn.service(Snapshots).remove({
-            snapshotter: str(flags, "snapshotter") ?? "overlayfs",
+            snapshotter: str(flags, "snapshotter") ?? DEFAULT_SNAPSHOTTER,
             key: args[0],
           }),
       );

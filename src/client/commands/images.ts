@@ -2,6 +2,7 @@
  * `berth images`: ls, tag, rm, check (and the transfer commands, once src/images serves them).
  * @module
  */
+import { DEFAULT_SNAPSHOTTER } from "../../defaults/mod.ts";
 import { Code } from "../../errdefs/mod.ts";
 import { Images } from "../../gen/containerd/services/images/v1/images_pb.ts";
 import { Snapshots } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
@@ -180,7 +181,7 @@ export const group: GroupSpec = {
         snapshotter: {
           type: "string",
           help: "snapshotter to check unpacking in",
-          default: "overlayfs",
+          default: DEFAULT_SNAPSHOTTER,
         },
       },
       async run({ flags, args, global }) {
@@ -204,7 +205,7 @@ export const group: GroupSpec = {
             if (complete) {
               unpacked = await isUnpacked(
                 conn,
-                str(flags, "snapshotter") ?? "overlayfs",
+                str(flags, "snapshotter") ?? DEFAULT_SNAPSHOTTER,
                 (await imageConfig(conn, image)).chainId,
               );
             }

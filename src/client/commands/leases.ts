@@ -6,7 +6,7 @@ import { Leases } from "../../gen/containerd/services/leases/v1/leases_pb.ts";
 import { type GroupSpec, labelArgs, str, usageError } from "../cli.ts";
 import { withConnection } from "../connection.ts";
 import { hintNotFound } from "../errors.ts";
-import { labelsCell, printJSON, printTable, timestampText } from "../output.ts";
+import { labelsCell, listFlags, printList, printTable, timestampText } from "../output.ts";
 
 /** The `leases` group. */
 export const group: GroupSpec = {
@@ -18,28 +18,21 @@ export const group: GroupSpec = {
       aliases: ["ls"],
       usage: "list all active leases",
       argsUsage: "[FILTER ...]",
-      flags: {
-        quiet: { type: "boolean", short: "q", help: "print only the lease id" },
-        format: { type: "string", help: "output format: table or json", default: "table" },
-      },
+      flags: listFlags("the lease id"),
       async run({ flags, args, global }) {
         const { leases } = await withConnection(
           global,
           (c) => c.service(Leases).list({ filters: args }),
         );
-        if (flags.quiet) { for (const l of leases) console.log(l.id); }
-        else if (flags.format === "json") {
-          printJSON(
-            leases.map((l) => ({
-              id: l.id,
-              createdAt: timestampText(l.createdAt),
-              labels: l.labels,
-            })),
-          );
-        } else {printTable(
-            ["ID", "CREATED AT", "LABELS"],
-            leases.map((l) => [l.id, timestampText(l.createdAt), labelsCell(l.labels)]),
-          );}
+        printList(flags, leases, {
+          key: (l) => l.id,
+          json: (l) => ({ id: l.id, createdAt: timestampText(l.createdAt), labels: l.labels }),
+          table: (ls) =>
+            printTable(
+              ["ID", "CREATED AT", "LABELS"],
+              ls.map((l) => [l.id, timestampText(l.createdAt), labelsCell(l.labels)]),
+            ),
+        });
         return 0;
       },
     },

@@ -7,7 +7,7 @@ import { Namespaces } from "../../gen/containerd/services/namespaces/v1/namespac
 import { type GroupSpec, labelArgs, usageError } from "../cli.ts";
 import { withConnection } from "../connection.ts";
 import { deleteEach, hintNotFound } from "../errors.ts";
-import { labelsCell, printJSON, printTable } from "../output.ts";
+import { labelsCell, listFlags, printList, printTable } from "../output.ts";
 
 const LS_HINT = "list namespaces with: berth namespaces ls";
 
@@ -36,19 +36,15 @@ export const group: GroupSpec = {
       name: "list",
       aliases: ["ls"],
       usage: "list namespaces",
-      flags: {
-        quiet: { type: "boolean", short: "q", help: "print only the namespace name" },
-        format: { type: "string", help: "output format: table or json", default: "table" },
-      },
+      flags: listFlags("the namespace name"),
       async run({ flags, global }) {
         const { namespaces } = await withConnection(global, (c) => c.service(Namespaces).list({}));
-        if (flags.quiet) { for (const n of namespaces) console.log(n.name); }
-        else if (flags.format === "json") {
-          printJSON(namespaces.map((n) => ({ name: n.name, labels: n.labels })));
-        } else {printTable(
-            ["NAME", "LABELS"],
-            namespaces.map((n) => [n.name, labelsCell(n.labels, "")]),
-          );}
+        printList(flags, namespaces, {
+          key: (n) => n.name,
+          json: (n) => ({ name: n.name, labels: n.labels }),
+          table: (ns) =>
+            printTable(["NAME", "LABELS"], ns.map((n) => [n.name, labelsCell(n.labels, "")])),
+        });
         return 0;
       },
     },

@@ -8,8 +8,8 @@ import { type CommandSpec, str, usageError } from "../cli.ts";
 import { CONTAINER_FLAGS, createContainer } from "../container.ts";
 import { withConnection } from "../connection.ts";
 import { runAttached } from "../foreground.ts";
-import { FifoIO, needTerminal } from "../stdio.ts";
-import { createTask, defaultFifoDir, fixedIO, tasksError } from "../task.ts";
+import { needTerminal } from "../stdio.ts";
+import { createTask, openIO, tasksError } from "../task.ts";
 import { deleteContainer } from "./containers.ts";
 
 /** The `run` command. */
@@ -38,20 +38,14 @@ export const command: CommandSpec = {
     if (tty && !detach && localIO) needTerminal("-t");
     return await withConnection(global, async (conn) => {
       const container = await createContainer(conn, flags, ref, id, cmd);
-      let io: FifoIO | undefined;
       let status: number;
       try {
-        let choice = fixedIO(flags["null-io"] === true, str(flags, "log-uri"), tty);
-        if (!choice) {
-          io = await FifoIO.create(
-            str(flags, "fifo-dir") ?? defaultFifoDir(global.address),
-            id,
-            tty,
-            detach,
-          );
-          choice = io.paths;
-          io.start(conn, id, "", !detach);
-        }
+        const { choice, io } = await openIO(conn, flags, global.address, {
+          containerId: id,
+          execId: "",
+          terminal: tty,
+          detach,
+        });
         const pid = await createTask(conn, container, choice);
         const pidFile = str(flags, "pid-file");
         if (pidFile) await Deno.writeTextFile(pidFile, String(pid));

@@ -2,11 +2,12 @@
  * `berth snapshots`: ls, info, usage, rm, tree, mounts, prepare, view, commit, label.
  * @module
  */
+import { DEFAULT_SNAPSHOTTER } from "../../defaults/mod.ts";
 import { Snapshots } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import { Kind } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import type { Info } from "../../gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import type { Mount } from "../../gen/containerd/types/mount_pb.ts";
-import { type GroupSpec, labelArgs, list, str, usageError } from "../cli.ts";
+import { type CommandSpec, type GroupSpec, labelArgs, list, str, usageError } from "../cli.ts";
 import { type Connection, withConnection } from "../connection.ts";
 import { hintNotFound } from "../errors.ts";
 import { humanSize, labelsCell, printJSON, printTable, timestampText } from "../output.ts";
@@ -49,14 +50,58 @@ function infoJSON(i: Info) {
 }
 
 const snap = (flags: Record<string, unknown>) =>
-  (flags.snapshotter as string | undefined) ?? "overlayfs";
+  (flags.snapshotter as string | undefined) ?? DEFAULT_SNAPSHOTTER;
+
+/**
+ * `prepare` and `view`: the same command line, differing only in the RPC
+ * (an active snapshot or a read-only one).
+ */
+function newSnapshotCommand(method: "prepare" | "view", usage: string): CommandSpec {
+  return {
+    name: method,
+    usage,
+    argsUsage: "KEY [PARENT]",
+    flags: {
+      target: {
+        type: "string",
+        short: "t",
+        help: "mount target path; prints the mount command when set",
+      },
+      mounts: { type: "boolean", help: "print out snapshot mounts as JSON" },
+      label: {
+        type: "string",
+        multiple: true,
+        help: "label for the snapshot, e.g. containerd.io/gc.root=1 to keep it from the GC",
+      },
+    },
+    async run({ flags, args, global }) {
+      if (!args[0]) throw usageError("please name a snapshot key");
+      const { mounts } = await withConnection(
+        global,
+        (c): Promise<{ mounts: Mount[] }> =>
+          c.service(Snapshots)[method]({
+            snapshotter: snap(flags),
+            key: args[0],
+            parent: args[1] ?? "",
+            labels: labelArgs(list(flags, "label")),
+          }),
+      );
+      const target = str(flags, "target");
+      if (target) printMounts(target, mounts);
+      if (flags.mounts) printJSON(mounts);
+      return 0;
+    },
+  };
+}
 
 /** The `snapshots` group. */
 export const group: GroupSpec = {
   name: "snapshots",
   aliases: ["snapshot"],
   usage: "manage snapshots",
-  flags: { snapshotter: { type: "string", help: "snapshotter name", default: "overlayfs" } },
+  flags: {
+    snapshotter: { type: "string", help: "snapshotter name", default: DEFAULT_SNAPSHOTTER },
+  },
   commands: [
     {
       name: "list",
@@ -131,76 +176,8 @@ export const group: GroupSpec = {
         return 0;
       },
     },
-    {
-      name: "prepare",
-      usage: "prepare a snapshot from a committed snapshot",
-      argsUsage: "KEY [PARENT]",
-      flags: {
-        target: {
-          type: "string",
-          short: "t",
-          help: "mount target path; prints the mount command when set",
-        },
-        mounts: { type: "boolean", help: "print out snapshot mounts as JSON" },
-        label: {
-          type: "string",
-          multiple: true,
-          help: "label for the snapshot, e.g. containerd.io/gc.root=1 to keep it from the GC",
-        },
-      },
-      async run({ flags, args, global }) {
-        if (!args[0]) throw usageError("please name a snapshot key");
-        const { mounts } = await withConnection(
-          global,
-          (c) =>
-            c.service(Snapshots).prepare({
-              snapshotter: snap(flags),
-              key: args[0],
-              parent: args[1] ?? "",
-              labels: labelArgs(list(flags, "label")),
-            }),
-        );
-        const target = str(flags, "target");
-        if (target) printMounts(target, mounts);
-        if (flags.mounts) printJSON(mounts);
-        return 0;
-      },
-    },
-    {
-      name: "view",
-      usage: "create a read-only snapshot from a committed snapshot",
-      argsUsage: "KEY [PARENT]",
-      flags: {
-        target: {
-          type: "string",
-          short: "t",
-          help: "mount target path; prints the mount command when set",
-        },
-        mounts: { type: "boolean", help: "print out snapshot mounts as JSON" },
-        label: {
-          type: "string",
-          multiple: true,
-          help: "label for the snapshot, e.g. containerd.io/gc.root=1 to keep it from the GC",
-        },
-      },
-      async run({ flags, args, global }) {
-        if (!args[0]) throw usageError("please name a snapshot key");
-        const { mounts } = await withConnection(
-          global,
-          (c) =>
-            c.service(Snapshots).view({
-              snapshotter: snap(flags),
-              key: args[0],
-              parent: args[1] ?? "",
-              labels: labelArgs(list(flags, "label")),
-            }),
-        );
-        const target = str(flags, "target");
-        if (target) printMounts(target, mounts);
-        if (flags.mounts) printJSON(mounts);
-        return 0;
-      },
-    },
+    newSnapshotCommand("prepare", "prepare a snapshot from a committed snapshot"),
+    newSnapshotCommand("view", "create a read-only snapshot from a committed snapshot"),
     {
       name: "mounts",
       aliases: ["m", "mount"],

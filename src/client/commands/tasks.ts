@@ -9,19 +9,27 @@ import { file_containerd_cgroups_v1_metrics } from "../../gen/containerd/cgroups
 import { file_containerd_cgroups_v2_metrics } from "../../gen/containerd/cgroups/v2/metrics_pb.ts";
 import { Tasks } from "../../gen/containerd/services/tasks/v1/tasks_pb.ts";
 import { Status } from "../../gen/containerd/types/task_pb.ts";
-import { type GroupSpec, str, usageError } from "../cli.ts";
+import { type CommandSpec, type GroupSpec, str, usageError } from "../cli.ts";
 import { getContainer, specOf } from "../container.ts";
 import { type Connection, withConnection } from "../connection.ts";
 import { HintedError } from "../errors.ts";
 import { runAttached } from "../foreground.ts";
-import { formatTable, printJSON, printTable, timestampText, WIDE, write } from "../output.ts";
+import {
+  formatTable,
+  listFlags,
+  printJSON,
+  printList,
+  printTable,
+  timestampText,
+  WIDE,
+  write,
+} from "../output.ts";
 import { FifoIO, needTerminal, terminalSize } from "../stdio.ts";
 import {
   createTask,
-  defaultFifoDir,
   explainTaskError,
-  fixedIO,
   getTask,
+  openIO,
   removeFifoDir,
   statusName,
 } from "../task.ts";
@@ -63,6 +71,23 @@ const IO_FLAGS = {
   "log-uri": { type: "string" as const, help: "log uri (file:///path, binary:///path?args)" },
   "fifo-dir": { type: "string" as const, help: "directory for the stdio fifos" },
 };
+
+/** `pause` and `resume`: one Tasks call on the container named, nothing printed. */
+function containerAction(method: "pause" | "resume", usage: string): CommandSpec {
+  return {
+    name: method,
+    usage,
+    argsUsage: "CONTAINER",
+    async run({ args, global }) {
+      const id = needId(args);
+      await withConnection(
+        global,
+        (conn) => taskCall(conn, id, () => conn.service(Tasks)[method]({ containerId: id })),
+      );
+      return 0;
+    },
+  };
+}
 
 /** The `tasks` group. */
 export const group: GroupSpec = {
@@ -178,18 +203,12 @@ export const group: GroupSpec = {
             const { parseUser } = await import("../../oci/mod.ts");
             process.user = parseUser(str(flags, "user")!);
           }
-          let io: FifoIO | undefined;
-          let choice = fixedIO(false, str(flags, "log-uri"), tty);
-          if (!choice) {
-            io = await FifoIO.create(
-              str(flags, "fifo-dir") ?? defaultFifoDir(global.address),
-              `${id}-${execId}`,
-              tty,
-              flags.detach === true,
-            );
-            choice = io.paths;
-            io.start(conn, id, execId, flags.detach !== true);
-          }
+          const { choice, io } = await openIO(conn, flags, global.address, {
+            containerId: id,
+            execId,
+            terminal: tty,
+            detach: flags.detach === true,
+          });
           const tasks = conn.service(Tasks);
           await taskCall(conn, id, () =>
             tasks.exec({
@@ -260,30 +279,27 @@ export const group: GroupSpec = {
       name: "list",
       aliases: ["ls"],
       usage: "list tasks",
-      flags: {
-        quiet: { type: "boolean", short: "q", help: "print only the task id" },
-        format: { type: "string", help: "output format: table or json", default: "table" },
-      },
+      flags: listFlags("the task id"),
       async run({ flags, global }) {
         const { tasks } = await withConnection(
           global,
           (conn) => taskCall(conn, "", () => conn.service(Tasks).list({})),
         );
-        if (flags.quiet) { for (const t of tasks) console.log(t.id); }
-        else if (flags.format === "json") {
-          printJSON(
-            tasks.map((t) => ({
-              id: t.id,
-              pid: t.pid,
-              status: statusName(t.status),
-              exitStatus: t.exitStatus,
-            })),
-          );
-        } else {printTable(
-            ["TASK", "PID", "STATUS"],
-            tasks.map((t) => [t.id, String(t.pid), statusName(t.status)]),
-            WIDE,
-          );}
+        printList(flags, tasks, {
+          key: (t) => t.id,
+          json: (t) => ({
+            id: t.id,
+            pid: t.pid,
+            status: statusName(t.status),
+            exitStatus: t.exitStatus,
+          }),
+          table: (ts) =>
+            printTable(
+              ["TASK", "PID", "STATUS"],
+              ts.map((t) => [t.id, String(t.pid), statusName(t.status)]),
+              WIDE,
+            ),
+        });
         return 0;
       },
     },
@@ -356,19 +372,7 @@ export const group: GroupSpec = {
         return 0;
       },
     },
-    {
-      name: "pause",
-      usage: "pause an existing container",
-      argsUsage: "CONTAINER",
-      async run({ args, global }) {
-        const id = needId(args);
-        await withConnection(
-          global,
-          (conn) => taskCall(conn, id, () => conn.service(Tasks).pause({ containerId: id })),
-        );
-        return 0;
-      },
-    },
+    containerAction("pause", "pause an existing container"),
     {
       name: "ps",
       usage: "list processes for container",
@@ -392,19 +396,7 @@ export const group: GroupSpec = {
         return 0;
       },
     },
-    {
-      name: "resume",
-      usage: "resume a paused container",
-      argsUsage: "CONTAINER",
-      async run({ args, global }) {
-        const id = needId(args);
-        await withConnection(
-          global,
-          (conn) => taskCall(conn, id, () => conn.service(Tasks).resume({ containerId: id })),
-        );
-        return 0;
-      },
-    },
+    containerAction("resume", "resume a paused container"),
     {
       name: "start",
       usage: "start a container that has been created",
@@ -423,18 +415,12 @@ export const group: GroupSpec = {
           if (tty && !detach && flags["null-io"] !== true && str(flags, "log-uri") === undefined) {
             needTerminal(`container "${id}" (created with -t)`, "start it with -d");
           }
-          let io: FifoIO | undefined;
-          let choice = fixedIO(flags["null-io"] === true, str(flags, "log-uri"), tty);
-          if (!choice) {
-            io = await FifoIO.create(
-              str(flags, "fifo-dir") ?? defaultFifoDir(global.address),
-              id,
-              tty,
-              detach,
-            );
-            choice = io.paths;
-            io.start(conn, id, "", !detach);
-          }
+          const { choice, io } = await openIO(conn, flags, global.address, {
+            containerId: id,
+            execId: "",
+            terminal: tty,
+            detach,
+          });
           const pid = await createTask(conn, c, choice);
           if (str(flags, "pid-file")) {
             await Deno.writeTextFile(str(flags, "pid-file")!, String(pid));

@@ -11,6 +11,7 @@
  * @module
  */
 
+import { putUint32 } from "../../bytes/mod.ts";
 import { log } from "../../log/mod.ts";
 import {
   DEFAULT_MAX_FRAME,
@@ -202,10 +203,7 @@ export class H2Connection {
       const o = at + 6 * i;
       b[o] = id >>> 8;
       b[o + 1] = id;
-      b[o + 2] = v >>> 24;
-      b[o + 3] = v >>> 16;
-      b[o + 4] = v >>> 8;
-      b[o + 5] = v;
+      putUint32(b, o + 2, v);
     });
     if (this.#connWindow > DEFAULT_WINDOW) {
       this.#writer.frame32(0, FrameType.WINDOW_UPDATE, 0, this.#connWindow - DEFAULT_WINDOW);
@@ -441,14 +439,8 @@ export class H2Connection {
     const msg = new TextEncoder().encode(debug);
     const at = this.#writer.reserve(0, FrameType.GOAWAY, 0, 8 + msg.length);
     const b = this.#writer.buffer;
-    b[at] = (last >>> 24) & 0x7f;
-    b[at + 1] = last >>> 16;
-    b[at + 2] = last >>> 8;
-    b[at + 3] = last;
-    b[at + 4] = code >>> 24;
-    b[at + 5] = code >>> 16;
-    b[at + 6] = code >>> 8;
-    b[at + 7] = code;
+    putUint32(b, at, last & 0x7fffffff);
+    putUint32(b, at + 4, code);
     b.set(msg, at + 8);
   }
 

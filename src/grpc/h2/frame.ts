@@ -6,6 +6,7 @@
  * @module
  */
 
+import { putUint32 } from "../../bytes/mod.ts";
 import { BatchWriter, type ByteSink } from "../../rpc/mod.ts";
 
 /** Bytes of a frame header. */
@@ -113,10 +114,7 @@ export class H2Writer {
     b[at + 2] = length;
     b[at + 3] = type;
     b[at + 4] = flags;
-    b[at + 5] = (streamId >>> 24) & 0x7f;
-    b[at + 6] = streamId >>> 16;
-    b[at + 7] = streamId >>> 8;
-    b[at + 8] = streamId;
+    putUint32(b, at + 5, streamId & 0x7fffffff);
     return at + FRAME_HEADER;
   }
 
@@ -145,10 +143,7 @@ export class H2Writer {
   frame32(streamId: number, type: number, flags: number, value: number): void {
     const at = this.reserve(streamId, type, flags, 4);
     const b = this.#w.buffer;
-    b[at] = value >>> 24;
-    b[at + 1] = value >>> 16;
-    b[at + 2] = value >>> 8;
-    b[at + 3] = value;
+    putUint32(b, at, value);
   }
 
   /** Drops whatever is queued and everything later (the connection is gone). */

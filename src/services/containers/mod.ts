@@ -110,14 +110,14 @@ export function containersService(md: Metadata, events: Exchange): RPCService {
         ns,
         Topic.ContainerCreate,
         ContainerCreateSchema,
-        create(ContainerCreateSchema, {
+        {
           id: c.id,
           image: c.image,
           runtime: {
             name: c.runtime.name,
             options: c.runtime.options && anyToProto(c.runtime.options),
           },
-        }),
+        },
       );
       return { container: containerToProto(c) };
     },
@@ -135,12 +135,12 @@ export function containersService(md: Metadata, events: Exchange): RPCService {
         ns,
         Topic.ContainerUpdate,
         ContainerUpdateSchema,
-        create(ContainerUpdateSchema, {
+        {
           id: c.id,
           image: c.image,
           labels: c.labels,
           snapshotKey: c.snapshotKey,
-        }),
+        },
       );
       return { container: containerToProto(c) };
     },
@@ -151,7 +151,7 @@ export function containersService(md: Metadata, events: Exchange): RPCService {
         ns,
         Topic.ContainerDelete,
         ContainerDeleteSchema,
-        create(ContainerDeleteSchema, { id: req.id }),
+        { id: req.id },
       );
       return {};
     },

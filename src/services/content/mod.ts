@@ -85,7 +85,7 @@ export function contentService(content: NamespacedContent, events: Exchange): RP
         ns,
         Topic.ContentDelete,
         ContentDeleteSchema,
-        create(ContentDeleteSchema, { digest: req.digest }),
+        { digest: req.digest },
       );
       return {};
     },

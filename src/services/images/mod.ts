@@ -84,7 +84,7 @@ export function imagesService(
         ns,
         Topic.ImageCreate,
         ImageCreateSchema,
-        create(ImageCreateSchema, { name: image.name, labels: image.labels }),
+        { name: image.name, labels: image.labels },
       );
       return { image: imageToProto(image) };
     },
@@ -106,7 +106,7 @@ export function imagesService(
         ns,
         Topic.ImageUpdate,
         ImageUpdateSchema,
-        create(ImageUpdateSchema, { name: image.name, labels: image.labels }),
+        { name: image.name, labels: image.labels },
       );
       return { image: imageToProto(image) };
     },
@@ -117,7 +117,7 @@ export function imagesService(
         ns,
         Topic.ImageDelete,
         ImageDeleteSchema,
-        create(ImageDeleteSchema, { name: req.name }),
+        { name: req.name },
       );
       // The collector already heard of the delete and will run shortly; a
       // synchronous delete waits for a collection instead.

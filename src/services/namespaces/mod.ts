@@ -5,7 +5,6 @@
  * @module
  */
 
-import { create } from "@bufbuild/protobuf";
 import { invalidArgument } from "../../errdefs/mod.ts";
 import { type Exchange, Topic } from "../../events/mod.ts";
 import { adaptFields, parseFilter } from "../../filters/mod.ts";
@@ -47,7 +46,7 @@ export function namespacesService(md: Metadata, events: Exchange): RPCService {
         namespaceOf(ctx) || n.name,
         Topic.NamespaceCreate,
         NamespaceCreateSchema,
-        create(NamespaceCreateSchema, { name: n.name, labels: n.labels }),
+        { name: n.name, labels: n.labels },
       );
       return { namespace: toProto(n) };
     },
@@ -64,7 +63,7 @@ export function namespacesService(md: Metadata, events: Exchange): RPCService {
         namespaceOf(ctx) || n.name,
         Topic.NamespaceUpdate,
         NamespaceUpdateSchema,
-        create(NamespaceUpdateSchema, { name: n.name, labels: n.labels }),
+        { name: n.name, labels: n.labels },
       );
       return { namespace: toProto(n) };
     },
@@ -74,7 +73,7 @@ export function namespacesService(md: Metadata, events: Exchange): RPCService {
         req.name,
         Topic.NamespaceDelete,
         NamespaceDeleteSchema,
-        create(NamespaceDeleteSchema, { name: req.name }),
+        { name: req.name },
       );
       return {};
     },

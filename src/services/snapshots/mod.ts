@@ -6,7 +6,6 @@
  * @module
  */
 
-import { create } from "@bufbuild/protobuf";
 import { invalidArgument } from "../../errdefs/mod.ts";
 import { type Exchange, Topic } from "../../events/mod.ts";
 import {
@@ -83,7 +82,7 @@ export function snapshotsService(
         ns,
         Topic.SnapshotPrepare,
         SnapshotPrepareSchema,
-        create(SnapshotPrepareSchema, { key: req.key, parent: req.parent }),
+        { key: req.key, parent: req.parent },
       );
       return { mounts: mountsToProto(mounts) };
     },
@@ -108,7 +107,7 @@ export function snapshotsService(
         ns,
         Topic.SnapshotCommit,
         SnapshotCommitSchema,
-        create(SnapshotCommitSchema, { key: req.key, name: req.name }),
+        { key: req.key, name: req.name },
       );
       return {};
     },
@@ -119,7 +118,7 @@ export function snapshotsService(
         ns,
         Topic.SnapshotRemove,
         SnapshotRemoveSchema,
-        create(SnapshotRemoveSchema, { key: req.key }),
+        { key: req.key },
       );
       return {};
     },
