@@ -26,9 +26,9 @@ import { STRESS } from "./support/fuzz.ts";
 import { mountsUnder } from "./support/mounts.ts";
 import { allPids, parentOf, rssKiB } from "./support/proc.ts";
 import {
-  berthShimBuilt,
   killAndDelete,
   NS_KEY,
+  ownRuntime,
   sleep,
   SNAPSHOTTER,
   startExec,
@@ -36,11 +36,6 @@ import {
   withWorld,
   World,
 } from "./support/world.ts";
-
-/** berth's own shim when built (the default runtime), else Debian's runc shim. */
-async function loadRuntime(): Promise<string> {
-  return await berthShimBuilt() ? "io.containerd.berth.v2" : "io.containerd.runc.v2";
-}
 
 /** Shared shims that retire 1 s after their last task, so a leak check need not wait 10 s. */
 const QUICK_IDLE = `version = 2
@@ -149,12 +144,6 @@ async function pool(n: number, width: number, job: (i: number) => Promise<void>)
   }));
 }
 
-/** Removes container `id` and its snapshot (its task already deleted). */
-async function removeContainer(w: World, id: string): Promise<void> {
-  await w.svc(Containers).delete({ id });
-  await w.svc(Snapshots).remove({ snapshotter: SNAPSHOTTER, key: `${id}-snap` });
-}
-
 /** One whole life: container, task, start, an exec that exits 7, kill, delete, removal. */
 async function cycle(w: World, runtime: string, id: string): Promise<void> {
   await w.makeContainer(id, ["sleep", "1000"], runtime);
@@ -165,13 +154,13 @@ async function cycle(w: World, runtime: string, id: string): Promise<void> {
   assert.equal((await w.tasks.wait({ containerId: id, execId: "x" })).exitStatus, 7);
   assert.equal((await w.tasks.deleteProcess({ containerId: id, execId: "x" })).exitStatus, 7);
   await killAndDelete(w, id);
-  await removeContainer(w, id);
+  await w.removeContainer(id);
 }
 
 Deno.test("load: create/start/exec/kill/delete cycles at concurrency 20 leave nothing and the daemon's RSS comes back", async () => {
   const cycles = STRESS ? 500 : 50;
   const width = 20;
-  const runtime = await loadRuntime();
+  const runtime = await ownRuntime();
   await withWorld(
     async (w) => {
       // Warm-up: one round at full width, so the baseline has every code path loaded.
@@ -250,7 +239,7 @@ function hashingFifo(path: string) {
 Deno.test("load: output from many containers at once arrives byte-exact (sha256) up to the last byte after exit", async () => {
   const [count, mib] = STRESS ? [20, 100] : [5, 10];
   const size = mib << 20;
-  const runtime = await loadRuntime();
+  const runtime = await ownRuntime();
   await withWorld(
     async (w) => {
       const ids = Array.from({ length: count }, (_, i) => `${w.ns}-o${i}`);
@@ -304,7 +293,7 @@ Deno.test("load: output from many containers at once arrives byte-exact (sha256)
       w.step = "delete the writers";
       for (const id of ids) {
         await w.tasks.delete({ containerId: id });
-        await removeContainer(w, id);
+        await w.removeContainer(id);
       }
       for (const id of ids) {
         await Deno.remove(`${w.tmp}/fifos/${id}-out`);

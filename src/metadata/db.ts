@@ -6,7 +6,7 @@
  */
 
 import type { SQLInputValue, StatementSync } from "node:sqlite";
-import { failedPrecondition } from "../errdefs/mod.ts";
+import { BerthError, Code, failedPrecondition } from "../errdefs/mod.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";
 
 // Imported dynamically: a bundle evaluates its static node: imports at every
@@ -256,8 +256,10 @@ export class MetadataDB {
       if (out instanceof Promise) throw new Error("metadata transactions must be synchronous");
       this.db.exec("COMMIT");
     } catch (err) {
-      this.db.exec("ROLLBACK");
-      throw err;
+      // SQLite ends the transaction itself on some failures (a full disk):
+      // a ROLLBACK then fails, and its error would hide the real one.
+      if (this.db.isTransaction) this.db.exec("ROLLBACK");
+      throw sqliteError(err);
     } finally {
       this.depth = 0;
     }
@@ -328,4 +330,15 @@ export class MetadataDB {
 /** Validates a namespace name for reads (reads never create namespaces). */
 export function checkNamespace(namespace: string): void {
   validateIdentifier(namespace, "namespace");
+}
+
+/**
+ * SQLite's full disk ("database or disk is full", no errno attached) as
+ * ResourceExhausted naming the metadata store; other errors as thrown.
+ */
+function sqliteError(err: unknown): unknown {
+  if (err instanceof Error && /database or disk is full/.test(err.message)) {
+    return new BerthError(Code.ResourceExhausted, `metadata: ${err.message}`, { cause: err });
+  }
+  return err;
 }

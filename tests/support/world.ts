@@ -226,6 +226,12 @@ export class World {
     });
   }
 
+  /** Removes container `id` and the snapshot makeContainer made for it (its task already gone). */
+  async removeContainer(id: string): Promise<void> {
+    await this.svc(Containers).delete({ id });
+    await this.svc(Snapshots).remove({ snapshotter: SNAPSHOTTER, key: `${id}-snap` });
+  }
+
   /**
    * A fifo read by this process through ffi: opened read-write and
    * nonblocking, so the open never waits and the shim's open for writing
@@ -406,6 +412,11 @@ export async function withWorld(
   } finally {
     await w.cleanup();
   }
+}
+
+/** berth's own shim when built (the default runtime), else Debian's runc shim. */
+export async function ownRuntime(): Promise<string> {
+  return await berthShimBuilt() ? "io.containerd.berth.v2" : "io.containerd.runc.v2";
 }
 
 /** True when berth's shim is built (tests using it are skipped otherwise, saying why). */
