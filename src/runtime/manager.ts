@@ -495,20 +495,26 @@ export class TaskManager {
   /**
    * Retries removing a failed create's bundle that could not be removed at
    * once (no fd to spare: EMFILE): left, it would refuse every later create
-   * of its id until the daemon restarts. Stops when a task of that id is
-   * made meanwhile, or the daemon stops.
+   * of its id until the daemon restarts. Skips a round while a create of
+   * that id is under way; stops once one made its task, or the daemon stops.
    */
   #removeLater(bundle: Bundle, key: string, err: unknown): void {
     log.warn("cannot remove bundle yet, retrying", { path: bundle.path, error: String(err) });
     const retry = (async () => {
       for (let i = 0; i < BUNDLE_RETRIES; i++) {
         await new Promise((r) => setTimeout(r, BUNDLE_RETRY_MS));
-        if (this.#closing || this.#tasks.has(key) || this.#pending.has(key)) return;
+        // A task of that id could only be made once this bundle was gone.
+        if (this.#closing || this.#tasks.has(key)) return;
+        if (this.#pending.has(key)) continue; // a create of that id is under way: next round
+        // Pending while removed, so a create of that id cannot make its own bundle meanwhile.
+        this.#pending.add(key);
         try {
           await deleteBundle(bundle);
           return;
         } catch (e) {
           err = e;
+        } finally {
+          this.#pending.delete(key);
         }
       }
       log.warn("cannot remove bundle", { path: bundle.path, error: String(err) });
