@@ -258,9 +258,7 @@ export class TaskManager {
       });
     }
     await t.log.close();
-    await deleteBundle(t.bundle).catch((err) =>
-      log.warn("cannot remove bundle", { path: t.bundle.path, error: String(err) })
-    );
+    await deleteBundle(t.bundle).catch((err) => this.#removeLater(t.bundle, key, err));
     await removeStaleSocket(t.address);
     if (listed !== undefined) {
       if (this.#tasks.get(key) !== listed) return; // deleted meanwhile: already reported
@@ -493,8 +491,9 @@ export class TaskManager {
   }
 
   /**
-   * Retries removing a failed create's bundle that could not be removed at
-   * once (no fd to spare: EMFILE): left, it would refuse every later create
+   * Retries removing a bundle (of a failed create, a deleted task, a dead
+   * shim's task) that could not be removed at once (no fd to spare: EMFILE):
+   * left, it would refuse every later create
    * of its id until the daemon restarts. Skips a round while a create of
    * that id is under way; stops once one made its task, or the daemon stops.
    */
@@ -552,7 +551,8 @@ export class TaskManager {
     this.#release(t.conn, key);
     if (pooled !== undefined) this.#pool.release(pooled);
     await t.log.close();
-    await deleteBundle(t.bundle);
+    // The task is deleted: a bundle that cannot be removed yet (no fd to spare) is retried.
+    await deleteBundle(t.bundle).catch((err) => this.#removeLater(t.bundle, key, err));
     return resp;
   }
 
