@@ -19,6 +19,11 @@ Deno.test("errdefs: toBerthError maps Deno and errno errors, passes BerthError t
   const sys = Object.assign(new Error("setns: EPERM"), { errno: 1 });
   assert.equal(toBerthError(sys).code, Code.PermissionDenied);
   assert.equal(toBerthError("weird").code, Code.Unknown);
+  // Deno's own form of a full disk: a plain Error whose code names the errno.
+  const full = Object.assign(new Error("No space left on device (os error 28)"), {
+    code: "ENOSPC",
+  });
+  assert.equal(toBerthError(full).code, Code.ResourceExhausted);
   assert.equal(codeForErrno(3), Code.NotFound);
   assert.equal(codeForErrno(9999), Code.Unknown);
 });

@@ -106,7 +106,8 @@ export function internal(message: string, cause?: unknown): BerthError {
 
 /**
  * Turns any thrown value into a {@link BerthError}: BerthErrors pass through,
- * Deno's file-system errors get their natural code, anything else is Unknown.
+ * Deno's file-system errors get their natural code (by class, else by the
+ * errno name in their `code`), anything else is Unknown.
  * Errors from libc calls carry an errno (see ffi/); their code comes from
  * {@link codeForErrno}.
  */
@@ -131,6 +132,12 @@ export function toBerthError(err: unknown): BerthError {
   const errno = (err as { errno?: unknown })?.errno;
   if (typeof errno === "number") {
     return new BerthError(codeForErrno(errno), message, { cause: err });
+  }
+  // Deno's other I/O errors name their errno in `code` (a full disk is a
+  // plain Error with code "ENOSPC"): ResourceExhausted, not Unknown.
+  const name = (err as { code?: unknown })?.code;
+  if (typeof name === "string" && ERRNO_CODES[name] !== undefined) {
+    return new BerthError(ERRNO_CODES[name], message, { cause: err });
   }
   return new BerthError(Code.Unknown, message, { cause: err });
 }

@@ -6,7 +6,7 @@
  */
 
 import type { SQLInputValue, StatementSync } from "node:sqlite";
-import { failedPrecondition, invalidArgument, notFound } from "../errdefs/mod.ts";
+import { BerthError, Code, failedPrecondition, invalidArgument, notFound } from "../errdefs/mod.ts";
 import { type Adaptor, parseFilters } from "../filters/mod.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";
 
@@ -296,8 +296,10 @@ export class MetadataDB {
       if (out instanceof Promise) throw new Error("metadata transactions must be synchronous");
       this.db.exec("COMMIT");
     } catch (err) {
-      this.db.exec("ROLLBACK");
-      throw err;
+      // SQLite ends the transaction itself on some failures (a full disk):
+      // a ROLLBACK then fails, and its error would hide the real one.
+      if (this.db.isTransaction) this.db.exec("ROLLBACK");
+      throw sqliteError(err);
     } finally {
       this.depth = 0;
     }
@@ -452,4 +454,15 @@ export class KeyedTable<R, T> {
 /** Validates a namespace name for reads (reads never create namespaces). */
 export function checkNamespace(namespace: string): void {
   validateIdentifier(namespace, "namespace");
+}
+
+/**
+ * SQLite's full disk ("database or disk is full", no errno attached) as
+ * ResourceExhausted naming the metadata store; other errors as thrown.
+ */
+function sqliteError(err: unknown): unknown {
+  if (err instanceof Error && /database or disk is full/.test(err.message)) {
+    return new BerthError(Code.ResourceExhausted, `metadata: ${err.message}`, { cause: err });
+  }
+  return err;
 }

@@ -88,8 +88,10 @@ export async function createBundle(
     await Deno.symlink(work, `${b.path}/work`);
     await Deno.writeFile(`${b.path}/config.json`, specJson, { mode: 0o666 });
   } catch (err) {
-    await removeTree(b.path);
-    await removeTree(work);
+    // What failed is the error to report; a removal that fails too (no fd to
+    // spare) is left to the caller's retry, not thrown in its place.
+    await removeTree(b.path).catch(() => {});
+    await removeTree(work).catch(() => {});
     throw err;
   }
   return b;

@@ -33,6 +33,7 @@ import {
   writeBundleFile,
 } from "./bundle.ts";
 import { failpoint } from "../failpoint/mod.ts";
+import { existsSync } from "../fsutil/mod.ts";
 import {
   deleteShimBinary,
   resolveShimBinary,
@@ -132,6 +133,13 @@ const RETIRE_TIMEOUT_MS = 5_000;
 /** How long a shim has to answer when reloaded after a daemon restart. */
 const LOAD_TIMEOUT_MS = 5_000;
 
+/** How often, and how far apart, removing a failed create's bundle is retried. */
+const BUNDLE_RETRIES = 120;
+const BUNDLE_RETRY_MS = 500;
+
+/** How many tasks a restarted daemon reloads at once. */
+const RECOVER_WIDTH = 16;
+
 const keyOf = (namespace: string, id: string) => `${namespace}/${id}`;
 
 /** Manages shims and the tasks they serve; see the module doc. */
@@ -141,6 +149,8 @@ export class TaskManager {
   #pending = new Set<string>();
   #conns = new Map<string, ConnectionEntry>();
   #cleanups = new Set<Promise<void>>();
+  /** Work going on in the background: reloads of shims that did not answer, bundle removals retried. */
+  #background = new Set<Promise<void>>();
   #closing = false;
   #pool: ShimPool;
 
@@ -252,9 +262,7 @@ export class TaskManager {
       });
     }
     await t.log.close();
-    await deleteBundle(t.bundle).catch((err) =>
-      log.warn("cannot remove bundle", { path: t.bundle.path, error: String(err) })
-    );
+    await deleteBundle(t.bundle).catch((err) => this.#removeLater(t.bundle, key, err));
     await removeStaleSocket(t.address);
     if (listed !== undefined) {
       if (this.#tasks.get(key) !== listed) return; // deleted meanwhile: already reported
@@ -313,7 +321,14 @@ export class TaskManager {
         namespace,
         id,
         opts.spec,
-      );
+      ).catch((err) => {
+        // Half made and not removable now (no fd to spare): removed later.
+        const half = bundleOf(this.#opts.state, namespace, id);
+        if (!isCode(err, Code.AlreadyExists) && existsSync(half.path)) {
+          this.#removeLater(half, key, err);
+        }
+        throw err;
+      });
       failpoint("task-create:bundle");
       let shimLog: ShimLog | undefined;
       let conn: ShimConnection | undefined;
@@ -336,7 +351,9 @@ export class TaskManager {
           stdout: opts.stdout,
           stderr: opts.stderr,
           checkpoint: opts.checkpoint ?? "",
-          options: opts.taskOptions,
+          // As containerd does: the task's options, else the runtime's. Debian's
+          // shim reads runc's settings (BinaryName, ...) from here, not from its start.
+          options: shimOptions,
         }, trace === undefined ? undefined : { trace });
         failpoint("task-create:runc");
         const t: ShimTask = { namespace, id, bundle, binary, task, conn, log: shimLog };
@@ -511,9 +528,38 @@ export class TaskManager {
       );
     }
     await shimLog?.close();
-    await deleteBundle(bundle).catch((err) =>
-      log.warn("cannot remove bundle", { path: bundle.path, error: String(err) })
-    );
+    await deleteBundle(bundle).catch((err) => this.#removeLater(bundle, key, err));
+  }
+
+  /**
+   * Retries removing a bundle (of a failed create, a deleted task, a dead
+   * shim's task) that could not be removed at once (no fd to spare: EMFILE):
+   * left, it would refuse every later create
+   * of its id until the daemon restarts. Skips a round while a create of
+   * that id is under way; stops once one made its task, or the daemon stops.
+   */
+  #removeLater(bundle: Bundle, key: string, err: unknown): void {
+    log.warn("cannot remove bundle yet, retrying", { path: bundle.path, error: String(err) });
+    const retry = (async () => {
+      for (let i = 0; i < BUNDLE_RETRIES; i++) {
+        await new Promise((r) => setTimeout(r, BUNDLE_RETRY_MS));
+        // A task of that id could only be made once this bundle was gone.
+        if (this.#closing || this.#tasks.has(key)) return;
+        if (this.#pending.has(key)) continue; // a create of that id is under way: next round
+        // Pending while removed, so a create of that id cannot make its own bundle meanwhile.
+        this.#pending.add(key);
+        try {
+          await deleteBundle(bundle);
+          return;
+        } catch (e) {
+          err = e;
+        } finally {
+          this.#pending.delete(key);
+        }
+      }
+      log.warn("cannot remove bundle", { path: bundle.path, error: String(err) });
+    })().finally(() => this.#background.delete(retry));
+    this.#background.add(retry);
   }
 
   #taskClient(conn: ShimConnection, namespace: string): ShimTaskClient {
@@ -547,7 +593,8 @@ export class TaskManager {
     if (pooled !== undefined) this.#pool.release(pooled);
     const span = trace?.child("bundle remove");
     await t.log.close();
-    await deleteBundle(t.bundle);
+    // The task is deleted: a bundle that cannot be removed yet (no fd to spare) is retried.
+    await deleteBundle(t.bundle).catch((err) => this.#removeLater(t.bundle, key, err));
     span?.finish();
     return resp;
   }
@@ -559,15 +606,24 @@ export class TaskManager {
    * Shared shims are taken back; those left empty are shut down.
    */
   async recover(): Promise<void> {
+    const found: Array<[string, string]> = [];
     for (const ns of await dirNames(this.#opts.state)) {
       if (ns.startsWith(".")) continue;
       for (const id of await dirNames(`${this.#opts.state}/${ns}`)) {
-        if (id.startsWith(".")) continue;
+        if (!id.startsWith(".")) found.push([ns, id]);
+      }
+    }
+    // Several at a time: a shim that does not answer costs the start one
+    // LOAD_TIMEOUT_MS, not one per such shim (containerd#13848).
+    let next = 0;
+    await Promise.all(Array.from({ length: RECOVER_WIDTH }, async () => {
+      while (next < found.length) {
+        const [ns, id] = found[next++];
         await this.#recoverOne(ns, id).catch((err) =>
           log.error("cannot reload task", { namespace: ns, id, error: String(err) })
         );
       }
-    }
+    }));
     for (const ns of await dirNames(this.#opts.root)) {
       for (const id of await dirNames(`${this.#opts.root}/${ns}`)) {
         if (!this.#tasks.has(keyOf(ns, id))) {
@@ -630,6 +686,29 @@ export class TaskManager {
       this.#tasks.set(key, { namespace, id, bundle, binary, task, conn, log: shimLog });
       log.info("reloaded task", { namespace, id, address });
     } catch (err) {
+      // Connected, but no answer in time: the shim is alive (stopped, swapped
+      // out, overloaded), not dead. Cleaning it up as dead would leave its
+      // container running unseen (containerd#13784); waiting for it would hold
+      // up the start (containerd#13848). It is reloaded in the background.
+      if (conn !== undefined && !conn.client.closed && isCode(err, Code.DeadlineExceeded)) {
+        log.warn("shim of task does not answer: reloading it in the background", {
+          namespace,
+          id,
+          address,
+        });
+        this.#pending.add(key);
+        const reload = this.#reloadLater(
+          { namespace, id, bundle, binary, log: shimLog, address },
+          conn,
+        )
+          .catch((e) => log.error("cannot reload task", { namespace, id, error: String(e) }))
+          .finally(() => {
+            this.#pending.delete(key);
+            this.#background.delete(reload);
+          });
+        this.#background.add(reload);
+        return;
+      }
       log.warn("shim of task is gone", { namespace, id, error: String(err) });
       if (conn !== undefined) this.#release(conn, key);
       await this.#cleanupDeadShim(
@@ -637,6 +716,47 @@ export class TaskManager {
         undefined,
       );
     }
+  }
+
+  /**
+   * Asks a shim that did not answer at recovery again until it does (then
+   * its task is the daemon's as if reloaded at start), its connection
+   * closes (then it is cleaned up as a dead shim), or the daemon stops.
+   * Its task is pending meanwhile: a create of the same id is AlreadyExists.
+   */
+  async #reloadLater(t: DeadShim, conn: ShimConnection): Promise<void> {
+    const key = keyOf(t.namespace, t.id);
+    const task = this.#taskClient(conn, t.namespace);
+    while (!this.#closing && !conn.client.closed) {
+      try {
+        await task.connect({ id: t.id }, { timeoutMs: LOAD_TIMEOUT_MS });
+        const state = await task.state({ id: t.id }, { timeoutMs: LOAD_TIMEOUT_MS }).catch(
+          (err) => {
+            if (isCode(err, Code.NotFound)) return undefined;
+            throw err;
+          },
+        );
+        if (this.#closing) break;
+        if (state === undefined) {
+          log.warn("undoing a create the daemon's death cut short", t);
+          await this.#undoCreate(t.bundle, t.binary, task, conn, key, t.log);
+          return;
+        }
+        const { namespace, id, bundle, binary, log: shimLog } = t;
+        this.#tasks.set(key, { namespace, id, bundle, binary, task, conn, log: shimLog });
+        log.info("reloaded task", { namespace: t.namespace, id: t.id, address: t.address });
+        return;
+      } catch (err) {
+        if (!isCode(err, Code.DeadlineExceeded)) break;
+      }
+    }
+    if (this.#closing) {
+      await t.log.close();
+      return;
+    }
+    log.warn("shim of task is gone", { namespace: t.namespace, id: t.id });
+    this.#release(conn, key);
+    await this.#cleanupDeadShim(t, undefined);
   }
 
   /** Waits for cleanups of dead shims that are under way. */
@@ -656,6 +776,8 @@ export class TaskManager {
       await e.promise.then((c) => c.client.close(), () => {});
     }
     this.#conns.clear();
+    // Closed connections end the reloads still asking a silent shim; retries stop.
+    await Promise.all([...this.#background]);
     await Promise.all([...this.#tasks.values()].map((t) => t.log.close()));
     this.#tasks.clear();
   }

@@ -7,10 +7,13 @@
  * @module
  */
 
-import { fromJson, type JsonObject } from "@bufbuild/protobuf";
-import { type Any, anyPack } from "@bufbuild/protobuf/wkt";
+import { create, fromJson, type JsonObject, toBinary } from "@bufbuild/protobuf";
+import { type Any, AnySchema } from "@bufbuild/protobuf/wkt";
 import { invalidArgument } from "../errdefs/mod.ts";
 import { OptionsSchema } from "../gen/containerd/runc/v1/options_pb.ts";
+
+/** The type URL of runc's options as containerd marshals them (no type.googleapis.com/ prefix). */
+const RUNC_OPTIONS_TYPE_URL = "containerd.runc.v1.Options";
 
 /** Runtime types whose shims read containerd.runc.v1.Options. */
 const RUNC_STYLE = new Set([
@@ -37,7 +40,12 @@ export function configRuntimeOptions(
     json[k.charAt(0).toLowerCase() + k.slice(1)] = v as JsonObject[string];
   }
   try {
-    return anyPack(OptionsSchema, fromJson(OptionsSchema, json));
+    // The type URL containerd sends: Debian's runc shim looks the type up by
+    // this exact name and refuses the "type.googleapis.com/" form anyPack writes.
+    return create(AnySchema, {
+      typeUrl: RUNC_OPTIONS_TYPE_URL,
+      value: toBinary(OptionsSchema, fromJson(OptionsSchema, json)),
+    });
   } catch (err) {
     throw invalidArgument(
       `runtime ${JSON.stringify(runtimeName)}: bad options in the runtimes table: ${

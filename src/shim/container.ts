@@ -14,6 +14,7 @@ import {
   invalidArgument,
   isCode,
   notFound,
+  toBerthError,
 } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import {
@@ -471,10 +472,8 @@ export class Container {
 }
 
 function prefixed(err: unknown, what: string): BerthError {
-  if (err instanceof BerthError) {
-    return new BerthError(err.code, `${what}: ${err.message}`, { cause: err });
-  }
-  return new BerthError(Code.Unknown, `${what}: ${(err as Error).message ?? err}`, { cause: err });
+  const e = toBerthError(err);
+  return new BerthError(e.code, `${what}: ${e.message}`, { cause: err });
 }
 
 function killError(err: unknown): BerthError {
