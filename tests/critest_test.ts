@@ -51,10 +51,20 @@ Deno.test("critest: parseCritest reads critest.sh's summary and failures", () =>
 });
 
 Deno.test("critest: cri-tools' conformance specs against berth's CRI", async (t) => {
+  const tmp = await Deno.makeTempDir({ prefix: "berth-critest-test-" });
+  const logPath = `${tmp}/critest.log`;
   const r = await runTool(`${repoRoot}/scripts/critest.sh`, [], {
     timeoutMs: 20 * 60_000,
     cwd: repoRoot,
+    env: { CRITEST_LOG: logPath },
   });
+  const log = await Deno.readTextFile(logPath).catch(() => "");
+  await Deno.remove(tmp, { recursive: true });
+  // critest's report of each failed spec (the expected one too), for the failure message.
+  const blocks = log.split("\n• [FAILED]").slice(1).map((b) => `• [FAILED]${b.slice(0, 2000)}`);
+  const detail = blocks.length === 0
+    ? ""
+    : `\n--- critest's log of its failures ---\n${blocks.join("\n").slice(0, 8000)}`;
   if (r.code === 0 && /^skipped: /m.test(r.stdout)) {
     await t.step({ name: r.stdout.trim(), ignore: true, fn: () => {} });
     return;
@@ -67,6 +77,6 @@ Deno.test("critest: cri-tools' conformance specs against berth's CRI", async (t)
       `(passed/failed/skipped) in ${res.seconds} s`,
   );
   const unexpected = res.failures.filter((f) => !OFFLINE.some((o) => o.spec.test(f)));
-  assert.deepEqual(unexpected, [], "specs berth fails that containerd passes");
+  assert.deepEqual(unexpected, [], `specs berth fails that containerd passes${detail}`);
   assert.ok(res.passed > 0 && res.passed + res.failed + res.skipped === res.total);
 });
