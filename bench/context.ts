@@ -30,6 +30,9 @@ export interface Params {
   rpcRounds: number;
   /** Client invocations per contender (workload 7). */
   startupRounds: number;
+  /** CRI pod lifecycles per side, and pods of 2 containers for the memory figure (workload 8). */
+  criRounds: number;
+  criPods: number;
 }
 
 /** Parameters of a full run (`make bench`). */
@@ -46,6 +49,8 @@ export const FULL: Params = {
   rpcDurationMs: 2000,
   rpcRounds: 3,
   startupRounds: 20,
+  criRounds: 10,
+  criPods: 20,
 };
 
 /**
@@ -66,6 +71,8 @@ export const QUICK: Params = {
   rpcDurationMs: 300,
   rpcRounds: 2,
   startupRounds: 2,
+  criRounds: 1,
+  criPods: 2,
 };
 
 /** Everything a workload needs. */

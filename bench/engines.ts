@@ -127,7 +127,11 @@ async function logTail(path: string): Promise<string> {
  * the binary is missing or the daemon exits (e.g. "not built yet"), returns
  * an engine whose `unavailable` holds the reason; nothing is left running.
  */
-export async function startBerthEngine(binDir: string, shimSocketDir: string): Promise<Engine> {
+export async function startBerthEngine(
+  binDir: string,
+  shimSocketDir: string,
+  opts: { config?: (dir: string) => string } = {},
+): Promise<Engine> {
   const bin = berthBinary(binDir);
   const dir = await Deno.makeTempDir({ prefix: "berth-bench-berthd-" });
   const address = `${dir}/berth.sock`;
@@ -178,14 +182,19 @@ export async function startBerthEngine(binDir: string, shimSocketDir: string): P
     };
   }
 
+  // A config (plugin sections) when asked; the flags still set the paths.
+  const configPath = `${dir}/config.toml`;
+  if (opts.config) await Deno.writeTextFile(configPath, opts.config(dir));
+  const withConfig = opts.config ? '--config "$5" ' : "";
   const child = spawn("/bin/sh", [
     "-c",
-    'exec "$0" daemon --root "$1" --state "$2" --address "$3" >>"$4" 2>&1',
+    `exec "$0" daemon ${withConfig}--root "$1" --state "$2" --address "$3" >>"$4" 2>&1`,
     bin,
     `${dir}/root`,
     `${dir}/state`,
     address,
     logPath,
+    configPath,
   ], { stdout: "null", stderr: "null", env });
   const pid = child.pid;
   let exited = false;

@@ -37,6 +37,7 @@ import { ttrpc } from "./workloads/ttrpc.ts";
 import { images } from "./workloads/images.ts";
 import { api } from "./workloads/api.ts";
 import { startup } from "./workloads/startup.ts";
+import { cri } from "./workloads/cri.ts";
 import { existsSync } from "../src/fsutil/mod.ts";
 
 /** Where containerd's and berth's shims keep runc state, per namespace. */
@@ -51,6 +52,7 @@ export const WORKLOADS: Workload[] = [
   images,
   api,
   startup,
+  cri,
 ];
 
 /** Parsed command line. */

@@ -13,6 +13,7 @@
 #                 or of the main worktree); missing critest: "skipped", exit 0.
 #      CRI_REG    images.sh's build/storage dir to reuse (default: a temp one, removed after).
 #      CRITEST_LOG  keep critest's full log at this path.
+#      CRITEST_JUNIT keep its JUnit report (per-spec times) at this path.
 #      CRITEST_ARGS extra critest arguments, e.g. "--ginkgo.focus=Image".
 set -u
 cd "$(dirname "$0")/.."
@@ -189,6 +190,7 @@ start=$(date +%s)
 "$CRI_TOOLS/cri/critest.sh" "unix://$SOCK" "$DIR/critest.log" ${CRITEST_ARGS:-} >"$DIR/summary.txt" 2>&1
 secs=$(($(date +%s) - start))
 [ -n "${CRITEST_LOG:-}" ] && cp "$DIR/critest.log" "$CRITEST_LOG"
+[ -n "${CRITEST_JUNIT:-}" ] && cp "$DIR/critest.junit.xml" "$CRITEST_JUNIT"
 ran=$(grep -E '^Ran [0-9]+ of [0-9]+ Specs' "$DIR/critest.log" | tail -1)
 counts=$(grep -E '(SUCCESS|FAIL)! -- [0-9]+ Passed' "$DIR/critest.log" | tail -1)
 if [ -z "$ran" ] || [ -z "$counts" ]; then

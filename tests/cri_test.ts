@@ -410,6 +410,29 @@ Deno.test("cri: pods and containers through berth's gRPC client, bad input, rest
     const chmod = await c.unary(M.execSync, { containerId: sc, cmd: ["chmod", "400", "/"] });
     assert.notEqual(chmod.exitCode, 0, "chmod refused by the profile");
     await c.unary(M.removeContainer, { containerId: sc });
+    // The runtime's default profile: unshare needs CAP_SYS_ADMIN there, which the container
+    // lacks; a new user namespace needs no capability, so unconfined it is made.
+    for (const [path, ok] of [["runtime/default", false], ["unconfined", true]] as const) {
+      const cfg = containerConfig(`sd-${ok}`, ["sleep", "300"]);
+      cfg.linux = create(LinuxContainerConfigSchema, {
+        securityContext: { seccompProfilePath: path },
+      });
+      const { containerId } = await c.unary(M.createContainer, {
+        podSandboxId: pod,
+        config: cfg,
+        sandboxConfig: p1,
+      });
+      await c.unary(M.startContainer, { containerId });
+      const r = await c.unary(M.execSync, { containerId, cmd: ["unshare", "-U", "true"] });
+      const err = new TextDecoder().decode(r.stderr);
+      if (ok) assert.equal(r.exitCode, 0, `unshare -U unconfined: ${err}`);
+      else {
+        assert.notEqual(r.exitCode, 0, "unshare refused by runtime/default");
+        assert.match(err, /Operation not permitted/);
+      }
+      await c.unary(M.stopContainer, { containerId, timeout: 0n });
+      await c.unary(M.removeContainer, { containerId });
+    }
     confined.linux!.securityContext!.seccompProfilePath = "custom-profile";
     await assert.rejects(
       c.unary(M.createContainer, { podSandboxId: pod, config: confined, sandboxConfig: p1 }),

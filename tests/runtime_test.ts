@@ -519,6 +519,43 @@ Deno.test("runtime: containers created at once from an empty pool wait for the s
   }, sharedShims(3));
 });
 
+Deno.test("runtime: CRI pods share the daemon's shims; a pod's container goes to its sandbox's shim, full or not", async (t) => {
+  if (!(await berthShimBuilt())) {
+    await t.step({ name: "skipped: berth's shim is not built", ignore: true, fn: () => {} });
+    return;
+  }
+  const runtime = "io.containerd.berth.v2";
+  await withWorld(async (w) => {
+    // Sandboxes carry their own id as the CRI's sandbox-id; containers their pod's.
+    const pod = (sandbox: string) => ({ "io.kubernetes.cri.sandbox-id": sandbox });
+    const [a, b, c] = ["a", "b", "c"].map((x) => `${w.ns}-pod${x}`);
+    const shimOf = new Map<string, number>();
+    for (const sb of [a, b, c]) {
+      w.step = `sandbox ${sb}`;
+      await w.makeContainer(sb, ["sleep", "1000"], runtime, pod(sb));
+      await w.tasks.create({ containerId: sb });
+      await w.tasks.start({ containerId: sb });
+      shimOf.set(sb, await shimPidOf(w, sb));
+    }
+    assert.equal(shimOf.get(a), shimOf.get(b), "two pods in one shared shim");
+    assert.notEqual(shimOf.get(c), shimOf.get(a), "the third pod: the first shim is full");
+    // Pod a's shim is full (2 of 2): its container still goes there, not to c's shim.
+    const ca = `${w.ns}-ctr-a`;
+    w.step = "container of pod a";
+    await w.makeContainer(ca, ["sleep", "1000"], runtime, pod(a));
+    await w.tasks.create({ containerId: ca });
+    await w.tasks.start({ containerId: ca });
+    assert.equal(await shimPidOf(w, ca), shimOf.get(a), "a pod's container joins its sandbox");
+    // The sandboxes gone, the container still holds its shim: it is not retired under it.
+    await killAndDelete(w, a);
+    await killAndDelete(w, b);
+    await sleep(1500); // past the idle timeout
+    assert.ok(isAlive(shimOf.get(a)!), "the shim stays while the pod's container lives");
+    assert.equal((await w.tasks.get({ containerId: ca })).process?.status, Status.RUNNING);
+    for (const id of [ca, c]) await killAndDelete(w, id);
+  }, sharedShims(2, "1s"));
+});
+
 Deno.test("runtime: a shared shim killed with SIGKILL: each of its 10 tasks exits, nothing leaks, the other shim's task runs on", async (t) => {
   if (!(await berthShimBuilt())) {
     await t.step({ name: "skipped: berth's shim is not built", ignore: true, fn: () => {} });

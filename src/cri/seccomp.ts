@@ -3,7 +3,7 @@
  * context's profile (or the deprecated seccomp_profile_path), nothing for
  * privileged containers, and a `localhost/` profile file (Docker's JSON
  * format) turned into the OCI spec's `linux.seccomp`. The runtime's default
- * profile is not applied yet (see README).
+ * profile is built by seccomp_default.ts.
  * @module
  */
 
@@ -12,6 +12,12 @@ import {
   type LinuxContainerSecurityContext,
   SecurityProfile_ProfileType as ProfileType,
 } from "../gen/k8s/cri/runtime/v1/api_pb.ts";
+
+/** The seccomp fields a container's and a sandbox's security contexts share. */
+export type SeccompContext = Pick<
+  LinuxContainerSecurityContext,
+  "privileged" | "seccomp" | "seccompProfilePath"
+>;
 
 /** What a container's seccomp is to be. */
 export type SeccompChoice =
@@ -22,7 +28,7 @@ export type SeccompChoice =
 const PREFIX = "localhost/";
 
 /** The choice for a container's security context; InvalidArgument for a malformed one. */
-export function seccompChoice(sc: LinuxContainerSecurityContext | undefined): SeccompChoice {
+export function seccompChoice(sc: SeccompContext | undefined): SeccompChoice {
   if (sc === undefined || sc.privileged) return { kind: "none" };
   const sp = sc.seccomp;
   if (sp !== undefined) {
@@ -41,6 +47,25 @@ export function seccompChoice(sc: LinuxContainerSecurityContext | undefined): Se
   if (path === "runtime/default" || path === "docker/default") return { kind: "default" };
   if (!path.startsWith(PREFIX)) throw invalidArgument(`invalid profile ${JSON.stringify(path)}`);
   return { kind: "localhost", path: path.slice(PREFIX.length) };
+}
+
+/**
+ * The spec's seccomp for a security context: undefined for none, "default"
+ * for the runtime's profile (built once the capabilities are known), or a
+ * `localhost/` file read and converted; InvalidArgument when it cannot be.
+ */
+export async function loadSeccomp(
+  sc: SeccompContext | undefined,
+): Promise<Record<string, unknown> | "default" | undefined> {
+  const choice = seccompChoice(sc);
+  if (choice.kind === "none") return undefined;
+  if (choice.kind === "default") return "default";
+  const text = await Deno.readTextFile(choice.path).catch((err) => {
+    throw invalidArgument(
+      `failed to load seccomp profile ${JSON.stringify(choice.path)}: ${err.message}`,
+    );
+  });
+  return ociSeccomp(text, choice.path);
 }
 
 interface DockerSyscall {

@@ -59,7 +59,7 @@ import {
   sandboxSpec,
 } from "./spec.ts";
 import { readRootfsFile, resolveUser } from "./user.ts";
-import { ociSeccomp, seccompChoice } from "./seccomp.ts";
+import { loadSeccomp } from "./seccomp.ts";
 import { type CriContainer, Index, newRunStatus, nowNanos, type Sandbox } from "./store.ts";
 import {
   CONTAINER_EXTENSION,
@@ -561,6 +561,7 @@ export class RuntimeServiceImpl {
         image: image.config,
         netnsPath,
         shmPath,
+        seccomp: await loadSeccomp(config.linux?.securityContext),
         maxOomScoreAdj: this.deps.cri.restrictOomScoreAdj ? await ownOomScoreAdj() : undefined,
       });
       const mounts = await this.deps.snapshotter.prepare(NS, id, image.chainId, {
@@ -801,16 +802,7 @@ export class RuntimeServiceImpl {
         await readRootfsFile(rootfs, "/etc/passwd"),
         await readRootfsFile(rootfs, "/etc/group"),
       );
-      const choice = seccompChoice(config.linux?.securityContext);
-      let seccomp: Record<string, unknown> | undefined;
-      if (choice.kind === "localhost") {
-        const text = await Deno.readTextFile(choice.path).catch((err) => {
-          throw invalidArgument(
-            `failed to load seccomp profile ${JSON.stringify(choice.path)}: ${err.message}`,
-          );
-        });
-        seccomp = ociSeccomp(text, choice.path);
-      }
+      const seccomp = await loadSeccomp(config.linux?.securityContext);
       const dir = this.#sandboxDir(s.id);
       const spec = containerSpec({
         id,

@@ -15,6 +15,7 @@ import type {
 import { MountPropagation, NamespaceMode } from "../gen/k8s/cri/runtime/v1/api_pb.ts";
 import { invalidArgument } from "../errdefs/mod.ts";
 import type { ResolvedUser } from "./user.ts";
+import { defaultSeccomp } from "./seccomp_default.ts";
 import {
   ALL_CAPS,
   capsFromMask,
@@ -49,7 +50,7 @@ type CriSpec = Spec & {
   process: Spec["process"] & { oomScoreAdj?: number };
   linux: Spec["linux"] & {
     sysctl?: Record<string, string>;
-    seccomp?: Record<string, unknown>;
+    seccomp?: object;
     rootfsPropagation?: string;
     resources: Spec["linux"]["resources"] & {
       cpu?: { shares?: number; quota?: number; period?: number; cpus?: string; mems?: string };
@@ -68,6 +69,8 @@ export interface SandboxSpecInput {
   shmPath: string;
   /** Highest priority the daemon may give (restrict_oom_score_adj), or undefined. */
   maxOomScoreAdj?: number;
+  /** As {@link ContainerSpecInput.seccomp}, from the pod's security context. */
+  seccomp?: Record<string, unknown> | "default";
 }
 
 function cgroupsPath(parent: string, id: string): string {
@@ -125,6 +128,16 @@ function privileged(spec: Spec): void {
   spec.linux.resources.devices = [{ allow: true, access: "rwm" }];
 }
 
+/**
+ * Sets the spec's seccomp. Called after the capabilities are settled: the
+ * default profile follows the bounding set.
+ */
+function applySeccomp(spec: CriSpec, seccomp: Record<string, unknown> | "default" | undefined) {
+  if (seccomp === "default") {
+    spec.linux.seccomp = defaultSeccomp(spec.process.capabilities.bounding);
+  } else if (seccomp !== undefined) spec.linux.seccomp = seccomp;
+}
+
 /** The spec of pod sandbox `id`: the sandbox image's process, its own namespaces, read-only root. */
 export function sandboxSpec(input: SandboxSpecInput): Spec {
   const { id, config } = input;
@@ -169,6 +182,7 @@ export function sandboxSpec(input: SandboxSpecInput): Spec {
     spec.process.user.additionalGids = sc.supplementalGroups.map(Number);
   }
   if (sc?.privileged) privileged(spec);
+  applySeccomp(spec, input.seccomp);
   spec.process.oomScoreAdj = clampOom(-998, input.maxOomScoreAdj);
   spec.annotations = {
     [Annotation.containerType]: "sandbox",
@@ -202,8 +216,11 @@ export interface ContainerSpecInput {
   devices: { path: string; type: string; major: number; minor: number; access: string }[];
   /** The process's user, resolved by the caller in the image (see {@link containerUser}). */
   user: ResolvedUser;
-  /** The OCI `linux.seccomp` to apply (see src/cri/seccomp.ts), if any. */
-  seccomp?: Record<string, unknown>;
+  /**
+   * The OCI `linux.seccomp` to apply (see src/cri/seccomp.ts), if any;
+   * "default" is the runtime's profile, built for the final capabilities.
+   */
+  seccomp?: Record<string, unknown> | "default";
 }
 
 /** Which user a container runs as, before resolution: run_as_user, run_as_username, the image's. */
@@ -348,7 +365,6 @@ export function containerSpec(input: ContainerSpecInput): Spec {
     });
   }
   applyResources(spec, config.linux?.resources, input.maxOomScoreAdj);
-  if (input.seccomp !== undefined) spec.linux.seccomp = input.seccomp;
 
   if (sc) {
     if (sc.runAsGroup && !sc.runAsUser && !sc.runAsUsername) {
@@ -387,6 +403,7 @@ export function containerSpec(input: ContainerSpecInput): Spec {
   } else {
     spec.process.noNewPrivileges = false;
   }
+  applySeccomp(spec, input.seccomp);
   spec.linux.cgroupsPath = cgroupsPath(sandboxConfig.linux?.cgroupParent ?? "", id);
   spec.annotations = {
     ...config.annotations,

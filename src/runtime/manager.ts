@@ -19,7 +19,7 @@ import { TaskDeleteSchema, TaskExitSchema } from "../gen/containerd/events/task_
 import { type DeleteResponse, Task } from "../gen/containerd/task/v2/shim_pb.ts";
 import type { MountSchema } from "../gen/containerd/types/mount_pb.ts";
 import { validateIdentifier } from "../identifiers/mod.ts";
-import { shimGroupAnnotation } from "../labels/mod.ts";
+import { SHIM_GROUP_ANNOTATIONS, shimGroupAnnotation } from "../labels/mod.ts";
 import { log } from "../log/mod.ts";
 import { type Span, withSpan } from "../tracing/mod.ts";
 import { procState } from "../procfs/mod.ts";
@@ -56,6 +56,9 @@ interface ShimConnection {
   /** Set when the daemon shares this shim among its tasks (pool.ts). */
   pooled?: PooledShim;
 }
+
+/** The annotation naming a shim group explicitly (not through a CRI pod). */
+const EXPLICIT_GROUP = SHIM_GROUP_ANNOTATIONS[0];
 
 /** What cleaning up after a dead shim needs to know of its task. */
 type DeadShim = Pick<ShimTask, "namespace" | "id" | "bundle" | "binary" | "log"> & {
@@ -312,7 +315,7 @@ export class TaskManager {
       // The options the shim starts with: the task's, else the container's, else the table's.
       const shimOptions = opts.taskOptions ?? opts.runtimeOptions ??
         configRuntimeOptions(resolved.name, resolved.runtimeType, resolved.options);
-      const poolKey = this.#poolKey(namespace, binary, shimOptions, opts.spec);
+      const place = this.#placement(namespace, id, binary, shimOptions, opts.spec);
       const trace = opts.trace;
       const bundleSpan = trace?.child("bundle");
       const bundle = await createBundle(
@@ -339,7 +342,9 @@ export class TaskManager {
         await writeBundleFile(bundle, "shim-binary-path", binary);
         bundleSpan?.finish();
         failpoint("task-create:shim");
-        conn = await this.#shimFor(binary, bundle, shimOptions, poolKey, trace);
+        conn = place.pod !== undefined
+          ? await this.#joinPod(place.pod, bundle)
+          : await this.#shimFor(binary, bundle, shimOptions, place.poolKey, trace);
         conn.tasks.add(key);
         task = this.#taskClient(conn, namespace);
         const resp = await task.create({
@@ -369,28 +374,48 @@ export class TaskManager {
   }
 
   /**
-   * What tasks sharing a shim have in common: namespace, binary and
-   * options; undefined when this task gets a shim of its own (sharing off,
-   * or its spec names a shim group, which the shim's `start` resolves).
+   * Where a new task's shim comes from. A container of a CRI pod (its spec
+   * names the pod's sandbox, which runs) goes into the sandbox's shim,
+   * whichever that is. Otherwise `poolKey` says what tasks sharing a shim
+   * have in common: namespace, binary and options; a pod's sandbox is
+   * placed like any task, so that pods share the daemon's shims. poolKey is
+   * undefined when the task gets a shim of its own: sharing off, or its spec
+   * names an explicit shim group (or a pod whose sandbox is not known here),
+   * which the shim's `start` resolves.
    */
-  #poolKey(
+  #placement(
     namespace: string,
+    id: string,
     binary: string,
     options: Any | undefined,
     spec: Uint8Array,
-  ): string | undefined {
-    if (!this.#pool.enabled) return undefined;
+  ): { poolKey?: string; pod?: ShimConnection } {
     let annotations: Record<string, string> | undefined;
     try {
       annotations = JSON.parse(new TextDecoder().decode(spec))?.annotations;
     } catch {
-      return undefined; // the shim reports what is wrong with the spec
+      return {}; // the shim reports what is wrong with the spec
     }
-    if (shimGroupAnnotation(annotations) !== undefined) return undefined;
+    const group = shimGroupAnnotation(annotations);
+    if (group !== undefined && annotations?.[EXPLICIT_GROUP] === undefined && group !== id) {
+      const sandbox = this.#tasks.get(keyOf(namespace, group));
+      if (sandbox !== undefined && sandbox.binary === binary) return { pod: sandbox.conn };
+    }
+    if (!this.#pool.enabled) return {};
+    if (group !== undefined && group !== id) return {};
+    if (annotations?.[EXPLICIT_GROUP] !== undefined) return {};
     const opts = options === undefined
       ? ""
       : btoa(String.fromCharCode(...toBinary(AnySchema, options)));
-    return `${namespace}\n${binary}\n${opts}`;
+    return { poolKey: `${namespace}\n${binary}\n${opts}` };
+  }
+
+  /** The connection of a pod's sandbox shim for one more of its containers (address in the bundle). */
+  async #joinPod(conn: ShimConnection, bundle: Bundle): Promise<ShimConnection> {
+    await writeBundleFile(bundle, "address", conn.address);
+    // Counted in a shared shim, so it does not retire while the container lives.
+    if (conn.pooled !== undefined) this.#pool.hold(conn.pooled);
+    return conn;
   }
 
   /**

@@ -206,6 +206,11 @@ export class ShimPool {
     return shim;
   }
 
+  /** Counts one more container in `shim`, room or not (a pod's container joins its sandbox). */
+  hold(shim: PooledShim): void {
+    this.#occupy(shim);
+  }
+
   /** Gives a container's place back; a shim left empty idles, then retires. */
   release(shim: PooledShim): void {
     shim.tasks = Math.max(0, shim.tasks - 1);

@@ -37,8 +37,10 @@ const BERTH_RUN_DIR = "/run/berth";
 export interface ContainerdOptions {
   /** Directories put before PATH, so containerd finds extra shims (containerd-shim-berth-v2). */
   extraPath?: string[];
-  /** TOML appended to the generated config (extra plugin sections). */
-  config?: string;
+  /** TOML appended to the generated config (extra plugin sections), or made from its directory. */
+  config?: string | ((dir: string) => string);
+  /** Leave the CRI plugin enabled (its section then comes with `config`). */
+  cri?: boolean;
   /** containerd namespace the `ctr` helper uses (default: a unique one per instance). */
   namespace?: string;
   /** How long to wait for the socket to answer (default 30 s). */
@@ -88,7 +90,13 @@ function uniqueNamespace(): string {
   return "t" + [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-function configToml(dir: string, address: string, ttrpcAddress: string, extra: string): string {
+function configToml(
+  dir: string,
+  address: string,
+  ttrpcAddress: string,
+  extra: string,
+  cri: boolean,
+): string {
   // The CRI plugin wants CNI and a network; the other snapshotters need
   // special filesystems; opt writes to /opt; tracing may phone out. None of
   // them is needed to import images and run containers.
@@ -106,7 +114,9 @@ function configToml(dir: string, address: string, ttrpcAddress: string, extra: s
     "version = 2",
     `root = ${JSON.stringify(`${dir}/root`)}`,
     `state = ${JSON.stringify(`${dir}/state`)}`,
-    `disabled_plugins = ${JSON.stringify(disabled)}`,
+    `disabled_plugins = ${
+      JSON.stringify(cri ? disabled.filter((p) => p !== "io.containerd.grpc.v1.cri") : disabled)
+    }`,
     "",
     "[grpc]",
     `  address = ${JSON.stringify(address)}`,
@@ -140,7 +150,16 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
   const path = [...(opts.extraPath ?? []), Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin"]
     .join(":");
   const runDirsBefore = existingRunDirs();
-  await Deno.writeTextFile(configPath, configToml(dir, address, ttrpcAddress, opts.config ?? ""));
+  await Deno.writeTextFile(
+    configPath,
+    configToml(
+      dir,
+      address,
+      ttrpcAddress,
+      typeof opts.config === "function" ? opts.config(dir) : opts.config ?? "",
+      opts.cri ?? false,
+    ),
+  );
 
   // sh only redirects and then becomes containerd (exec), so the pid is containerd's.
   const child = spawn("/bin/sh", [
