@@ -21,6 +21,8 @@ export interface Params {
   memRounds: number;
   /** Containers per group shim. */
   groupSize: number;
+  /** Container counts of the node total (workload 8). */
+  nodeNs: number[];
   /** Size and layers of the generated image (workload 5). */
   importMB: number;
   importLayers: number;
@@ -30,7 +32,7 @@ export interface Params {
   rpcRounds: number;
   /** Client invocations per contender (workload 7). */
   startupRounds: number;
-  /** CRI pod lifecycles per side, and pods of 2 containers for the memory figure (workload 8). */
+  /** CRI pod lifecycles per side, and pods of 2 containers for the memory figure (workload 9). */
   criRounds: number;
   criPods: number;
 }
@@ -43,6 +45,7 @@ export const FULL: Params = {
   memN: 50,
   memRounds: 2,
   groupSize: 10,
+  nodeNs: [1, 10, 50],
   importMB: 200,
   importLayers: 5,
   importRounds: 3,
@@ -65,6 +68,7 @@ export const QUICK: Params = {
   memN: 6,
   memRounds: 1,
   groupSize: 3,
+  nodeNs: [1, 4],
   importMB: 16,
   importLayers: 2,
   importRounds: 1,

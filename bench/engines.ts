@@ -18,6 +18,7 @@ import {
 import { childrenOf, findProcesses, isAlive } from "../tests/support/proc.ts";
 import { runTool, type ToolResult } from "../tests/support/tool.ts";
 import { existsSync } from "../src/fsutil/mod.ts";
+import { shimSocketDir } from "../src/runtime/mod.ts";
 
 /** A daemon under test and the client that drives it. */
 export interface Engine {
@@ -38,7 +39,8 @@ export interface Engine {
   ctr(args: string[], opts?: { timeoutMs?: number }): Promise<ToolResult>;
   /**
    * The directory berth's shims put their sockets (and warm spare) in for
-   * this daemon (env BERTH_SHIM_SOCKET_DIR), private to the run.
+   * this daemon, private to the run: BERTH_SHIM_SOCKET_DIR under containerd,
+   * the daemon's `<state>/s` under berth's daemon.
    */
   shimSocketDir: string;
   stop(): Promise<void>;
@@ -49,11 +51,21 @@ export function berthBinary(binDir: string): string {
   return `${binDir}/berth`;
 }
 
+/** containerd's executables, copied into the run's bin/ (see snapshotBerth). */
+export const CONTAINERD_BINARIES = ["/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2"];
+
 /**
  * Copies the repository's bin/berth into `${tmp}/bin` (with its
  * containerd-shim-berth-v2 alias), so the whole run measures one build even
  * if bin/ is rebuilt meanwhile. Returns that directory and, when there is no
  * build, why.
+ *
+ * The run's executables are private copies: the deno that a bundle's
+ * shebang names (the shebang is rewritten to the copy) and containerd's
+ * daemon and runc shim. PSS divides each page of an executable among all
+ * processes mapping it, so shared copies would let other Deno or containerd
+ * processes on the machine (other test runs, this harness) pay part of the
+ * run's memory, on one side more than the other.
  */
 export async function snapshotBerth(
   repoRoot: string,
@@ -61,11 +73,31 @@ export async function snapshotBerth(
 ): Promise<{ binDir: string; missing: string | null }> {
   const binDir = `${tmp}/bin`;
   await Deno.mkdir(binDir, { recursive: true });
+  for (const path of CONTAINERD_BINARIES) {
+    await Deno.copyFile(path, `${binDir}/${path.slice(path.lastIndexOf("/") + 1)}`);
+  }
+  let build: Uint8Array;
   try {
-    await Deno.copyFile(`${repoRoot}/bin/berth`, `${binDir}/berth`);
+    build = await Deno.readFile(`${repoRoot}/bin/berth`);
   } catch {
     return { binDir, missing: `${repoRoot}/bin/berth is not built (make build)` };
   }
+  const bundle = build[0] === 0x23 && build[1] === 0x21; // "#!": a bundle run by deno
+  if (bundle) {
+    const end = build.indexOf(0x0a);
+    const shebang = new TextDecoder().decode(build.subarray(0, end));
+    const deno = /^#!\/usr\/bin\/env -S (\S+) run /.exec(shebang)?.[1];
+    if (deno === undefined) {
+      return { binDir, missing: `bin/berth: unexpected shebang ${JSON.stringify(shebang)}` };
+    }
+    await Deno.copyFile(deno, `${binDir}/deno`);
+    const head = new TextEncoder().encode(shebang.replace(deno, `${binDir}/deno`));
+    const out = new Uint8Array(head.length + build.length - end);
+    out.set(head);
+    out.set(build.subarray(end), head.length);
+    build = out;
+  }
+  await Deno.writeFile(`${binDir}/berth`, build, { mode: 0o755 });
   await Deno.chmod(`${binDir}/berth`, 0o755);
   await Deno.symlink("berth", `${binDir}/containerd-shim-berth-v2`);
   return { binDir, missing: null };
@@ -87,14 +119,17 @@ export function idleSpares(socketDir: string): number[] {
 }
 
 /**
- * Starts Debian's containerd with `extraPath` first in its PATH (so it finds
- * containerd-shim-berth-v2 in the repository's bin/ when it is built).
+ * Starts Debian's containerd (or its copy `binary`) with `extraPath` first
+ * in its PATH (so it finds containerd-shim-berth-v2 in the repository's bin/
+ * when it is built, and the run's copy of containerd-shim-runc-v2).
  */
 export async function startContainerdEngine(
   extraPath: string[],
   shimSocketDir: string,
+  binary?: string,
 ): Promise<Engine & { instance: ContainerdInstance }> {
   const ctd = await startContainerd({
+    binary,
     extraPath,
     namespace: uniqueNamespace("bc"),
     env: { BERTH_SHIM_SOCKET_DIR: shimSocketDir },
@@ -129,7 +164,6 @@ async function logTail(path: string): Promise<string> {
  */
 export async function startBerthEngine(
   binDir: string,
-  shimSocketDir: string,
   opts: { config?: (dir: string) => string } = {},
 ): Promise<Engine> {
   const bin = berthBinary(binDir);
@@ -142,7 +176,7 @@ export async function startBerthEngine(
     ":",
   );
   const runDirsBefore = existingRunDirs();
-  const env = { PATH: path, BERTH_SHIM_SOCKET_DIR: shimSocketDir };
+  const env = { PATH: path };
 
   const client = (args: string[], o: { timeoutMs?: number } = {}) =>
     runTool(bin, ["--address", address, "--namespace", namespace, ...args], {
@@ -169,7 +203,8 @@ export async function startBerthEngine(
     dir,
     client,
     ctr,
-    shimSocketDir,
+    // Where the daemon's shims put their sockets (and a warm spare).
+    shimSocketDir: shimSocketDir(`${dir}/state`),
   };
 
   if (!existsSync(bin)) {

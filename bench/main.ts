@@ -33,6 +33,7 @@ import { jsonReport, markdownTable, type RunInfo, svgChart } from "./report.ts";
 import { prepareRuncFloor } from "./runc_floor.ts";
 import { runParallel, runSequential } from "./workloads/run.ts";
 import { memory } from "./workloads/memory.ts";
+import { nodeMemory } from "./workloads/node.ts";
 import { ttrpc } from "./workloads/ttrpc.ts";
 import { images } from "./workloads/images.ts";
 import { api } from "./workloads/api.ts";
@@ -52,6 +53,7 @@ export const WORKLOADS: Workload[] = [
   images,
   api,
   startup,
+  nodeMemory,
   cri,
 ];
 
@@ -195,11 +197,11 @@ export async function benchMain(argv: string[]): Promise<number> {
 
     progress("starting containerd");
     // berth's shims keep their sockets (and warm spare) in dirs private to this run.
-    const containerd = await startContainerdEngine([binDir], `${tmp}/cs`);
+    const containerd = await startContainerdEngine([binDir], `${tmp}/cs`, `${binDir}/containerd`);
     defer(containerd.stop, containerd.dir);
     namespaces.push(containerd.namespace);
     progress("starting berth daemon");
-    const berth: Engine = await startBerthEngine(binDir, `${tmp}/bs`);
+    const berth: Engine = await startBerthEngine(binDir);
     defer(berth.stop, berth.dir);
     namespaces.push(berth.namespace);
     if (berth.unavailable) progress(`berth daemon: n/a (${berth.unavailable})`);

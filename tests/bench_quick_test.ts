@@ -38,7 +38,7 @@ function checkSide(where: string, s: SideJson): void {
 
 Deno.test({
   name: "bench/main.ts --quick measures every workload and leaves nothing behind",
-  // Generous: the run takes about two minutes on 2 cores (workload 8 starts two CRI daemons);
+  // Generous: the run takes about two minutes on 2 cores (workload 9 starts two CRI daemons);
   // a hang must still end.
   async fn() {
     const out = await Deno.makeTempDir({ prefix: "berth-bench-quick-test-" });

@@ -1,5 +1,5 @@
 /**
- * Workload 8: the CRI, as the kubelet drives it, through cri-tools' crictl
+ * Workload 9: the CRI, as the kubelet drives it, through cri-tools' crictl
  * against berth's CRI plugin and containerd 1.6's, side by side in one run.
  * Each side is a daemon of its own with the CRI enabled (the pause and
  * busybox images imported into k8s.io, a bridge network of its own with
@@ -208,7 +208,7 @@ async function startBerthSide(ctx: BenchContext, images: string[]): Promise<CriS
   const t = tag();
   const bridge = `bbb${t}`, cgroupParent = `/berth-bench-cri-b${t}`;
   const prefix = await freePrefix([]);
-  const engine: Engine = await startBerthEngine(ctx.binDir, `${ctx.tmp}/bs-cri`, {
+  const engine: Engine = await startBerthEngine(ctx.binDir, {
     config: (dir) => {
       Deno.mkdirSync(`${dir}/net.d`, { recursive: true });
       Deno.mkdirSync(`${dir}/ipam`, { recursive: true });
@@ -359,9 +359,9 @@ async function podsMemory(
 
 const MIB = 1024;
 
-/** Workload 8: the CRI lifecycle and pod memory, berth's plugin against containerd's. */
+/** Workload 9: the CRI lifecycle and pod memory, berth's plugin against containerd's. */
 export const cri: Workload = {
-  id: 8,
+  id: 9,
   name: "CRI (crictl)",
   async run(ctx: BenchContext) {
     const rounds = ctx.params.criRounds, pods = ctx.params.criPods;
@@ -372,7 +372,7 @@ export const cri: Workload = {
     const figures = (sides: Record<string, Record<string, Side>>): Figure[] => [
       ...STEPS.map((s) =>
         figure({
-          workload: `8. CRI \`${s}\``,
+          workload: `9. CRI \`${s}\``,
           metric: "wall time",
           unit: "ms",
           better: "lower",
@@ -384,7 +384,7 @@ export const cri: Workload = {
         })
       ),
       figure({
-        workload: `8. CRI memory, ${pods} pods x 2 containers`,
+        workload: `9. CRI memory, ${pods} pods x 2 containers`,
         metric: "daemon + shims PSS",
         unit: "MiB",
         better: "lower",
@@ -402,7 +402,7 @@ export const cri: Workload = {
       const na = allNa("crictl not found (shared/tools/crictl, $CRICTL or PATH)");
       return figures({ berth: na, containerd: na });
     }
-    ctx.progress("8. CRI: building the pause image, starting both CRI daemons");
+    ctx.progress("9. CRI: building the pause image, starting both CRI daemons");
     const pause = await buildPauseImage(ctx.tmp);
     const images = [pause.archive, ctx.busybox.archive];
     const work = await Deno.makeTempDir({ dir: ctx.tmp, prefix: "cri-" });
@@ -434,7 +434,7 @@ export const cri: Workload = {
     );
     const failed = new Map<string, string>();
     for (let i = -1; i < rounds; i++) {
-      ctx.progress(`8. CRI lifecycle round ${i + 2}/${rounds + 1}`);
+      ctx.progress(`9. CRI lifecycle round ${i + 2}/${rounds + 1}`);
       const order = i % 2 === 0 ? sides : [...sides].reverse();
       for (const side of order) {
         if (failed.has(side.name)) continue;
@@ -452,7 +452,7 @@ export const cri: Workload = {
     const memory = new Map<string, number[]>();
     for (const side of sides) {
       if (failed.has(side.name)) continue;
-      ctx.progress(`8. CRI memory: ${pods} pods x 2 containers on ${side.name}`);
+      ctx.progress(`9. CRI memory: ${pods} pods x 2 containers on ${side.name}`);
       try {
         const m = await podsMemory(bin, side, work, pods);
         ctx.progress(

@@ -3,6 +3,7 @@ import { defaultConfig, parseConfig } from "../config/mod.ts";
 import { Code, isCode } from "../errdefs/mod.ts";
 import { configMain } from "./config.ts";
 import { configPathOf, DAEMON_USAGE, parseDaemonArgs } from "./daemon_args.ts";
+import { memoryTidier } from "./daemon.ts";
 
 Deno.test("daemon args: the command line of berth daemon", () => {
   const a = parseDaemonArgs([
@@ -68,5 +69,30 @@ Deno.test("config: `berth config default` and `dump` print TOML that loads back"
     assert.match(err.join("\n"), /unknown config command "frobnicate"/);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("memoryTidier: trims every time, collects garbage only after ArrayBuffer memory grew", () => {
+  const g = globalThis as { gc?: () => void };
+  const saved = g.gc;
+  let collections = 0, trims = 0;
+  g.gc = () => collections++;
+  try {
+    const tidy = memoryTidier(() => {
+      trims++;
+      return true;
+    });
+    tidy();
+    assert.equal(collections, 0, "nothing grew yet");
+    const held = new Uint8Array(8 << 20).fill(1); // external memory, alive
+    tidy();
+    assert.equal(collections, 1, "8 MiB more external memory: one collection");
+    tidy();
+    assert.equal(collections, 1, "no growth since: no collection");
+    assert.equal(trims, 3);
+    assert.equal(held[0], 1);
+  } finally {
+    if (saved === undefined) delete g.gc;
+    else g.gc = saved;
   }
 });

@@ -9,6 +9,35 @@ import { configPathOf, DAEMON_USAGE, parseDaemonArgs } from "./daemon_args.ts";
 
 /** How often the daemon gives malloc's free memory back (a walk of its arenas, well under 1 ms idle). */
 const TRIM_MS = 2000;
+/** Growth of ArrayBuffer memory (Deno.memoryUsage().external) that makes the daemon collect garbage. */
+const EXTERNAL_GROWTH = 2 << 20;
+
+/**
+ * Returns a function, run every TRIM_MS, that collects garbage when the
+ * memory of ArrayBuffers has grown by EXTERNAL_GROWTH since the last
+ * collection, then gives malloc's free memory back. V8 sizes its collections
+ * by its own heap, which is small here, so the buffers of an image import
+ * or of many requests (each pinning its malloc'd bytes) can stay for
+ * minutes after their last use. A full collection of the daemon's heap
+ * takes a few ms and runs only after such growth. Without --expose-gc (a
+ * `deno run` without RUNTIME_FLAGS) only the trim runs.
+ */
+export function memoryTidier(release: () => boolean): () => void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  let collectedAt = Deno.memoryUsage().external;
+  return () => {
+    if (gc !== undefined) {
+      const external = Deno.memoryUsage().external;
+      if (external > collectedAt + EXTERNAL_GROWTH) {
+        gc();
+        collectedAt = Deno.memoryUsage().external;
+      } else if (external < collectedAt) {
+        collectedAt = external;
+      }
+    }
+    release();
+  };
+}
 
 /** Runs the daemon mode; returns the process exit status (0 after a clean shutdown). */
 export async function daemonMain(args: string[]): Promise<number> {
@@ -27,11 +56,12 @@ export async function daemonMain(args: string[]): Promise<number> {
     daemon = await startDaemon(config);
     // What loading and starting left free in malloc's arenas goes back to
     // the kernel (~18 MB on a start without Deno's caches), and so, every
-    // TRIM_MS, does what requests left there (~4 MB after an image import):
-    // glibc keeps freed memory resident; Go's runtime returns it by itself.
+    // TRIM_MS, does what requests left there (~4 MB after an image import),
+    // after collecting their dead buffers (memoryTidier): glibc keeps freed
+    // memory resident; Go's runtime returns it by itself.
     const { releaseFreeMemory } = await import("../../ffi/mod.ts");
     releaseFreeMemory();
-    const timer = setInterval(releaseFreeMemory, TRIM_MS);
+    const timer = setInterval(memoryTidier(releaseFreeMemory), TRIM_MS);
     Deno.unrefTimer(timer);
     trimmer = timer;
   } catch (err) {

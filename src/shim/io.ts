@@ -96,26 +96,46 @@ function shared(sink: Sink, users: number): Sink {
   };
 }
 
+/** Size of a read of a container's output while it is quiet: what each waiting read holds. */
+const QUIET_READ = 4 << 10;
+/** Size of a read once one came back full (more output is waiting). */
+const BUSY_READ = 64 << 10;
+
+/**
+ * The size of the next read of a process's output after one of `last`
+ * bytes into a buffer of `asked`: large after a full read, small again after
+ * a short one. Deno's own reads allocate 64 KiB each, and an idle container
+ * keeps one read waiting on stdout and one on stderr (and berth's on stdin)
+ * for as long as it runs: 160 KiB per container at fixed sizes, most of a
+ * group shim's growth with its containers.
+ */
+export function nextReadSize(asked: number, last: number): number {
+  return last === asked ? BUSY_READ : QUIET_READ;
+}
+
 /**
  * Copies a stream into a sink until EOF, then closes the sink, so the reader
  * sees the end as soon as the container's writers are gone (as with
  * containerd's shims). Write errors end the copying, but the stream is
- * still drained so the container never blocks on a full pipe.
+ * still drained so the container never blocks on a full pipe. Each read
+ * gets a fresh buffer (a sink may keep the chunk), sized by nextReadSize.
  */
 async function copyOut(
   stream: ReadableStream<Uint8Array>,
   dest: Sink | null,
   what: string,
 ): Promise<void> {
-  const reader = stream.getReader();
+  const reader = stream.getReader({ mode: "byob" });
   let failed = dest === null;
+  let size = QUIET_READ;
   try {
     for (;;) {
-      const { value, done } = await reader.read();
-      if (done) {
+      const { value, done } = await reader.read(new Uint8Array(size));
+      if (done || value === undefined) {
         dest?.close();
         return;
       }
+      size = nextReadSize(size, value.length);
       if (failed) continue;
       try {
         await dest!.write(value);
@@ -206,12 +226,16 @@ class PipeIO implements ProcessIO {
 
   private async copyIn(fd: number, dest: WritableStream<Uint8Array>): Promise<void> {
     const writer = dest.getWriter();
-    const buf = new Uint8Array(32 * 1024);
+    // Reused (each chunk written is a copy), sized like copyOut's reads: a
+    // container whose stdin is quiet keeps a small one waiting.
+    let buf = new Uint8Array(QUIET_READ);
     try {
       for (;;) {
         const n = await readFd(fd, buf);
         if (n === 0) break; // every writer closed: the client's, and ours after CloseIO
         await writer.write(buf.slice(0, n));
+        const size = nextReadSize(buf.length, n);
+        if (size !== buf.length) buf = new Uint8Array(size);
       }
     } catch (err) {
       // EBADF when the process's IO is closed while waiting; a container that closed its stdin.

@@ -35,6 +35,8 @@ const BERTH_RUN_DIR = "/run/berth";
 
 /** Options for {@link startContainerd}. */
 export interface ContainerdOptions {
+  /** The containerd executable (default Debian's /usr/bin/containerd). */
+  binary?: string;
   /** Directories put before PATH, so containerd finds extra shims (containerd-shim-berth-v2). */
   extraPath?: string[];
   /** TOML appended to the generated config (extra plugin sections), or made from its directory. */
@@ -165,7 +167,7 @@ export async function startContainerd(opts: ContainerdOptions = {}): Promise<Con
   const child = spawn("/bin/sh", [
     "-c",
     'exec "$0" --config "$1" >>"$2" 2>&1',
-    "/usr/bin/containerd",
+    opts.binary ?? "/usr/bin/containerd",
     configPath,
     logPath,
   ], { stdin: "null", stdout: "null", stderr: "null", env: { ...opts.env, PATH: path } });
