@@ -56,7 +56,11 @@ Deno.test("critest: cri-tools' conformance specs against berth's CRI", async (t)
   const r = await runTool(`${repoRoot}/scripts/critest.sh`, [], {
     timeoutMs: 20 * 60_000,
     cwd: repoRoot,
-    env: { CRITEST_LOG: logPath },
+    // One retry per failed spec: a stop sent within a millisecond of the start
+    // can reach the container's init before it handles SIGTERM (then the spec
+    // waits out its 60 s); a spec that fails twice still fails the test, and
+    // one that passed only on its retry is printed.
+    env: { CRITEST_LOG: logPath, CRITEST_ARGS: "--ginkgo.flake-attempts=2" },
   });
   const log = await Deno.readTextFile(logPath).catch(() => "");
   await Deno.remove(tmp, { recursive: true });
@@ -76,6 +80,8 @@ Deno.test("critest: cri-tools' conformance specs against berth's CRI", async (t)
     `critest: ${res.passed}/${res.failed}/${res.skipped} of ${res.total} ` +
       `(passed/failed/skipped) in ${res.seconds} s`,
   );
+  const flaky = log.split("\n").filter((l) => /\[FLAKEY TEST/.test(l)).map((l) => l.trim());
+  if (flaky.length > 0) console.log(`critest: passed only on a retry:\n${flaky.join("\n")}`);
   const unexpected = res.failures.filter((f) => !OFFLINE.some((o) => o.spec.test(f)));
   assert.deepEqual(unexpected, [], `specs berth fails that containerd passes${detail}`);
   assert.ok(res.passed > 0 && res.passed + res.failed + res.skipped === res.total);

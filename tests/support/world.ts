@@ -341,6 +341,12 @@ export class World {
 
   /** Fails when anything of this world is still there (processes, mounts, sockets). */
   async assertClean(): Promise<void> {
+    // A retired shim may still be exiting when the daemon's bounded wait
+    // (5 s) ends; a leaked one is still there after this longer wait.
+    const until = Date.now() + 15_000;
+    while ((await this.shimPids()).length > 0 && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
     assert.deepEqual(await this.shimPids(), [], "no shim left");
     const shims = this.daemonShims();
     assert.deepEqual(
