@@ -14,7 +14,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { spawnDaemon, stopDaemon, waitForSocket } from "../tests/support/daemon.ts";
+import { spawnDaemonWithConfig, stopDaemon, waitForSocket } from "../tests/support/daemon.ts";
 import { unaryRate, versionCall } from "./grpc.ts";
 import { interleave } from "./interleave.ts";
 import { isMeasured, type Side as Figures } from "./figures.ts";
@@ -31,21 +31,8 @@ interface Side {
 
 async function start(name: string, config: string): Promise<Side> {
   const dir = await Deno.makeTempDir({ prefix: `berth-opscost-${name}-` });
-  await Deno.writeTextFile(`${dir}/config.toml`, config.replaceAll("DIR", dir));
   const address = `${dir}/berth.sock`;
-  const d = spawnDaemon(
-    [
-      "--config",
-      `${dir}/config.toml`,
-      "--root",
-      `${dir}/root`,
-      "--state",
-      `${dir}/state`,
-      "--address",
-      address,
-    ],
-    BIN,
-  );
+  const d = await spawnDaemonWithConfig(dir, config.replaceAll("DIR", dir), address, BIN);
   await waitForSocket(address, d);
   return {
     name,

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "../src/spawn/mod.ts";
 import { privateBerth } from "./support/binary.ts";
-import { spawnDaemon, stopDaemon, waitForSocket } from "./support/daemon.ts";
+import { spawnDaemonWithConfig, stopDaemon, waitForSocket } from "./support/daemon.ts";
 import { mountsUnder } from "./support/mounts.ts";
 import { runTool, type ToolResult } from "./support/tool.ts";
 
@@ -56,20 +56,12 @@ Deno.test("ops: metrics scraped by prometheus and linted by promtool; the debug 
   const debugSock = `${dir}/debug.sock`;
   const ns = `op${crypto.randomUUID().slice(0, 8)}`;
   const id = `m-${ns}`;
-  await Deno.writeTextFile(
-    `${dir}/config.toml`,
+  const d = await spawnDaemonWithConfig(
+    dir,
     `version = 2\n[metrics]\naddress = "127.0.0.1:0"\ngrpc_histogram = true\n[debug]\naddress = "${debugSock}"\n`,
-  );
-  const d = spawnDaemon([
-    "--config",
-    `${dir}/config.toml`,
-    "--root",
-    `${dir}/root`,
-    "--state",
-    `${dir}/state`,
-    "--address",
     address,
-  ], BERTH);
+    BERTH,
+  );
   const b = (args: string[]) => runTool(BERTH, ["-a", address, "-n", ns, ...args]);
   let status: Deno.CommandStatus | undefined;
   const children: Deno.ChildProcess[] = [];

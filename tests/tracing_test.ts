@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { clearNamespace, makeRootDir, privateCopy } from "./support/berth.ts";
-import { spawnDaemon, stopDaemon, waitForSocket } from "./support/daemon.ts";
+import { spawnDaemonWithConfig, stopDaemon, waitForSocket } from "./support/daemon.ts";
 import { runTool } from "./support/tool.ts";
 import { startReceiver } from "../src/tracing/receiver.ts";
 import type { ReceivedSpan } from "../src/tracing/mod.ts";
@@ -65,8 +65,8 @@ Deno.test("tracing: client, daemon, shim and runc spans over OTLP/HTTP JSON, nes
   const dir = await Deno.makeTempDir({ prefix: "berth-tracing-" });
   const ns = `tr${crypto.randomUUID().slice(0, 8)}`;
   const address = `${dir}/state/berth.sock`;
-  await Deno.writeTextFile(
-    `${dir}/config.toml`,
+  const daemon = await spawnDaemonWithConfig(
+    dir,
     [
       "version = 2",
       `[plugins."io.containerd.tracing.processor.v1.otlp"]`,
@@ -78,17 +78,9 @@ Deno.test("tracing: client, daemon, shim and runc spans over OTLP/HTTP JSON, nes
       `  service_name = "berth-under-test"`,
       "",
     ].join("\n"),
-  );
-  const daemon = spawnDaemon([
-    "--config",
-    `${dir}/config.toml`,
-    "--root",
-    `${dir}/root`,
-    "--state",
-    `${dir}/state`,
-    "--address",
     address,
-  ], BERTH);
+    BERTH,
+  );
   const b = (args: string[], env?: Record<string, string>) =>
     runTool(BERTH, ["--address", address, "-n", ns, ...args], { env, timeoutMs: 60_000 });
   let cleared: { afterStop(): Promise<void> } | undefined;
@@ -171,20 +163,12 @@ Deno.test("tracing: client, daemon, shim and runc spans over OTLP/HTTP JSON, nes
 Deno.test("tracing: a protocol berth does not export is a clear config error", async () => {
   const dir = await Deno.makeTempDir({ prefix: "berth-tracing-bad-" });
   try {
-    await Deno.writeTextFile(
-      `${dir}/config.toml`,
+    const d = await spawnDaemonWithConfig(
+      dir,
       `version = 2\n[plugins."io.containerd.tracing.processor.v1.otlp"]\n  endpoint = "127.0.0.1:4318"\n  protocol = "grpc"\n`,
-    );
-    const d = spawnDaemon([
-      "--config",
-      `${dir}/config.toml`,
-      "--root",
-      `${dir}/root`,
-      "--state",
-      `${dir}/state`,
-      "--address",
       `${dir}/state/b.sock`,
-    ], BERTH);
+      BERTH,
+    );
     const status = await d.done;
     assert.notEqual(status.code, 0);
     assert.match(d.log(), /tracing config: OTLP protocol \\?"grpc\\?" is not supported by berth/);

@@ -82,6 +82,29 @@ export async function stopDaemon(d: DaemonProc, graceMs = 20_000): Promise<Deno.
 }
 
 /**
+ * Writes `config` to `dir`/config.toml and starts a daemon with it, its root
+ * and state under `dir` and its socket at `address`.
+ */
+export async function spawnDaemonWithConfig(
+  dir: string,
+  config: string,
+  address: string,
+  binary?: string,
+): Promise<DaemonProc> {
+  await Deno.writeTextFile(`${dir}/config.toml`, config);
+  return spawnDaemon([
+    "--config",
+    `${dir}/config.toml`,
+    "--root",
+    `${dir}/root`,
+    "--state",
+    `${dir}/state`,
+    "--address",
+    address,
+  ], binary);
+}
+
+/**
  * A daemon on paths under `dir` (root, state, sockets, an empty version 2
  * config so that no system config is read), with `root` overriding where
  * its root is. Resolves once both sockets answer.
