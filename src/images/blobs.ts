@@ -32,7 +32,10 @@ export async function openWriter(
       return await content.writer(ref, opts);
     } catch (err) {
       if (isCode(err, Code.AlreadyExists)) return undefined;
-      if (!isCode(err, Code.Unavailable)) throw err;
+      // Only a held ingest is waited for (containerd and berth both answer
+      // it Unavailable, "ref ... locked"); a daemon that went away is not:
+      // retrying a closed connection would wait forever.
+      if (!isCode(err, Code.Unavailable) || !/\blocked\b/.test((err as Error).message)) throw err;
     }
     await sleep(delay);
   }

@@ -1,17 +1,22 @@
 /**
  * Task events from the shim to containerd, in order, through one queue:
  * each is forwarded over ttrpc (containerd.services.events.ttrpc.v1.Events/
- * Forward at TTRPC_ADDRESS); when that fails, the `-publish-binary`
- * (containerd itself: `containerd --address A publish --topic T --namespace N`
- * with the event Any on stdin) is tried; then the event is retried with a
- * growing pause, a few times, before it is dropped with an error in the log.
- * An event is never overtaken by a later one.
+ * Forward at TTRPC_ADDRESS); with no TTRPC_ADDRESS (containerd before 1.3),
+ * the `-publish-binary` is run instead (`containerd --address A publish
+ * --topic T --namespace N` with the event Any on stdin). While no daemon
+ * is there to take it (nothing listens, or it died mid-call) an event is
+ * kept and retried with a growing pause, so that an exit while the daemon
+ * is down is reported once it is back, however long that takes; an event
+ * a daemon refuses, or a binary fails to publish, is dropped after a few
+ * attempts with an error in the log. An event is never overtaken by a
+ * later one.
  * @module
  */
 
 import { type DescMessage, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
 import { type Any, AnySchema, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { packEvent } from "../events/mod.ts";
+import { Code, isCode } from "../errdefs/mod.ts";
 import { log } from "../log/mod.ts";
 import { run } from "../spawn/mod.ts";
 import { TTRPC_NAMESPACE_KEY } from "../namespaces/mod.ts";
@@ -34,13 +39,18 @@ export interface PublisherOptions {
   /** The binary that can publish (`-publish-binary`), "" for none. */
   publishBinary: string;
   namespace: string;
-  /** Attempts per event before it is dropped (default 5). */
+  /** Attempts per event a daemon answers with an error, before it is dropped (default 5). */
   attempts?: number;
-  /** First pause between attempts, doubled each time (ms, default 500). */
+  /** First pause between attempts, doubled each time up to `maxRetryMs` (ms, default 500). */
   retryMs?: number;
+  /** Longest pause between attempts (ms, default 4000). */
+  maxRetryMs?: number;
 }
 
 const FORWARD_TIMEOUT_MS = 5_000;
+
+/** Why a delivery failed: no daemon to take it (kept), or anything else (counted). */
+class NoDaemon extends Error {}
 
 /** The shim's event queue. */
 export class Publisher {
@@ -88,36 +98,32 @@ export class Publisher {
 
   private async deliver(item: Item): Promise<void> {
     const attempts = this.opts.attempts ?? 5;
+    const maxPause = this.opts.maxRetryMs ?? 4_000;
     let pause = this.opts.retryMs ?? 500;
-    for (let i = 1;; i++) {
-      let why: unknown;
+    for (let failed = 0, tries = 1;; tries++) {
       try {
-        await this.forward(item);
+        await (this.opts.ttrpcAddress ? this.forward(item) : this.publishWithBinary(item));
         this.delivered++;
         return;
       } catch (err) {
-        why = err;
         this.dropClient();
-      }
-      try {
-        await this.publishWithBinary(item);
-        this.delivered++;
-        return;
-      } catch (err) {
+        const absent = err instanceof NoDaemon;
+        if (!absent) failed++;
         log.warn("publishing event failed", {
           topic: item.topic,
-          attempt: i,
-          ttrpc: String(why),
-          binary: String(err),
+          attempt: tries,
+          kept: absent,
+          error: String(err),
         });
       }
-      if (i >= attempts || (this.closing && i >= 2)) {
+      // A closing shim gives an event one more try, not the daemon's whole absence.
+      if (failed >= attempts || (this.closing && tries >= 2)) {
         this.dropped++;
         log.error("event dropped after repeated failures", { topic: item.topic });
         return;
       }
       await new Promise((r) => setTimeout(r, pause));
-      pause *= 2;
+      pause = Math.min(pause * 2, maxPause);
     }
   }
 
@@ -131,9 +137,12 @@ export class Publisher {
   }
 
   private async forward(item: Item): Promise<void> {
-    if (!this.opts.ttrpcAddress) throw new Error("no TTRPC_ADDRESS");
     if (!this.client || this.client.closed) {
-      this.client = await connect(this.opts.ttrpcAddress.replace(/^unix:\/\//, ""));
+      try {
+        this.client = await connect(this.opts.ttrpcAddress.replace(/^unix:\/\//, ""));
+      } catch (err) {
+        throw new NoDaemon(`no daemon at ${this.opts.ttrpcAddress}: ${err}`);
+      }
     }
     const events = serviceClient(this.client, Events);
     await events.forward({
@@ -146,6 +155,10 @@ export class Publisher {
     }, {
       timeoutMs: FORWARD_TIMEOUT_MS,
       metadata: { [TTRPC_NAMESPACE_KEY]: this.opts.namespace },
+    }).catch((err) => {
+      // The daemon went away mid-call: it never took the event.
+      if (isCode(err, Code.Unavailable)) throw new NoDaemon(String(err));
+      throw err;
     });
   }
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { fromBinary } from "@bufbuild/protobuf";
 import { AnySchema } from "@bufbuild/protobuf/wkt";
+import { BerthError, Code } from "../errdefs/mod.ts";
 import { namespaceOf } from "../namespaces/mod.ts";
 import { Server } from "../ttrpc/mod.ts";
 import { type Envelope, Events } from "../gen/containerd/services/events/ttrpc/v1/events_pb.ts";
@@ -55,7 +56,7 @@ Deno.test("publisher: events go over ttrpc Forward, in order, with namespace and
   }
 });
 
-Deno.test("publisher: falls back to the publish binary when ttrpc fails", async () => {
+Deno.test("publisher: runs the publish binary when there is no TTRPC_ADDRESS", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const bin = `${dir}/containerd`;
@@ -64,7 +65,7 @@ Deno.test("publisher: falls back to the publish binary when ttrpc fails", async 
       mode: 0o755,
     });
     const pub = new Publisher({
-      ttrpcAddress: `${dir}/nobody-listens`,
+      ttrpcAddress: "",
       address: "/run/x.sock",
       publishBinary: bin,
       namespace: "ns2",
@@ -91,17 +92,78 @@ Deno.test("publisher: falls back to the publish binary when ttrpc fails", async 
   }
 });
 
-Deno.test("publisher: an event that cannot go anywhere is dropped after its attempts, not retried forever", async () => {
+Deno.test("publisher: an event is kept while no daemon listens, past its attempts, and delivered once one does", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/ttrpc.sock`;
+  const got: Envelope[] = [];
+  const server = new Server();
+  server.register(Events, {
+    forward: (req) => {
+      got.push(req.envelope!);
+      return {};
+    },
+  });
   const pub = new Publisher({
-    ttrpcAddress: "/nonexistent/sock",
+    ttrpcAddress: path,
+    address: "",
+    publishBinary: "",
+    namespace: "n",
+    attempts: 2,
+    retryMs: 5,
+    maxRetryMs: 20,
+  });
+  try {
+    pub.publish("/tasks/exit", TaskExitSchema, { containerId: "c", id: "c", pid: 9 });
+    // Well past 2 attempts at a 20 ms pause: still queued, not dropped.
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(pub.dropped, 0);
+    assert.equal(pub.pending, 1);
+    await server.listen(path);
+    const deadline = Date.now() + 5000;
+    while (got.length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(got.length, 1);
+    assert.equal(fromBinary(TaskExitSchema, got[0].event!.value).pid, 9);
+    assert.equal(pub.delivered, 1);
+  } finally {
+    await pub.close();
+    await server.shutdown({ timeoutMs: 1000 });
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("publisher: an event the daemon refuses is dropped after its attempts, not retried forever", async () => {
+  const dir = await Deno.makeTempDir();
+  let calls = 0;
+  const server = new Server();
+  server.register(Events, {
+    forward: () => {
+      calls++;
+      throw new BerthError(Code.Internal, "refused");
+    },
+  });
+  await server.listen(`${dir}/ttrpc.sock`);
+  const pub = new Publisher({
+    ttrpcAddress: `${dir}/ttrpc.sock`,
     address: "",
     publishBinary: "",
     namespace: "n",
     attempts: 2,
     retryMs: 5,
   });
-  pub.publish("/tasks/start", TaskStartSchema, { containerId: "c", pid: 1 });
-  await pub.close();
-  assert.equal(pub.dropped, 1);
-  assert.equal(pub.delivered, 0);
+  try {
+    pub.publish("/tasks/start", TaskStartSchema, { containerId: "c", pid: 1 });
+    const deadline = Date.now() + 5000;
+    while (pub.dropped === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(pub.dropped, 1);
+    assert.equal(pub.delivered, 0);
+    assert.equal(calls, 2);
+  } finally {
+    await pub.close();
+    await server.shutdown({ timeoutMs: 1000 });
+    await Deno.remove(dir, { recursive: true });
+  }
 });
