@@ -48,9 +48,10 @@ export function daemonAt(
   state: string,
   address: string,
   config?: string,
+  binary?: string,
 ): DaemonProc {
   const extra = config === undefined ? [] : ["--config", config];
-  return spawnDaemon(["--root", root, "--state", state, "--address", address, ...extra]);
+  return spawnDaemon(["--root", root, "--state", state, "--address", address, ...extra], binary);
 }
 
 /**
@@ -89,6 +90,8 @@ export class World {
   shimOf = new Map<string, string>();
   /** A config file the daemon starts with, if any. */
   config?: string;
+  /** A built berth executable to run the daemon with (else mod.ts from source). */
+  binary?: string;
 
   get root() {
     return `${this.tmp}/root`;
@@ -115,8 +118,9 @@ export class World {
     return w;
   }
 
-  async start(): Promise<void> {
-    this.daemon = daemonAt(this.root, this.state, this.address, this.config);
+  /** Starts the daemon and connects once its ttrpc socket answers (asked every `pollMs`). */
+  async start(pollMs = 50): Promise<void> {
+    this.daemon = daemonAt(this.root, this.state, this.address, this.config, this.binary);
     const path = `${this.address}.ttrpc`;
     const deadline = Date.now() + 60_000;
     let exited = false;
@@ -128,7 +132,7 @@ export class World {
         return;
       } catch {
         if (Date.now() > deadline) throw new Error(`daemon not listening:\n${this.daemon.log()}`);
-        await sleep(50);
+        await sleep(pollMs);
       }
     }
   }
@@ -155,9 +159,10 @@ export class World {
     this.daemon = undefined;
   }
 
-  svc<S extends Parameters<typeof serviceClient>[1]>(s: S) {
+  /** A client of service `s` in the world's namespace, its calls under `lease` ("rt" holds the base). */
+  svc<S extends Parameters<typeof serviceClient>[1]>(s: S, lease = "rt") {
     return serviceClient(this.client!, s, {
-      defaults: { metadata: { [NS_KEY]: this.ns, "containerd-lease": "rt" }, timeoutMs: 60_000 },
+      defaults: { metadata: { [NS_KEY]: this.ns, "containerd-lease": lease }, timeoutMs: 60_000 },
     });
   }
   get tasks() {
@@ -192,7 +197,8 @@ export class World {
 
   /**
    * A container `id` running `args` with `runtime` (and its runtime
-   * `options`, e.g. runc's), on an active snapshot of "base".
+   * `options`, e.g. runc's), on an active snapshot of "base" prepared
+   * under `lease`.
    */
   async makeContainer(
     id: string,
@@ -200,8 +206,9 @@ export class World {
     runtime: string,
     annotations: Record<string, string> = {},
     options?: Any,
+    lease = "rt",
   ): Promise<void> {
-    await this.svc(Snapshots).prepare({
+    await this.svc(Snapshots, lease).prepare({
       snapshotter: SNAPSHOTTER,
       key: `${id}-snap`,
       parent: "base",
@@ -212,7 +219,7 @@ export class World {
     spec.root = { path: "rootfs", readonly: false };
     spec.annotations = { ...spec.annotations, ...annotations };
     spec.hostname = id;
-    await this.svc(Containers).create({
+    await this.svc(Containers, lease).create({
       container: {
         id,
         runtime: { name: runtime, options },
@@ -414,7 +421,9 @@ export async function withWorld(
     await w.assertClean();
   } catch (err) {
     const log = w.daemon?.log() ?? "";
-    throw new Error(`${err instanceof Error ? err.stack : err}\n--- daemon log ---\n${log}`);
+    throw new Error(
+      `at step "${w.step}": ${err instanceof Error ? err.stack : err}\n--- daemon log ---\n${log}`,
+    );
   } finally {
     await w.cleanup();
   }
