@@ -449,6 +449,23 @@ Deno.test("cri: pods and containers through berth's gRPC client, bad input, rest
     await c.unary(M.removeContainer, { containerId: c1 });
     await c.unary(M.removeContainer, { containerId: c1 }); // removed already: fine
 
+    // A stop right after the start, before the program traps TERM: as its pid
+    // namespace's init it would never see a signal sent then (the stop would
+    // end in SIGKILL, 137, after the whole timeout); the stop waits for the trap.
+    const { containerId: late } = await c.unary(M.createContainer, {
+      podSandboxId: pod,
+      config: containerConfig("late", [
+        "sh",
+        "-c",
+        'sleep 0.5; trap "exit 7" TERM; while true; do sleep 0.1; done',
+      ]),
+      sandboxConfig: p1,
+    });
+    await c.unary(M.startContainer, { containerId: late });
+    await c.unary(M.stopContainer, { containerId: late, timeout: 30n });
+    assert.equal((await status(late)).exitCode, 7, "the trap took the stop signal");
+    await c.unary(M.removeContainer, { containerId: late });
+
     // A second container, left running across a daemon SIGKILL and restart.
     const { containerId: c2 } = await c.unary(M.createContainer, {
       podSandboxId: pod,

@@ -40,6 +40,7 @@ import { LABEL_GC_EXPIRE } from "../labels/mod.ts";
 import { log } from "../log/mod.ts";
 import type { Metadata, NamespacedSnapshotter } from "../metadata/mod.ts";
 import { encodeSpec, type Spec, SPEC_TYPE_URL } from "../oci/mod.ts";
+import { untilSignalReaches } from "../procfs/mod.ts";
 import type { ShimTask, TaskManager } from "../runtime/mod.ts";
 import { type RPCService, rpcService } from "../services/mod.ts";
 import { VERSION } from "../version.ts";
@@ -103,6 +104,8 @@ const NS = CRI_NAMESPACE;
 const KIND_LABEL = "io.cri-containerd.kind";
 /** Output ExecSync keeps per stream (containerd's cap). */
 const EXEC_OUTPUT_CAP = 16 << 20;
+/** Longest a stop waits for a just-started container's init to handle the stop signal. */
+const STOP_HANDLER_WAIT_MS = 2000;
 
 function newId(): string {
   const b = crypto.getRandomValues(new Uint8Array(32));
@@ -979,10 +982,20 @@ export class RuntimeServiceImpl {
     if (st.status !== TaskStatus.RUNNING && st.status !== TaskStatus.PAUSED) return;
     const exited = () => t.task.wait({ id: c.id });
     if (timeoutSeconds > 0) {
-      await t.task.kill({ id: c.id, signal: await this.#stopSignal(c) }).catch(() => {});
+      const deadline = Date.now() + timeoutSeconds * 1000;
+      const signal = await this.#stopSignal(c);
+      // A stop right after the start can come before the program installed
+      // its handler; as its pid namespace's init it would never see the
+      // signal, and the stop would wait out its whole timeout.
+      await untilSignalReaches(
+        st.pid,
+        signal,
+        Math.min(deadline, Date.now() + STOP_HANDLER_WAIT_MS),
+      );
+      await t.task.kill({ id: c.id, signal }).catch(() => {});
       const done = await Promise.race([
         exited().then(() => true, () => true),
-        new Promise<boolean>((r) => setTimeout(() => r(false), timeoutSeconds * 1000)),
+        new Promise<boolean>((r) => setTimeout(() => r(false), Math.max(0, deadline - Date.now()))),
       ]);
       if (done) return;
     }

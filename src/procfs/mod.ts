@@ -24,3 +24,47 @@ export function procStat(pid: number | "self"): string[] | undefined {
 export function procState(pid: number): string | undefined {
   return procStat(pid)?.[0];
 }
+
+/**
+ * What /proc/`pid`/status says of how `signal` would reach it: whether the
+ * process is the init of its pid namespace (NSpid ends in 1), and whether it
+ * catches the signal (SigCgt). Undefined when the process is gone.
+ */
+export function signalReach(
+  pid: number,
+  signal: number,
+): { namespaceInit: boolean; caught: boolean } | undefined {
+  let status: string;
+  try {
+    status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  } catch {
+    return undefined;
+  }
+  const field = (name: string) => status.match(new RegExp(`^${name}:\\s*(.*)$`, "m"))?.[1] ?? "";
+  const nspids = field("NSpid").split(/\s+/);
+  const caught = BigInt(`0x${field("SigCgt") || "0"}`);
+  return {
+    namespaceInit: nspids.length > 1 && nspids[nspids.length - 1] === "1",
+    caught: ((caught >> BigInt(signal - 1)) & 1n) === 1n,
+  };
+}
+
+/**
+ * Resolves once `signal` can reach `pid`, or at `until` (epoch ms). The
+ * kernel drops a signal sent to a pid namespace's init unless the init
+ * catches it, so one sent just after a container started, before its
+ * program installed its handler, is lost for good; this waits for the
+ * handler. A process that is not such an init, or is gone, resolves at once.
+ */
+export async function untilSignalReaches(
+  pid: number,
+  signal: number,
+  until: number,
+): Promise<void> {
+  for (;;) {
+    const reach = signalReach(pid, signal);
+    if (reach === undefined || !reach.namespaceInit || reach.caught) return;
+    if (Date.now() >= until) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
