@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { ContainerConfigSchema, PodSandboxConfigSchema } from "../gen/k8s/cri/runtime/v1/api_pb.ts";
+import { DEFAULT_CAPS } from "../oci/mod.ts";
 import { containerSpec, sandboxSpec } from "./spec.ts";
 import {
   BASE_ALLOWED,
@@ -9,24 +10,6 @@ import {
   defaultSeccomp,
   type SeccompProfile,
 } from "./seccomp_default.ts";
-
-/** containerd's default CRI capability set (no CAP_SYS_ADMIN, no CAP_SYS_PTRACE). */
-const DEFAULT_CAPS = [
-  "CAP_CHOWN",
-  "CAP_DAC_OVERRIDE",
-  "CAP_FSETID",
-  "CAP_FOWNER",
-  "CAP_MKNOD",
-  "CAP_NET_RAW",
-  "CAP_SETGID",
-  "CAP_SETUID",
-  "CAP_SETFCAP",
-  "CAP_SETPCAP",
-  "CAP_NET_BIND_SERVICE",
-  "CAP_SYS_CHROOT",
-  "CAP_KILL",
-  "CAP_AUDIT_WRITE",
-];
 
 /** Names the profile allows with no condition on the arguments. */
 function unconditional(p: SeccompProfile): Set<string> {
