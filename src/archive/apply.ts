@@ -131,8 +131,11 @@ async function applyEntries(
   const digesting = new DigestingStream();
   const hashed = stream.pipeThrough(digesting);
 
-  // Paths this layer created: an opaque marker hides only what was below.
-  const unpacked = new Set<string>();
+  // Names this layer created, by directory: without overlayfs, an opaque
+  // marker removes only what was below. Names, not whole paths, as a layer
+  // of a million files would otherwise hold a million paths until its end;
+  // overlayfs marks opaque directories itself, so then nothing is kept.
+  const unpacked = new Map<string, Set<string>>();
   const dirTimes: { path: string; atime: Date; mtime: Date }[] = [];
   // Parent directories resolved (and made) already, by entry path: most
   // entries share a few parents. Anything removed may have been one of
@@ -217,7 +220,11 @@ async function applyEntries(
         log.warn("skipping tar entry of unsupported type", { name: h.name, type: h.type });
         continue;
     }
-    unpacked.add(path);
+    if (!overlay) {
+      let names = unpacked.get(parentPath);
+      if (names === undefined) unpacked.set(parentPath, names = new Set());
+      names.add(base);
+    }
     // A hard link is its target's inode: owner, mode and times are the target's.
     if (h.type === "link") continue;
 
@@ -250,7 +257,7 @@ function applyWhiteout(
   base: string,
   h: TarHeader,
   overlay: boolean,
-  unpacked: Set<string>,
+  unpacked: Map<string, Set<string>>,
   remove: (path: string) => void,
 ): void {
   if (base === WHITEOUT_OPAQUE) {
@@ -258,9 +265,9 @@ function applyWhiteout(
       lsetxattr(parentPath, OVERLAY_OPAQUE_XATTR, OPAQUE_VALUE);
       return;
     }
+    const mine = unpacked.get(parentPath);
     for (const e of Deno.readDirSync(parentPath)) {
-      const p = `${parentPath}/${e.name}`;
-      if (!unpacked.has(p)) remove(p);
+      if (!mine?.has(e.name)) remove(`${parentPath}/${e.name}`);
     }
     return;
   }

@@ -168,9 +168,13 @@ export async function bounded<T>(what: string, ms: number, p: Promise<T>): Promi
 /** Every path below `dir`, relative and sorted (for checking that nothing appeared beside a root). */
 export function listTree(dir: string): string[] {
   const out: string[] = [];
-  for (const e of Deno.readDirSync(dir)) {
-    out.push(e.name);
-    if (e.isDirectory) out.push(...listTree(`${dir}/${e.name}`).map((n) => `${e.name}/${n}`));
-  }
+  const walk = (rel: string) => {
+    for (const e of Deno.readDirSync(rel === "" ? dir : `${dir}/${rel}`)) {
+      const name = rel === "" ? e.name : `${rel}/${e.name}`;
+      out.push(name); // one at a time: a spread of a million names overflows the stack
+      if (e.isDirectory) walk(name);
+    }
+  };
+  walk("");
   return out.sort();
 }
