@@ -49,9 +49,6 @@ export interface PublisherOptions {
 
 const FORWARD_TIMEOUT_MS = 5_000;
 
-/** Why a delivery failed: no daemon to take it (kept), or anything else (counted). */
-class NoDaemon extends Error {}
-
 /** The shim's event queue. */
 export class Publisher {
   private queue: Item[] = [];
@@ -107,7 +104,9 @@ export class Publisher {
         return;
       } catch (err) {
         this.dropClient();
-        const absent = err instanceof NoDaemon;
+        // Unavailable: nothing listens, or the daemon went away mid-call (it
+        // never took the event), or it asks to be tried later. Kept.
+        const absent = this.opts.ttrpcAddress !== "" && isCode(err, Code.Unavailable);
         if (!absent) failed++;
         log.warn("publishing event failed", {
           topic: item.topic,
@@ -138,11 +137,7 @@ export class Publisher {
 
   private async forward(item: Item): Promise<void> {
     if (!this.client || this.client.closed) {
-      try {
-        this.client = await connect(this.opts.ttrpcAddress.replace(/^unix:\/\//, ""));
-      } catch (err) {
-        throw new NoDaemon(`no daemon at ${this.opts.ttrpcAddress}: ${err}`);
-      }
+      this.client = await connect(this.opts.ttrpcAddress.replace(/^unix:\/\//, ""));
     }
     const events = serviceClient(this.client, Events);
     await events.forward({
@@ -155,10 +150,6 @@ export class Publisher {
     }, {
       timeoutMs: FORWARD_TIMEOUT_MS,
       metadata: { [TTRPC_NAMESPACE_KEY]: this.opts.namespace },
-    }).catch((err) => {
-      // The daemon went away mid-call: it never took the event.
-      if (isCode(err, Code.Unavailable)) throw new NoDaemon(String(err));
-      throw err;
     });
   }
 
