@@ -39,7 +39,7 @@ export interface PublisherOptions {
   /** The binary that can publish (`-publish-binary`), "" for none. */
   publishBinary: string;
   namespace: string;
-  /** Attempts per event a daemon answers with an error, before it is dropped (default 5). */
+  /** Attempts per event failing otherwise than Unavailable, before it is dropped (default 5). */
   attempts?: number;
   /** First pause between attempts, doubled each time up to `maxRetryMs` (ms, default 500). */
   retryMs?: number;
