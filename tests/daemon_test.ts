@@ -339,3 +339,38 @@ Deno.test("daemon: serves containerd's v1 services over ttrpc, refuses a second 
     }
   }
 });
+
+Deno.test("daemon: a SIGTERM while plugins load stops the daemon once it has started, cleanly", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "berth-daemon-test-" });
+  const address = `${tmp}/state/berth.sock`;
+  const daemon = startDaemon([
+    "--root",
+    `${tmp}/root`,
+    "--state",
+    `${tmp}/state`,
+    "--address",
+    address,
+  ]);
+  try {
+    // The first plugin's line: the daemon is starting, no socket is open yet.
+    const deadline = Date.now() + 60_000;
+    while (!/msg="loading plugin"/.test(daemon.log()) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    assert.match(daemon.log(), /msg="loading plugin"/, "the daemon began loading plugins");
+    daemon.child.kill("SIGTERM");
+    const st = await daemon.done;
+    // Not 143 (killed by the signal): the stop waits for the start and undoes it.
+    assert.equal(st.code, 0, `daemon exit status ${st.code}:\n${daemon.log()}`);
+    assert.match(daemon.log(), /msg="received signal; shutting down" signal=SIGTERM/);
+    assert.match(daemon.log(), /msg="berth stopped"/);
+    await assert.rejects(Deno.lstat(address), Deno.errors.NotFound, "the gRPC socket is removed");
+    await assert.rejects(Deno.lstat(`${address}.ttrpc`), Deno.errors.NotFound, "so is ttrpc's");
+  } finally {
+    try {
+      daemon.child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await daemon.done;
+    await Deno.remove(tmp, { recursive: true });
+  }
+});

@@ -41,12 +41,38 @@ export function memoryTidier(release: () => boolean): () => void {
 
 /** Runs the daemon mode; returns the process exit status (0 after a clean shutdown). */
 export async function daemonMain(args: string[]): Promise<number> {
-  let daemon;
+  // The listeners go in before anything starts, as containerd's do: a
+  // SIGTERM that comes while plugins load or sockets open (a client can
+  // already be served on the first socket) is a request to stop, never
+  // the default action that kills the daemon with its sockets and lock.
+  let daemon: Awaited<ReturnType<typeof startDaemon>> | undefined;
+  let signals = 0;
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((resolve) => resolveStopped = resolve);
+  const stopDaemon = () => daemon!.stop(signals === 1 ? {} : { timeoutMs: 0 }).then(resolveStopped);
+  const onSignal = (sig: Deno.Signal) => () => {
+    signals++;
+    if (signals === 1) log.info("received signal; shutting down", { signal: sig });
+    // A second signal stops waiting for calls in flight.
+    else log.warn("received another signal; closing now", { signal: sig });
+    // While starting, the stop waits for the start to finish (below).
+    if (daemon !== undefined) stopDaemon();
+  };
+  const handlers: Array<[Deno.Signal, () => void]> = [["SIGTERM", onSignal("SIGTERM")], [
+    "SIGINT",
+    onSignal("SIGINT"),
+  ]];
+  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  const removeHandlers = () => {
+    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  };
+
   let trimmer: ReturnType<typeof setInterval> | undefined;
   try {
     const parsed = parseDaemonArgs(args);
     if (parsed.help) {
       console.log(DAEMON_USAGE);
+      removeHandlers();
       return 0;
     }
     const { config, warnings } = await loadConfig(await configPathOf(parsed), parsed.overrides);
@@ -68,27 +94,12 @@ export async function daemonMain(args: string[]): Promise<number> {
     log.error("berth daemon failed to start", {
       error: err instanceof Error ? err.message : String(err),
     });
+    removeHandlers();
     return 1;
   }
-
-  const running = daemon;
-  let signals = 0;
-  let resolveStopped!: () => void;
-  const stopped = new Promise<void>((resolve) => resolveStopped = resolve);
-  const onSignal = (sig: Deno.Signal) => () => {
-    signals++;
-    if (signals === 1) log.info("received signal; shutting down", { signal: sig });
-    // A second signal stops waiting for calls in flight.
-    else log.warn("received another signal; closing now", { signal: sig });
-    running.stop(signals === 1 ? {} : { timeoutMs: 0 }).then(resolveStopped);
-  };
-  const handlers: Array<[Deno.Signal, () => void]> = [["SIGTERM", onSignal("SIGTERM")], [
-    "SIGINT",
-    onSignal("SIGINT"),
-  ]];
-  for (const [s, h] of handlers) Deno.addSignalListener(s, h);
+  if (signals > 0) stopDaemon();
   await stopped;
   clearInterval(trimmer);
-  for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+  removeHandlers();
   return 0;
 }
