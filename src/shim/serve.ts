@@ -229,6 +229,15 @@ export async function serveShim(flags: ShimFlags, opts: ServeOptions = {}): Prom
     created: (bundle) => home.enter(bundle),
     started: opts.started,
   });
+  // Before the socket is served: a SIGTERM from then on is a stop, never the default death.
+  const onStop = () => stop();
+  const onDump = () =>
+    log.info(`=== shim state dump ===\n${service.dump()}\n${reaper.dump()}\n=== end of dump ===`);
+  const onPipe = () => {};
+  Deno.addSignalListener("SIGTERM", onStop);
+  Deno.addSignalListener("SIGINT", onStop);
+  Deno.addSignalListener("SIGUSR1", onDump);
+  Deno.addSignalListener("SIGPIPE", onPipe);
   const server = new Server();
   const impl = service.impl();
   server.register(TaskV2, impl);
@@ -246,15 +255,6 @@ export async function serveShim(flags: ShimFlags, opts: ServeOptions = {}): Prom
     id: flags.id,
     adopted: !!opts.listener,
   });
-
-  const onStop = () => stop();
-  const onDump = () =>
-    log.info(`=== shim state dump ===\n${service.dump()}\n${reaper.dump()}\n=== end of dump ===`);
-  const onPipe = () => {};
-  Deno.addSignalListener("SIGTERM", onStop);
-  Deno.addSignalListener("SIGINT", onStop);
-  Deno.addSignalListener("SIGUSR1", onDump);
-  Deno.addSignalListener("SIGPIPE", onPipe);
 
   await stopped;
   log.debug("shim stopping", { containers: service.containers.size });
