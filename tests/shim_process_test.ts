@@ -2,7 +2,9 @@
  * The shim's container/process model over real runc, without containerd:
  * exits and orphans, IO kinds (fifo, file://, binary://), signals through
  * pidfds, and runc's errors passed on. The test process plays the shim: it
- * becomes a child subreaper, as the serve process does.
+ * is a child subreaper, as the serve process is, for each test's length
+ * only, since the test files after this one share the process and their
+ * detached shims must go to tini, which reaps them, not to it.
  */
 
 import assert from "node:assert/strict";
@@ -24,8 +26,6 @@ import { makeBundle } from "./support/bundle.ts";
 
 const NS = `shimtest${crypto.randomUUID().slice(0, 6)}`;
 
-setChildSubreaper(true);
-
 interface Fixture {
   dir: string;
   env: ContainerEnv;
@@ -35,6 +35,7 @@ interface Fixture {
 
 async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "berth-shimproc-" });
+  setChildSubreaper(true);
   const reaper = new Reaper();
   reaper.start();
   const exits: { id: string; status: number }[] = [];
@@ -49,6 +50,7 @@ async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
     await fn({ dir, env, reaper, exits });
   } finally {
     reaper.stop();
+    setChildSubreaper(false);
     await Deno.remove(`/run/berth/runc/${NS}`, { recursive: true }).catch(() => {});
     await Deno.remove(dir, { recursive: true });
   }
