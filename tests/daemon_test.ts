@@ -23,7 +23,7 @@ import { Version } from "../src/gen/containerd/services/version/v1/version_pb.ts
 import { spawn } from "../src/spawn/mod.ts";
 import { type Client, connect, serviceClient } from "../src/ttrpc/mod.ts";
 import { VERSION } from "../src/version.ts";
-import { spawnDaemon as startDaemon, waitForSocket } from "./support/daemon.ts";
+import { daemonAt, spawnDaemon as startDaemon, waitForSocket } from "./support/daemon.ts";
 
 const MOD = new URL("../mod.ts", import.meta.url).pathname;
 const NS_KEY = TTRPC_NAMESPACE_KEY;
@@ -298,14 +298,7 @@ Deno.test("daemon: serves containerd's v1 services over ttrpc, refuses a second 
     assert.ok(!(await namespaces.list({})).namespaces.some((n) => n.name === "itest"));
 
     // A second daemon on the same root is refused, naming the root and the holder.
-    const second = startDaemon([
-      "--root",
-      root,
-      "--state",
-      `${tmp}/state2`,
-      "--address",
-      `${tmp}/b2.sock`,
-    ]);
+    const second = daemonAt(root, `${tmp}/state2`, `${tmp}/b2.sock`);
     const st = await second.done;
     assert.equal(st.code, 1);
     assert.match(
@@ -343,14 +336,7 @@ Deno.test("daemon: serves containerd's v1 services over ttrpc, refuses a second 
 Deno.test("daemon: a SIGTERM while plugins load stops the daemon once it has started, cleanly", async () => {
   const tmp = await Deno.makeTempDir({ prefix: "berth-daemon-test-" });
   const address = `${tmp}/state/berth.sock`;
-  const daemon = startDaemon([
-    "--root",
-    `${tmp}/root`,
-    "--state",
-    `${tmp}/state`,
-    "--address",
-    address,
-  ]);
+  const daemon = daemonAt(`${tmp}/root`, `${tmp}/state`, address);
   try {
     // The first plugin's line: the daemon is starting, no socket is open yet.
     const deadline = Date.now() + 60_000;

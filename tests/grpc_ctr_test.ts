@@ -12,7 +12,7 @@ import { Version } from "../src/gen/containerd/services/version/v1/version_pb.ts
 import { GrpcClient } from "../src/grpc/mod.ts";
 import { run } from "../src/spawn/mod.ts";
 import { VERSION } from "../src/version.ts";
-import { type DaemonProc, spawnDaemon, stopDaemon, waitForSocket } from "./support/daemon.ts";
+import { daemonAt, type DaemonProc, stopDaemon, waitForSocket } from "./support/daemon.ts";
 import { buildBusyboxImage } from "./support/image.ts";
 import { mountsUnder, unmountAllUnder } from "./support/mounts.ts";
 import { findProcesses, isAlive, killNow } from "./support/proc.ts";
@@ -52,14 +52,7 @@ Deno.test("grpc: Debian's ctr drives berth daemon end to end", async () => {
   let daemon: DaemonProc | undefined;
   let events: Deno.ChildProcess | undefined;
   try {
-    daemon = spawnDaemon([
-      "--root",
-      `${tmp}/root`,
-      "--state",
-      `${tmp}/state`,
-      "--address",
-      address,
-    ]);
+    daemon = daemonAt(`${tmp}/root`, `${tmp}/state`, address);
     await waitForSocket(address, daemon);
     assert.equal((await Deno.stat(address)).mode! & 0o777, 0o600);
 

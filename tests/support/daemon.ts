@@ -81,6 +81,18 @@ export async function stopDaemon(d: DaemonProc, graceMs = 20_000): Promise<Deno.
   return await d.done;
 }
 
+/** `berth daemon` on these paths (and config file, if any). */
+export function daemonAt(
+  root: string,
+  state: string,
+  address: string,
+  config?: string,
+  binary?: string,
+): DaemonProc {
+  const extra = config === undefined ? [] : ["--config", config];
+  return spawnDaemon(["--root", root, "--state", state, "--address", address, ...extra], binary);
+}
+
 /**
  * Writes `config` to `dir`/config.toml and starts a daemon with it, its root
  * and state under `dir` and its socket at `address`.
@@ -92,16 +104,7 @@ export async function spawnDaemonWithConfig(
   binary?: string,
 ): Promise<DaemonProc> {
   await Deno.writeTextFile(`${dir}/config.toml`, config);
-  return spawnDaemon([
-    "--config",
-    `${dir}/config.toml`,
-    "--root",
-    `${dir}/root`,
-    "--state",
-    `${dir}/state`,
-    "--address",
-    address,
-  ], binary);
+  return daemonAt(`${dir}/root`, `${dir}/state`, address, `${dir}/config.toml`, binary);
 }
 
 /**
@@ -115,16 +118,7 @@ export async function startDaemonIn(
 ): Promise<{ daemon: DaemonProc; address: string; ttrpc: string }> {
   const address = `${dir}/state/berth.sock`;
   await Deno.writeTextFile(`${dir}/config.toml`, "version = 2\n");
-  const daemon = spawnDaemon([
-    "--config",
-    `${dir}/config.toml`,
-    "--root",
-    root,
-    "--state",
-    `${dir}/state`,
-    "--address",
-    address,
-  ]);
+  const daemon = daemonAt(root, `${dir}/state`, address, `${dir}/config.toml`);
   try {
     await waitForSocket(`${address}.ttrpc`, daemon);
     await waitForSocket(address, daemon);

@@ -21,7 +21,7 @@ import { run, runChecked } from "../../src/spawn/mod.ts";
 import { type Client, connect, serviceClient } from "../../src/ttrpc/mod.ts";
 import { close as closeFd, mkfifo, openFifo, readFd } from "../../ffi/mod.ts";
 import { makeBusyboxRootfs } from "./bundle.ts";
-import { type DaemonProc, spawnDaemon } from "./daemon.ts";
+import { daemonAt, type DaemonProc } from "./daemon.ts";
 import { mountsUnder, unmountAllUnder } from "./mounts.ts";
 import { allPids, findProcesses, isAlive, killNow, readCmdline } from "./proc.ts";
 
@@ -41,18 +41,6 @@ export const SNAPSHOTTER = "overlayfs";
 /** The task plugin's directory under root and state. */
 export const TASK_STATE = "io.containerd.runtime.v2.task";
 const TEST_LIMIT_MS = 60_000;
-
-/** `berth daemon` on these paths (and config file, if any). */
-export function daemonAt(
-  root: string,
-  state: string,
-  address: string,
-  config?: string,
-  binary?: string,
-): DaemonProc {
-  const extra = config === undefined ? [] : ["--config", config];
-  return spawnDaemon(["--root", root, "--state", state, "--address", address, ...extra], binary);
-}
 
 /**
  * The pid of the shim serving task `id` at socket `path` in `ns`, asked
