@@ -2,7 +2,9 @@
  * The reliability suite's crash form (issue 16): the daemon SIGKILLed round
  * after round, each time with 20 containers running and requests in flight
  * (creates, starts, execs, deletes and an image import), and two
- * containers' processes killed while it is down. After each restart:
+ * containers' processes killed while it is down. The kill comes at a
+ * random moment 50-1550 ms in, or sooner, once half the requests have
+ * ended. After each restart:
  *
  * - every task is listed with its true state: a running one's pid is alive,
  *   a stopped one's is gone, and nothing the test knew of went missing;
@@ -24,13 +26,16 @@
  */
 import assert from "node:assert/strict";
 import { Code, isCode } from "../src/errdefs/mod.ts";
-import { Containers } from "../src/gen/containerd/services/containers/v1/containers_pb.ts";
+import {
+  type Container,
+  Containers,
+} from "../src/gen/containerd/services/containers/v1/containers_pb.ts";
 import { Content } from "../src/gen/containerd/services/content/v1/content_pb.ts";
 import { Images } from "../src/gen/containerd/services/images/v1/images_pb.ts";
 import { Leases } from "../src/gen/containerd/services/leases/v1/leases_pb.ts";
 import { Kind, Snapshots } from "../src/gen/containerd/services/snapshots/v1/snapshots_pb.ts";
 import { Version } from "../src/gen/containerd/services/version/v1/version_pb.ts";
-import { Status } from "../src/gen/containerd/types/task_pb.ts";
+import { type Process, Status } from "../src/gen/containerd/types/task_pb.ts";
 import { run } from "../src/spawn/mod.ts";
 import { privateBerth } from "./support/binary.ts";
 import { bounded, fuzzSeed, Rng, STRESS } from "./support/fuzz.ts";
@@ -96,6 +101,18 @@ function track(op: Omit<Op, "done">, fn: () => Promise<void>): Op {
     o.outcome = err;
   });
   return o;
+}
+
+/** Resolves once half of `ops` have ended, whichever way. */
+function halfEnded(ops: Op[]): Promise<void> {
+  let left = Math.ceil(ops.length / 2);
+  return new Promise((resolve) => {
+    for (const o of ops) {
+      o.done.then(() => {
+        if (--left === 0) resolve();
+      });
+    }
+  });
 }
 
 /** Creates and starts a sleeping container `id` under `lease`; resolves with its init's pid. */
@@ -172,6 +189,396 @@ async function snapshotsByKind(w: World): Promise<{ active: string[]; committed:
   return { active: active.sort(), committed: committed.sort() };
 }
 
+/** What the rounds counted, for the summary line. */
+interface Tally {
+  serveMs: number[];
+  cut: number;
+  whole: number;
+  exitsDown: number;
+  cutMadeContainer: number;
+  peerCreatedButRunning: number;
+}
+
+/** One round's cast, and the requests it puts in flight. */
+interface Round {
+  n: number;
+  runtime: string;
+  /** Running containers whose process is SIGKILLed while the daemon is down. */
+  victims: string[];
+  /** Running containers removed by a request in flight. */
+  deleted: string[];
+  /** Running containers that get an exec in flight. */
+  execIn: string[];
+  /** Created, not started, tasks: started by a request in flight. */
+  unstarted: string[];
+  ops: Op[];
+}
+
+/** What the restarted daemon lists, and which CREATED tasks in fact run. */
+interface Listed {
+  tasks: Map<string, Process>;
+  containers: Container[];
+  /** Tasks said CREATED whose process already runs (containerd's shim, a cut `runc start`). */
+  startedUnseen: Set<string>;
+}
+
+/**
+ * Tops the running containers up to RUNNING, creates two tasks to start,
+ * and picks (by `rng`) the victims, the deletes and the execs of the round.
+ */
+async function castRound(
+  w: World,
+  runtime: string,
+  n: number,
+  rng: Rng,
+  running: Map<string, number>,
+  fresh: (what: string) => string,
+): Promise<Round> {
+  w.step = `round ${n}: top up to ${RUNNING} running`;
+  const adding = Array.from({ length: RUNNING - running.size }, () => fresh("s"));
+  await Promise.all(adding.map(async (id) => running.set(id, await launch(w, runtime, id))));
+  const unstarted = [fresh("u"), fresh("u")];
+  for (const id of unstarted) {
+    await w.makeContainer(id, SLEEPER, runtime);
+    await w.tasks.create({ containerId: id });
+    await w.rememberShim(id);
+  }
+  const shuffled = [...running.keys()].map((id) => [rng.u32(), id] as const)
+    .sort((a, b) => a[0] - b[0]).map(([, id]) => id);
+  const deleted = shuffled.slice(2, 4);
+  for (const id of deleted) running.delete(id);
+  return {
+    n,
+    runtime,
+    victims: shuffled.slice(0, 2),
+    deleted,
+    execIn: shuffled.slice(4, 7),
+    unstarted,
+    ops: [],
+  };
+}
+
+/**
+ * Puts the round's requests in flight: 4 creates (each under its own
+ * client lease), the starts, the execs, the deletes, and one import by the
+ * berth client `berthPath`.
+ */
+function putInFlight(
+  w: World,
+  r: Round,
+  image: { ref: string; archive: string },
+  berthPath: string,
+  fresh: (what: string) => string,
+): void {
+  w.step = `round ${r.n}: requests in flight`;
+  for (let k = 0; k < 4; k++) {
+    const id = fresh("n");
+    const lease = `${id}-lease`;
+    r.ops.push(track({ kind: "create", id, lease }, async () => {
+      const expire = new Date(Date.now() + 3600_000).toISOString();
+      await w.svc(Leases).create({ id: lease, labels: { "containerd.io/gc.expire": expire } });
+      await launch(w, r.runtime, id, lease);
+      await w.svc(Leases).delete({ id: lease });
+    }));
+  }
+  for (const id of r.unstarted) {
+    r.ops.push(track({ kind: "start", id }, async () => {
+      await w.tasks.start({ containerId: id });
+    }));
+  }
+  for (const id of r.execIn) {
+    r.ops.push(track({ kind: "exec", id }, async () => {
+      await startExec(w, id, "x", ["sh", "-c", "exit 3"]);
+      assert.equal((await w.tasks.wait({ containerId: id, execId: "x" })).exitStatus, 3);
+      await w.tasks.deleteProcess({ containerId: id, execId: "x" });
+    }));
+  }
+  for (const id of r.deleted) r.ops.push(track({ kind: "delete", id }, () => removeAll(w, id)));
+  r.ops.push(track({ kind: "import", id: image.ref }, async () => {
+    const res = await run(berthPath, [
+      "-a",
+      w.address,
+      "-n",
+      w.ns,
+      "images",
+      "import",
+      image.archive,
+    ]);
+    if (res.code !== 0) {
+      throw new Error(`import exited ${res.code}: ${new TextDecoder().decode(res.stderr)}`);
+    }
+  }));
+}
+
+/**
+ * SIGKILLs the daemon with the round's requests in flight and the victims'
+ * processes while it is down, checks that every cut request failed
+ * Unavailable, and starts it again (RESTART_AFTER_MS after the exits),
+ * timing its first answer. Returns a TaskExit subscription made at once.
+ */
+async function killAndRestart(
+  w: World,
+  r: Round,
+  running: Map<string, number>,
+  tally: Tally,
+): Promise<ReturnType<typeof exitEvents>> {
+  w.step = `round ${r.n}: SIGKILL`;
+  // The daemon dies with its connections open; the requests on them learn it from there.
+  const daemon = w.daemon!;
+  daemon.child.kill("SIGKILL");
+  await daemon.done;
+  for (const id of r.victims) Deno.kill(running.get(id)!, "SIGKILL");
+  const exitedAt = performance.now();
+  // A cut request ends at once (its connection is gone); one still going is a hang.
+  await Promise.all(
+    r.ops.map((o) => bounded(`${o.kind} ${o.id}, in flight at the kill,`, 30_000, o.done)),
+  );
+  await w.stop();
+  const unclean = r.ops.map(cutCleanly).filter((s) => s !== undefined);
+  assert.deepEqual(unclean, [], "every cut request failed Unavailable");
+  for (const o of r.ops) o.outcome === "ok" ? tally.whole++ : tally.cut++;
+  tally.exitsDown += r.victims.length;
+
+  w.step = `round ${r.n}: restart`;
+  const wait = RESTART_AFTER_MS[r.runtime] - (performance.now() - exitedAt);
+  if (wait > 0) await sleep(wait);
+  const t0 = performance.now();
+  await w.start(5);
+  await w.svc(Version).version({});
+  tally.serveMs.push(performance.now() - t0);
+  return exitEvents(w);
+}
+
+/**
+ * Checks what the restarted daemon lists against the truth: each task's
+ * state against its process, every known container with its pid, the
+ * victims STOPPED (137), and bundles, rootfs mounts, runc state and
+ * snapshots matching the tasks and containers listed.
+ */
+async function checkTrueState(
+  w: World,
+  r: Round,
+  running: Map<string, number>,
+  tally: Tally,
+): Promise<Listed> {
+  w.step = `round ${r.n}: true state`;
+  const tasks = new Map((await w.tasks.list({})).tasks.map((t) => [t.id, t]));
+  const startedUnseen = new Set<string>();
+  for (const [id, t] of tasks) {
+    const alive = isAlive(t.pid);
+    const says = Status[t.status];
+    assert.equal(
+      alive,
+      t.status !== Status.STOPPED,
+      `${id} is ${says}, pid ${t.pid} alive: ${alive}`,
+    );
+    if (t.status === Status.CREATED && !inRuncInit(t.pid)) {
+      // containerd's shim kills a `runc start` whose caller went away; cut after
+      // runc let the process go but before it removed exec.fifo, the task stays
+      // CREATED while it runs, and a second start waits on the fifo for ever.
+      assert.equal(
+        r.runtime,
+        "io.containerd.runc.v2",
+        `${id} is CREATED but runs: ${readCmdline(t.pid)?.join(" ")}`,
+      );
+      startedUnseen.add(id);
+      tally.peerCreatedButRunning++;
+    }
+  }
+  for (const [id, pid] of running) {
+    const t = tasks.get(id);
+    assert.ok(t !== undefined, `${id} is listed`);
+    assert.equal(t.pid, pid, `${id} keeps its pid`);
+    if (r.victims.includes(id)) {
+      assert.equal(t.status, Status.STOPPED, `${id}, killed while the daemon was down`);
+      assert.equal(t.exitStatus, 137, `${id}'s exit status`);
+    } else {
+      assert.equal(t.status, Status.RUNNING, `${id} still runs`);
+    }
+  }
+  // What exists on disk is what is listed: bundles, rootfs mounts, runc state.
+  const listed = [...tasks.keys()].sort();
+  sameSet("bundles", entries(w.bundles), listed);
+  const rootfs = mountsUnder(w.tmp).filter((m) => m.startsWith(`${w.bundles}/`));
+  const about = ` (tasks: ${
+    [...tasks.values()].map((t) => `${t.id} ${Status[t.status]}`).join(", ")
+  }; victims ${r.victims}; deleted ${r.deleted}; ops ${
+    r.ops.map((o) => `${o.kind} ${o.id} ${o.outcome === "ok" ? "whole" : "cut"}`)
+  })`;
+  // A stopped task whose delete was cut may have lost its mount and runc state already.
+  const stopped = listed.filter((id) => tasks.get(id)!.status === Status.STOPPED);
+  sameSet("rootfs mounts", rootfs.map((m) => m.split("/").at(-2)!), listed, about, stopped);
+  const runc = [
+    ...entries(`${BERTH_RUNC_ROOT}/${w.ns}`),
+    ...entries(`${RUNC_SHIM_ROOT}/${w.ns}`),
+  ];
+  sameSet("runc state", runc, listed, about, stopped);
+  // Every container record is whole: its snapshot is there.
+  const containers = (await w.svc(Containers).list({})).containers;
+  const held = (await snapshotsByKind(w)).active;
+  for (const c of containers) {
+    assert.ok(held.includes(c.snapshotKey), `container ${c.id} has its snapshot ${c.snapshotKey}`);
+  }
+  for (const id of listed) {
+    assert.ok(containers.some((c) => c.id === id), `the task ${id} has its container`);
+  }
+  return { tasks, containers, startedUnseen };
+}
+
+/** Waits for a TaskExit of each victim, sent by its shim once the daemon is back. */
+async function checkExitEvents(
+  w: World,
+  r: Round,
+  running: Map<string, number>,
+  events: ReturnType<typeof exitEvents>,
+): Promise<void> {
+  w.step = `round ${r.n}: exits while down come as events`;
+  try {
+    await waitUntil(
+      "a TaskExit for each exit while the daemon was down",
+      () =>
+        r.victims.every((id) => events.seen.some((e) => e.id === id && e.pid === running.get(id))),
+      EVENT_WAIT_MS,
+    );
+  } finally {
+    events.stop();
+  }
+}
+
+/**
+ * Finishes each request that was in flight as its client would (a cut
+ * create or start is done again, a cut delete repeated), and removes the
+ * victims; `running` then holds exactly the containers that run.
+ */
+async function finishCut(
+  w: World,
+  r: Round,
+  seen: Listed,
+  running: Map<string, number>,
+  tally: Tally,
+): Promise<void> {
+  const { tasks, containers, startedUnseen } = seen;
+  for (const o of r.ops) {
+    w.step = `round ${r.n}: finish ${o.kind} ${o.id} (${
+      o.outcome === "ok" ? "whole" : "cut"
+    }, task ${Status[tasks.get(o.id)?.status ?? -1] ?? "none"})`;
+    if (o.kind === "create") {
+      const c = containers.find((c) => c.id === o.id);
+      if (c !== undefined && o.outcome !== "ok") tally.cutMadeContainer++;
+      if (startedUnseen.has(o.id)) {
+        await removeAll(w, o.id);
+      } else if (c !== undefined) {
+        const t = tasks.get(o.id);
+        if (t === undefined) await w.tasks.create({ containerId: o.id });
+        await w.rememberShim(o.id);
+        if (t === undefined || t.status === Status.CREATED) {
+          await bounded(`start ${o.id}`, 30_000, w.tasks.start({ containerId: o.id }));
+        }
+        const now = await w.tasks.get({ containerId: o.id });
+        assert.equal(now.process?.status, Status.RUNNING, `${o.id} runs`);
+        running.set(o.id, now.process!.pid);
+      }
+    } else if (o.kind === "start") {
+      const t = tasks.get(o.id);
+      assert.ok(t !== undefined, `${o.id} (start in flight) is listed`);
+      assert.notEqual(t.status, Status.STOPPED, `${o.id} did not stop`);
+      if (startedUnseen.has(o.id)) {
+        await removeAll(w, o.id);
+      } else {
+        if (t.status === Status.CREATED) {
+          await bounded(`start ${o.id}`, 30_000, w.tasks.start({ containerId: o.id }));
+        }
+        running.set(o.id, (await w.tasks.get({ containerId: o.id })).process!.pid);
+      }
+    } else if (o.kind === "exec") {
+      const x = await w.tasks.get({ containerId: o.id, execId: "x" }).then(
+        (res) => res.process,
+        (err) => {
+          if (isCode(err, Code.NotFound)) return undefined;
+          throw err;
+        },
+      );
+      if (x !== undefined) {
+        if (x.status !== Status.CREATED) {
+          assert.equal(
+            (await w.tasks.wait({ containerId: o.id, execId: "x" })).exitStatus,
+            3,
+            `${o.id}'s exec exit status`,
+          );
+        }
+        await w.tasks.deleteProcess({ containerId: o.id, execId: "x" });
+      }
+    } else if (o.kind === "delete") {
+      await removeAll(w, o.id);
+    }
+  }
+  for (const id of r.victims) {
+    assert.equal((await w.tasks.delete({ containerId: id })).exitStatus, 137);
+    // The container may hold the only reference to its snapshot (a create's lease
+    // is gone), so a collection can take the snapshot as soon as the container goes.
+    await removeAll(w, id);
+    running.delete(id);
+  }
+}
+
+/**
+ * Checks that only dead clients' leases are left, deletes them and the
+ * image, collects, and finds exactly the containers' snapshots and "base":
+ * no other snapshot, lease, ingest or blob.
+ */
+async function checkNothingHalfMade(w: World, r: Round, imageRef: string): Promise<void> {
+  w.step = `round ${r.n}: nothing half-made`;
+  // Leases left are those of clients that died with the daemon: a cut
+  // create's, or a cut import's (the berth client's own lease).
+  const cutLeases = new Set(
+    r.ops.filter((o) => o.outcome !== "ok" && o.lease !== undefined).map((o) => o.lease!),
+  );
+  const importCut = r.ops.some((o) => o.kind === "import" && o.outcome !== "ok");
+  const leases = (await w.svc(Leases).list({})).leases.map((l) => l.id);
+  for (const l of leases) {
+    if (l === "rt" || cutLeases.has(l)) continue;
+    assert.ok(
+      importCut && l.startsWith("berth-client-"),
+      `lease ${l} belongs to a request that was cut`,
+    );
+  }
+  // Their clients are gone: their leases go (as on expiry), and GC runs with the last.
+  for (const id of leases.filter((l) => l !== "rt")) await w.svc(Leases).delete({ id });
+  await w.svc(Images).delete({ name: imageRef }).catch((err) => {
+    if (!isCode(err, Code.NotFound)) throw err;
+  });
+  // A lease deleted with sync runs a collection before it answers.
+  await w.svc(Leases).create({ id: "collect" });
+  await w.svc(Leases).delete({ id: "collect", sync: true });
+  const snaps = await snapshotsByKind(w);
+  const keys = (await w.svc(Containers).list({})).containers.map((c) => c.snapshotKey);
+  assert.deepEqual(snaps.active, keys.sort(), "active snapshots: the containers' own");
+  assert.deepEqual(snaps.committed, ["base"], "committed snapshots: the base only");
+  const ingests = (await w.svc(Content).listStatuses({})).statuses.map((s) => s.ref);
+  assert.deepEqual(ingests, [], "no ingest left");
+  const blobs: string[] = [];
+  for await (const res of w.svc(Content).list({})) {
+    for (const info of res.info) blobs.push(info.digest);
+  }
+  assert.deepEqual(blobs, [], "no blob left once the image is gone");
+}
+
+/** The test's one summary line. */
+function summary(runtime: string, seed: number, t: Tally): string {
+  const sorted = [...t.serveMs].sort((a, b) => a - b);
+  const within = t.serveMs.filter((ms) => ms <= 1000).length;
+  const peer = t.peerCreatedButRunning > 0
+    ? ` (but ${t.peerCreatedButRunning} that containerd's shim said CREATED while they ran: its runc start was cut)`
+    : "";
+  return `crash restarts (${runtime}): ${ROUNDS} SIGKILLs with ${RUNNING} running and ${
+    t.cut + t.whole
+  } requests in flight (${t.cut} cut, ${t.cutMadeContainer} of the cut creates after their container record; ${t.whole} whole), seed ${seed}: ${t.exitsDown} of ${t.exitsDown} exits while down in tasks ls and as events; every task's state true${peer}; 0 half-made containers, snapshots, leases, ingests or blobs; serving after ${
+    Math.round(sorted[Math.floor(sorted.length / 2)])
+  } ms median, ${
+    Math.round(sorted[sorted.length - 1])
+  } ms max, within 1 s in ${within} of ${ROUNDS}`;
+}
+
 for (
   const runtime
     of (Deno.env.get("BERTH_CRASH_RUNTIMES") ?? "io.containerd.berth.v2,io.containerd.runc.v2")
@@ -185,12 +592,14 @@ for (
     const seed = fuzzSeed(`crash restarts (${runtime})`);
     const rng = new Rng(seed);
     const berth = await privateBerth();
-    const serveMs: number[] = [];
-    let cut = 0;
-    let whole = 0;
-    let exitsDown = 0;
-    let cutMadeContainer = 0;
-    let peerCreatedButRunning = 0;
+    const tally: Tally = {
+      serveMs: [],
+      cut: 0,
+      whole: 0,
+      exitsDown: 0,
+      cutMadeContainer: 0,
+      peerCreatedButRunning: 0,
+    };
     try {
       await withWorld(
         async (w) => {
@@ -198,287 +607,18 @@ for (
           const running = new Map<string, number>(); // container -> its init's pid
           let serial = 0;
           const fresh = (what: string) => `${w.ns}-${what}${serial++}`;
-          for (let round = 1; round <= ROUNDS; round++) {
-            w.step = `round ${round}: top up to ${RUNNING} running`;
-            const adding = Array.from(
-              { length: RUNNING - running.size },
-              () => fresh("s"),
-            );
-            await Promise.all(
-              adding.map(async (id) => running.set(id, await launch(w, runtime, id))),
-            );
-            // Two tasks created but not started, for starts in flight.
-            const unstarted = [fresh("u"), fresh("u")];
-            for (const id of unstarted) {
-              await w.makeContainer(id, SLEEPER, runtime);
-              await w.tasks.create({ containerId: id });
-              await w.rememberShim(id);
-            }
-            const ids = [...running.keys()];
-            const shuffled = ids.map((id) => [rng.u32(), id] as const).sort((a, b) => a[0] - b[0])
-              .map(([, id]) => id);
-            const victims = shuffled.slice(0, 2); // killed while the daemon is down
-            const deleted = shuffled.slice(2, 4); // deleted in flight
-            const execIn = shuffled.slice(4, 7); // an exec each, in flight
-            for (const id of deleted) running.delete(id);
-
-            w.step = `round ${round}: requests in flight`;
-            const ops: Op[] = [];
-            for (let k = 0; k < 4; k++) {
-              const id = fresh("n");
-              const lease = `${id}-lease`;
-              ops.push(track({ kind: "create", id, lease }, async () => {
-                const expire = new Date(Date.now() + 3600_000).toISOString();
-                await w.svc(Leases).create({
-                  id: lease,
-                  labels: { "containerd.io/gc.expire": expire },
-                });
-                await launch(w, runtime, id, lease);
-                await w.svc(Leases).delete({ id: lease });
-              }));
-            }
-            for (const id of unstarted) {
-              ops.push(track({ kind: "start", id }, async () => {
-                await w.tasks.start({ containerId: id });
-              }));
-            }
-            for (const id of execIn) {
-              ops.push(track({ kind: "exec", id }, async () => {
-                await startExec(w, id, "x", ["sh", "-c", "exit 3"]);
-                assert.equal((await w.tasks.wait({ containerId: id, execId: "x" })).exitStatus, 3);
-                await w.tasks.deleteProcess({ containerId: id, execId: "x" });
-              }));
-            }
-            for (const id of deleted) {
-              ops.push(track({ kind: "delete", id }, () => removeAll(w, id)));
-            }
-            ops.push(track({ kind: "import", id: image.ref }, async () => {
-              const r = await run(berth.path, [
-                "-a",
-                w.address,
-                "-n",
-                w.ns,
-                "images",
-                "import",
-                image.archive,
-              ]);
-              if (r.code !== 0) {
-                throw new Error(`import exited ${r.code}: ${new TextDecoder().decode(r.stderr)}`);
-              }
-            }));
-            await sleep(50 + rng.int(1500));
-
-            w.step = `round ${round}: SIGKILL`;
-            // The daemon dies with its connections open; the requests on them learn it from there.
-            const daemon = w.daemon!;
-            daemon.child.kill("SIGKILL");
-            await daemon.done;
-            for (const id of victims) Deno.kill(running.get(id)!, "SIGKILL");
-            const exitedAt = performance.now();
-            // A cut request ends at once (its connection is gone); one still going is a hang.
-            await Promise.all(
-              ops.map((o) => bounded(`${o.kind} ${o.id}, in flight at the kill,`, 30_000, o.done)),
-            );
-            await w.stop();
-            const unclean = ops.map(cutCleanly).filter((s) => s !== undefined);
-            assert.deepEqual(unclean, [], "every cut request failed Unavailable");
-            for (const o of ops) o.outcome === "ok" ? whole++ : cut++;
-            exitsDown += victims.length;
-
-            w.step = `round ${round}: restart`;
-            const wait = RESTART_AFTER_MS[runtime] - (performance.now() - exitedAt);
-            if (wait > 0) await sleep(wait);
-            const t0 = performance.now();
-            await w.start(5);
-            await w.svc(Version).version({});
-            serveMs.push(performance.now() - t0);
-            const events = exitEvents(w);
-
-            w.step = `round ${round}: true state`;
-            const tasks = new Map((await w.tasks.list({})).tasks.map((t) => [t.id, t]));
-            // Tasks said CREATED whose process already runs (see startedUnseen).
-            const startedUnseen = new Set<string>();
-            for (const [id, t] of tasks) {
-              const alive = isAlive(t.pid);
-              const says = Status[t.status];
-              assert.equal(
-                alive,
-                t.status !== Status.STOPPED,
-                `${id} is ${says}, pid ${t.pid} alive: ${alive}`,
-              );
-              if (t.status === Status.CREATED && !inRuncInit(t.pid)) {
-                // containerd's shim kills a `runc start` whose caller went away; cut after
-                // runc let the process go but before it removed exec.fifo, the task stays
-                // CREATED while it runs, and a second start waits on the fifo for ever.
-                assert.equal(
-                  runtime,
-                  "io.containerd.runc.v2",
-                  `${id} is CREATED but runs: ${readCmdline(t.pid)?.join(" ")}`,
-                );
-                startedUnseen.add(id);
-                peerCreatedButRunning++;
-              }
-            }
-            for (const [id, pid] of running) {
-              const t = tasks.get(id);
-              assert.ok(t !== undefined, `${id} is listed`);
-              assert.equal(t.pid, pid, `${id} keeps its pid`);
-              if (victims.includes(id)) {
-                assert.equal(t.status, Status.STOPPED, `${id}, killed while the daemon was down`);
-                assert.equal(t.exitStatus, 137, `${id}'s exit status`);
-              } else {
-                assert.equal(t.status, Status.RUNNING, `${id} still runs`);
-              }
-            }
-            // What exists on disk is what is listed: bundles, rootfs mounts, runc state.
-            const listed = [...tasks.keys()].sort();
-            sameSet("bundles", entries(w.bundles), listed);
-            const rootfs = mountsUnder(w.tmp).filter((m) => m.startsWith(`${w.bundles}/`));
-            const about = ` (tasks: ${
-              [...tasks.values()].map((t) => `${t.id} ${Status[t.status]}`).join(", ")
-            }; victims ${victims}; deleted ${deleted}; ops ${
-              ops.map((o) => `${o.kind} ${o.id} ${o.outcome === "ok" ? "whole" : "cut"}`)
-            })`;
-            // A stopped task whose delete was cut may have lost its mount and runc state already.
-            const stopped = listed.filter((id) => tasks.get(id)!.status === Status.STOPPED);
-            sameSet(
-              "rootfs mounts",
-              rootfs.map((m) => m.split("/").at(-2)!),
-              listed,
-              about,
-              stopped,
-            );
-            const runc = [
-              ...entries(`${BERTH_RUNC_ROOT}/${w.ns}`),
-              ...entries(`${RUNC_SHIM_ROOT}/${w.ns}`),
-            ];
-            sameSet("runc state", runc, listed, about, stopped);
-            // Every container record is whole: its snapshot is there.
-            const containers = (await w.svc(Containers).list({})).containers;
-            const held = (await snapshotsByKind(w)).active;
-            for (const c of containers) {
-              assert.ok(
-                held.includes(c.snapshotKey),
-                `container ${c.id} has its snapshot ${c.snapshotKey}`,
-              );
-            }
-            for (const id of listed) {
-              assert.ok(containers.some((c) => c.id === id), `the task ${id} has its container`);
-            }
-
-            w.step = `round ${round}: exits while down come as events`;
-            try {
-              await waitUntil(
-                "a TaskExit for each exit while the daemon was down",
-                () =>
-                  victims.every((id) =>
-                    events.seen.some((e) => e.id === id && e.pid === running.get(id))
-                  ),
-                EVENT_WAIT_MS,
-              );
-            } finally {
-              events.stop();
-            }
-
-            w.step = `round ${round}: finish what was cut, as its client would`;
-            for (const o of ops) {
-              w.step = `round ${round}: finish ${o.kind} ${o.id} (${
-                o.outcome === "ok" ? "whole" : "cut"
-              }, task ${Status[tasks.get(o.id)?.status ?? -1] ?? "none"})`;
-              if (o.kind === "create") {
-                const c = containers.find((c) => c.id === o.id);
-                if (c !== undefined && o.outcome !== "ok") cutMadeContainer++;
-                if (startedUnseen.has(o.id)) {
-                  await removeAll(w, o.id);
-                } else if (c !== undefined) {
-                  const t = tasks.get(o.id);
-                  if (t === undefined) await w.tasks.create({ containerId: o.id });
-                  await w.rememberShim(o.id);
-                  if (t === undefined || t.status === Status.CREATED) {
-                    await bounded(`start ${o.id}`, 30_000, w.tasks.start({ containerId: o.id }));
-                  }
-                  const now = await w.tasks.get({ containerId: o.id });
-                  assert.equal(now.process?.status, Status.RUNNING, `${o.id} runs`);
-                  running.set(o.id, now.process!.pid);
-                }
-              } else if (o.kind === "start") {
-                const t = tasks.get(o.id);
-                assert.ok(t !== undefined, `${o.id} (start in flight) is listed`);
-                assert.notEqual(t.status, Status.STOPPED, `${o.id} did not stop`);
-                if (startedUnseen.has(o.id)) {
-                  await removeAll(w, o.id);
-                } else {
-                  if (t.status === Status.CREATED) {
-                    await bounded(`start ${o.id}`, 30_000, w.tasks.start({ containerId: o.id }));
-                  }
-                  running.set(o.id, (await w.tasks.get({ containerId: o.id })).process!.pid);
-                }
-              } else if (o.kind === "exec") {
-                const x = await w.tasks.get({ containerId: o.id, execId: "x" }).then(
-                  (r) => r.process,
-                  (err) => {
-                    if (isCode(err, Code.NotFound)) return undefined;
-                    throw err;
-                  },
-                );
-                if (x !== undefined) {
-                  if (x.status !== Status.CREATED) {
-                    assert.equal(
-                      (await w.tasks.wait({ containerId: o.id, execId: "x" })).exitStatus,
-                      3,
-                      `${o.id}'s exec exit status`,
-                    );
-                  }
-                  await w.tasks.deleteProcess({ containerId: o.id, execId: "x" });
-                }
-              } else if (o.kind === "delete") {
-                await removeAll(w, o.id);
-              }
-            }
-            for (const id of victims) {
-              assert.equal((await w.tasks.delete({ containerId: id })).exitStatus, 137);
-              // The container may hold the only reference to its snapshot (a create's lease
-              // is gone), so a collection can take the snapshot as soon as the container goes.
-              await removeAll(w, id);
-              running.delete(id);
-            }
-
-            w.step = `round ${round}: nothing half-made`;
-            // Leases left are those of clients that died with the daemon: a cut
-            // create's, or a cut import's (the berth client's own lease).
-            const cutLeases = new Set(
-              ops.filter((o) => o.outcome !== "ok" && o.lease !== undefined).map((o) => o.lease!),
-            );
-            const importCut = ops.some((o) => o.kind === "import" && o.outcome !== "ok");
-            const leases = (await w.svc(Leases).list({})).leases.map((l) => l.id);
-            for (const l of leases) {
-              if (l === "rt" || cutLeases.has(l)) continue;
-              assert.ok(
-                importCut && l.startsWith("berth-client-"),
-                `lease ${l} belongs to a request that was cut`,
-              );
-            }
-            // Their clients are gone: their leases go (as on expiry), and GC runs with the last.
-            for (const id of leases.filter((l) => l !== "rt")) await w.svc(Leases).delete({ id });
-            await w.svc(Images).delete({ name: image.ref }).catch((err) => {
-              if (!isCode(err, Code.NotFound)) throw err;
-            });
-            // A lease deleted with sync runs a collection before it answers.
-            await w.svc(Leases).create({ id: "collect" });
-            await w.svc(Leases).delete({ id: "collect", sync: true });
-            const snaps = await snapshotsByKind(w);
-            const keys = (await w.svc(Containers).list({})).containers.map((c) => c.snapshotKey);
-            assert.deepEqual(snaps.active, keys.sort(), "active snapshots: the containers' own");
-            assert.deepEqual(snaps.committed, ["base"], "committed snapshots: the base only");
-            const ingests = (await w.svc(Content).listStatuses({})).statuses.map((s) => s.ref);
-            assert.deepEqual(ingests, [], "no ingest left");
-            const blobs: string[] = [];
-            for await (const r of w.svc(Content).list({})) {
-              for (const info of r.info) blobs.push(info.digest);
-            }
-            assert.deepEqual(blobs, [], "no blob left once the image is gone");
+          for (let n = 1; n <= ROUNDS; n++) {
+            const r = await castRound(w, runtime, n, rng, running, fresh);
+            putInFlight(w, r, image, berth.path, fresh);
+            // At a random moment, but before half the requests are done: on a fast
+            // machine most would otherwise end before the kill and none be cut.
+            await Promise.race([sleep(50 + rng.int(1500)), halfEnded(r.ops)]);
+            const events = await killAndRestart(w, r, running, tally);
+            const seen = await checkTrueState(w, r, running, tally);
+            await checkExitEvents(w, r, running, events);
+            await finishCut(w, r, seen, running, tally);
+            await checkNothingHalfMade(w, r, image.ref);
           }
-
           w.step = "remove everything";
           await Promise.all([...running.keys()].map((id) => removeAll(w, id)));
           assert.deepEqual((await w.tasks.list({})).tasks, [], "no task left");
@@ -493,20 +633,6 @@ for (
     } finally {
       berth.remove();
     }
-    const sorted = [...serveMs].sort((a, b) => a - b);
-    const within = serveMs.filter((ms) => ms <= 1000).length;
-    console.log(
-      `crash restarts (${runtime}): ${ROUNDS} SIGKILLs with ${RUNNING} running and ${
-        cut + whole
-      } requests in flight (${cut} cut, ${cutMadeContainer} of the cut creates after their container record; ${whole} whole), seed ${seed}: ${exitsDown} of ${exitsDown} exits while down in tasks ls and as events; every task's state true${
-        peerCreatedButRunning > 0
-          ? ` (but ${peerCreatedButRunning} that containerd's shim said CREATED while they ran: its runc start was cut)`
-          : ""
-      }; 0 half-made containers, snapshots, leases, ingests or blobs; serving after ${
-        Math.round(sorted[Math.floor(sorted.length / 2)])
-      } ms median, ${
-        Math.round(sorted[sorted.length - 1])
-      } ms max, within 1 s in ${within} of ${ROUNDS}`,
-    );
+    console.log(summary(runtime, seed, tally));
   });
 }
