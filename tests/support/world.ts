@@ -19,7 +19,7 @@ import { Tasks } from "../../src/gen/containerd/services/tasks/v1/tasks_pb.ts";
 import { Task } from "../../src/gen/containerd/task/v2/shim_pb.ts";
 import { run, runChecked } from "../../src/spawn/mod.ts";
 import { type Client, connect, serviceClient } from "../../src/ttrpc/mod.ts";
-import { close as closeFd, mkfifo, openFifo, readFd } from "../../ffi/mod.ts";
+import { close as closeFd, getChildSubreaper, mkfifo, openFifo, readFd } from "../../ffi/mod.ts";
 import { makeBusyboxRootfs } from "./bundle.ts";
 import { daemonAt, type DaemonProc } from "./daemon.ts";
 import { mountsUnder, unmountAllUnder } from "./mounts.ts";
@@ -387,6 +387,10 @@ export async function withWorld(
   limitMs = TEST_LIMIT_MS,
   before?: (w: World) => Promise<void>,
 ): Promise<void> {
+  // Detached shims and orphaned container processes must go to tini, which
+  // reaps them; a test process left a subreaper by an earlier file keeps
+  // them as zombies (and runc then finds a SIGKILLed init "still running").
+  assert.equal(getChildSubreaper(), false, "the test process is not a child subreaper");
   const w = await World.make(config);
   try {
     await before?.(w);
