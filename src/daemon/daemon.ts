@@ -97,6 +97,14 @@ async function applyOomScore(score: number): Promise<void> {
 }
 
 /**
+ * What the daemon's stop asks of the runtime plugin (its shape, so that
+ * this module stays out of the daemon <-> runtime import cycle).
+ */
+interface IdleShims {
+  retireIdleShims?(): Promise<void>;
+}
+
+/**
  * Starts a daemon with `config`: root 0700 and state 0711 (as containerd
  * makes them), the root lock, plugins in dependency order, then the ttrpc
  * socket (0600) at `<grpc.address>.ttrpc` or `ttrpc.address`. Fails when
@@ -226,6 +234,13 @@ export async function startDaemon(config: Config, opts: StartOptions = {}): Prom
       // forever: end them first, then wait for everything else in flight.
       for (const ex of running.all<Exchange>("io.containerd.event.v1").values()) ex.close();
       await endpoints.close();
+      // No new connections; those open (the shims' event publishers among
+      // them) are still served while idle shared shims are shut down.
+      srv.stopAccepting();
+      grpcSrv.stopAccepting();
+      for (const rt of running.all<IdleShims>("io.containerd.runtime.v2").values()) {
+        await rt.retireIdleShims?.();
+      }
       const timeoutMs = o.timeoutMs ?? 10_000;
       await Promise.all([
         srv.shutdown({ timeoutMs }).catch(async (err) => {

@@ -63,6 +63,40 @@ Deno.test("daemon: serves the plugins' services; one daemon per root; stop remov
     assert.ok(logs.some((l) => /level=info msg="berth stopped"/.test(l)));
   }));
 
+Deno.test("daemon: stop shuts idle shims down while open connections are still served, new ones refused", () =>
+  withDirs(async (tmp) => {
+    // Stands in for the runtime plugin: at stop it shuts its idle shims
+    // down, and a shim's event publisher, connected before, must still be
+    // answered then (one is Go's: it waits 5 s for an answer, then exits 1).
+    const seen: string[] = [];
+    const peer: { publisher?: Awaited<ReturnType<typeof connect>>; address: string } = {
+      address: "",
+    };
+    const runtime: Registration = {
+      type: "io.containerd.runtime.v2",
+      id: "task",
+      init: () => ({
+        retireIdleShims: async () => {
+          const v = await serviceClient(peer.publisher!, Version).version({}, { timeoutMs: 2000 });
+          seen.push(`open connection served: ${v.version}`);
+          await connect(peer.address).then(
+            (c) => {
+              c.close();
+              seen.push("new connection accepted");
+            },
+            () => seen.push("new connection refused"),
+          );
+        },
+      }),
+    };
+    const d = await startDaemon(configIn(tmp), { plugins: [versionPlugin, runtime] });
+    peer.address = d.ttrpcAddress;
+    peer.publisher = await connect(d.ttrpcAddress);
+    await d.stop();
+    peer.publisher.close();
+    assert.deepEqual(seen, [`open connection served: ${VERSION}`, "new connection refused"]);
+  }));
+
 Deno.test("daemon: a required plugin that fails stops start-up and leaves no socket and no lock", () =>
   withDirs(async (tmp, logs) => {
     const broken: Registration = {

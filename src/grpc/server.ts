@@ -268,6 +268,11 @@ export class GrpcServer implements H2Handler {
     });
   }
 
+  /** Stops accepting connections; those open go on being served. */
+  stopAccepting(): void {
+    this.#stopListening();
+  }
+
   /**
    * Stops accepting, sends every connection a GOAWAY and lets calls in
    * flight finish for up to `timeoutMs`, then cancels what is left and

@@ -177,6 +177,12 @@ export class Server {
     this.#listeners.clear();
   }
 
+  /** Stops accepting connections; those open go on being served. */
+  stopAccepting(): void {
+    this.#closing = true;
+    this.#closeListeners();
+  }
+
   /**
    * Stops accepting, lets in-flight calls finish and their answers go out,
    * closing each connection once it is idle; after `timeoutMs` closes what
