@@ -23,6 +23,7 @@ export {
   ContentStore,
   ContentWriter,
   type IngestStatus,
+  isLocked,
   type WriterOptions,
 } from "./store.ts";
 export {

@@ -7,8 +7,10 @@
 
 import {
   alreadyExists,
+  Code,
   failedPrecondition,
   invalidArgument,
+  isCode,
   notFound,
   unavailable,
 } from "../errdefs/mod.ts";
@@ -59,6 +61,16 @@ const CHUNK = 1 << 20;
 // Writers hold their ref for their lifetime, so that two pulls of the same
 // layer never interleave bytes in one ingest file.
 const lockedRefs = new Map<string, Date>();
+
+/**
+ * True for the answer a writer gets while another holds its ref: Unavailable,
+ * "ref R locked ..." (containerd's words too, so its daemon's answer is
+ * recognised as well). Any other Unavailable (a daemon gone, a connection
+ * lost) is not a lock, and waiting for it to clear could wait for ever.
+ */
+export function isLocked(err: unknown): boolean {
+  return isCode(err, Code.Unavailable) && /\blocked\b/.test((err as Error).message);
+}
 
 function lockRef(key: string, ref: string): void {
   const since = lockedRefs.get(key);

@@ -7,7 +7,7 @@
  */
 
 import { Code, failedPrecondition, invalidArgument, isCode, notFound } from "../errdefs/mod.ts";
-import { digestOf } from "../content/mod.ts";
+import { digestOf, isLocked } from "../content/mod.ts";
 import type { BlobWriter, ContentAccess, Descriptor } from "./backend.ts";
 import { DEFAULT_PLATFORM, formatPlatform, manifestsFor, type Platform } from "../platforms/mod.ts";
 import { isIndex, isManifest, sniffMediaType } from "../platforms/mod.ts";
@@ -32,10 +32,7 @@ export async function openWriter(
       return await content.writer(ref, opts);
     } catch (err) {
       if (isCode(err, Code.AlreadyExists)) return undefined;
-      // Only a held ingest is waited for (containerd and berth both answer
-      // it Unavailable, "ref ... locked"); a daemon that went away is not:
-      // retrying a closed connection would wait forever.
-      if (!isCode(err, Code.Unavailable) || !/\blocked\b/.test((err as Error).message)) throw err;
+      if (!isLocked(err)) throw err;
     }
     await sleep(delay);
   }
