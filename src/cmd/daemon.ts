@@ -63,43 +63,40 @@ export async function daemonMain(args: string[]): Promise<number> {
     onSignal("SIGINT"),
   ]];
   for (const [s, h] of handlers) Deno.addSignalListener(s, h);
-  const removeHandlers = () => {
-    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-  };
 
   let trimmer: ReturnType<typeof setInterval> | undefined;
   try {
-    const parsed = parseDaemonArgs(args);
-    if (parsed.help) {
-      console.log(DAEMON_USAGE);
-      removeHandlers();
-      return 0;
+    try {
+      const parsed = parseDaemonArgs(args);
+      if (parsed.help) {
+        console.log(DAEMON_USAGE);
+        return 0;
+      }
+      const { config, warnings } = await loadConfig(await configPathOf(parsed), parsed.overrides);
+      setLogLevel(config.debug.level);
+      setLogFormat(config.debug.format as "text" | "json");
+      for (const w of warnings) log.warn(w);
+      daemon = await startDaemon(config);
+      // What loading and starting left free in malloc's arenas goes back to
+      // the kernel (~18 MB on a start without Deno's caches), and so, every
+      // TRIM_MS, does what requests left there (~4 MB after an image import),
+      // after collecting their dead buffers (memoryTidier): glibc keeps freed
+      // memory resident; Go's runtime returns it by itself.
+      const { releaseFreeMemory } = await import("../../ffi/mod.ts");
+      releaseFreeMemory();
+      trimmer = setInterval(memoryTidier(releaseFreeMemory), TRIM_MS);
+      Deno.unrefTimer(trimmer);
+    } catch (err) {
+      log.error("berth daemon failed to start", {
+        error: err instanceof Error ? err.message : String(err),
+      });
+      return 1;
     }
-    const { config, warnings } = await loadConfig(await configPathOf(parsed), parsed.overrides);
-    setLogLevel(config.debug.level);
-    setLogFormat(config.debug.format as "text" | "json");
-    for (const w of warnings) log.warn(w);
-    daemon = await startDaemon(config);
-    // What loading and starting left free in malloc's arenas goes back to
-    // the kernel (~18 MB on a start without Deno's caches), and so, every
-    // TRIM_MS, does what requests left there (~4 MB after an image import),
-    // after collecting their dead buffers (memoryTidier): glibc keeps freed
-    // memory resident; Go's runtime returns it by itself.
-    const { releaseFreeMemory } = await import("../../ffi/mod.ts");
-    releaseFreeMemory();
-    const timer = setInterval(memoryTidier(releaseFreeMemory), TRIM_MS);
-    Deno.unrefTimer(timer);
-    trimmer = timer;
-  } catch (err) {
-    log.error("berth daemon failed to start", {
-      error: err instanceof Error ? err.message : String(err),
-    });
-    removeHandlers();
-    return 1;
+    if (signals > 0) stopDaemon();
+    await stopped;
+    return 0;
+  } finally {
+    clearInterval(trimmer);
+    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
   }
-  if (signals > 0) stopDaemon();
-  await stopped;
-  clearInterval(trimmer);
-  removeHandlers();
-  return 0;
 }

@@ -790,10 +790,6 @@ export class TaskManager {
   }
 
   /**
-   * Lets go of every shim without touching it: shims and their containers
-   * keep running, and the next daemon reloads them. Idle shared shims stop.
-   */
-  /**
    * Shuts down the shared shims that hold no task now, without waiting out
    * their idle time: the daemon's first step when it stops, while its
    * connections are still served, so that the events such a shim still
@@ -804,6 +800,10 @@ export class TaskManager {
     await this.#pool.close();
   }
 
+  /**
+   * Lets go of every shim without touching it: shims and their containers
+   * keep running, and the next daemon reloads them. Idle shared shims stop.
+   */
   async close(): Promise<void> {
     await this.#pool.close();
     this.#closing = true;

@@ -189,8 +189,7 @@ export class Server {
    * is left. Resolves when everything is closed.
    */
   async shutdown(opts: ShutdownOptions = {}): Promise<void> {
-    this.#closing = true;
-    this.#closeListeners();
+    this.stopAccepting();
     if (this.#conns.size > 0) {
       const allClosed = new Promise<void>((r) => this.#allClosed.push(r));
       for (const c of this.#conns) c.closeWhenIdle();
@@ -212,8 +211,7 @@ export class Server {
 
   /** Closes the listeners and every connection now; in-flight calls are abandoned. */
   async close(): Promise<void> {
-    this.#closing = true;
-    this.#closeListeners();
+    this.stopAccepting();
     this.#closeConnections();
     await Promise.all(this.#serving);
   }
