@@ -13,6 +13,7 @@ import { readRootfsFile, resolveUser } from "./user.ts";
 import { ociSeccomp, seccompChoice } from "./seccomp.ts";
 import { LinuxContainerSecurityContextSchema } from "../gen/k8s/cri/runtime/v1/api_pb.ts";
 import { decodeRunStatus, encodeRunStatus, Index, newRunStatus } from "./store.ts";
+import { ContainerIO } from "./io.ts";
 
 Deno.test("cri config: containerd's defaults, and the section's keys", () => {
   const d = criConfig({});
@@ -61,6 +62,30 @@ Deno.test("cri logs: RFC3339Nano as Go writes it, and records split at newlines 
   assert.deepEqual(text(s.flush()), []);
   const long = s.push(enc("x".repeat(MAX_RECORD + 10) + "\n"));
   assert.deepEqual(long.map((r) => [r.partial, r.text.length]), [[true, MAX_RECORD], [false, 10]]);
+});
+
+Deno.test("cri io: output written just before the stop reaches the log and an attached tap", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const io = await ContainerIO.open({
+      dir: `${dir}/io`,
+      logPath: `${dir}/c.log`,
+      tty: false,
+      stdin: false,
+    });
+    let tapped = "";
+    io.attach((_, chunk) => tapped += new TextDecoder().decode(chunk));
+    // As a shim does: write, close, and the exit is reported at once.
+    const w = await Deno.open(io.paths.stdout, { write: true });
+    await w.write(new TextEncoder().encode("last words\n"));
+    w.close();
+    await io.stop();
+    assert.equal(tapped, "last words\n");
+    assert.match(await Deno.readTextFile(`${dir}/c.log`), / stdout F last words\n$/);
+    await io.closed;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("cri spec: command and args as the kubelet means them", () => {

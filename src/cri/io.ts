@@ -94,6 +94,14 @@ export class ContainerIO {
     this.#stdinFd = undefined;
   }
 
+  /**
+   * Settles once the output copies have ended: after {@link stop}, with
+   * what was buffered drained and handed to the taps.
+   */
+  get closed(): Promise<void> {
+    return this.#done;
+  }
+
   /** Stops the copies (draining what is buffered) and closes the stdin end; the fifos stay. */
   async stop(): Promise<void> {
     this.#stop.abort();
@@ -101,7 +109,8 @@ export class ContainerIO {
       close(this.#stdinFd);
       this.#stdinFd = undefined;
     }
-    this.#taps.clear();
+    // The taps stay through the drain: an attach gets the output written just before the exit.
     await this.#done;
+    this.#taps.clear();
   }
 }

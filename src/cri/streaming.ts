@@ -124,7 +124,11 @@ export function streamingRuntime(target: StreamTarget): StreamingRuntime {
       });
       try {
         forwardResize(t, "", io);
-        const ends: Promise<unknown>[] = [t.task.wait({ id: t.id }).catch(() => {})];
+        // After the exit, the attach ends only once the output is drained (the
+        // daemon stops the copy on the exit): output written just before it still comes.
+        const ends: Promise<unknown>[] = [
+          t.task.wait({ id: t.id }).then(() => cio.closed).catch(() => {}),
+        ];
         if (io.stdin) {
           if (!cio.hasStdin) {
             throw failedPrecondition(
