@@ -197,6 +197,8 @@ interface Tally {
   exitsDown: number;
   cutMadeContainer: number;
   peerCreatedButRunning: number;
+  /** Cut execs whose runc pid-file temporary containerd's shim left behind. */
+  peerStalePidFile: number;
 }
 
 /** One round's cast, and the requests it puts in flight. */
@@ -209,6 +211,11 @@ interface Round {
   deleted: string[];
   /** Running containers that get an exec in flight. */
   execIn: string[];
+  /**
+   * The round's exec id, new each round as clients' are: a cut exec may
+   * leave its id unusable in containerd's shim (see {@link finishCut}).
+   */
+  execId: string;
   /** Created, not started, tasks: started by a request in flight. */
   unstarted: string[];
   ops: Op[];
@@ -253,6 +260,7 @@ async function castRound(
     victims: shuffled.slice(0, 2),
     deleted,
     execIn: shuffled.slice(4, 7),
+    execId: `x${n}`,
     unstarted,
     ops: [],
   };
@@ -288,9 +296,9 @@ function putInFlight(
   }
   for (const id of r.execIn) {
     r.ops.push(track({ kind: "exec", id }, async () => {
-      await startExec(w, id, "x", ["sh", "-c", "exit 3"]);
-      assert.equal((await w.tasks.wait({ containerId: id, execId: "x" })).exitStatus, 3);
-      await w.tasks.deleteProcess({ containerId: id, execId: "x" });
+      await startExec(w, id, r.execId, ["sh", "-c", "exit 3"]);
+      assert.equal((await w.tasks.wait({ containerId: id, execId: r.execId })).exitStatus, 3);
+      await w.tasks.deleteProcess({ containerId: id, execId: r.execId });
     }));
   }
   for (const id of r.deleted) r.ops.push(track({ kind: "delete", id }, () => removeAll(w, id)));
@@ -491,7 +499,8 @@ async function finishCut(
         running.set(o.id, (await w.tasks.get({ containerId: o.id })).process!.pid);
       }
     } else if (o.kind === "exec") {
-      const x = await w.tasks.get({ containerId: o.id, execId: "x" }).then(
+      const execId = r.execId;
+      const x = await w.tasks.get({ containerId: o.id, execId }).then(
         (res) => res.process,
         (err) => {
           if (isCode(err, Code.NotFound)) return undefined;
@@ -501,12 +510,19 @@ async function finishCut(
       if (x !== undefined) {
         if (x.status !== Status.CREATED) {
           assert.equal(
-            (await w.tasks.wait({ containerId: o.id, execId: "x" })).exitStatus,
+            (await w.tasks.wait({ containerId: o.id, execId })).exitStatus,
             3,
             `${o.id}'s exec exit status`,
           );
         }
-        await w.tasks.deleteProcess({ containerId: o.id, execId: "x" });
+        await w.tasks.deleteProcess({ containerId: o.id, execId });
+      }
+      // containerd's shim kills a `runc exec` whose caller went away; cut between
+      // runc's exclusive create of the pid file's temporary and its rename, the
+      // temporary stays and every later exec of that id fails "file exists".
+      if (entries(`${w.bundles}/${o.id}`).includes(`.${execId}.pid`)) {
+        assert.equal(r.runtime, "io.containerd.runc.v2", `${o.id}: .${execId}.pid left`);
+        tally.peerStalePidFile++;
       }
     } else if (o.kind === "delete") {
       await removeAll(w, o.id);
@@ -567,9 +583,13 @@ async function checkNothingHalfMade(w: World, r: Round, imageRef: string): Promi
 function summary(runtime: string, seed: number, t: Tally): string {
   const sorted = [...t.serveMs].sort((a, b) => a - b);
   const within = t.serveMs.filter((ms) => ms <= 1000).length;
-  const peer = t.peerCreatedButRunning > 0
-    ? ` (but ${t.peerCreatedButRunning} that containerd's shim said CREATED while they ran: its runc start was cut)`
-    : "";
+  const peer =
+    (t.peerCreatedButRunning > 0
+      ? ` (but ${t.peerCreatedButRunning} that containerd's shim said CREATED while they ran: its runc start was cut)`
+      : "") +
+    (t.peerStalePidFile > 0
+      ? `; ${t.peerStalePidFile} cut execs whose runc pid-file temporary containerd's shim left`
+      : "");
   return `crash restarts (${runtime}): ${ROUNDS} SIGKILLs with ${RUNNING} running and ${
     t.cut + t.whole
   } requests in flight (${t.cut} cut, ${t.cutMadeContainer} of the cut creates after their container record; ${t.whole} whole), seed ${seed}: ${t.exitsDown} of ${t.exitsDown} exits while down in tasks ls and as events; every task's state true${peer}; 0 half-made containers, snapshots, leases, ingests or blobs; serving after ${
@@ -599,6 +619,7 @@ for (
       exitsDown: 0,
       cutMadeContainer: 0,
       peerCreatedButRunning: 0,
+      peerStalePidFile: 0,
     };
     try {
       await withWorld(
