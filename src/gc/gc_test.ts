@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ContentStore, digestOf } from "../content/mod.ts";
-import { type Metadata, openMetadata } from "../metadata/mod.ts";
+import { Code, isCode } from "../errdefs/mod.ts";
+import { type Metadata, NamespacedContent, openMetadata } from "../metadata/mod.ts";
 import { openSnapshotter, type Snapshotter } from "../snapshots/mod.ts";
 import { GarbageCollector, labelRefs, mark, type Node, nodeId } from "./mod.ts";
 
@@ -125,6 +126,38 @@ Deno.test("gc: deleting an image frees its blobs unless a lease or label keeps t
     await w.gc.collect();
     assert.equal(await w.blobExists(leased), false);
     assert.ok(await w.blobExists(rooted));
+  }));
+
+Deno.test("gc: a writer or a commit that finds its blob there already keeps it for its own lease", () =>
+  withWorld(async (w) => {
+    const nc = new NamespacedContent(w.content, w.md);
+    const exists = (e: unknown) => isCode(e, Code.AlreadyExists);
+    // What a failed import leaves: a blob nothing references once its lease went.
+    const found = await w.blob("default", "found");
+    w.md.leases.create("default", "again");
+    await assert.rejects(nc.writer("default", "r0", { expected: found, lease: "again" }), exists);
+
+    // Two writers of the same bytes: the second commit finds the first's blob.
+    const text = "raced";
+    const raced = digestOf(text);
+    w.md.leases.create("default", "first");
+    w.md.leases.create("default", "second");
+    const a = await nc.writer("default", "ra", { lease: "first" });
+    const b = await nc.writer("default", "rb", { lease: "second" });
+    for (const x of [a, b]) await x.write(new TextEncoder().encode(text));
+    assert.equal(await a.commit(text.length, raced), raced);
+    await assert.rejects(b.commit(text.length, raced), exists);
+    assert.deepEqual(await nc.listStatuses("default"), [], "no ingest left behind");
+
+    w.md.leases.delete("default", "first");
+    await w.gc.collect();
+    assert.ok(await w.blobExists(found), "the writer's lease holds the blob it found");
+    assert.ok(await w.blobExists(raced), "the losing commit's lease holds the winner's blob");
+    w.md.leases.delete("default", "again");
+    w.md.leases.delete("default", "second");
+    await w.gc.collect();
+    assert.equal(await w.blobExists(found), false);
+    assert.equal(await w.blobExists(raced), false);
   }));
 
 Deno.test("gc: shared blobs stay while any namespace holds them; leases expire; flat leases hold only themselves", () =>

@@ -39,14 +39,11 @@ function labelPaths(labels: Record<string, string>): string[] {
  * what is written (the Diff service uses this for the caller's lease).
  */
 export function localContent(
-  s: Pick<LocalStores, "content" | "md">,
+  s: Pick<LocalStores, "content">,
   ns: string,
   lease?: string,
 ): ContentAccess {
-  const { content, md } = s;
-  const hold = (digest: string) => {
-    if (lease) md.leases.addResource(ns, lease, { type: "content", id: digest });
-  };
+  const { content } = s;
   const setLabels = (digest: string, labels: Record<string, string>) => {
     if (Object.keys(labels).length > 0) content.update(ns, digest, labels, labelPaths(labels));
     return Promise.resolve();
@@ -55,13 +52,12 @@ export function localContent(
     info: (digest) => Promise.resolve().then(() => content.info(ns, digest)),
     read: (digest, offset = 0) => content.read(ns, digest, offset),
     async writer(ref, opts = {}) {
-      let w;
-      try {
-        w = await content.writer(ns, ref, { total: opts.total, expected: opts.expected, lease });
-      } catch (err) {
-        if (isCode(err, Code.AlreadyExists) && opts.expected) hold(opts.expected);
-        throw err;
-      }
+      // A blob the namespace holds already is AlreadyExists, and in the lease from then on.
+      const w = await content.writer(ns, ref, {
+        total: opts.total,
+        expected: opts.expected,
+        lease,
+      });
       const bw: BlobWriter = {
         get offset() {
           return w.status().offset;
@@ -73,10 +69,9 @@ export function localContent(
             return await w.commit(size, expected, labels);
           } catch (err) {
             if (!isCode(err, Code.AlreadyExists)) throw err;
-            // This namespace had it already (another import won the race).
+            // This namespace had it already (another import won the race); the
+            // commit put it in the lease and removed the ingest.
             const digest = w.digest();
-            hold(digest);
-            await content.abort(ns, ref).catch(() => {}); // drop the leftover ingest record
             await setLabels(digest, labels);
             return digest;
           }

@@ -128,6 +128,23 @@ export class ContentMetadataStore {
     });
   }
 
+  /**
+   * When `namespace` holds `digest`, adds it to `lease` too and returns true:
+   * a writer that finds its blob there already keeps it from a collection
+   * for the rest of its lease, as containerd's does.
+   */
+  holdIfPresent(namespace: string, digest: string, lease: string | undefined): boolean {
+    return this.m.tx(() => {
+      if (
+        !this.m.get("SELECT 1 FROM content WHERE namespace = ? AND digest = ?", namespace, digest)
+      ) {
+        return false;
+      }
+      holdInLease(this.m, namespace, lease, "content", digest);
+      return true;
+    });
+  }
+
   /** The record of `digest` in `namespace`; NotFound if the namespace does not hold it. */
   info(namespace: string, digest: string): ContentRecord {
     return this.rows.get(namespace, digest);

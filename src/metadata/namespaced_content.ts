@@ -81,18 +81,22 @@ export class NamespacedWriter {
         if (!isCode(err, Code.AlreadyExists)) throw err;
         digest = this.backend.digest(); // the bytes are there, written by someone else
       }
-      md.db.tx(() => {
+      const held = md.db.tx(() => {
         md.content.removeIngest(this.namespace, this.ref);
         // As containerd does: the lease now holds the blob, no longer the ingest.
         if (this.lease) {
           md.leases.deleteResource(this.namespace, this.lease, { type: "ingests", id: this.ref });
         }
+        if (md.content.holdIfPresent(this.namespace, digest, this.lease)) return true;
         md.content.add(
           this.namespace,
           { digest, size: size > 0 ? size : this.backend.status().offset, labels },
           { lease: this.lease },
         );
+        return false;
       });
+      // The ingest is gone either way; the namespace's blob is the one it made.
+      if (held) throw alreadyExists(`content ${digest}`);
       return digest;
     });
   }
@@ -111,6 +115,11 @@ export class NamespacedContent {
   /** The namespace's record of `digest`; NotFound unless the namespace holds it. */
   info(namespace: string, digest: string): ContentRecord {
     return this.md.content.info(namespace, digest);
+  }
+
+  /** True, with `digest` added to `lease`, when the namespace holds it already. */
+  holdIfPresent(namespace: string, digest: string, lease: string | undefined): boolean {
+    return this.md.content.holdIfPresent(namespace, digest, lease);
   }
 
   /** Changes labels (field paths "labels", "labels.<k>"; none: replace all). */
@@ -190,11 +199,8 @@ export class NamespacedContent {
   ): Promise<NamespacedWriter> {
     const expected = opts.expected || undefined;
     if (expected !== undefined) {
-      try {
-        this.md.content.info(namespace, expected);
+      if (this.holdIfPresent(namespace, expected, opts.lease)) {
         throw alreadyExists(`content ${expected}`);
-      } catch (err) {
-        if (!isCode(err, Code.NotFound)) throw err;
       }
       const shared = await this.md.db.gcLock.run(async () => {
         let size: number;

@@ -154,12 +154,7 @@ async function* writeStream(
       if (req.expected !== "") {
         checkDigest(req.expected);
         expected = req.expected;
-        let held = false;
-        try {
-          content.info(ns, expected);
-          held = true;
-        } catch { /* not in this namespace: go on */ }
-        if (held) {
+        if (content.holdIfPresent(ns, expected, lease)) {
           await w.close();
           await content.abort(ns, req.ref).catch(() => {});
           throw alreadyExists(`blob with expected digest ${expected}`);

@@ -28,7 +28,7 @@ function mountsFromProto(ms: MountProto[]): Mount[] {
 /** The Diff service over `content` (blobs with their namespaced records). */
 export function diffService(content: NamespacedContent): RPCService {
   const differFor = (ctx: Pick<CallContext, "metadata">) =>
-    localDiffer(localContent({ content, md: content.md }, namespaceRequired(ctx), leaseOf(ctx)));
+    localDiffer(localContent({ content }, namespaceRequired(ctx), leaseOf(ctx)));
   return rpcService(Diff, {
     apply: async (req, ctx) => {
       const desc = descriptorFromProto(req.diff);
