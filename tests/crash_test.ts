@@ -199,6 +199,8 @@ interface Tally {
   peerCreatedButRunning: number;
   /** Cut execs whose runc pid-file temporary containerd's shim left behind. */
   peerStalePidFile: number;
+  /** Cut creates whose task containerd's shim left STOPPED. */
+  peerCreateStopped: number;
 }
 
 /** One round's cast, and the requests it puts in flight. */
@@ -476,7 +478,16 @@ async function finishCut(
       if (startedUnseen.has(o.id)) {
         await removeAll(w, o.id);
       } else if (c !== undefined) {
-        const t = tasks.get(o.id);
+        let t = tasks.get(o.id);
+        if (t?.status === Status.STOPPED) {
+          // containerd's shim kills a `runc create` whose caller went away; cut
+          // late, the task is made but its init went with runc. A client deletes
+          // and creates it again; berth's shim lets runc finish.
+          assert.equal(r.runtime, "io.containerd.runc.v2", `${o.id}: STOPPED after a cut create`);
+          tally.peerCreateStopped++;
+          await w.tasks.delete({ containerId: o.id });
+          t = undefined;
+        }
         if (t === undefined) await w.tasks.create({ containerId: o.id });
         await w.rememberShim(o.id);
         if (t === undefined || t.status === Status.CREATED) {
@@ -589,6 +600,9 @@ function summary(runtime: string, seed: number, t: Tally): string {
       : "") +
     (t.peerStalePidFile > 0
       ? `; ${t.peerStalePidFile} cut execs whose runc pid-file temporary containerd's shim left`
+      : "") +
+    (t.peerCreateStopped > 0
+      ? `; ${t.peerCreateStopped} cut creates whose task containerd's shim left STOPPED`
       : "");
   return `crash restarts (${runtime}): ${ROUNDS} SIGKILLs with ${RUNNING} running and ${
     t.cut + t.whole
@@ -620,6 +634,7 @@ for (
       cutMadeContainer: 0,
       peerCreatedButRunning: 0,
       peerStalePidFile: 0,
+      peerCreateStopped: 0,
     };
     try {
       await withWorld(
